@@ -1,0 +1,361 @@
+#include "engine/io/movie.h"
+
+#include <hdf5.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <regex>
+#include <vector>
+
+#include "engine/io/h5.h"
+#include "engine/io/tiff_reader.h"
+
+namespace rtnmf::io {
+
+const char* pixel_type_name(PixelType t) {
+  switch (t) {
+    case PixelType::kUint8: return "uint8";
+    case PixelType::kUint16: return "uint16";
+    case PixelType::kInt16: return "int16";
+    case PixelType::kUint32: return "uint32";
+    case PixelType::kInt32: return "int32";
+    case PixelType::kFloat32: return "float32";
+    case PixelType::kFloat64: return "float64";
+  }
+  return "?";
+}
+
+PixelType parse_pixel_type(const std::string& name) {
+  for (PixelType t : {PixelType::kUint8, PixelType::kUint16, PixelType::kInt16, PixelType::kUint32,
+                      PixelType::kInt32, PixelType::kFloat32, PixelType::kFloat64}) {
+    if (name == pixel_type_name(t)) return t;
+  }
+  if (name == "float") return PixelType::kFloat32;
+  if (name == "double") return PixelType::kFloat64;
+  throw std::invalid_argument("unknown dtype '" + name +
+                              "' (uint8, uint16, int16, uint32, int32, float32, float64)");
+}
+
+std::size_t pixel_type_bytes(PixelType t) {
+  switch (t) {
+    case PixelType::kUint8: return 1;
+    case PixelType::kUint16:
+    case PixelType::kInt16: return 2;
+    case PixelType::kUint32:
+    case PixelType::kInt32:
+    case PixelType::kFloat32: return 4;
+    case PixelType::kFloat64: return 8;
+  }
+  return 0;
+}
+
+bool MovieReader::read_next(float* out) {
+  if (info_.frames >= 0 && next_ >= info_.frames) {
+    if (damaged_at_ >= 0 && next_ >= damaged_at_) throw MovieError(damage_message_, damaged_at_);
+    return false;
+  }
+  read_frame(next_, out);
+  ++next_;
+  return true;
+}
+
+namespace detail {
+
+namespace {
+template <typename T>
+void convert(const void* src, std::size_t n, bool swap, float* out) {
+  const unsigned char* p = static_cast<const unsigned char*>(src);
+  for (std::size_t i = 0; i < n; ++i) {
+    unsigned char b[sizeof(T)];
+    std::memcpy(b, p + i * sizeof(T), sizeof(T));
+    if (swap) std::reverse(b, b + sizeof(T));
+    T v;
+    std::memcpy(&v, b, sizeof(T));
+    out[i] = static_cast<float>(v);
+  }
+}
+}  // namespace
+
+void convert_to_float(PixelType t, const void* src, std::size_t n, bool swap, float* out) {
+  switch (t) {
+    case PixelType::kUint8: convert<std::uint8_t>(src, n, false, out); break;
+    case PixelType::kUint16: convert<std::uint16_t>(src, n, swap, out); break;
+    case PixelType::kInt16: convert<std::int16_t>(src, n, swap, out); break;
+    case PixelType::kUint32: convert<std::uint32_t>(src, n, swap, out); break;
+    case PixelType::kInt32: convert<std::int32_t>(src, n, swap, out); break;
+    case PixelType::kFloat32: convert<float>(src, n, swap, out); break;
+    case PixelType::kFloat64: convert<double>(src, n, swap, out); break;
+  }
+}
+
+double frame_rate_from_text(const std::string& text) {
+  static const std::regex si(R"(scanFrameRate\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))");
+  static const std::regex fint(R"((?:^|\n)finterval=([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))");
+  static const std::regex fps(R"((?:^|\n)fps=([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))");
+  std::smatch m;
+  if (std::regex_search(text, m, si)) return std::stod(m[1]);
+  if (std::regex_search(text, m, fps)) return std::stod(m[1]);
+  if (std::regex_search(text, m, fint)) {
+    double dt = std::stod(m[1]);
+    return dt > 0 ? 1.0 / dt : 0.0;
+  }
+  return 0.0;
+}
+
+}  // namespace detail
+
+namespace {
+
+bool ends_with(const std::string& s, const char* suffix) {
+  const std::size_t n = std::strlen(suffix);
+  if (s.size() < n) return false;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[s.size() - n + i])) != suffix[i]) return false;
+  }
+  return true;
+}
+
+class RawMovie final : public MovieReader {
+ public:
+  RawMovie(const std::string& path, const MovieOptions& o) {
+    info_.path = path;
+    info_.format = MovieFormat::kRaw;
+    info_.description = "raw";
+    info_.height = o.raw_height;
+    info_.width = o.raw_width;
+    try {
+      info_.dtype = parse_pixel_type(o.raw_dtype);
+    } catch (const std::invalid_argument& e) {
+      throw MovieError(path + ": " + e.what());
+    }
+    if (info_.height == 0 || info_.width == 0) {
+      throw MovieError(path + ": raw movies need a frame shape (height and width)");
+    }
+    info_.frame_rate_hz = o.frame_rate_hz;
+    header_ = o.raw_header_bytes;
+    swap_ = o.raw_big_endian;
+    if (swap_ && pixel_type_bytes(info_.dtype) == 1) swap_ = false;
+    file_ = std::fopen(path.c_str(), "rb");
+    if (!file_) throw MovieError(path + ": cannot open: " + std::strerror(errno));
+    struct stat st {};
+    if (fstat(fileno(file_), &st) != 0) throw MovieError(path + ": cannot stat");
+    frame_bytes_ = static_cast<std::uint64_t>(info_.height) * info_.width *
+                   pixel_type_bytes(info_.dtype);
+    const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+    if (size < header_) throw MovieError(path + ": shorter than its header");
+    info_.frames = static_cast<std::int64_t>((size - header_) / frame_bytes_);
+    const std::uint64_t rest = (size - header_) % frame_bytes_;
+    if (rest != 0) {
+      damaged_at_ = info_.frames;
+      damage_message_ = path + ": frame " + std::to_string(damaged_at_) +
+                        ": truncated (file ends after " + std::to_string(rest) + " of " +
+                        std::to_string(frame_bytes_) + " bytes)";
+    }
+    scratch_.resize(frame_bytes_);
+  }
+  ~RawMovie() override {
+    if (file_) std::fclose(file_);
+  }
+
+  void read_frame(std::int64_t index, float* out) override {
+    if (index < 0 || index >= info_.frames) {
+      if (damaged_at_ >= 0 && index == damaged_at_) throw MovieError(damage_message_, index);
+      throw MovieError(info_.path + ": frame " + std::to_string(index) + " out of range (" +
+                           std::to_string(info_.frames) + " frames)",
+                       index);
+    }
+    const std::uint64_t off = header_ + static_cast<std::uint64_t>(index) * frame_bytes_;
+    if (fseeko(file_, static_cast<off_t>(off), SEEK_SET) != 0 ||
+        std::fread(scratch_.data(), 1, frame_bytes_, file_) != frame_bytes_) {
+      throw MovieError(info_.path + ": frame " + std::to_string(index) + ": read failed", index);
+    }
+    detail::convert_to_float(info_.dtype, scratch_.data(),
+                             static_cast<std::size_t>(info_.height) * info_.width, swap_, out);
+  }
+
+ private:
+  std::FILE* file_ = nullptr;
+  std::uint64_t header_ = 0, frame_bytes_ = 0;
+  bool swap_ = false;
+  std::vector<char> scratch_;
+};
+
+class Hdf5Movie final : public MovieReader {
+ public:
+  Hdf5Movie(const std::string& path, std::string dataset, const MovieOptions& o)
+      : file_(open_file(path)) {
+    info_.path = path;
+    info_.format = MovieFormat::kHdf5;
+    if (dataset.empty()) dataset = find_single_3d(path);
+    dataset_ = dataset;
+    h5::Dims d;
+    try {
+      d = file_.dims(dataset);
+    } catch (const std::exception& e) {
+      throw MovieError(e.what());
+    }
+    if (d.size() != 3) {
+      throw MovieError(file_.where(dataset) + ": expected a 3-d movie (T x H x W or H x W x T), found " +
+                       std::to_string(d.size()) + " dimensions");
+    }
+    dims_ = d;
+    std::string order = o.hdf5_order;
+    if (order == "auto") order = detect_order(d);
+    if (order == "thw") {
+      hwt_ = false;
+      info_.frames = static_cast<std::int64_t>(d[0]);
+      info_.height = static_cast<std::uint32_t>(d[1]);
+      info_.width = static_cast<std::uint32_t>(d[2]);
+      info_.description = "HDF5 T x H x W";
+    } else if (order == "hwt") {
+      hwt_ = true;
+      info_.frames = static_cast<std::int64_t>(d[2]);
+      info_.height = static_cast<std::uint32_t>(d[0]);
+      info_.width = static_cast<std::uint32_t>(d[1]);
+      info_.description = "HDF5 H x W x T";
+    } else {
+      throw MovieError(path + ": hdf5 order '" + o.hdf5_order + "' (auto, thw or hwt)");
+    }
+    info_.dtype = stored_type();
+    if (file_.has_attr(dataset, "frame_rate")) info_.frame_rate_hz = file_.attr_double(dataset, "frame_rate");
+    else if (file_.has_attr("/", "frame_rate")) info_.frame_rate_hz = file_.attr_double("/", "frame_rate");
+    else if (file_.has_attr("/", "fr")) info_.frame_rate_hz = file_.attr_double("/", "fr");
+    if (o.frame_rate_hz > 0) info_.frame_rate_hz = o.frame_rate_hz;
+  }
+
+  void read_frame(std::int64_t index, float* out) override {
+    if (index < 0 || index >= info_.frames) {
+      throw MovieError(info_.path + ": frame " + std::to_string(index) + " out of range (" +
+                           std::to_string(info_.frames) + " frames)",
+                       index);
+    }
+    const std::uint64_t t = static_cast<std::uint64_t>(index);
+    try {
+      if (hwt_) {
+        // An H x W x 1 slab is already row-major H x W.
+        file_.read_slab<float>(dataset_, {0, 0, t}, {dims_[0], dims_[1], 1}, out);
+      } else {
+        file_.read_slab<float>(dataset_, {t, 0, 0}, {1, dims_[1], dims_[2]}, out);
+      }
+    } catch (const std::exception& e) {
+      throw MovieError(info_.path + ": frame " + std::to_string(index) + ": " + e.what(), index);
+    }
+  }
+
+ private:
+  static h5::File open_file(const std::string& path) {
+    try {
+      return h5::File::open(path);
+    } catch (const std::exception& e) {
+      throw MovieError(e.what());
+    }
+  }
+
+  std::string find_single_3d(const std::string& path) {
+    std::vector<std::string> found;
+    for (const std::string& name : file_.list("/")) {
+      const std::string p = "/" + name;
+      if (file_.is_dataset(p) && file_.dims(p).size() == 3) found.push_back(p);
+    }
+    if (found.size() != 1) {
+      throw MovieError(path + ": name the dataset (file.h5:/dataset); " +
+                       std::to_string(found.size()) + " 3-d datasets at the root");
+    }
+    return found[0];
+  }
+
+  // Chunk shape when it tells (chunks of one frame), else the interpretation whose image aspect
+  // ratio is closer to square (ties: T x H x W, the CaImAn/suite2p order).
+  std::string detect_order(const h5::Dims& d) {
+    h5::Handle ds = file_.open_dataset(dataset_);
+    hid_t plist = H5Dget_create_plist(ds.get());
+    if (plist >= 0) {
+      if (H5Pget_layout(plist) == H5D_CHUNKED) {
+        hsize_t c[3] = {0, 0, 0};
+        if (H5Pget_chunk(plist, 3, c) == 3) {
+          if (c[0] == 1 && c[2] > 1 && d[0] > 1) {
+            H5Pclose(plist);
+            return "thw";
+          }
+          if (c[2] == 1 && c[0] > 1 && d[2] > 1) {
+            H5Pclose(plist);
+            return "hwt";
+          }
+        }
+      }
+      H5Pclose(plist);
+    }
+    auto aspect = [](std::uint64_t a, std::uint64_t b) {
+      return static_cast<double>(std::max(a, b)) / static_cast<double>(std::max<std::uint64_t>(1, std::min(a, b)));
+    };
+    return aspect(d[0], d[1]) < aspect(d[1], d[2]) ? "hwt" : "thw";
+  }
+
+  PixelType stored_type() {
+    h5::Handle ds = file_.open_dataset(dataset_);
+    hid_t type = H5Dget_type(ds.get());
+    PixelType t = PixelType::kFloat32;
+    const H5T_class_t cls = H5Tget_class(type);
+    const std::size_t size = H5Tget_size(type);
+    if (cls == H5T_FLOAT) {
+      t = size == 8 ? PixelType::kFloat64 : PixelType::kFloat32;
+    } else if (cls == H5T_INTEGER) {
+      const bool is_signed = H5Tget_sign(type) == H5T_SGN_2;
+      if (size == 1) t = PixelType::kUint8;
+      else if (size == 2) t = is_signed ? PixelType::kInt16 : PixelType::kUint16;
+      else t = is_signed ? PixelType::kInt32 : PixelType::kUint32;
+    } else {
+      H5Tclose(type);
+      throw MovieError(file_.where(dataset_) + ": not a numeric dataset");
+    }
+    H5Tclose(type);
+    return t;
+  }
+
+  h5::File file_;
+  std::string dataset_;
+  h5::Dims dims_;
+  bool hwt_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOptions& options) {
+  std::string path = spec, dataset;
+  // "file.h5:/dataset" (a ':' followed by '/', so Windows-free POSIX paths stay intact).
+  if (std::size_t colon = spec.rfind(":/"); colon != std::string::npos && colon > 0) {
+    path = spec.substr(0, colon);
+    dataset = spec.substr(colon + 1);
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw MovieError(path + ": no such file");
+  if (!dataset.empty() || ends_with(path, ".h5") || ends_with(path, ".hdf5") ||
+      ends_with(path, ".hdf")) {
+    return std::make_unique<Hdf5Movie>(path, dataset, options);
+  }
+  if (ends_with(path, ".tif") || ends_with(path, ".tiff") || ends_with(path, ".btf") ||
+      ends_with(path, ".tf8")) {
+    return open_tiff_movie(path, options);
+  }
+  if (options.raw_height > 0 && options.raw_width > 0) {
+    return std::make_unique<RawMovie>(path, options);
+  }
+  // Sniff: TIFF magic, HDF5 signature.
+  unsigned char magic[8] = {};
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    std::size_t n = std::fread(magic, 1, sizeof magic, f);
+    std::fclose(f);
+    if (n >= 4 && ((magic[0] == 'I' && magic[1] == 'I') || (magic[0] == 'M' && magic[1] == 'M'))) {
+      return open_tiff_movie(path, options);
+    }
+    if (n == 8 && std::memcmp(magic, "\x89HDF\r\n\x1a\n", 8) == 0) {
+      return std::make_unique<Hdf5Movie>(path, dataset, options);
+    }
+  }
+  throw MovieError(path + ": unknown movie format (TIFF, HDF5 file.h5:/dataset, or raw with a "
+                          "height and width)");
+}
+
+}  // namespace rtnmf::io

@@ -1,0 +1,284 @@
+#include "engine/io/tiff_reader.h"
+
+#include <tiffio.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <regex>
+#include <vector>
+
+namespace rtnmf::io {
+namespace {
+
+// Per-file libtiff error/warning capture: the last error text goes into the message we throw.
+int capture_error(TIFF*, void* user, const char* module, const char* fmt, va_list ap) {
+  auto* out = static_cast<std::string*>(user);
+  char buf[512];
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  *out = module ? std::string(module) + ": " + buf : std::string(buf);
+  return 1;
+}
+int ignore_warning(TIFF*, void*, const char*, const char*, va_list) { return 1; }
+
+std::string tag_string(TIFF* tif, ttag_t tag) {
+  char* s = nullptr;
+  if (TIFFGetField(tif, tag, &s) == 1 && s) return s;
+  return {};
+}
+
+std::uint32_t int_after(const std::string& text, const char* key, std::uint32_t def) {
+  std::size_t p = text.find(key);
+  if (p == std::string::npos) return def;
+  p += std::strlen(key);
+  char* end = nullptr;
+  long v = std::strtol(text.c_str() + p, &end, 10);
+  return end != text.c_str() + p && v > 0 ? static_cast<std::uint32_t>(v) : def;
+}
+
+// ScanImage: "SI.hChannels.channelSave = [1;2]" (or "= 1"). Returns the number of saved channels.
+std::uint32_t scanimage_channels(const std::string& text) {
+  static const std::regex re(R"(channelSave\s*=\s*(\[[^\]]*\]|\d+))");
+  std::smatch m;
+  if (!std::regex_search(text, m, re)) return 1;
+  std::string v = m[1];
+  std::uint32_t n = 0;
+  bool in_digit = false;
+  for (char c : v) {
+    bool d = c >= '0' && c <= '9';
+    if (d && !in_digit) ++n;
+    in_digit = d;
+  }
+  return n == 0 ? 1 : n;
+}
+
+class TiffMovie final : public MovieReader {
+ public:
+  TiffMovie(const std::string& path, const MovieOptions& options) {
+    info_.path = path;
+    info_.format = MovieFormat::kTiff;
+    TIFFOpenOptions* oo = TIFFOpenOptionsAlloc();
+    TIFFOpenOptionsSetErrorHandlerExtR(oo, &capture_error, &last_error_);
+    TIFFOpenOptionsSetWarningHandlerExtR(oo, &ignore_warning, nullptr);
+    // "m": no memory mapping, so a file truncated under us is a read error, not SIGBUS.
+    tif_ = TIFFOpenExt(path.c_str(), "rm", oo);
+    TIFFOpenOptionsFree(oo);
+    if (!tif_) {
+      throw MovieError(path + ": cannot open as TIFF" +
+                       (last_error_.empty() ? std::string() : ": " + last_error_));
+    }
+    read_layout(path);
+    const std::string desc = tag_string(tif_, TIFFTAG_IMAGEDESCRIPTION);
+    const std::string software = tag_string(tif_, TIFFTAG_SOFTWARE);
+    const std::string text = desc + "\n" + software;
+    const bool is_imagej = desc.rfind("ImageJ=", 0) == 0;
+    const bool is_scanimage = text.find("SI.") != std::string::npos ||
+                              text.find("scanimage") != std::string::npos ||
+                              text.find("ScanImage") != std::string::npos;
+    info_.description = TIFFIsBigEndian(tif_) ? "TIFF (big-endian)" : "TIFF";
+    if (TIFFIsBigTIFF(tif_)) info_.description = "BigTIFF";
+    if (is_imagej) info_.description += ", ImageJ";
+    if (is_scanimage) info_.description += ", ScanImage";
+    info_.frame_rate_hz = detail::frame_rate_from_text(text);
+
+    // Walk the directory chain, remembering each page's offset for random access.
+    for (;;) {
+      page_offsets_.push_back(TIFFCurrentDirOffset(tif_));
+      if (TIFFLastDirectory(tif_)) break;
+      last_error_.clear();
+      if (!TIFFReadDirectory(tif_)) {
+        chain_broken_ = true;
+        chain_error_ = last_error_.empty() ? "directory chain points past the end of the file"
+                                           : last_error_;
+        break;
+      }
+    }
+    std::uint64_t pages = page_offsets_.size();
+    if (is_imagej) {
+      channels_ = int_after(desc, "channels=", 1);
+      const std::uint32_t images = int_after(desc, "images=", 1);
+      // ImageJ stacks over 4 GB: one IFD, the other images follow contiguously.
+      if (pages == 1 && images > 1 && !chain_broken_) {
+        contiguous_ = true;
+        pages = images;
+      }
+    } else if (is_scanimage) {
+      channels_ = scanimage_channels(text);
+    }
+    if (channels_ == 0) channels_ = 1;
+    if (options.channel >= channels_) {
+      throw MovieError(path + ": channel " + std::to_string(options.channel) +
+                       " requested but the file has " + std::to_string(channels_));
+    }
+    channel_ = options.channel;
+    info_.frames = static_cast<std::int64_t>(pages / channels_);
+    if (chain_broken_) {
+      // The first frame whose page could not be reached is damaged.
+      damaged_at_ = info_.frames;
+      damage_message_ = path + ": frame " + std::to_string(damaged_at_) + ": " + chain_error_;
+    }
+    if (contiguous_) setup_contiguous(path);
+    if (options.frame_rate_hz > 0) info_.frame_rate_hz = options.frame_rate_hz;
+    if (info_.frames == 0) throw MovieError(path + ": no frames");
+  }
+
+  ~TiffMovie() override {
+    if (raw_file_) std::fclose(raw_file_);
+    if (tif_) TIFFClose(tif_);
+  }
+
+  void read_frame(std::int64_t index, float* out) override {
+    if (index < 0 || index >= info_.frames) {
+      if (damaged_at_ >= 0 && index >= damaged_at_) {
+        throw MovieError(info_.path + ": frame " + std::to_string(index) + ": " + chain_error_,
+                         index);
+      }
+      throw MovieError(info_.path + ": frame " + std::to_string(index) + " out of range (" +
+                           std::to_string(info_.frames) + " frames)",
+                       index);
+    }
+    const std::uint64_t page = static_cast<std::uint64_t>(index) * channels_ + channel_;
+    if (contiguous_) {
+      read_contiguous(index, page, out);
+      return;
+    }
+    last_error_.clear();
+    if (!TIFFSetSubDirectory(tif_, page_offsets_[page])) fail(index, "cannot read its directory");
+    std::uint32_t w = 0, h = 0;
+    std::uint16_t bps = 0, fmt = SAMPLEFORMAT_UINT, spp = 1;
+    TIFFGetField(tif_, TIFFTAG_IMAGEWIDTH, &w);
+    TIFFGetField(tif_, TIFFTAG_IMAGELENGTH, &h);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_BITSPERSAMPLE, &bps);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLEFORMAT, &fmt);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    if (w != info_.width || h != info_.height || bps != bits_ || fmt != sample_format_ || spp != 1) {
+      fail(index, "page shape or pixel type differs from the first page (" + std::to_string(h) +
+                      "x" + std::to_string(w) + ", " + std::to_string(bps) + " bits)");
+    }
+    const std::size_t bpp = pixel_type_bytes(info_.dtype);
+    const std::size_t frame_bytes = static_cast<std::size_t>(w) * h * bpp;
+    char* buf = scratch_.data();
+    if (TIFFIsTiled(tif_)) {
+      std::uint32_t tw = 0, th = 0;
+      TIFFGetField(tif_, TIFFTAG_TILEWIDTH, &tw);
+      TIFFGetField(tif_, TIFFTAG_TILELENGTH, &th);
+      const tmsize_t tile_bytes = TIFFTileSize(tif_);
+      if (tw == 0 || th == 0 || static_cast<std::size_t>(tile_bytes) > tile_.size()) {
+        fail(index, "unsupported tile layout");
+      }
+      for (std::uint32_t y = 0; y < h; y += th) {
+        for (std::uint32_t x = 0; x < w; x += tw) {
+          const ttile_t t = TIFFComputeTile(tif_, x, y, 0, 0);
+          if (TIFFReadEncodedTile(tif_, t, tile_.data(), tile_bytes) < 0) {
+            fail(index, "truncated or unreadable tile data");
+          }
+          const std::uint32_t rows = std::min(th, h - y), cols = std::min(tw, w - x);
+          for (std::uint32_t r = 0; r < rows; ++r) {
+            std::memcpy(buf + ((static_cast<std::size_t>(y) + r) * w + x) * bpp,
+                        tile_.data() + static_cast<std::size_t>(r) * tw * bpp, cols * bpp);
+          }
+        }
+      }
+    } else {
+      const tstrip_t strips = TIFFNumberOfStrips(tif_);
+      std::size_t offset = 0;
+      for (tstrip_t s = 0; s < strips && offset < frame_bytes; ++s) {
+        const tmsize_t n = TIFFReadEncodedStrip(tif_, s, buf + offset,
+                                                static_cast<tmsize_t>(frame_bytes - offset));
+        if (n < 0) fail(index, "truncated or unreadable strip data");
+        offset += static_cast<std::size_t>(n);
+      }
+      if (offset != frame_bytes) fail(index, "truncated strip data");
+    }
+    // libtiff has already converted to native byte order.
+    detail::convert_to_float(info_.dtype, buf, static_cast<std::size_t>(w) * h, false, out);
+  }
+
+ private:
+  [[noreturn]] void fail(std::int64_t index, const std::string& what) {
+    std::string msg = info_.path + ": frame " + std::to_string(index) + ": " + what;
+    if (!last_error_.empty()) msg += " (" + last_error_ + ")";
+    throw MovieError(msg, index);
+  }
+
+  void read_layout(const std::string& path) {
+    std::uint16_t spp = 1, planar = PLANARCONFIG_CONTIG;
+    TIFFGetField(tif_, TIFFTAG_IMAGEWIDTH, &info_.width);
+    TIFFGetField(tif_, TIFFTAG_IMAGELENGTH, &info_.height);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_BITSPERSAMPLE, &bits_);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLEFORMAT, &sample_format_);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_PLANARCONFIG, &planar);
+    if (info_.width == 0 || info_.height == 0) throw MovieError(path + ": empty first page");
+    if (spp != 1) {
+      throw MovieError(path + ": " + std::to_string(spp) +
+                       " samples per pixel; only single-sample (grey) movies are supported");
+    }
+    const bool is_float = sample_format_ == SAMPLEFORMAT_IEEEFP;
+    const bool is_int = sample_format_ == SAMPLEFORMAT_INT;
+    if (is_float && bits_ == 32) info_.dtype = PixelType::kFloat32;
+    else if (is_float && bits_ == 64) info_.dtype = PixelType::kFloat64;
+    else if (!is_float && bits_ == 8 && !is_int) info_.dtype = PixelType::kUint8;
+    else if (!is_float && bits_ == 16) info_.dtype = is_int ? PixelType::kInt16 : PixelType::kUint16;
+    else if (!is_float && bits_ == 32) info_.dtype = is_int ? PixelType::kInt32 : PixelType::kUint32;
+    else {
+      throw MovieError(path + ": unsupported pixel type (" + std::to_string(bits_) +
+                       " bits, sample format " + std::to_string(sample_format_) + ")");
+    }
+    scratch_.resize(static_cast<std::size_t>(info_.width) * info_.height *
+                    pixel_type_bytes(info_.dtype));
+    if (TIFFIsTiled(tif_)) tile_.resize(static_cast<std::size_t>(TIFFTileSize(tif_)));
+  }
+
+  void setup_contiguous(const std::string& path) {
+    TIFFSetSubDirectory(tif_, page_offsets_[0]);
+    if (TIFFIsTiled(tif_)) throw MovieError(path + ": tiled ImageJ contiguous stack unsupported");
+    std::uint16_t compression = COMPRESSION_NONE;
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_COMPRESSION, &compression);
+    if (compression != COMPRESSION_NONE) {
+      throw MovieError(path + ": compressed ImageJ contiguous stack unsupported");
+    }
+    std::uint64_t* offsets = nullptr;
+    if (!TIFFGetField(tif_, TIFFTAG_STRIPOFFSETS, &offsets) || !offsets) {
+      throw MovieError(path + ": ImageJ stack without strip offsets");
+    }
+    data_offset_ = offsets[0];
+    swap_ = TIFFIsByteSwapped(tif_) != 0;
+    raw_file_ = std::fopen(path.c_str(), "rb");
+    if (!raw_file_) throw MovieError(path + ": cannot reopen for reading");
+  }
+
+  void read_contiguous(std::int64_t index, std::uint64_t page, float* out) {
+    const std::size_t n = static_cast<std::size_t>(info_.width) * info_.height;
+    const std::size_t bytes = n * pixel_type_bytes(info_.dtype);
+    if (fseeko(raw_file_, static_cast<off_t>(data_offset_ + page * bytes), SEEK_SET) != 0 ||
+        std::fread(scratch_.data(), 1, bytes, raw_file_) != bytes) {
+      throw MovieError(info_.path + ": frame " + std::to_string(index) +
+                           ": truncated (file ends inside the frame)",
+                       index);
+    }
+    detail::convert_to_float(info_.dtype, scratch_.data(), n, swap_, out);
+  }
+
+  TIFF* tif_ = nullptr;
+  std::string last_error_;
+  std::vector<std::uint64_t> page_offsets_;
+  bool chain_broken_ = false;
+  std::string chain_error_;
+  std::uint16_t bits_ = 8, sample_format_ = SAMPLEFORMAT_UINT;
+  std::uint32_t channels_ = 1, channel_ = 0;
+  std::vector<char> scratch_, tile_;
+  // ImageJ contiguous layout
+  bool contiguous_ = false, swap_ = false;
+  std::uint64_t data_offset_ = 0;
+  std::FILE* raw_file_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<MovieReader> open_tiff_movie(const std::string& path, const MovieOptions& options) {
+  return std::make_unique<TiffMovie>(path, options);
+}
+
+}  // namespace rtnmf::io
