@@ -1,0 +1,111 @@
+// Phase-correlation registration recovers known sub-pixel shifts.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "engine/dsp/registration.h"
+#include "tests/support/alloc_counter.h"
+
+namespace rtnmf::dsp {
+namespace {
+
+struct Blob {
+  float y, x, sigma, amp;
+};
+
+std::vector<Blob> random_blobs(int h, int w, int n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uy(0, static_cast<float>(h)), ux(0, static_cast<float>(w)),
+      us(1.5f, 4.0f), ua(50, 200);
+  std::vector<Blob> b;
+  for (int i = 0; i < n; ++i) b.push_back({uy(rng), ux(rng), us(rng), ua(rng)});
+  return b;
+}
+
+// The scene displaced by (dy, dx): frame(y, x) = scene(y - dy, x - dx), plus noise.
+std::vector<float> render(int h, int w, const std::vector<Blob>& blobs, float dy, float dx,
+                          float noise, std::mt19937& rng) {
+  std::vector<float> f(static_cast<std::size_t>(h) * w, 100.0f);
+  std::normal_distribution<float> nd(0, noise);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      float v = 100.0f + 20.0f * std::sin(0.02f * (static_cast<float>(y) - dy));
+      for (const Blob& b : blobs) {
+        const float ry = static_cast<float>(y) - dy - b.y, rx = static_cast<float>(x) - dx - b.x;
+        v += b.amp * std::exp(-(ry * ry + rx * rx) / (2 * b.sigma * b.sigma));
+      }
+      f[static_cast<std::size_t>(y) * w + x] = v + (noise > 0 ? nd(rng) : 0.0f);
+    }
+  return f;
+}
+
+void check_shifts(int h, int w, float noise, RegistrationOptions opts) {
+  std::mt19937 rng(7);
+  std::vector<Blob> blobs = random_blobs(h, w, h * w / 300, rng);
+  RigidRegistration reg;
+  reg.init(h, w, opts);
+  reg.set_template(render(h, w, blobs, 0, 0, 0, rng).data());
+  const float shifts[][2] = {{0, 0}, {0.3f, -1.7f}, {2.5f, 3.25f}, {-4.6f, 0.1f}, {7.8f, -6.4f},
+                             {-0.45f, 0.55f}};
+  for (const auto& s : shifts) {
+    std::vector<float> f = render(h, w, blobs, s[0], s[1], noise, rng);
+    Shift est = reg.estimate(f.data());
+    EXPECT_NEAR(est.dy, s[0], 0.2f) << "shift " << s[0] << "," << s[1];
+    EXPECT_NEAR(est.dx, s[1], 0.2f) << "shift " << s[0] << "," << s[1];
+    EXPECT_GT(est.peak, 0.05f);
+  }
+}
+
+TEST(RigidRegistration, RecoversSubPixelShiftsWithinTwoTenthsOfAPixel) {
+  check_shifts(96, 128, 0.0f, {});
+}
+
+TEST(RigidRegistration, RecoversShiftsInNoiseOnACentralCrop) {
+  RegistrationOptions o;
+  o.max_window = 128;
+  check_shifts(160, 200, 10.0f, o);
+}
+
+TEST(RigidRegistration, AppliedShiftRealignsTheFrameWithoutAllocating) {
+  const int h = 64, w = 64;
+  std::mt19937 rng(3);
+  std::vector<Blob> blobs = random_blobs(h, w, 20, rng);
+  std::vector<float> tmpl = render(h, w, blobs, 0, 0, 0, rng);
+  std::vector<float> moved = render(h, w, blobs, 2.4f, -3.6f, 0, rng);
+  RigidRegistration reg;
+  reg.init(h, w, {});
+  reg.set_template(tmpl.data());
+  std::vector<float> out(tmpl.size());
+  Shift s;
+  {
+    rtnmf::test::AllocationGuard guard;
+    s = reg.estimate(moved.data());
+    reg.apply(moved.data(), s, out.data());
+    if (rtnmf::test::allocation_counting_available()) {
+      EXPECT_EQ(guard.count(), 0u);
+    }
+  }
+  double err_before = 0, err_after = 0, norm = 0;
+  for (int y = 8; y < h - 8; ++y)
+    for (int x = 8; x < w - 8; ++x) {
+      const std::size_t i = static_cast<std::size_t>(y) * w + x;
+      err_before += std::pow(moved[i] - tmpl[i], 2);
+      err_after += std::pow(out[i] - tmpl[i], 2);
+      norm += std::pow(tmpl[i] - 100.0, 2);
+    }
+  EXPECT_LT(err_after, 0.05 * err_before);
+  EXPECT_LT(err_after, 0.02 * norm);
+}
+
+TEST(RigidRegistration, WithoutATemplateReturnsZeroShift) {
+  RigidRegistration reg;
+  reg.init(16, 16, {});
+  std::vector<float> f(256, 1.0f);
+  Shift s = reg.estimate(f.data());
+  EXPECT_EQ(s.dy, 0.0f);
+  EXPECT_EQ(s.peak, 0.0f);
+}
+
+}  // namespace
+}  // namespace rtnmf::dsp
