@@ -1,0 +1,121 @@
+// Simulator ground truth is self-consistent and the scorer matches what it should.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "engine/sim/calcium.h"
+#include "engine/sim/score_imaging.h"
+#include "tests/support/alloc_counter.h"
+
+namespace rtnmf::sim {
+namespace {
+
+TEST(CalciumSimulator, MovieMeanFollowsTheModelAndRenderDoesNotAllocate) {
+  CalciumSimOptions o;
+  o.height = 48;
+  o.width = 40;
+  o.frames = 200;
+  o.neurons = 10;
+  o.seed = 3;
+  CalciumSimulator sim(o);
+  const CalciumTruth& t = sim.truth();
+  ASSERT_EQ(t.footprints.rows(), 48 * 40);
+  ASSERT_EQ(t.footprints.cols(), 10);
+  ASSERT_EQ(t.traces.cols(), 200);
+  EXPECT_GT(t.spikes.sum(), 10);
+  EXPECT_GE(t.traces.minCoeff(), 0.0f);
+  std::vector<float> frame(48 * 40);
+  Eigen::VectorXd mean = Eigen::VectorXd::Zero(48 * 40);
+  {
+    rtnmf::test::AllocationGuard guard;
+    for (std::uint32_t f = 0; f < 200; ++f) {
+      sim.render(f, frame.data());
+      mean += Eigen::Map<Eigen::VectorXf>(frame.data(), 48 * 40).cast<double>();
+    }
+    if (rtnmf::test::allocation_counting_available()) {
+      EXPECT_EQ(guard.count(), 0u);
+    }
+  }
+  mean /= 200;
+  Eigen::VectorXf model = t.bg_spatial * t.bg_temporal.rowwise().mean() +
+                          t.footprints * (t.f0 + t.traces.rowwise().mean());
+  EXPECT_LT((mean.cast<float>() - model).norm() / model.norm(), 0.02);
+  // Deterministic per frame, whatever the call order.
+  std::vector<float> again(48 * 40);
+  sim.render(5, frame.data());
+  sim.render(100, again.data());
+  sim.render(5, again.data());
+  EXPECT_EQ(frame, again);
+}
+
+TEST(CalciumSimulator, TruthFileRoundTrips) {
+  CalciumSimOptions o;
+  o.height = 32;
+  o.width = 32;
+  o.frames = 50;
+  o.neurons = 5;
+  o.motion_px = 1.0f;
+  CalciumSimulator sim(o);
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("rtnmf_truth_" + std::to_string(::getpid()) + ".h5")).string();
+  write_calcium_truth(path, sim.truth(), o);
+  CalciumTruth back = read_calcium_truth(path);
+  EXPECT_EQ(back.height, 32u);
+  EXPECT_TRUE(back.traces.isApprox(sim.truth().traces));
+  EXPECT_TRUE(back.shifts.isApprox(sim.truth().shifts));
+  EXPECT_EQ(Eigen::MatrixXf(back.footprints), Eigen::MatrixXf(sim.truth().footprints));
+  std::filesystem::remove(path);
+}
+
+TEST(ScoreImaging, PerfectResultScoresOneAndMissingOrSpuriousComponentsCount) {
+  CalciumSimOptions o;
+  o.height = 64;
+  o.width = 64;
+  o.frames = 300;
+  o.neurons = 12;
+  CalciumSimulator sim(o);
+  const CalciumTruth& t = sim.truth();
+  ImagingScore perfect = score_imaging(t.footprints, t.traces, t.spikes, t.footprints, t.traces, t.spikes);
+  EXPECT_EQ(perfect.n_matched, 12);
+  EXPECT_DOUBLE_EQ(perfect.f1, 1.0);
+  EXPECT_NEAR(perfect.median_cosine, 1.0, 1e-6);
+  EXPECT_NEAR(perfect.median_trace_corr, 1.0, 1e-6);
+  EXPECT_NEAR(perfect.median_spike_f1, 1.0, 1e-6);
+
+  // Found: columns in reverse order, the last 3 true neurons missing, 2 spurious blobs.
+  const int kf = 9 + 2;
+  Eigen::SparseMatrix<float> fa(t.footprints.rows(), kf);
+  std::vector<Eigen::Triplet<float>> trip;
+  for (int k = 0; k < 9; ++k)
+    for (Eigen::SparseMatrix<float>::InnerIterator it(t.footprints, k); it; ++it)
+      trip.emplace_back(static_cast<int>(it.row()), 8 - k, it.value());
+  trip.emplace_back(0, 9, 1.0f);
+  trip.emplace_back(1, 10, 1.0f);
+  fa.setFromTriplets(trip.begin(), trip.end());
+  Eigen::MatrixXf fc = Eigen::MatrixXf::Random(kf, 300);
+  for (int k = 0; k < 9; ++k) fc.row(8 - k) = t.traces.row(k);
+  ImagingScore s = score_imaging(t.footprints, t.traces, Eigen::MatrixXf(), fa, fc, Eigen::MatrixXf());
+  EXPECT_EQ(s.n_matched, 9);
+  EXPECT_NEAR(s.precision, 9.0 / 11.0, 1e-12);
+  EXPECT_NEAR(s.recall, 9.0 / 12.0, 1e-12);
+  for (const MatchedPair& p : s.pairs) EXPECT_EQ(p.found, 8 - p.truth);
+  EXPECT_NE(s.to_json().find("\"f1\": "), std::string::npos);
+}
+
+TEST(ScoreImaging, AssignmentIsOptimalNotGreedy) {
+  // Greedy would take (0,0)=0.1 then (1,1)=1.0; optimal is (0,1)+(1,0) = 0.4.
+  Eigen::MatrixXd cost(2, 2);
+  cost << 0.1, 0.2, 0.2, 1.0;
+  std::vector<int> a = detail::min_cost_assignment(cost);
+  EXPECT_EQ(a[0], 1);
+  EXPECT_EQ(a[1], 0);
+  Eigen::MatrixXd tall(3, 1);
+  tall << 0.5, 0.1, 0.9;
+  a = detail::min_cost_assignment(tall);
+  EXPECT_EQ(a[0], -1);
+  EXPECT_EQ(a[1], 0);
+  EXPECT_EQ(a[2], -1);
+}
+
+}  // namespace
+}  // namespace rtnmf::sim
