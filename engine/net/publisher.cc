@@ -1,0 +1,242 @@
+#include "engine/net/publisher.h"
+
+#include <fstream>
+#include <zmq.hpp>
+
+#include "engine/runtime/clock.h"
+
+namespace rtnmf {
+
+struct Publisher::Sockets {
+  zmq::context_t context{1};
+  zmq::socket_t pub{context, zmq::socket_type::pub};
+  zmq::socket_t rep{context, zmq::socket_type::rep};
+  bool has_rep = false;
+};
+
+bool is_local_endpoint(const std::string& e) {
+  if (e.rfind("ipc://", 0) == 0 || e.rfind("inproc://", 0) == 0) return true;
+  if (e.rfind("tcp://", 0) != 0) return false;
+  std::string host = e.substr(6, e.rfind(':') == std::string::npos ? std::string::npos
+                                                                    : e.rfind(':') - 6);
+  return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]" || host == "::1";
+}
+
+Publisher::Publisher(const v1::PublisherConfig& config) : config_(config) {
+  if (config_.endpoint().empty()) config_.set_endpoint("tcp://127.0.0.1:5555");
+  if (config_.control_endpoint().empty()) config_.set_control_endpoint("tcp://127.0.0.1:5556");
+  if (config_.stats_interval_s() == 0) config_.set_stats_interval_s(1.0);
+  if (config_.send_hwm() == 0) config_.set_send_hwm(10000);
+  if (config_.spin_us() == 0) config_.set_spin_us(200);
+}
+
+Publisher::~Publisher() {
+  draining_.store(true);
+  doorbell_.signal();
+  if (thread_.joinable()) thread_.join();
+}
+
+namespace {
+
+void apply_curve(zmq::socket_t& s, const v1::PublisherConfig& cfg, const std::string& endpoint) {
+  if (is_local_endpoint(endpoint)) return;
+  if (cfg.curve_secret_key_file().empty())
+    throw ConfigError("publisher endpoint " + endpoint +
+                      ": not loopback, so it needs CURVE authentication "
+                      "(set publisher.curve_secret_key_file)");
+  if (!zmq_has("curve"))
+    throw ConfigError("publisher endpoint " + endpoint + ": this libzmq has no CURVE support");
+  std::ifstream in(cfg.curve_secret_key_file());
+  std::string key;
+  if (!(in >> key) || key.size() != 40)
+    throw ConfigError(cfg.curve_secret_key_file() +
+                      ": expected a 40-character Z85 CURVE secret key");
+  s.set(zmq::sockopt::curve_server, 1);
+  s.set(zmq::sockopt::curve_secretkey, key);
+}
+
+}  // namespace
+
+void Publisher::bind() {
+  sockets_ = std::make_unique<Sockets>();
+  auto& pub = sockets_->pub;
+  pub.set(zmq::sockopt::sndhwm, static_cast<int>(config_.send_hwm()));
+  pub.set(zmq::sockopt::linger, 200);
+  // Report, rather than silently drop, messages a slow subscriber cannot take.
+  pub.set(zmq::sockopt::xpub_nodrop, 1);
+  apply_curve(pub, config_, config_.endpoint());
+  try {
+    pub.bind(config_.endpoint());
+  } catch (const zmq::error_t& e) {
+    throw ConfigError("publisher.endpoint " + config_.endpoint() + ": cannot bind: " + e.what());
+  }
+  endpoint_ = pub.get(zmq::sockopt::last_endpoint);
+  if (config_.control_endpoint() != "none") {
+    auto& rep = sockets_->rep;
+    rep.set(zmq::sockopt::linger, 0);
+    apply_curve(rep, config_, config_.control_endpoint());
+    try {
+      rep.bind(config_.control_endpoint());
+    } catch (const zmq::error_t& e) {
+      throw ConfigError("publisher.control_endpoint " + config_.control_endpoint() +
+                        ": cannot bind: " + e.what());
+    }
+    control_endpoint_ = rep.get(zmq::sockopt::last_endpoint);
+    sockets_->has_rep = true;
+  }
+}
+
+void Publisher::add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane) {
+  channel->set_doorbell(&doorbell_);
+  inputs_.push_back({stream_id, "act/" + stream_id, channel, spikes_lane});
+}
+
+void Publisher::start() {
+  if (!sockets_) bind();
+  thread_ = std::thread([this] { run(); });
+}
+
+void Publisher::stop_after_drain() {
+  draining_.store(true, std::memory_order_release);
+  doorbell_.signal();
+}
+
+void Publisher::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Publisher::post(std::string topic, std::string payload) {
+  {
+    std::lock_guard<std::mutex> lock(outbox_mutex_);
+    if (outbox_.size() >= 1024) {
+      send_failed_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    outbox_.emplace_back(std::move(topic), std::move(payload));
+  }
+  doorbell_.signal();
+}
+
+void Publisher::post_model(const v1::ModelSnapshot& snapshot) {
+  post("model/" + snapshot.stream_id(), snapshot.SerializeAsString());
+}
+
+void Publisher::post_event(const v1::Event& event) {
+  post("event/" + event.stream_id(), event.SerializeAsString());
+}
+
+bool Publisher::send(const std::string& topic, const std::string& payload) {
+  auto& pub = sockets_->pub;
+  try {
+    if (!pub.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      send_failed_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    // Once the first part is queued the second always is (ZeroMQ sends multipart atomically).
+    pub.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+    send_failed_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  sent_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Publisher::run() {
+  v1::Activations act;
+  std::string buf;
+  std::vector<std::pair<std::string, std::string>> pending;
+  const auto interval_ns = static_cast<std::int64_t>(config_.stats_interval_s() * 1e9);
+  std::int64_t next_stats = now_ns() + interval_ns;
+  const std::int64_t spin_ns = static_cast<std::int64_t>(config_.spin_us()) * 1000;
+  std::int64_t idle_since = now_ns();
+  for (;;) {
+    bool any = false;
+    for (Input& in : inputs_) {
+      while (Frame* f = in.channel->pop(0)) {
+        any = true;
+        const FrameHeader& h = f->header;
+        act.Clear();
+        act.set_stream_id(in.stream_id);
+        act.set_seq(h.seq);
+        act.set_t_acquired_ns(h.t_acquired_ns);
+        act.set_t_received_ns(h.t_received_ns);
+        act.set_t_processed_ns(h.t_processed_ns);
+        act.set_model_version(h.model_version);
+        const Lane& v = f->lane(0);
+        act.mutable_values()->Add(v.data, v.data + v.size);
+        if (h.cols > 1) {
+          act.add_shape(h.rows);
+          act.add_shape(h.cols);
+        }
+        if (in.spikes_lane > 0) {
+          const Lane& s = f->lane(in.spikes_lane);
+          act.mutable_spikes()->Add(s.data, s.data + s.size);
+        }
+        act.SerializeToString(&buf);
+        in.channel->release(f);
+        send(in.topic, buf);
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(outbox_mutex_);
+      pending.swap(outbox_);
+    }
+    for (auto& [topic, payload] : pending) {
+      send(topic, payload);
+      any = true;
+    }
+    pending.clear();
+    if (sockets_->has_rep) {
+      zmq::message_t req;
+      auto got = sockets_->rep.recv(req, zmq::recv_flags::dontwait);
+      if (got) {
+        v1::Command cmd;
+        v1::Reply reply;
+        if (!cmd.ParseFromArray(req.data(), static_cast<int>(req.size()))) {
+          reply.set_ok(false);
+          reply.set_error("malformed Command message");
+        } else if (commands_) {
+          reply = commands_(cmd);
+        } else {
+          reply.set_ok(false);
+          reply.set_error("no command handler");
+        }
+        std::string out = reply.SerializeAsString();
+        sockets_->rep.send(zmq::buffer(out), zmq::send_flags::none);
+        any = true;
+      }
+    }
+    std::int64_t now = now_ns();
+    if (stats_ && now >= next_stats) {
+      v1::Stats st = stats_();
+      st.set_messages_sent(sent());
+      st.set_messages_send_failed(send_failed());
+      send("stats", st.SerializeAsString());
+      next_stats = now + interval_ns;
+    }
+    if (draining_.load(std::memory_order_acquire)) {
+      bool all_done = true;
+      for (Input& in : inputs_)
+        if (!in.channel->closed_and_drained()) all_done = false;
+      std::lock_guard<std::mutex> lock(outbox_mutex_);
+      if (all_done && outbox_.empty()) break;
+    }
+    if (any) {
+      idle_since = now;
+      continue;
+    }
+    if (now - idle_since < spin_ns) continue;
+    // Sleep until a producer rings, or at the latest 1 ms (control socket, stats timer).
+    doorbell_.wait(1000);
+  }
+  // One last stats message so subscribers see the final counts.
+  if (stats_) {
+    v1::Stats st = stats_();
+    st.set_messages_sent(sent());
+    st.set_messages_send_failed(send_failed());
+    send("stats", st.SerializeAsString());
+  }
+}
+
+}  // namespace rtnmf

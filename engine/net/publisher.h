@@ -1,0 +1,88 @@
+// The publisher thread: owns every ZeroMQ socket (PUB for act/ model/ event/ stats, REP for
+// control). Other threads hand it frames through FrameChannels and messages through the Outbox.
+#pragma once
+
+#include <atomic>
+#include <readerwriterqueue/atomicops.h>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config.pb.h"
+#include "engine/runtime/channel.h"
+#include "engine/runtime/stage.h"
+#include "messages.pb.h"
+
+namespace rtnmf {
+
+class Publisher : public Outbox {
+ public:
+  // Any value left empty takes its default (see PublisherConfig in proto/config.proto).
+  explicit Publisher(const v1::PublisherConfig& config);
+  ~Publisher() override;
+
+  // Creates and binds the sockets. Throws ConfigError naming the endpoint (in use, malformed,
+  // non-loopback without CURVE keys). Main thread, before start().
+  void bind();
+  // The bound endpoints with the actual port (e.g. after binding tcp://127.0.0.1:*).
+  const std::string& endpoint() const { return endpoint_; }
+  const std::string& control_endpoint() const { return control_endpoint_; }
+
+  // Publishes each frame popped from `channel` on act/<stream_id>. `spikes_lane` (-1 = none) is
+  // sent as Activations.spikes. Before start().
+  void add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane);
+  // Called once per stats interval on the publisher thread; its result is sent on `stats`.
+  void set_stats_provider(std::function<v1::Stats()> provider) { stats_ = std::move(provider); }
+  // Answers control requests on the publisher thread.
+  void set_command_handler(std::function<v1::Reply(const v1::Command&)> handler) {
+    commands_ = std::move(handler);
+  }
+
+  void start();
+  // Publishes what the channels still hold (they must be closed by their producers), then
+  // stops. Main thread.
+  void stop_after_drain();
+  void join();
+
+  // Outbox: any thread except the publisher itself; takes a mutex. Drops (and counts) beyond
+  // 1024 pending messages.
+  void post_model(const v1::ModelSnapshot& snapshot) override;
+  void post_event(const v1::Event& event) override;
+
+  std::uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
+  std::uint64_t send_failed() const { return send_failed_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Input {
+    std::string stream_id;
+    std::string topic;
+    FrameChannel* channel;
+    int spikes_lane;
+  };
+  void run();
+  bool send(const std::string& topic, const std::string& payload);
+  void post(std::string topic, std::string payload);
+
+  v1::PublisherConfig config_;
+  std::string endpoint_;
+  std::string control_endpoint_;
+  std::vector<Input> inputs_;
+  std::function<v1::Stats()> stats_;
+  std::function<v1::Reply(const v1::Command&)> commands_;
+  struct Sockets;
+  std::unique_ptr<Sockets> sockets_;
+  std::thread thread_;
+  std::atomic<bool> draining_{false};
+  moodycamel::spsc_sema::LightweightSemaphore doorbell_;
+  std::mutex outbox_mutex_;
+  std::vector<std::pair<std::string, std::string>> outbox_;
+  std::atomic<std::uint64_t> sent_{0};
+  std::atomic<std::uint64_t> send_failed_{0};
+};
+
+// True for endpoints that cannot leave the machine (loopback TCP, ipc://, inproc://).
+bool is_local_endpoint(const std::string& endpoint);
+
+}  // namespace rtnmf

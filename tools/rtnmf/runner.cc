@@ -1,0 +1,140 @@
+#include "tools/rtnmf/runner.h"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "engine/runtime/clock.h"
+#include "engine/runtime/config.h"
+
+namespace rtnmf::cli {
+
+namespace {
+volatile std::sig_atomic_t g_signals = 0;
+extern "C" void on_signal(int) { g_signals = g_signals + 1; }
+
+std::string fmt_us(double ns) {
+  char b[32];
+  if (ns >= 1e6)
+    std::snprintf(b, sizeof b, "%.2f ms", ns / 1e6);
+  else
+    std::snprintf(b, sizeof b, "%.0f us", ns / 1e3);
+  return b;
+}
+}  // namespace
+
+v1::PipelineConfig load_pipeline_arg(const std::string& name_or_path,
+                                     const std::vector<std::string>& overrides, std::string* text) {
+  std::string body = builtin_pipeline(name_or_path);
+  std::string origin = "<builtin:" + name_or_path + ">";
+  if (body.empty()) {
+    std::ifstream in(name_or_path);
+    if (!in) {
+      std::string known;
+      for (auto& [n, _] : builtin_pipelines()) known += (known.empty() ? "" : ", ") + n;
+      throw ConfigError(name_or_path + ": no such pipeline file or built-in pipeline (built-in: " +
+                        known + ")");
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    body = ss.str();
+    origin = name_or_path;
+  }
+  v1::PipelineConfig cfg = parse_pipeline(body, origin);
+  for (const auto& o : overrides) apply_override(cfg, o);
+  if (!overrides.empty()) validate_pipeline(cfg, "", origin + " (after --set)");
+  if (text) {
+    *text = body;
+    for (const auto& o : overrides) *text += "\n# --set " + o;
+  }
+  return cfg;
+}
+
+int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
+  g_signals = 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  pipeline.start();
+  const bool tty = isatty(STDERR_FILENO);
+  if (!pipeline.endpoint().empty())
+    std::fprintf(stderr, "publishing on %s (topics act/<stream>, model/, event/, stats)%s%s\n",
+                 pipeline.endpoint().c_str(),
+                 pipeline.control_endpoint().empty() ? "" : "; control on ",
+                 pipeline.control_endpoint().c_str());
+  const std::int64_t t0 = now_ns();
+  std::int64_t next_line = t0 + 1'000'000'000;
+  std::vector<HistogramWindow> windows(pipeline.stream_count());
+  std::vector<std::uint64_t> prev_processed(pipeline.stream_count(), 0);
+  std::int64_t prev_t = t0;
+  bool stopping = false;
+  int signals_seen = 0;
+  for (;;) {
+    if (pipeline.wait(50'000'000)) break;
+    if (g_signals != signals_seen) {
+      signals_seen = g_signals;
+      if (signals_seen == 1) {
+        std::fprintf(stderr, "\nstopping (Ctrl-C again to abort)...\n");
+        pipeline.request_stop();
+        stopping = true;
+      } else {
+        pipeline.abort();
+      }
+    }
+    const std::int64_t now = now_ns();
+    if (!stopping && opt.seconds > 0 && now - t0 >= static_cast<std::int64_t>(opt.seconds * 1e9)) {
+      pipeline.request_stop();
+      stopping = true;
+    }
+    if (now >= next_line && (opt.live_summary || opt.progress_bar)) {
+      v1::Stats st = pipeline.stats();
+      std::string line;
+      const double dt = (now - prev_t) / 1e9;
+      for (int i = 0; i < pipeline.stream_count(); ++i) {
+        const auto& ss = st.streams(i);
+        LatencyHistogram::Summary w = windows[i].update(pipeline.total_latency(i));
+        double fps = (ss.frames_processed() - prev_processed[i]) / dt;
+        prev_processed[i] = ss.frames_processed();
+        char b[512];
+        if (opt.progress_bar && opt.total_frames) {
+          double frac = static_cast<double>(ss.frames_processed()) / opt.total_frames;
+          double eta = fps > 0 ? (opt.total_frames - ss.frames_processed()) / fps : 0;
+          int filled = static_cast<int>(frac * 20);
+          std::string bar(filled, '#');
+          bar += std::string(20 - std::min(filled, 20), '.');
+          std::snprintf(b, sizeof b, "[%s] %llu/%llu frames  %.0f frames/s  ETA %.0f s",
+                        bar.c_str(), static_cast<unsigned long long>(ss.frames_processed()),
+                        static_cast<unsigned long long>(opt.total_frames), fps, eta);
+        } else {
+          std::snprintf(b, sizeof b,
+                        "%s: %.0f frames/s  latency p50 %s p99 %s  dropped %llu  rejected %llu",
+                        ss.stream_id().c_str(), fps, fmt_us(w.p50_ns).c_str(),
+                        fmt_us(w.p99_ns).c_str(),
+                        static_cast<unsigned long long>(ss.frames_dropped()),
+                        static_cast<unsigned long long>(ss.frames_rejected()));
+        }
+        line += (i ? " | " : "") + std::string(b);
+      }
+      if (opt.extra) line += "  " + opt.extra();
+      std::fprintf(stderr, tty && opt.progress_bar ? "\r%s" : "%s\n", line.c_str());
+      std::fflush(stderr);
+      prev_t = now;
+      next_line += 1'000'000'000;
+      if (next_line < now) next_line = now + 1'000'000'000;
+    }
+  }
+  pipeline.join();
+  if (tty && opt.progress_bar) std::fprintf(stderr, "\n");
+  std::fprintf(stderr, "%s", pipeline.final_summary().c_str());
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  return pipeline.errors().empty() ? 0 : 1;
+}
+
+}  // namespace rtnmf::cli
