@@ -1,0 +1,602 @@
+// Batch NMF: accelerated HALS (Frobenius) and β-divergence multiplicative updates. See batch_nmf.h.
+#include "engine/nmf/batch_nmf.h"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Eigenvalues>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <stdexcept>
+
+namespace rtnmf::nmf {
+
+namespace {
+
+// Floor for W H in the β-divergence updates (a zero model value with positive data would make
+// the KL objective infinite and the update 0/0).
+constexpr float kTiny = 1e-12f;
+// HALS inner loop: stop the sweeps on a column once a sweep moves it less than 1 % of the first
+// sweep (Gillis & Glineur's ε = 0.01), in squared norm.
+constexpr double kInnerRelativeStep = 1e-4;
+
+using Mat = Eigen::MatrixXf;
+
+std::string shape_str(Eigen::Index r, Eigen::Index c) {
+  return std::to_string(r) + "x" + std::to_string(c);
+}
+
+// a * aᵀ for a wide a (K × n), columns split across threads, partial sums added in block order.
+void gram_wide(const Eigen::Ref<const Mat>& a, Mat& out, int threads) {
+  const Eigen::Index k = a.rows(), n = a.cols();
+  const int t = static_cast<int>(std::clamp<Eigen::Index>(n / 4096, 1, std::max(threads, 1)));
+  std::vector<Mat> parts(static_cast<size_t>(t), Mat::Zero(k, k));
+  const Eigen::Index chunk = (n + t - 1) / t;
+  detail::parallel_blocks(t, t, [&](Eigen::Index b, Eigen::Index e) {
+    for (Eigen::Index p = b; p < e; ++p) {
+      const Eigen::Index c0 = p * chunk, c1 = std::min(n, c0 + chunk);
+      if (c0 < c1) {
+        parts[static_cast<size_t>(p)].noalias() =
+            a.middleCols(c0, c1 - c0) * a.middleCols(c0, c1 - c0).transpose();
+      }
+    }
+  });
+  out = parts[0];
+  for (size_t p = 1; p < parts.size(); ++p) out += parts[p];
+}
+
+// out (K × M) = h (K × N) * xᵀ (N × M): rows of x split across threads.
+void product_h_xt(const Eigen::Ref<const Mat>& h, const Eigen::Ref<const Mat>& x, Mat& out,
+                  int threads) {
+  out.resize(h.rows(), x.rows());
+  detail::parallel_blocks(threads, x.rows(), [&](Eigen::Index b, Eigen::Index e) {
+    out.middleCols(b, e - b).noalias() = h * x.middleRows(b, e - b).transpose();
+  });
+}
+
+// out (N × l) = xᵀ (N × M) * q (M × l): columns of x split across threads.
+void product_xt_q(const Eigen::Ref<const Mat>& x, const Eigen::Ref<const Mat>& q, Mat& out,
+                  int threads) {
+  out.resize(x.cols(), q.cols());
+  detail::parallel_blocks(threads, x.cols(), [&](Eigen::Index b, Eigen::Index e) {
+    out.middleRows(b, e - b).noalias() = x.middleCols(b, e - b).transpose() * q;
+  });
+}
+
+double penalties(const Eigen::Ref<const Mat>& w, const Eigen::Ref<const Mat>& h,
+                 const BatchNmfOptions& o) {
+  double p = 0.0;
+  if (o.l1_w != 0.f) p += o.l1_w * w.cast<double>().sum();
+  if (o.l2_w != 0.f) p += 0.5 * o.l2_w * w.cast<double>().squaredNorm();
+  if (o.l1_h != 0.f) p += o.l1_h * h.cast<double>().sum();
+  if (o.l2_h != 0.f) p += 0.5 * o.l2_h * h.cast<double>().squaredNorm();
+  return p;
+}
+
+// Σ_ij a_ij b_ij in double.
+double frobenius_inner(const Eigen::Ref<const Mat>& a, const Eigen::Ref<const Mat>& b) {
+  double s = 0.0;
+  for (Eigen::Index j = 0; j < a.cols(); ++j)
+    s += a.col(j).cast<double>().dot(b.col(j).cast<double>());
+  return s;
+}
+
+// Orthonormal basis of the columns of y in place (Cholesky QR, twice for stability).
+void orthonormalize(Mat& y, int threads) {
+  for (int pass = 0; pass < 2; ++pass) {
+    Mat g;
+    Mat yt = y.transpose();
+    gram_wide(yt, g, threads);
+    Eigen::MatrixXd gd = g.cast<double>();
+    gd.diagonal().array() += 1e-12 * std::max(gd.diagonal().maxCoeff(), 1e-300);
+    Eigen::LLT<Eigen::MatrixXd> llt(gd);
+    // y ← y L⁻ᵀ
+    Eigen::MatrixXd linv_t =
+        llt.matrixU().solve(Eigen::MatrixXd::Identity(gd.rows(), gd.cols()));
+    Mat r = linv_t.cast<float>();
+    Mat out(y.rows(), y.cols());
+    detail::parallel_blocks(threads, y.rows(), [&](Eigen::Index b, Eigen::Index e) {
+      out.middleRows(b, e - b).noalias() = y.middleRows(b, e - b) * r;
+    });
+    y.swap(out);
+  }
+}
+
+// β-divergence D_β(X | Y) in double, Y floored at kTiny.
+double beta_divergence(const Eigen::Ref<const Mat>& x, const Eigen::Ref<const Mat>& y,
+                       float beta) {
+  double d = 0.0;
+  for (Eigen::Index j = 0; j < x.cols(); ++j) {
+    for (Eigen::Index i = 0; i < x.rows(); ++i) {
+      const double a = x(i, j), b = std::max(y(i, j), kTiny);
+      if (beta == 2.f) {
+        d += 0.5 * (a - b) * (a - b);
+      } else if (beta == 1.f) {
+        d += (a > 0 ? a * std::log(a / b) : 0.0) - a + b;
+      } else if (beta == 0.f) {
+        const double r = std::max(a, static_cast<double>(kTiny)) / b;
+        d += r - std::log(r) - 1.0;
+      } else {
+        d += (std::pow(a, beta) + (beta - 1.0) * std::pow(b, beta) -
+              beta * a * std::pow(b, beta - 1.0)) /
+             (beta * (beta - 1.0));
+      }
+    }
+  }
+  return d;
+}
+
+// Févotte & Idier's exponent making the multiplicative update a majorisation-minimisation step.
+float mu_exponent(float beta) {
+  if (beta < 1.f) return 1.f / (2.f - beta);
+  if (beta > 2.f) return 1.f / (beta - 1.f);
+  return 1.f;
+}
+
+void check_options(const Eigen::Ref<const Mat>& x, const BatchNmfOptions& o) {
+  if (o.rank < 1) throw std::invalid_argument("rank must be at least 1 (got " +
+                                              std::to_string(o.rank) + ")");
+  if (o.max_iter < 0) throw std::invalid_argument("max_iter must be non-negative");
+  if (!(o.tol >= 0)) throw std::invalid_argument("tol must be non-negative");
+  for (float p : {o.l1_w, o.l2_w, o.l1_h, o.l2_h})
+    if (!(p >= 0.f) || !std::isfinite(p))
+      throw std::invalid_argument("regularisation weights must be finite and non-negative");
+  if (x.size() == 0) throw std::invalid_argument("X is empty");
+}
+
+// W H in blocks of columns (for the β updates).
+void model(const Eigen::Ref<const Mat>& w, const Eigen::Ref<const Mat>& h, Mat& wh, int threads) {
+  wh.resize(w.rows(), h.cols());
+  detail::parallel_product(w, h, wh, threads);
+  wh = wh.cwiseMax(kTiny);
+}
+
+}  // namespace
+
+NmfLoss parse_loss(const std::string& s) {
+  if (s == "frobenius" || s == "fro") return NmfLoss::kFrobenius;
+  if (s == "kl" || s == "kullback-leibler") return NmfLoss::kKullbackLeibler;
+  if (s == "beta") return NmfLoss::kBeta;
+  throw std::invalid_argument("unknown loss '" + s + "' (expected frobenius, kl or beta)");
+}
+
+NmfInit parse_init(const std::string& s) {
+  if (s == "nndsvd") return NmfInit::kNndsvd;
+  if (s == "nndsvda") return NmfInit::kNndsvda;
+  if (s == "random") return NmfInit::kRandom;
+  throw std::invalid_argument("unknown init '" + s +
+                              "' (expected nndsvd, nndsvda, random or FILE.h5)");
+}
+
+Normalization parse_normalization(const std::string& s) {
+  if (s == "l1") return Normalization::kL1;
+  if (s == "l2") return Normalization::kL2;
+  if (s == "none") return Normalization::kNone;
+  throw std::invalid_argument("unknown normalisation '" + s + "' (expected l1, l2 or none)");
+}
+
+std::string to_string(NmfLoss l) {
+  switch (l) {
+    case NmfLoss::kFrobenius: return "frobenius";
+    case NmfLoss::kKullbackLeibler: return "kl";
+    case NmfLoss::kBeta: return "beta";
+  }
+  return "?";
+}
+
+std::string to_string(NmfInit i) {
+  switch (i) {
+    case NmfInit::kNndsvd: return "nndsvd";
+    case NmfInit::kNndsvda: return "nndsvda";
+    case NmfInit::kRandom: return "random";
+    case NmfInit::kGiven: return "given";
+  }
+  return "?";
+}
+
+std::string to_string(Normalization n) {
+  switch (n) {
+    case Normalization::kNone: return "none";
+    case Normalization::kL1: return "l1";
+    case Normalization::kL2: return "l2";
+  }
+  return "?";
+}
+
+void validate_nonnegative(const Eigen::Ref<const Mat>& x) {
+  if (x.rows() == 0 || x.cols() == 0)
+    throw std::invalid_argument("X is empty (" + shape_str(x.rows(), x.cols()) + ")");
+  for (Eigen::Index j = 0; j < x.cols(); ++j) {
+    for (Eigen::Index i = 0; i < x.rows(); ++i) {
+      const float v = x(i, j);
+      if (std::isfinite(v) && v >= 0.f) continue;
+      const std::string where = "X[" + std::to_string(i + 1) + ", " + std::to_string(j + 1) +
+                                "] (row " + std::to_string(i + 1) + ", column " +
+                                std::to_string(j + 1) + ", 1-based)";
+      if (std::isnan(v)) throw std::invalid_argument(where + " is NaN");
+      if (std::isinf(v)) throw std::invalid_argument(where + " is infinite");
+      throw std::invalid_argument(where + " is negative (" + std::to_string(v) + ")");
+    }
+  }
+}
+
+void normalize_factors(Mat& w, Mat& h, Normalization norm) {
+  if (norm == Normalization::kNone) return;
+  for (Eigen::Index k = 0; k < w.cols(); ++k) {
+    const float s = norm == Normalization::kL1 ? w.col(k).lpNorm<1>() : w.col(k).norm();
+    if (s > 0.f) {
+      w.col(k) /= s;
+      h.row(k) *= s;
+    }
+  }
+}
+
+namespace detail {
+
+void parallel_product(const Eigen::Ref<const Mat>& a, const Eigen::Ref<const Mat>& b,
+                      Eigen::Ref<Mat> out, int threads) {
+  parallel_blocks(threads, b.cols(), [&](Eigen::Index c0, Eigen::Index c1) {
+    out.middleCols(c0, c1 - c0).noalias() = a * b.middleCols(c0, c1 - c0);
+  });
+}
+
+void parallel_gram(const Eigen::Ref<const Mat>& a, Mat& out, int threads) {
+  Mat at = a.transpose();
+  gram_wide(at, out, threads);
+}
+
+void cd_columns(const Eigen::Ref<const Mat>& gram, const Eigen::Ref<const Mat>& b,
+                Eigen::Ref<Mat> h, float l1, float l2, int max_sweeps, double rel_first,
+                double rel_size, int threads) {
+  const Eigen::Index k = gram.rows(), n = h.cols();
+  // Below ~64 columns per block the threads cost more than they save.
+  const int t = static_cast<int>(std::clamp<Eigen::Index>(n / 64, 1, std::max(threads, 1)));
+  parallel_blocks(t, n, [&](Eigen::Index c0, Eigen::Index c1) {
+    // Gradients of the whole block at once with one product, then per-column sweeps.
+    Mat grad = -b.middleCols(c0, c1 - c0);
+    grad.noalias() += gram * h.middleCols(c0, c1 - c0);
+    if (l1 != 0.f || l2 != 0.f) {
+      grad.array() += l1;
+      grad.noalias() += l2 * h.middleCols(c0, c1 - c0);
+    }
+    for (Eigen::Index j = c0; j < c1; ++j) {
+      Eigen::Ref<Eigen::VectorXf> g = grad.col(j - c0);
+      double first = -1.0;
+      for (int s = 0; s < max_sweeps; ++s) {
+        double step = 0.0, size = 0.0;
+        for (Eigen::Index c = 0; c < k; ++c) {
+          const float d = gram(c, c) + l2;
+          const float old = h(c, j);
+          const float next = d > 0.f ? std::max(0.f, old - g[c] / d) : 0.f;
+          const float delta = next - old;
+          if (delta != 0.f) {
+            g += delta * gram.col(c);
+            g[c] += l2 * delta;
+            h(c, j) = next;
+          }
+          step += static_cast<double>(d) * delta * delta;
+          size += static_cast<double>(d) * next * next;
+        }
+        if (first < 0) first = step;
+        if (step == 0.0 || step <= rel_first * first || step <= rel_size * size) break;
+      }
+    }
+  });
+}
+
+void randomized_svd(const Eigen::Ref<const Mat>& x, Eigen::Index k, std::uint64_t seed,
+                    int power_iterations, int threads, Mat& u, Eigen::VectorXf& s, Mat& v) {
+  const Eigen::Index m = x.rows(), n = x.cols();
+  const Eigen::Index l = std::min<Eigen::Index>(k + 10, std::min(m, n));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  Mat omega(n, l);
+  for (Eigen::Index j = 0; j < l; ++j)
+    for (Eigen::Index i = 0; i < n; ++i) omega(i, j) = normal(rng);
+  Mat y(m, l);
+  parallel_product(x, omega, y, threads);
+  orthonormalize(y, threads);
+  Mat z;
+  for (int q = 0; q < power_iterations; ++q) {
+    product_xt_q(x, y, z, threads);
+    orthonormalize(z, threads);
+    parallel_product(x, z, y, threads);
+    orthonormalize(y, threads);
+  }
+  // B = Qᵀ X (l × n); its SVD from the eigen-decomposition of B Bᵀ (l × l).
+  Mat bt;
+  product_xt_q(x, y, bt, threads);  // n × l = Bᵀ
+  Mat bbt_f;
+  parallel_gram(bt, bbt_f, threads);
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(bbt_f.cast<double>());
+  const Eigen::Index kk = std::min(k, l);
+  u.resize(m, k);
+  v.resize(n, k);
+  s.setZero(k);
+  u.setZero();
+  v.setZero();
+  Mat ub(l, kk);
+  for (Eigen::Index c = 0; c < kk; ++c) {
+    const Eigen::Index idx = l - 1 - c;  // eigenvalues ascend
+    s[c] = static_cast<float>(std::sqrt(std::max(eig.eigenvalues()[idx], 0.0)));
+    ub.col(c) = eig.eigenvectors().col(idx).cast<float>();
+  }
+  u.leftCols(kk).noalias() = y * ub;
+  v.leftCols(kk).noalias() = bt * ub;
+  for (Eigen::Index c = 0; c < kk; ++c)
+    if (s[c] > 0.f) v.col(c) /= s[c];
+}
+
+}  // namespace detail
+
+void initialize_factors(const Eigen::Ref<const Mat>& x, const BatchNmfOptions& o, Mat& w, Mat& h) {
+  const Eigen::Index m = x.rows(), n = x.cols(), k = o.rank;
+  const double mean = x.cast<double>().mean();
+  if (o.init == NmfInit::kRandom) {
+    std::mt19937_64 rng(o.seed);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    const float avg = static_cast<float>(std::sqrt(mean / static_cast<double>(k)));
+    w.resize(m, k);
+    h.resize(k, n);
+    for (Eigen::Index j = 0; j < k; ++j)
+      for (Eigen::Index i = 0; i < m; ++i) w(i, j) = avg * std::abs(normal(rng));
+    for (Eigen::Index j = 0; j < n; ++j)
+      for (Eigen::Index i = 0; i < k; ++i) h(i, j) = avg * std::abs(normal(rng));
+    return;
+  }
+  if (o.init != NmfInit::kNndsvd && o.init != NmfInit::kNndsvda)
+    throw std::invalid_argument("initialize_factors: init 'given' needs W or H");
+  Mat u, v;
+  Eigen::VectorXf s;
+  // Four power iterations as in scikit-learn's randomized_svd for a small rank.
+  detail::randomized_svd(x, k, o.seed, 4, o.threads, u, s, v);
+  w.setZero(m, k);
+  h.setZero(k, n);
+  for (Eigen::Index j = 0; j < k; ++j) {
+    if (j == 0) {
+      w.col(0) = std::sqrt(s[0]) * u.col(0).cwiseAbs();
+      h.row(0) = std::sqrt(s[0]) * v.col(0).cwiseAbs().transpose();
+      continue;
+    }
+    Eigen::VectorXf xp = u.col(j).cwiseMax(0.f), xn = (-u.col(j)).cwiseMax(0.f);
+    Eigen::VectorXf yp = v.col(j).cwiseMax(0.f), yn = (-v.col(j)).cwiseMax(0.f);
+    const float xpn = xp.norm(), ypn = yp.norm(), xnn = xn.norm(), ynn = yn.norm();
+    const float mp = xpn * ypn, mn = xnn * ynn;
+    const bool pos = mp > mn;
+    const float sigma = pos ? mp : mn;
+    if (sigma <= 0.f) continue;
+    const float lbd = std::sqrt(s[j] * sigma);
+    if (pos) {
+      w.col(j) = lbd * xp / xpn;
+      h.row(j) = lbd * yp.transpose() / ypn;
+    } else {
+      w.col(j) = lbd * xn / xnn;
+      h.row(j) = lbd * yn.transpose() / ynn;
+    }
+  }
+  constexpr float kZero = 1e-6f;
+  w = (w.array() < kZero).select(0.f, w);
+  h = (h.array() < kZero).select(0.f, h);
+  if (o.init == NmfInit::kNndsvda) {
+    const float avg = static_cast<float>(mean);
+    w = (w.array() == 0.f).select(avg, w);
+    h = (h.array() == 0.f).select(avg, h);
+  }
+}
+
+void solve_activations(const Eigen::Ref<const Mat>& x, const Eigen::Ref<const Mat>& w, Mat& h,
+                       float l1, float l2, int max_sweeps, double tol, int threads, bool warm) {
+  if (w.rows() != x.rows())
+    throw std::invalid_argument("solve_activations: W is " + shape_str(w.rows(), w.cols()) +
+                                " but X is " + shape_str(x.rows(), x.cols()));
+  if (!warm || h.rows() != w.cols() || h.cols() != x.cols()) h.setZero(w.cols(), x.cols());
+  Mat wt = w.transpose();
+  Mat gram;
+  gram_wide(wt, gram, threads);
+  Mat wtx(w.cols(), x.cols());
+  detail::parallel_product(wt, x, wtx, threads);
+  // Converge each column fully: no relative-to-first-sweep early exit here.
+  detail::cd_columns(gram, wtx, h, l1, l2, max_sweeps, 0.0, tol * tol, threads);
+}
+
+namespace {
+
+NmfResult fit_hals(const Eigen::Ref<const Mat>& x, const BatchNmfOptions& o, Mat w, Mat h) {
+  const int threads = std::max(o.threads, 1);
+  const Eigen::Index m = x.rows(), n = x.cols(), k = o.rank;
+  const double x_sq = x.cast<double>().squaredNorm();
+  auto inner = [&](Eigen::Index other) {
+    if (o.max_inner_sweeps > 0) return o.max_inner_sweeps;
+    return static_cast<int>(std::clamp<Eigen::Index>(1 + other / (2 * k), 1, 10));
+  };
+  const int inner_h = inner(m), inner_w = inner(n);
+  Mat wt = w.transpose();  // K × M: the rows of W are contiguous columns for the W update
+  Mat wtx(k, n), wtw, hht, hxt;
+  detail::parallel_product(wt, x, wtx, threads);
+  gram_wide(wt, wtw, threads);
+  gram_wide(h, hht, threads);
+  auto data_term = [&](const Mat& cross_a, const Mat& cross_b) {
+    return 0.5 * (x_sq - 2.0 * frobenius_inner(cross_a, cross_b) + frobenius_inner(wtw, hht));
+  };
+  NmfResult r;
+  auto objective = [&]() { return std::max(0.0, data_term(h, wtx)) + penalties(wt, h, o); };
+  r.objective.push_back(objective());
+  bool wtx_fresh = true;
+  for (int it = 1; it <= o.max_iter; ++it) {
+    if (!wtx_fresh) detail::parallel_product(wt, x, wtx, threads);
+    wtx_fresh = false;
+    if (o.update_h) {
+      detail::cd_columns(wtw, wtx, h, o.l1_h, o.l2_h, inner_h, kInnerRelativeStep, 0.0, threads);
+      gram_wide(h, hht, threads);
+    }
+    double f;
+    if (o.update_w) {
+      product_h_xt(h, x, hxt, threads);
+      detail::cd_columns(hht, hxt, wt, o.l1_w, o.l2_w, inner_w, kInnerRelativeStep, 0.0, threads);
+      gram_wide(wt, wtw, threads);
+      f = std::max(0.0, data_term(wt, hxt)) + penalties(wt, h, o);
+    } else {
+      f = objective();
+      wtx_fresh = true;  // W did not move
+    }
+    const double prev = r.objective.back();
+    r.objective.push_back(f);
+    r.iterations = it;
+    if (std::abs(prev - f) <= o.tol * std::max(prev, 1e-300)) {
+      r.converged = true;
+      break;
+    }
+  }
+  r.w = wt.transpose();
+  r.h = std::move(h);
+  return r;
+}
+
+NmfResult fit_mu(const Eigen::Ref<const Mat>& x, const BatchNmfOptions& o, Mat w, Mat h) {
+  const int threads = std::max(o.threads, 1);
+  const float beta = o.loss == NmfLoss::kKullbackLeibler ? 1.f : o.beta;
+  const float gamma = mu_exponent(beta);
+  const Eigen::Index m = x.rows(), n = x.cols(), k = o.rank;
+  // Zeros are fixed points of multiplicative updates: lift exact zeros of the init slightly.
+  w = w.cwiseMax(kTiny);
+  h = h.cwiseMax(kTiny);
+  Mat wh, r_num(m, n), num, den;
+  model(w, h, wh, threads);
+  NmfResult res;
+  auto objective = [&]() { return beta_divergence(x, wh, beta) + penalties(w, h, o); };
+  res.objective.push_back(objective());
+  // R1 = X ∘ (WH)^(β−2), R2 = (WH)^(β−1), both in place of scratch matrices.
+  auto ratios = [&](Mat& r1, Mat& r2) {
+    if (beta == 1.f) {
+      r1 = x.cwiseQuotient(wh);
+    } else if (beta == 2.f) {
+      r1 = x;
+    } else {
+      r1 = x.cwiseProduct(wh.array().pow(beta - 2.f).matrix());
+      r2 = wh.array().pow(beta - 1.f).matrix();
+    }
+  };
+  Mat r2;
+  for (int it = 1; it <= o.max_iter; ++it) {
+    if (o.update_h) {
+      ratios(r_num, r2);
+      num.resize(k, n);
+      Mat wt = w.transpose();
+      detail::parallel_product(wt, r_num, num, threads);
+      if (beta == 1.f) {
+        den = w.colwise().sum().transpose().replicate(1, n);
+      } else if (beta == 2.f) {
+        Mat wtw = wt * w;
+        den.resize(k, n);
+        detail::parallel_product(wtw, h, den, threads);
+      } else {
+        den.resize(k, n);
+        detail::parallel_product(wt, r2, den, threads);
+      }
+      den.array() += o.l1_h;
+      if (o.l2_h != 0.f) den.noalias() += o.l2_h * h;
+      den = den.cwiseMax(kTiny);
+      if (gamma == 1.f) {
+        h.array() *= num.array() / den.array();
+      } else {
+        h.array() *= (num.array() / den.array()).pow(gamma);
+      }
+      model(w, h, wh, threads);
+    }
+    if (o.update_w) {
+      ratios(r_num, r2);
+      num.resize(m, k);
+      product_h_xt(h, r_num, num, threads);  // K × M = H R1ᵀ
+      Mat numt = num.transpose();
+      if (beta == 1.f) {
+        den = h.rowwise().sum().transpose().replicate(m, 1);
+      } else if (beta == 2.f) {
+        Mat hht = h * h.transpose();
+        den.noalias() = w * hht;
+      } else {
+        Mat d;
+        product_h_xt(h, r2, d, threads);
+        den = d.transpose();
+      }
+      den.array() += o.l1_w;
+      if (o.l2_w != 0.f) den.noalias() += o.l2_w * w;
+      den = den.cwiseMax(kTiny);
+      if (gamma == 1.f) {
+        w.array() *= numt.array() / den.array();
+      } else {
+        w.array() *= (numt.array() / den.array()).pow(gamma);
+      }
+      model(w, h, wh, threads);
+    }
+    const double f = objective();
+    const double prev = res.objective.back();
+    res.objective.push_back(f);
+    res.iterations = it;
+    if (std::abs(prev - f) <= o.tol * std::max(prev, 1e-300)) {
+      res.converged = true;
+      break;
+    }
+  }
+  res.w = std::move(w);
+  res.h = std::move(h);
+  return res;
+}
+
+}  // namespace
+
+NmfResult fit_nmf(const Eigen::Ref<const Mat>& x, const BatchNmfOptions& options,
+                  const Mat* w0, const Mat* h0) {
+  check_options(x, options);
+  validate_nonnegative(x);
+  const Eigen::Index m = x.rows(), n = x.cols(), k = options.rank;
+  if (w0 && (w0->rows() != m || w0->cols() != k))
+    throw std::invalid_argument("given W is " + shape_str(w0->rows(), w0->cols()) +
+                                ", expected " + shape_str(m, k));
+  if (h0 && (h0->rows() != k || h0->cols() != n))
+    throw std::invalid_argument("given H is " + shape_str(h0->rows(), h0->cols()) +
+                                ", expected " + shape_str(k, n));
+  if (w0) validate_nonnegative(*w0);
+  if (h0) validate_nonnegative(*h0);
+  if (!options.update_w && !w0) throw std::invalid_argument("update_w=false needs a given W");
+  if (!options.update_h && !h0) throw std::invalid_argument("update_h=false needs a given H");
+  Mat w, h;
+  if (w0 && h0) {
+    w = *w0;
+    h = *h0;
+  } else if (w0) {
+    w = *w0;
+    solve_activations(x, w, h, options.l1_h, options.l2_h, 100, 1e-4, options.threads);
+  } else if (h0) {
+    h = *h0;
+    // W from its normal equations: columns of Wᵀ against H Hᵀ and H Xᵀ.
+    Mat hht, hxt;
+    gram_wide(h, hht, options.threads);
+    product_h_xt(h, x, hxt, options.threads);
+    Mat wt = Mat::Zero(k, m);
+    detail::cd_columns(hht, hxt, wt, options.l1_w, options.l2_w, 100, 0.0, 1e-8,
+                       options.threads);
+    w = wt.transpose();
+  } else {
+    if (options.init == NmfInit::kGiven)
+      throw std::invalid_argument("init 'given' needs W and/or H");
+    initialize_factors(x, options, w, h);
+  }
+  NmfResult r = options.loss == NmfLoss::kFrobenius
+                    ? fit_hals(x, options, std::move(w), std::move(h))
+                    : fit_mu(x, options, std::move(w), std::move(h));
+  normalize_factors(r.w, r.h, options.normalize);
+  // Relative error in blocks, in double.
+  double res = 0.0;
+  Mat block;
+  for (Eigen::Index j0 = 0; j0 < n; j0 += 2048) {
+    const Eigen::Index c = std::min<Eigen::Index>(2048, n - j0);
+    block = x.middleCols(j0, c);
+    block.noalias() -= r.w * r.h.middleCols(j0, c);
+    res += block.cast<double>().squaredNorm();
+  }
+  const double xn = x.cast<double>().squaredNorm();
+  r.relative_error = xn > 0 ? std::sqrt(res / xn) : 0.0;
+  return r;
+}
+
+}  // namespace rtnmf::nmf

@@ -1,0 +1,156 @@
+// Batch (offline) NMF: X ≈ W H with W, H ≥ 0.
+//
+// Letters: X data (features × samples), W factors — Synergies or Footprints — (features × K),
+// H activations (K × samples). K is the rank.
+//
+// Solvers
+// - Frobenius loss: accelerated HALS (Gillis & Glineur 2012). Each outer iteration forms WᵀX,
+//   WᵀW and updates H column by column with several cheap coordinate sweeps (stopping when a sweep
+//   moves less than 1 % of the first), then the same for W with H Xᵀ and H Hᵀ. The expensive
+//   products are split over `threads` std::threads by fixed column/row blocks, so a run is
+//   deterministic for a given seed and thread count.
+// - β-divergence (β = 1 is Kullback–Leibler, β = 0 Itakura–Saito, β = 2 Frobenius): multiplicative
+//   updates with the exponent γ(β) of Févotte & Idier (2011), which make every update
+//   non-increasing.
+// Objective minimised (recorded once per iteration, entry 0 is the initial point):
+//   D_β(X | W H) + l1_w Σ W + l2_w/2 ‖W‖² + l1_h Σ H + l2_h/2 ‖H‖²,  D_2 = 1/2 ‖X − W H‖².
+// Stopping: |f_{t−1} − f_t| ≤ tol · f_{t−1} (relative objective change), or max_iter.
+// Initialisation: NNDSVD / NNDSVDa (Boutsidis & Gallopoulos 2008, on a randomised truncated SVD),
+// seeded random (sklearn's scale: sqrt(mean(X)/K)·|N(0,1)|), or given W and/or H (warm start: the
+// missing factor is solved by NNLS against the given one).
+// After fitting, W's columns can be normalised to unit ℓ1 or ℓ2 norm with H's rows rescaled to
+// keep W H unchanged, so factors from different sessions compare directly.
+//
+// All functions here allocate (offline use) and may be called from any thread; they spawn at most
+// `threads − 1` helper threads and join them before returning. Invalid options or inputs throw
+// std::invalid_argument with a message naming the option.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rtnmf::nmf {
+
+enum class NmfLoss { kFrobenius, kKullbackLeibler, kBeta };
+enum class NmfInit { kNndsvd, kNndsvda, kRandom, kGiven };
+enum class Normalization { kNone, kL1, kL2 };
+
+// Parsers for the tools; throw std::invalid_argument naming the value and the choices.
+NmfLoss parse_loss(const std::string& s);          // frobenius | kl | beta
+NmfInit parse_init(const std::string& s);          // nndsvd | nndsvda | random
+Normalization parse_normalization(const std::string& s);  // l1 | l2 | none
+std::string to_string(NmfLoss l);
+std::string to_string(NmfInit i);
+std::string to_string(Normalization n);
+
+struct BatchNmfOptions {
+  Eigen::Index rank = 0;
+  NmfLoss loss = NmfLoss::kFrobenius;
+  float beta = 2.f;  // only for kBeta (kKullbackLeibler is β = 1)
+  NmfInit init = NmfInit::kNndsvda;
+  std::uint64_t seed = 0;
+  int max_iter = 200;
+  double tol = 1e-4;
+  float l1_w = 0.f, l2_w = 0.f, l1_h = 0.f, l2_h = 0.f;
+  Normalization normalize = Normalization::kL2;
+  int threads = 2;  // 1 or more; products are split into this many fixed blocks
+  // HALS: at most this many coordinate sweeps per factor per outer iteration (0 = automatic from
+  // the cost ratio of the products to a sweep, capped at 10).
+  int max_inner_sweeps = 0;
+  bool update_w = true;  // false: W stays as initialised (e.g. given), only H is fitted
+  bool update_h = true;
+};
+
+struct NmfResult {
+  Eigen::MatrixXf w;               // features × K
+  Eigen::MatrixXf h;               // K × samples
+  std::vector<double> objective;   // objective[0] at the initial point, then one per iteration
+  int iterations = 0;
+  bool converged = false;          // stopped on tol rather than max_iter
+  double relative_error = 0.0;     // ‖X − W H‖ / ‖X‖ at the end
+};
+
+// Fits X ≈ W H. `w0` / `h0` (nullptr when absent) are the given factors for init kGiven or for
+// frozen factors (update_w/update_h false); a given factor of the wrong shape throws. Throws
+// std::invalid_argument for rank < 1, negative or non-finite X, or bad options.
+NmfResult fit_nmf(const Eigen::Ref<const Eigen::MatrixXf>& x, const BatchNmfOptions& options,
+                  const Eigen::MatrixXf* w0 = nullptr, const Eigen::MatrixXf* h0 = nullptr);
+
+// Initial factors by options.init (kGiven is not handled here). Deterministic for options.seed.
+void initialize_factors(const Eigen::Ref<const Eigen::MatrixXf>& x, const BatchNmfOptions& options,
+                        Eigen::MatrixXf& w, Eigen::MatrixXf& h);
+
+// Activations for many samples against a fixed W (Frobenius, with optional l1/l2 on H): H ≥ 0
+// minimising 1/2‖X − W H‖² + l1 Σ H + l2/2 ‖H‖², by coordinate descent per column (warm-started
+// from H's content when `warm`). `h` is resized to K × samples. Used by the tools, online NMF's
+// mini-batches and the scikit-learn comparison.
+void solve_activations(const Eigen::Ref<const Eigen::MatrixXf>& x,
+                       const Eigen::Ref<const Eigen::MatrixXf>& w, Eigen::MatrixXf& h,
+                       float l1 = 0.f, float l2 = 0.f, int max_sweeps = 50, double tol = 1e-4,
+                       int threads = 1, bool warm = false);
+
+// Scales W's columns to unit norm (ℓ1 or ℓ2) and H's rows by the inverse so W H is unchanged.
+// Zero columns stay zero. Does not allocate.
+void normalize_factors(Eigen::MatrixXf& w, Eigen::MatrixXf& h, Normalization norm);
+
+// Throws std::invalid_argument naming the first negative / NaN / Inf entry as
+// "X[row, col] (1-based): ..." or an empty X.
+void validate_nonnegative(const Eigen::Ref<const Eigen::MatrixXf>& x);
+
+namespace detail {
+// Runs fn(begin, end) on `threads` contiguous blocks of [0, n), one per thread (the calling
+// thread takes the last block). Blocks depend only on n and threads: deterministic.
+template <typename Fn>
+void parallel_blocks(int threads, Eigen::Index n, Fn&& fn);
+
+// Coordinate descent on every column of h: minimise 1/2 hᵀ G h − bᵀ h + l1 Σ h + l2/2 ‖h‖²
+// column by column (b = column of B), at most max_sweeps sweeps, stopping a column when a sweep's
+// squared (G-weighted) step is ≤ rel_first × that of its first sweep or ≤ rel_size × ‖h‖²_G.
+// Parallel over columns.
+void cd_columns(const Eigen::Ref<const Eigen::MatrixXf>& gram,
+                const Eigen::Ref<const Eigen::MatrixXf>& b, Eigen::Ref<Eigen::MatrixXf> h,
+                float l1, float l2, int max_sweeps, double rel_first, double rel_size,
+                int threads);
+
+// out = a * b, the columns of b (and out) split across threads. out must be sized.
+void parallel_product(const Eigen::Ref<const Eigen::MatrixXf>& a,
+                      const Eigen::Ref<const Eigen::MatrixXf>& b, Eigen::Ref<Eigen::MatrixXf> out,
+                      int threads);
+// out = aᵀ a for a tall a (rows split across threads, partial products summed in fixed order).
+void parallel_gram(const Eigen::Ref<const Eigen::MatrixXf>& a, Eigen::MatrixXf& out, int threads);
+
+// Truncated SVD by randomised range finding (Halko et al. 2011), rank k, seeded.
+void randomized_svd(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::Index k, std::uint64_t seed,
+                    int power_iterations, int threads, Eigen::MatrixXf& u, Eigen::VectorXf& s,
+                    Eigen::MatrixXf& v);
+}  // namespace detail
+
+}  // namespace rtnmf::nmf
+
+#include <thread>
+
+namespace rtnmf::nmf::detail {
+
+template <typename Fn>
+void parallel_blocks(int threads, Eigen::Index n, Fn&& fn) {
+  if (threads < 1) threads = 1;
+  if (threads > n) threads = static_cast<int>(std::max<Eigen::Index>(n, 1));
+  if (threads == 1) {
+    fn(Eigen::Index{0}, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<size_t>(threads - 1));
+  const Eigen::Index chunk = (n + threads - 1) / threads;
+  for (int t = 0; t < threads - 1; ++t) {
+    const Eigen::Index b = t * chunk, e = std::min(n, b + chunk);
+    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
+  }
+  const Eigen::Index b = (threads - 1) * chunk;
+  if (b < n) fn(b, n);
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace rtnmf::nmf::detail
