@@ -136,7 +136,7 @@ void CsvStreamReader::open(const std::string& path, const CsvStreamOptions& opti
         throw std::runtime_error(path + ": cannot infer the sample rate from time column '" +
                                  header_[time_index_] +
                                  "' (needs two increasing times in the first rows); "
-                                 "set source.sample_rate_hz");
+                                 "set source.sample_rate");
       }
       sample_rate_hz_ = static_cast<double>(n - 1) / (t_last - t_first);
     }
@@ -144,7 +144,7 @@ void CsvStreamReader::open(const std::string& path, const CsvStreamOptions& opti
   if (!(sample_rate_hz_ > 0)) {
     throw std::runtime_error(path +
                              ": no time column (t, time, time_s) and no sample rate; set "
-                             "source.sample_rate_hz");
+                             "source.sample_rate");
   }
   error_.clear();
 }

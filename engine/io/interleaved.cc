@@ -42,7 +42,7 @@ void InterleavedReader::open(const std::string& path, const InterleavedOptions& 
                              std::to_string(options.channels));
   }
   if (!(options.sample_rate_hz > 0)) {
-    throw std::runtime_error(path + ": sample rate must be positive (set source.sample_rate_hz)");
+    throw std::runtime_error(path + ": sample rate must be positive (set source.sample_rate)");
   }
   bytes_per_value_ = options.type == InterleavedOptions::Type::kInt16 ? 2 : 4;
   struct stat st {};

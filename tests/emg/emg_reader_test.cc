@@ -77,7 +77,7 @@ TEST(CsvStream, WithoutTimeColumnOrRateItRefusesToOpen) {
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string(e.what()),
               p + ": no time column (t, time, time_s) and no sample rate; set "
-                  "source.sample_rate_hz");
+                  "source.sample_rate");
   }
 }
 
@@ -232,7 +232,7 @@ TEST(InterleavedReader, MissingRateOrChannelsIsAnOpenError) {
     r.open(p, o);
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_EQ(std::string(e.what()), p + ": sample rate must be positive (set source.sample_rate_hz)");
+    EXPECT_EQ(std::string(e.what()), p + ": sample rate must be positive (set source.sample_rate)");
   }
   o.sample_rate_hz = 1;
   o.channels = 0;

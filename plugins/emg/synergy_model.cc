@@ -1,0 +1,201 @@
+#include "plugins/emg/synergy_model.h"
+
+#include <algorithm>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "engine/nmf/metrics.h"
+
+namespace rtnmf::emg {
+
+void normalize_columns(Eigen::Ref<Eigen::MatrixXf> w, nmf::Normalization norm) {
+  if (norm == nmf::Normalization::kNone) return;
+  for (Eigen::Index j = 0; j < w.cols(); ++j) {
+    const float n = norm == nmf::Normalization::kL1 ? w.col(j).sum() : w.col(j).norm();
+    if (n > 0) w.col(j) /= n;
+  }
+}
+
+namespace {
+
+void permute(Eigen::MatrixXf& w, Eigen::MatrixXf* h, const std::vector<int>& order) {
+  Eigen::MatrixXf w2(w.rows(), w.cols());
+  for (std::size_t j = 0; j < order.size(); ++j) w2.col(j) = w.col(order[j]);
+  w = w2;
+  if (h && h->rows() == w.cols()) {
+    Eigen::MatrixXf h2(h->rows(), h->cols());
+    for (std::size_t j = 0; j < order.size(); ++j) h2.row(j) = h->row(order[j]);
+    *h = h2;
+  }
+}
+
+}  // namespace
+
+void order_components(Eigen::MatrixXf& w, Eigen::MatrixXf* h) {
+  const int k = static_cast<int>(w.cols());
+  std::vector<int> order(k);
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<Eigen::Index> peak(k);
+  std::vector<float> peak_value(k);
+  for (int j = 0; j < k; ++j) peak_value[j] = w.col(j).maxCoeff(&peak[j]);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    if (peak[a] != peak[b]) return peak[a] < peak[b];
+    return peak_value[a] > peak_value[b];
+  });
+  permute(w, h, order);
+}
+
+std::vector<double> align_components(const Eigen::MatrixXf& reference, Eigen::MatrixXf& w,
+                                     Eigen::MatrixXf* h) {
+  const nmf::FactorMatch m = nmf::match_factors(reference, w);
+  std::vector<double> cosine(reference.cols(), 0.0);
+  std::vector<int> order;
+  std::vector<bool> used(w.cols(), false);
+  std::vector<int> est_of(reference.cols(), -1);
+  for (const nmf::FactorPair& p : m.pairs) {
+    est_of[p.reference] = p.estimate;
+    cosine[p.reference] = p.similarity;
+  }
+  for (int r = 0; r < reference.cols(); ++r) {
+    if (est_of[r] >= 0) {
+      order.push_back(est_of[r]);
+      used[est_of[r]] = true;
+    }
+  }
+  // Unmatched new components: canonical order after the matched ones.
+  Eigen::MatrixXf rest(w.rows(), 0);
+  std::vector<int> rest_idx;
+  for (int j = 0; j < w.cols(); ++j)
+    if (!used[j]) rest_idx.push_back(j);
+  if (!rest_idx.empty()) {
+    Eigen::MatrixXf wr(w.rows(), static_cast<Eigen::Index>(rest_idx.size()));
+    for (std::size_t i = 0; i < rest_idx.size(); ++i) wr.col(i) = w.col(rest_idx[i]);
+    std::vector<int> idx(rest_idx.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::vector<Eigen::Index> peak(idx.size());
+    for (std::size_t i = 0; i < idx.size(); ++i) wr.col(i).maxCoeff(&peak[i]);
+    std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return peak[a] < peak[b]; });
+    for (int i : idx) order.push_back(rest_idx[i]);
+  }
+  permute(w, h, order);
+  return cosine;
+}
+
+Calibration calibrate_synergies(const Eigen::Ref<const Eigen::MatrixXf>& x,
+                                const CalibrationOptions& options) {
+  if (x.cols() == 0 || x.rows() == 0) {
+    throw std::invalid_argument("calibration window is empty");
+  }
+  nmf::validate_nonnegative(x);
+  const int channels = static_cast<int>(x.rows());
+  const Eigen::MatrixXf* prev = options.previous;
+  if (prev && prev->rows() != channels) {
+    throw std::invalid_argument("previous synergies have " + std::to_string(prev->rows()) +
+                                " channels, the data " + std::to_string(channels));
+  }
+  nmf::BatchNmfOptions o;
+  o.seed = options.seed;
+  o.max_iter = options.max_iter;
+  o.normalize = options.normalize;
+  o.threads = 1;  // deterministic and off the fast path's core
+  Calibration cal;
+  auto fit = [&](int k) {
+    o.rank = k;
+    if (prev && prev->cols() == k) {
+      o.init = nmf::NmfInit::kGiven;
+      Eigen::MatrixXf w0 = *prev;
+      // Zero columns would stay zero under multiplicative-style updates; lift them a little.
+      w0.array() += 1e-3f * w0.maxCoeff();
+      return nmf::fit_nmf(x, o, &w0, nullptr);
+    }
+    o.init = nmf::NmfInit::kNndsvda;
+    return nmf::fit_nmf(x, o);
+  };
+  nmf::NmfResult best;
+  if (options.rank > 0 || prev) {
+    const int k = options.rank > 0 ? options.rank : static_cast<int>(prev->cols());
+    if (k > channels) {
+      throw std::invalid_argument("rank " + std::to_string(k) + " exceeds the " +
+                                  std::to_string(channels) + " channels");
+    }
+    best = fit(k);
+    cal.rank = k;
+    cal.vaf = nmf::vaf(x, best.w, best.h);
+    cal.vaf_by_rank.assign(k, 0.0);
+    cal.vaf_by_rank[k - 1] = cal.vaf;
+  } else {
+    const int max_k = std::min(std::max(1, options.max_rank), channels);
+    for (int k = 1; k <= max_k; ++k) {
+      nmf::NmfResult r = fit(k);
+      const double v = nmf::vaf(x, r.w, r.h);
+      cal.vaf_by_rank.push_back(v);
+      best = std::move(r);
+      cal.rank = k;
+      cal.vaf = v;
+      if (v >= options.vaf_threshold) break;
+    }
+  }
+  cal.synergies = std::move(best.w);
+  cal.activations = std::move(best.h);
+  if (prev) {
+    cal.matched_cosine = align_components(*prev, cal.synergies, &cal.activations);
+    double s = 0;
+    for (double c : cal.matched_cosine) s += c;
+    cal.mean_matched_cosine = cal.matched_cosine.empty() ? 0 : s / cal.matched_cosine.size();
+  } else {
+    order_components(cal.synergies, &cal.activations);
+  }
+  return cal;
+}
+
+void OnlineSynergyUpdater::init(const Eigen::MatrixXf& w, double forgetting,
+                                nmf::Normalization norm, const Eigen::MatrixXf* x,
+                                const Eigen::MatrixXf* h) {
+  forgetting_ = forgetting;
+  norm_ = norm;
+  const Eigen::Index k = w.cols();
+  a_ = Eigen::MatrixXd::Zero(k, k);
+  b_ = Eigen::MatrixXd::Zero(w.rows(), k);
+  col_.resize(w.rows());
+  samples_ = 0;
+  if (x && h) {
+    for (Eigen::Index t = 0; t < x->cols(); ++t) accumulate(x->col(t).data(), h->col(t).data());
+  }
+}
+
+void OnlineSynergyUpdater::accumulate(const float* x, const float* h) {
+  const Eigen::Index k = a_.rows();
+  const Eigen::Index n = b_.rows();
+  const double rho = forgetting_;
+  for (Eigen::Index j = 0; j < k; ++j) {
+    const double hj = h[j];
+    for (Eigen::Index i = 0; i < k; ++i) a_(i, j) = rho * a_(i, j) + static_cast<double>(h[i]) * hj;
+    for (Eigen::Index c = 0; c < n; ++c) b_(c, j) = rho * b_(c, j) + static_cast<double>(x[c]) * hj;
+  }
+  ++samples_;
+}
+
+void OnlineSynergyUpdater::update(Eigen::MatrixXf& w, int sweeps) {
+  const Eigen::Index k = a_.rows();
+  const Eigen::Index n = b_.rows();
+  const double trace = a_.trace();
+  for (int s = 0; s < sweeps; ++s) {
+    for (Eigen::Index j = 0; j < k; ++j) {
+      const double ajj = a_(j, j);
+      if (!(ajj > 1e-9 * (trace > 0 ? trace : 1.0))) continue;  // inactive: keep the column
+      // u = w_j + (b_j − W a_j) / A_jj, projected on w >= 0, then re-normalised.
+      for (Eigen::Index c = 0; c < n; ++c) {
+        double wa = 0;
+        for (Eigen::Index i = 0; i < k; ++i) wa += static_cast<double>(w(c, i)) * a_(i, j);
+        col_[c] = std::max(0.0, w(c, j) + (b_(c, j) - wa) / ajj);
+      }
+      const double norm = norm_ == nmf::Normalization::kL1 ? col_.sum() : col_.norm();
+      if (norm <= 0) continue;
+      const double scale = norm_ == nmf::Normalization::kNone ? 1.0 : 1.0 / norm;
+      for (Eigen::Index c = 0; c < n; ++c) w(c, j) = static_cast<float>(col_[c] * scale);
+    }
+  }
+}
+
+}  // namespace rtnmf::emg

@@ -1,0 +1,182 @@
+// Synergy numerics without the runtime: VAF rank rule, stable order, warm start alignment, and
+// online tracking of a synergy switch (with forgetting) versus a frozen model.
+#include <cmath>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/dsp/emg_conditioner.h"
+#include "engine/nmf/metrics.h"
+#include "engine/nmf/nnls.h"
+#include "engine/sim/emg_sim.h"
+#include "plugins/emg/synergy_model.h"
+#include "tests/support/alloc_counter.h"
+
+namespace rtnmf::emg {
+namespace {
+
+Eigen::MatrixXf condition(const Eigen::MatrixXf& emg, double fs) {
+  dsp::EmgConditionerConfig cfg;
+  cfg.channels = static_cast<int>(emg.rows());
+  cfg.sample_rate_hz = fs;
+  cfg.notch_hz = 50;
+  dsp::EmgConditioner cond;
+  cond.configure(cfg);
+  Eigen::MatrixXf env(emg.rows(), cond.max_output_cols(emg.cols()));
+  const std::int64_t n = cond.process(emg.data(), emg.cols(), env.data());
+  return env.leftCols(n);
+}
+
+sim::EmgSimulation simulate(int channels, int k, double seconds, std::uint64_t seed,
+                            double switch_at = -1) {
+  sim::EmgSimConfig c;
+  c.channels = channels;
+  c.synergies = k;
+  c.duration_s = seconds;
+  c.seed = seed;
+  c.switch_at_s = switch_at;
+  return sim::simulate_emg(c);
+}
+
+TEST(SynergyCalibration, VafRulePicksThePlantedRank) {
+  for (int planted : {2, 3, 4}) {
+    sim::EmgSimulation s = simulate(16, planted, 40, 20 + planted);
+    Eigen::MatrixXf env = condition(s.emg, 2000).rightCols(3800);
+    CalibrationOptions o;
+    o.vaf_threshold = 0.97;
+    o.max_rank = 8;
+    Calibration c = calibrate_synergies(env, o);
+    std::string vafs;
+    for (double v : c.vaf_by_rank) vafs += std::to_string(v) + " ";
+    EXPECT_EQ(c.rank, planted) << "VAF by rank: " << vafs;
+    EXPECT_GE(c.vaf, 0.97);
+    EXPECT_GE(nmf::match_factors(s.synergies, c.synergies).mean_similarity, 0.95) << vafs;
+  }
+}
+
+TEST(SynergyCalibration, FixedRankAndCanonicalOrder) {
+  sim::EmgSimulation s = simulate(12, 3, 30, 4);
+  Eigen::MatrixXf env = condition(s.emg, 2000).rightCols(2800);
+  CalibrationOptions o;
+  o.rank = 3;
+  Calibration c = calibrate_synergies(env, o);
+  ASSERT_EQ(c.synergies.cols(), 3);
+  ASSERT_EQ(c.activations.rows(), 3);
+  Eigen::Index p0, p1, p2;
+  c.synergies.col(0).maxCoeff(&p0);
+  c.synergies.col(1).maxCoeff(&p1);
+  c.synergies.col(2).maxCoeff(&p2);
+  EXPECT_LE(p0, p1);
+  EXPECT_LE(p1, p2);
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(c.synergies.col(j).norm(), 1.0f, 1e-4f);
+  // W H still fits after ordering (rows of H follow the columns of W).
+  EXPECT_GT(nmf::vaf(env, c.synergies, c.activations), 0.9);
+}
+
+TEST(SynergyCalibration, WarmStartKeepsTheOldSessionsOrder) {
+  // The old session's synergies come in an order of their own (here: the planted synergies
+  // scrambled). A warm-started calibration of a new recording must come out in that order and
+  // report its matched cosine; a cold calibration comes out in canonical order instead.
+  sim::EmgSimulation day2 = simulate(16, 4, 30, 9);
+  Eigen::MatrixXf env2 = condition(day2.emg, 2000).rightCols(2800);
+  Eigen::MatrixXf old(16, 4);
+  const int perm[4] = {2, 0, 3, 1};
+  for (int j = 0; j < 4; ++j) old.col(j) = day2.synergies.col(perm[j]);
+  CalibrationOptions o;
+  o.rank = 4;
+  CalibrationOptions warm;
+  warm.previous = &old;  // rank 0: K comes from the old synergies
+  Calibration cal2 = calibrate_synergies(env2, warm);
+  ASSERT_EQ(cal2.rank, 4);
+  ASSERT_EQ(cal2.matched_cosine.size(), 4u);
+  for (int j = 0; j < 4; ++j) {
+    const float cos = cal2.synergies.col(j).dot(old.col(j)) /
+                      (cal2.synergies.col(j).norm() * old.col(j).norm());
+    EXPECT_GT(cos, 0.95) << "component " << j;
+    EXPECT_NEAR(cal2.matched_cosine[j], cos, 1e-4);
+  }
+  EXPECT_GT(cal2.mean_matched_cosine, 0.95);
+  Calibration cold = calibrate_synergies(env2, o);
+  int same = 0;
+  for (int j = 0; j < 4; ++j) {
+    const float cos = cold.synergies.col(j).dot(old.col(j)) /
+                      (cold.synergies.col(j).norm() * old.col(j).norm());
+    if (cos > 0.95) ++same;
+  }
+  EXPECT_LT(same, 4);
+}
+
+// Streams envelopes through NNLS + the online updater as the stage's fast and slow paths would:
+// calibration on the first `cal` samples, then per sample activations with the current W and
+// an update every `every` samples (frozen: never).
+Eigen::MatrixXf stream(const Eigen::MatrixXf& env, int cal, int k, double forgetting, bool frozen,
+                       int every) {
+  CalibrationOptions o;
+  o.rank = k;
+  Calibration c = calibrate_synergies(env.leftCols(cal), o);
+  Eigen::MatrixXf w = c.synergies;
+  OnlineSynergyUpdater up;
+  const Eigen::MatrixXf xc = env.leftCols(cal);
+  up.init(w, forgetting, nmf::Normalization::kL2, &xc, &c.activations);
+  nmf::NnlsOptions no;
+  no.method = nmf::NnlsMethod::kBpp;
+  nmf::NnlsSolver solver(k, no);
+  solver.set_dictionary(w);
+  Eigen::VectorXf h = Eigen::VectorXf::Zero(k);
+  for (Eigen::Index t = cal; t < env.cols(); ++t) {
+    solver.solve(env.col(t), h, true);
+    if (frozen) continue;
+    up.accumulate(env.col(t).data(), h.data());
+    if ((t + 1) % every == 0) {
+      up.update(w, 1);
+      solver.set_dictionary(w);
+    }
+  }
+  return w;
+}
+
+TEST(OnlineSynergies, ASwitchMidStreamIsTrackedWithForgettingAndIgnoredWhenFrozen) {
+  // 90 s at 2 kHz: synergy 0 is replaced by a new one at 45 s.
+  sim::EmgSimulation s = simulate(16, 3, 90, 31, 45.0);
+  ASSERT_GT(s.synergies_after.size(), 0);
+  const float old_new = s.synergies.col(0).dot(s.synergies_after.col(0));
+  ASSERT_LT(old_new, 0.7f);
+  Eigen::MatrixXf env = condition(s.emg, 2000);
+  const int cal = 2000;  // 20 s at 100 Hz
+  Eigen::MatrixXf tracked = stream(env, cal, 3, 0.995, false, 5);
+  Eigen::MatrixXf frozen = stream(env, cal, 3, 0.995, true, 5);
+  const nmf::FactorMatch after_tracked = nmf::match_factors(s.synergies_after, tracked);
+  const nmf::FactorMatch after_frozen = nmf::match_factors(s.synergies_after, frozen);
+  const nmf::FactorMatch before_frozen = nmf::match_factors(s.synergies, frozen);
+  EXPECT_GT(after_tracked.min_similarity, 0.9);
+  EXPECT_GT(before_frozen.min_similarity, 0.95);
+  // Frozen keeps the old synergy 0, so the new one is matched poorly.
+  EXPECT_LT(after_frozen.min_similarity, 0.85);
+  // And with forgetting 1 (no forgetting) tracking is much slower than with 0.995.
+  Eigen::MatrixXf sluggish = stream(env, cal, 3, 1.0, false, 5);
+  EXPECT_LT(nmf::match_factors(s.synergies_after, sluggish).min_similarity,
+            after_tracked.min_similarity);
+}
+
+TEST(OnlineSynergies, UpdateAndAccumulateDoNotAllocate) {
+  Eigen::MatrixXf w = Eigen::MatrixXf::Random(8, 3).cwiseAbs();
+  OnlineSynergyUpdater up;
+  up.init(w, 0.99, nmf::Normalization::kL2);
+  Eigen::VectorXf x = Eigen::VectorXf::Ones(8), h = Eigen::VectorXf::Ones(3);
+  {
+    test::AllocationGuard guard;
+    for (int i = 0; i < 100; ++i) {
+      up.accumulate(x.data(), h.data());
+      up.update(w, 2);
+    }
+    if (test::allocation_counting_available()) {
+      EXPECT_EQ(guard.count(), 0u);
+    }
+  }
+  EXPECT_EQ(up.samples(), 100u);
+  EXPECT_GE(w.minCoeff(), 0.0f);
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(w.col(j).norm(), 1.0f, 1e-5f);
+}
+
+}  // namespace
+}  // namespace rtnmf::emg
