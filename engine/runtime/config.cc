@@ -6,6 +6,7 @@
 #include <google/protobuf/reflection.h>
 #include <google/protobuf/text_format.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -196,24 +197,32 @@ void validate_pipeline(const v1::PipelineConfig& config, const std::string& text
 namespace {
 
 // Finds a singular field called `name` inside `msg` or its set (or, failing that, any) nested
-// messages, depth first. Returns the message holding it, or null.
-pb::Message* find_field(pb::Message* msg, const std::string& name, const pb::FieldDescriptor** out,
-                        bool only_set) {
-  const pb::Descriptor* d = msg->GetDescriptor();
+// messages, depth first, without touching `msg`. On success `chain` holds the message fields
+// leading to it and `out` the field itself.
+bool find_field(const pb::Message& msg, const std::string& name,
+                std::vector<const pb::FieldDescriptor*>& chain, const pb::FieldDescriptor** out,
+                bool only_set) {
+  const pb::Descriptor* d = msg.GetDescriptor();
   if (const pb::FieldDescriptor* fd = d->FindFieldByName(name); fd && !fd->is_repeated()) {
     *out = fd;
-    return msg;
+    return true;
   }
-  const pb::Reflection* r = msg->GetReflection();
+  const pb::Reflection* r = msg.GetReflection();
   for (int i = 0; i < d->field_count(); ++i) {
     const pb::FieldDescriptor* fd = d->field(i);
     if (fd->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE || fd->is_repeated()) continue;
-    if (only_set && !r->HasField(*msg, fd)) continue;
-    if (fd->message_type()->options().map_entry()) continue;
-    pb::Message* sub = r->MutableMessage(msg, fd);
-    if (pb::Message* hit = find_field(sub, name, out, only_set)) return hit;
+    if (only_set && !r->HasField(msg, fd)) continue;
+    chain.push_back(fd);
+    if (find_field(r->GetMessage(msg, fd), name, chain, out, only_set)) return true;
+    chain.pop_back();
   }
-  return nullptr;
+  return false;
+}
+
+// Walks `chain` from `msg`, creating the nested messages on the way. Returns the last one.
+pb::Message* descend(pb::Message* msg, const std::vector<const pb::FieldDescriptor*>& chain) {
+  for (const pb::FieldDescriptor* fd : chain) msg = msg->GetReflection()->MutableMessage(msg, fd);
+  return msg;
 }
 
 void set_field(pb::Message* root, const std::vector<std::string>& path, const std::string& value,
@@ -222,9 +231,13 @@ void set_field(pb::Message* root, const std::vector<std::string>& path, const st
   const pb::FieldDescriptor* fd = nullptr;
   for (size_t i = 0; i < path.size(); ++i) {
     const pb::FieldDescriptor* f = nullptr;
-    pb::Message* holder = (i == 0) ? find_field(msg, path[i], &f, true) : nullptr;
-    if (i == 0 && !holder) holder = find_field(msg, path[i], &f, false);
-    if (i > 0) {
+    pb::Message* holder = nullptr;
+    if (i == 0) {
+      std::vector<const pb::FieldDescriptor*> chain;
+      if (find_field(*msg, path[i], chain, &f, true) ||
+          (chain.clear(), find_field(*msg, path[i], chain, &f, false)))
+        holder = descend(msg, chain);
+    } else {
       f = msg->GetDescriptor()->FindFieldByName(path[i]);
       holder = f ? msg : nullptr;
     }
@@ -241,6 +254,20 @@ void set_field(pb::Message* root, const std::vector<std::string>& path, const st
   if (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE)
     throw ConfigError("--set " + what + ": '" + fd->name() + "' is a message, name a field in it");
   std::string text = value;
+  const bool numeric = fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_FLOAT ||
+                       fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_DOUBLE ||
+                       fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_INT32 ||
+                       fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_INT64 ||
+                       fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_UINT32 ||
+                       fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_UINT64;
+  if (numeric) {
+    // The text-format parser takes identifiers such as "abc" for floats; insist on a number.
+    char* end = nullptr;
+    std::strtod(value.c_str(), &end);
+    if (value.empty() || end != value.c_str() + value.size())
+      throw ConfigError("--set " + what + ": '" + value + "' is not a valid " + fd->type_name() +
+                        " for " + fd->name());
+  }
   if (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING) {
     std::string quoted = "\"";
     for (char c : value) {

@@ -40,7 +40,12 @@ struct Pipeline::Stream {
   LatencyHistogram total_latency;  // received -> processed (activations ready)
   std::int64_t first_ns = 0;
   std::atomic<std::int64_t> last_ns{0};
+  std::vector<std::string> rejections;  // first kMaxRejectionMessages, under errors_mutex_
 };
+
+namespace {
+constexpr size_t kMaxRejectionMessages = 20;
+}
 
 OverloadPolicy overload_policy(const v1::StreamConfig& stream, bool source_is_live) {
   switch (stream.overload()) {
@@ -220,7 +225,12 @@ void Pipeline::source_loop(Stream& s) {
       continue;
     }
     s.input->give_back(f);
-    if (st == ReadStatus::kRejected || st == ReadStatus::kTimeout) continue;
+    if (st == ReadStatus::kRejected) {
+      std::lock_guard<std::mutex> lock(errors_mutex_);
+      if (s.rejections.size() < kMaxRejectionMessages) s.rejections.push_back(s.source->error());
+      continue;
+    }
+    if (st == ReadStatus::kTimeout) continue;
     if (st == ReadStatus::kError && !s.source->error().empty()) {
       std::lock_guard<std::mutex> lock(errors_mutex_);
       errors_.push_back("stream '" + s.cfg.id() + "': " + s.source->error());
@@ -365,6 +375,11 @@ void Pipeline::join() {
   joined_ = true;
 }
 
+std::vector<std::string> Pipeline::rejections(int stream) const {
+  std::lock_guard<std::mutex> lock(errors_mutex_);
+  return streams_[stream]->rejections;
+}
+
 std::vector<std::string> Pipeline::errors() const {
   std::lock_guard<std::mutex> lock(errors_mutex_);
   return errors_;
@@ -436,13 +451,16 @@ std::string Pipeline::final_summary() const {
   std::ostringstream os;
   os.setf(std::ios::fixed);
   os.precision(1);
-  for (const auto& ss : st.streams()) {
+ for (int si = 0; si < st.streams_size(); ++si) {
+    const v1::StreamStats& ss = st.streams(si);
     os << "stream " << ss.stream_id() << ": " << ss.frames_in() << " frames in, "
        << ss.frames_processed() << " processed, " << ss.frames_dropped() << " dropped, "
        << ss.frames_rejected() << " rejected";
     if (ss.frames_lost_upstream()) os << ", " << ss.frames_lost_upstream() << " lost upstream";
     if (ss.publish_dropped()) os << ", " << ss.publish_dropped() << " results not published";
     os << "\n";
+    for (const auto& r : rejections(si))
+      os << "  rejected: " << r << "\n";
     for (const auto& l : ss.latency()) {
       if (l.count() == 0) continue;
       os << "  latency " << l.name() << ": p50 " << l.p50_us() << " us, p99 " << l.p99_us()

@@ -70,6 +70,8 @@ class Pipeline {
   const LatencyHistogram& total_latency(int stream) const;
   // Errors that ended streams (file damaged at frame N, sink failure...). After join().
   std::vector<std::string> errors() const;
+  // Why input was rejected on stream i: the first 20 reasons (malformed message, NaN, ...).
+  std::vector<std::string> rejections(int stream) const;
   // One block of text per stream with the final counts. After join().
   std::string final_summary() const;
 

@@ -71,6 +71,12 @@ class ZmqIngestSource : public Source {
     if (!msg_.ParseFromArray(part.data(), static_cast<int>(part.size())))
       return reject("message " + std::to_string(messages_) + ": not a rtnmf.v1.Frame (" +
                     std::to_string(part.size()) + " bytes)");
+    // Any parsable frame, even one rejected below, was received: only seqs never seen count as
+    // lost upstream.
+    if (have_seq_ && msg_.seq() > next_seq_)
+      lost_upstream_.fetch_add(msg_.seq() - next_seq_, std::memory_order_relaxed);
+    if (!have_seq_ || msg_.seq() >= next_seq_) next_seq_ = msg_.seq() + 1;
+    have_seq_ = true;
     if (msg_.shape_size() != 2 || msg_.shape(0) != a_ || msg_.shape(1) != b_) {
       std::string got_shape;
       for (int i = 0; i < msg_.shape_size(); ++i)
@@ -100,10 +106,6 @@ class ZmqIngestSource : public Source {
     if (bad)
       return reject("frame seq " + std::to_string(msg_.seq()) + ": " + std::to_string(bad) +
                     " NaN/Inf samples");
-    if (have_seq_ && msg_.seq() > next_seq_)
-      lost_upstream_.fetch_add(msg_.seq() - next_seq_, std::memory_order_relaxed);
-    next_seq_ = msg_.seq() + 1;
-    have_seq_ = true;
     frame.header.seq = msg_.seq();
     frame.header.t_acquired_ns = msg_.t_acquired_ns();
     frame.header.t_received_ns = t_recv;

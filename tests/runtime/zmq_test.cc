@@ -1,0 +1,172 @@
+// ZeroMQ end to end on loopback: publishing and ingest.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <zmq.hpp>
+
+#include "engine/runtime/pacer.h"
+#include "engine/runtime/pipeline.h"
+#include "engine/runtime/registry.h"
+#include "frame.pb.h"
+#include "messages.pb.h"
+#include "tests/runtime/test_util.h"
+
+namespace rtnmf {
+namespace {
+
+std::atomic<bool> g_gate_open{false};
+
+// Emits max_frames small blocks at 2 kHz, but only once the test opens the gate (so a
+// subscriber can join first: ZeroMQ PUB drops what is sent before a subscription arrives).
+class GatedSource : public Source {
+ public:
+  StreamSpec open(const v1::SourceConfig& cfg, const std::string& id) override {
+    max_ = cfg.max_frames();
+    v1::SourceConfig paced = cfg;
+    paced.set_pacing(v1::REALTIME);
+    pacer_.init(paced, 2000, true);
+    return StreamSpec::make(id, 3, 1, 2000);
+  }
+  ReadStatus read(Frame& f) override {
+    if (!g_gate_open.load()) {
+      sleep_until_ns(now_ns() + 1'000'000);
+      return ReadStatus::kTimeout;
+    }
+    if (max_ && n_ >= max_) return ReadStatus::kEnd;
+    pacer_.wait(n_);
+    f.header.seq = n_;
+    f.set_shape(3, 1);
+    f.data()[0] = static_cast<float>(n_);
+    f.data()[1] = 1;
+    f.data()[2] = 2;
+    ++n_;
+    return ReadStatus::kFrame;
+  }
+
+ private:
+  std::uint64_t n_ = 0, max_ = 0;
+  Pacer pacer_;
+};
+RTNMF_REGISTER_SOURCE("test_gated", "test only", GatedSource);
+
+TEST(ZmqLoopback, EverySeqArrivesUnderBlockAtAModerateRate) {
+  constexpr std::uint64_t kFrames = 2000;
+  g_gate_open = false;
+  std::string text = R"(
+publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" stats_interval_s: 0.02 }
+stream { id: "lo" overload: BLOCK
+  source { max_frames: )" + std::to_string(kFrames) + R"( plugin { values { key: "type" value: "test_gated" } } }
+  stage { type: "passthrough" } })";
+  Pipeline p(parse_pipeline(text, "zmq.pbtxt"));
+  p.start();
+  ASSERT_EQ(p.endpoint().rfind("tcp://127.0.0.1:", 0), 0u);
+  zmq::context_t ctx(1);
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::rcvtimeo, 100);
+  sub.set(zmq::sockopt::subscribe, "");
+  sub.connect(p.endpoint());
+  // A stats message proves the subscription reached the publisher.
+  bool joined = test::wait_for([&] {
+    zmq::message_t t, b;
+    if (!sub.recv(t) || !t.more() || !sub.recv(b)) return false;
+    return t.to_string() == "stats";
+  }, 20);
+  ASSERT_TRUE(joined);
+  g_gate_open = true;
+  std::vector<std::uint64_t> seqs;
+  v1::Activations act;
+  const std::int64_t deadline = now_ns() + 60'000'000'000;
+  while (seqs.size() < kFrames && now_ns() < deadline) {
+    zmq::message_t t, b;
+    if (!sub.recv(t)) continue;
+    ASSERT_TRUE(t.more());
+    ASSERT_TRUE(sub.recv(b));
+    if (t.to_string() != "act/lo") continue;
+    ASSERT_TRUE(act.ParseFromArray(b.data(), static_cast<int>(b.size())));
+    ASSERT_EQ(act.values_size(), 3);
+    EXPECT_EQ(act.values(0), static_cast<float>(act.seq()));
+    EXPECT_GT(act.t_received_ns(), 0);
+    EXPECT_GE(act.t_processed_ns(), act.t_received_ns());
+    seqs.push_back(act.seq());
+  }
+  p.request_stop();
+  ASSERT_TRUE(p.wait(10'000'000'000));
+  p.join();
+  ASSERT_EQ(seqs.size(), kFrames);
+  for (std::uint64_t i = 0; i < kFrames; ++i) ASSERT_EQ(seqs[i], i);
+  EXPECT_EQ(p.stats().messages_send_failed(), 0u);
+}
+
+std::string frame_bytes(std::uint64_t seq, std::vector<std::uint32_t> shape,
+                        const std::vector<float>& values, v1::DType dtype = v1::DTYPE_FLOAT32) {
+  v1::Frame f;
+  f.set_stream_id("in");
+  f.set_seq(seq);
+  for (auto d : shape) f.add_shape(d);
+  f.set_dtype(dtype);
+  f.set_payload(std::string(reinterpret_cast<const char*>(values.data()),
+                            values.size() * sizeof(float)));
+  return f.SerializeAsString();
+}
+
+TEST(ZmqIngest, MalformedMessagesAreRejectedAndCountedAndTheStreamGoesOn) {
+  const std::string endpoint = "ipc:///tmp/rtnmf-ingest-test-" + std::to_string(getpid());
+  std::string text = R"(
+publisher { disabled: true }
+stream { id: "in" overload: BLOCK
+  source { zmq { endpoint: ")" + endpoint + R"(" socket: PULL bind: true shape: 2 shape: 3 blocks: true dtype: DTYPE_FLOAT32 } }
+})";
+  Pipeline p(parse_pipeline(text, "ingest.pbtxt"));
+  auto sink = std::make_unique<test::CollectSink>();
+  test::CollectSink* out = sink.get();
+  p.add_sink("in", std::move(sink));
+  p.start();
+  zmq::context_t ctx(1);
+  zmq::socket_t push(ctx, zmq::socket_type::push);
+  push.connect(endpoint);
+  const std::vector<float> good{0, 1, 2, 10, 11, 12};  // channel-major: ch0 = 0 1 2, ch1 = 10 11 12
+  std::vector<float> with_nan = good;
+  with_nan[4] = std::nanf("");
+  std::string truncated = frame_bytes(3, {2, 3}, good);
+  {
+    v1::Frame f;
+    f.ParseFromString(truncated);
+    f.set_payload(f.payload().substr(0, 10));
+    truncated = f.SerializeAsString();
+  }
+  const std::vector<std::string> messages = {
+      frame_bytes(0, {2, 3}, good),
+      std::string("\xff\xff garbage \x01\x02", 13),
+      frame_bytes(2, {3, 2}, good),
+      truncated,
+      frame_bytes(4, {2, 3}, with_nan),
+      frame_bytes(5, {2, 3}, good),
+      frame_bytes(9, {2, 3}, good),  // seq 6..8 never sent: lost upstream
+  };
+  for (const auto& m : messages) push.send(zmq::buffer(m), zmq::send_flags::none);
+  ASSERT_TRUE(test::wait_for([&] { return out->seqs().size() == 3; }, 20));
+  p.request_stop();
+  ASSERT_TRUE(p.wait(10'000'000'000));
+  p.join();
+  EXPECT_EQ(out->seqs(), (std::vector<std::uint64_t>{0, 5, 9}));
+  // Blocks arrive channel-major and are stored one sample of all channels contiguous.
+  std::vector<float> v = out->values();
+  ASSERT_GE(v.size(), 6u);
+  EXPECT_EQ(std::vector<float>(v.begin(), v.begin() + 6), (std::vector<float>{0, 10, 1, 11, 2, 12}));
+  v1::Stats st = p.stats();
+  EXPECT_EQ(st.streams(0).frames_rejected(), 4u);
+  // Seq 1 (the garbage message carried no readable seq) and 6..8 were never seen.
+  EXPECT_EQ(st.streams(0).frames_lost_upstream(), 4u);
+  std::vector<std::string> why = p.rejections(0);
+  ASSERT_EQ(why.size(), 4u);
+  const std::string pre = "zmq ingest " + endpoint + ": ";
+  EXPECT_EQ(why[0], pre + "message 2: not a rtnmf.v1.Frame (13 bytes)");
+  EXPECT_EQ(why[1], pre + "frame seq 2: shape 3x2, expected 2x3");
+  EXPECT_EQ(why[2], pre + "frame seq 3: payload has 10 bytes, expected 24");
+  EXPECT_EQ(why[3], pre + "frame seq 4: 1 NaN/Inf samples");
+}
+
+}  // namespace
+}  // namespace rtnmf
