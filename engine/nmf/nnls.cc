@@ -93,6 +93,18 @@ void NnlsSolver::set_dictionary(const Eigen::Ref<const Eigen::MatrixXf>& w) {
   set_options(options_);
 }
 
+void NnlsSolver::set_dictionary(const Eigen::Ref<const Eigen::MatrixXf>& w,
+                                const Eigen::Ref<const Eigen::MatrixXf>& gram) {
+  if (w.cols() == 0 || w.rows() == 0) throw std::invalid_argument("NnlsSolver: empty dictionary");
+  if (gram.rows() != w.cols() || gram.cols() != w.cols())
+    throw std::invalid_argument("NnlsSolver: Gram is not K x K for the dictionary given");
+  if (w.cols() != k_) resize(w.cols());
+  dense_w_ = w;
+  gram_ = gram;
+  dict_ = Dict::kDense;
+  set_options(options_);
+}
+
 void NnlsSolver::set_dictionary(const Eigen::SparseMatrix<float, Eigen::ColMajor>& w) {
   if (w.cols() == 0 || w.rows() == 0) throw std::invalid_argument("NnlsSolver: empty dictionary");
   if (w.cols() != k_) resize(w.cols());

@@ -79,6 +79,11 @@ class NnlsSolver {
   // memory). Slow-path only. Throws std::invalid_argument on an empty W.
   void set_dictionary(const Eigen::Ref<const Eigen::MatrixXf>& w);
   void set_dictionary(const Eigen::SparseMatrix<float, Eigen::ColMajor>& w);
+  // Stores W (dense) with a Gram the caller already computed (the slow path ships both, so the fast
+  // path swaps a model in without a matrix product). Does not allocate when the shape is unchanged.
+  // Does not check that gram == WᵀW.
+  void set_dictionary(const Eigen::Ref<const Eigen::MatrixXf>& w,
+                      const Eigen::Ref<const Eigen::MatrixXf>& gram);
   // Stores a Gram without a dictionary (solve(x, ...) is then unavailable; use solve_gram).
   // Does not allocate when K is unchanged.
   void set_gram(const Eigen::Ref<const Eigen::MatrixXf>& gram);
