@@ -22,7 +22,7 @@ int StreamSpec::add_lane(const std::string& name, std::uint32_t size) {
   if (lanes.size() >= static_cast<size_t>(kMaxLanes))
     throw std::runtime_error("stream " + stream_id + ": too many lanes (max " +
                              std::to_string(kMaxLanes) + ") adding '" + name + "'");
-  lanes.push_back({name, size});
+  lanes.push_back({name, size, "", true});
   return static_cast<int>(lanes.size() - 1);
 }
 
@@ -33,7 +33,7 @@ StreamSpec StreamSpec::make(std::string stream_id, std::uint32_t rows, std::uint
   s.rows = rows;
   s.cols = cols;
   s.sample_rate_hz = sample_rate_hz;
-  s.lanes.push_back({"values", rows * cols});
+  s.lanes.push_back({"values", rows * cols, "", true});
   return s;
 }
 

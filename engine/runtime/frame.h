@@ -14,7 +14,14 @@ namespace rtnmf {
 // stage; stages may add lanes such as "spikes" or "shifts").
 struct LaneSpec {
   std::string name;
-  std::uint32_t size = 0;  // floats
+  std::uint32_t size = 0;  // floats (the capacity: a frame may fill less)
+  // Result-file recording (rtnmf replay --out): the HDF5 dataset this lane is streamed to, empty
+  // for none. component_major: stored size × T (one column per time step, e.g. /traces K × T);
+  // otherwise T × size (e.g. /motion/shifts T × 2). For lane 0 each column of the frame's
+  // rows × cols matrix is one time step (a block may carry 0, 1 or more); other lanes carry one
+  // time step per frame. Trailing components never filled are trimmed at the end.
+  std::string dataset;
+  bool component_major = true;
 };
 
 // Shape of the frames of one stream at one point of the pipeline.
@@ -35,6 +42,11 @@ struct StreamSpec {
   int lane_index(const std::string& name) const;
   // Adds a lane or returns the index of the existing one with the larger size. Allocates.
   int add_lane(const std::string& name, std::uint32_t size);
+  // Marks lane i for recording to `dataset` (see LaneSpec).
+  void record_lane(int i, std::string dataset, bool component_major = true) {
+    lanes[static_cast<size_t>(i)].dataset = std::move(dataset);
+    lanes[static_cast<size_t>(i)].component_major = component_major;
+  }
   // A spec with one "values" lane of rows*cols.
   static StreamSpec make(std::string stream_id, std::uint32_t rows, std::uint32_t cols,
                          double sample_rate_hz);

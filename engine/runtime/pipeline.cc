@@ -88,6 +88,14 @@ const StreamSpec& Pipeline::output_spec(int i) const { return streams_[i]->out_s
 const StreamSpec& Pipeline::input_spec(int i) const { return streams_[i]->in_spec; }
 const LatencyHistogram& Pipeline::total_latency(int i) const { return streams_[i]->total_latency; }
 
+std::uint64_t Pipeline::expected_frames(int stream) const {
+  const Stream& s = *streams_[stream];
+  std::uint64_t n = s.source ? s.source->frame_count() : 0;
+  const std::uint64_t cap = s.cfg.source().max_frames();
+  if (cap && (n == 0 || cap < n)) n = cap;
+  return n;
+}
+
 std::vector<Stage*> Pipeline::stages(int stream) const {
   std::vector<Stage*> out;
   for (auto& st : streams_[stream]->stages) out.push_back(st.get());

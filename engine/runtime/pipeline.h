@@ -75,6 +75,8 @@ class Pipeline {
   // One block of text per stream with the final counts. After join().
   std::string final_summary() const;
 
+  // Frames the stream's source will produce when known (files), else 0. After start().
+  std::uint64_t expected_frames(int stream) const;
   int stream_count() const { return static_cast<int>(streams_.size()); }
   const std::string& stream_id(int i) const;
   // The stream's stages, for write_results after join(). Main thread.

@@ -17,8 +17,8 @@
 
 namespace rtnmf {
 
-namespace io {
-class H5File;
+namespace io::h5 {
+class File;
 }
 
 // A configuration or start-up error. The message names what was wrong and where
@@ -73,9 +73,10 @@ class Stage {
   // Stops slow-path threads; after stop() process() is not called again. Processing thread.
   void stop() { do_stop(); }
 
-  // Writes this stage's end-of-run results (footprints, synergies, ...) to the result file.
-  // Off the hot path, after stop(). Default: nothing.
-  virtual void write_results(io::H5File& /*file*/) {}
+  // Writes this stage's end-of-run results (footprints, synergies, ...) to the result file
+  // (engine/io/h5.h). Main thread, after stop() and after the result sink finished; HDF5 is not
+  // thread-safe, so nothing else uses it then. Default: nothing.
+  virtual void write_results(io::h5::File& /*file*/) {}
 
   // Stage-specific figures for the `stats` message (e.g. sliding VAF, component count).
   // Called from the publisher thread: implementations read atomics only.
@@ -126,6 +127,8 @@ class Source {
   virtual const std::string& error() const { return error_; }
   // Live sources default to DROP_OLDEST, files to BLOCK.
   virtual bool is_live() const { return false; }
+  // Number of frames the source will produce, when known (files); 0 = unknown. After open().
+  virtual std::uint64_t frame_count() const { return 0; }
   // Counters any thread may read.
   std::uint64_t rejected() const { return rejected_.load(std::memory_order_relaxed); }
   std::uint64_t lost_upstream() const { return lost_upstream_.load(std::memory_order_relaxed); }

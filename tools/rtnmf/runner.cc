@@ -62,6 +62,9 @@ int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
   sigaction(SIGTERM, &sa, nullptr);
 
   pipeline.start();
+  // The total for a progress bar is known once the sources are open.
+  const std::uint64_t total_frames =
+      opt.total_frames ? opt.total_frames : pipeline.expected_frames(0);
   const bool tty = isatty(STDERR_FILENO);
   if (!pipeline.endpoint().empty())
     std::fprintf(stderr, "publishing on %s (topics act/<stream>, model/, event/, stats)%s%s\n",
@@ -102,15 +105,15 @@ int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
         double fps = (ss.frames_processed() - prev_processed[i]) / dt;
         prev_processed[i] = ss.frames_processed();
         char b[512];
-        if (opt.progress_bar && opt.total_frames) {
-          double frac = static_cast<double>(ss.frames_processed()) / opt.total_frames;
-          double eta = fps > 0 ? (opt.total_frames - ss.frames_processed()) / fps : 0;
+        if (opt.progress_bar && total_frames) {
+          double frac = static_cast<double>(ss.frames_processed()) / total_frames;
+          double eta = fps > 0 ? (total_frames - ss.frames_processed()) / fps : 0;
           int filled = static_cast<int>(frac * 20);
           std::string bar(filled, '#');
           bar += std::string(20 - std::min(filled, 20), '.');
           std::snprintf(b, sizeof b, "[%s] %llu/%llu frames  %.0f frames/s  ETA %.0f s",
                         bar.c_str(), static_cast<unsigned long long>(ss.frames_processed()),
-                        static_cast<unsigned long long>(opt.total_frames), fps, eta);
+                        static_cast<unsigned long long>(total_frames), fps, eta);
         } else {
           std::snprintf(b, sizeof b,
                         "%s: %.0f frames/s  latency p50 %s p99 %s  dropped %llu  rejected %llu",

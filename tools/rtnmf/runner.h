@@ -12,7 +12,7 @@ struct RunOptions {
   double seconds = 0;          // stop after this long (0 = until the sources end or Ctrl-C)
   bool live_summary = true;    // one line per second on stderr
   bool progress_bar = false;   // replay: frames, frames/s, ETA (needs total_frames)
-  std::uint64_t total_frames = 0;
+  std::uint64_t total_frames = 0;  // 0 = ask the pipeline's first source
   // Extra text for the progress/summary line (e.g. component count), called once a second.
   std::function<std::string()> extra;
 };

@@ -1,0 +1,54 @@
+// Streams a stream's recorded lanes to an HDF5 result file (rtnmf replay --out).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/io/h5.h"
+#include "engine/runtime/pipeline.h"
+
+namespace rtnmf {
+
+// Every lane whose LaneSpec names a dataset is appended per frame, plus /timing/latency_ns
+// (frame received → activations ready, per frame) and /timing/seq. Component-major lanes
+// (K × T, e.g. /traces) are streamed to a temporary file next to the result as T × K rows and
+// transposed block by block at the end, so memory never grows with T. `prefix` is prepended to
+// dataset paths (for pipelines with several streams; "" for one).
+class ResultFileSink : public ResultSink {
+ public:
+  // Creates (truncates) the result file now, so a bad path fails before the pipeline starts.
+  // Throws std::runtime_error naming the file.
+  ResultFileSink(const std::string& path, std::string prefix = "");
+  ~ResultFileSink() override;
+
+  void begin(const StreamSpec& spec) override;
+  void write(const Frame& frame) override;
+  void end() override;
+
+  // The result file, for Stage::write_results and attributes after the pipeline joined.
+  io::h5::File& file() { return *file_; }
+  std::uint64_t frames() const { return frames_; }
+
+ private:
+  struct Recorded {
+    int lane;
+    std::string dataset;
+    bool component_major;
+    std::uint32_t width;       // floats per time step (row length)
+    std::uint32_t max_filled;  // components actually used (trim at the end)
+    std::unique_ptr<io::h5::Appendable<float>> rows;  // T × width (temp file if component-major)
+    std::vector<float> row;
+  };
+  std::string path_;
+  std::string tmp_path_;
+  std::string prefix_;
+  std::unique_ptr<io::h5::File> file_;
+  std::unique_ptr<io::h5::File> tmp_;
+  std::vector<Recorded> recorded_;
+  std::unique_ptr<io::h5::Appendable<std::int64_t>> latency_;
+  std::unique_ptr<io::h5::Appendable<std::int64_t>> seq_;
+  std::uint64_t frames_ = 0;
+};
+
+}  // namespace rtnmf
