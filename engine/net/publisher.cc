@@ -86,9 +86,11 @@ void Publisher::bind() {
   }
 }
 
-void Publisher::add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane) {
+void Publisher::add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane,
+                           int event_lane) {
   channel->set_doorbell(&doorbell_);
-  inputs_.push_back({stream_id, "act/" + stream_id, channel, spikes_lane});
+  inputs_.push_back(
+      {stream_id, "act/" + stream_id, channel, spikes_lane, event_lane, "event/" + stream_id});
 }
 
 void Publisher::start() {
@@ -174,8 +176,23 @@ void Publisher::run() {
           act.mutable_spikes()->Add(s.data, s.data + s.size);
         }
         act.SerializeToString(&buf);
+        // Closed-loop triggers go out right after the activations that caused them.
+        bool fired = false;
+        v1::Event ev;
+        if (in.event_lane > 0 && f->lane(in.event_lane).data[0] > 0) {
+          const float* e = f->lane(in.event_lane).data;
+          fired = true;
+          ev.set_stream_id(in.stream_id);
+          ev.set_seq(h.seq);
+          ev.set_t_received_ns(h.t_received_ns);
+          ev.set_t_event_ns(h.t_processed_ns);
+          ev.set_kind("threshold");
+          ev.set_component(static_cast<std::uint32_t>(e[1]));
+          ev.set_value(e[2]);
+        }
         in.channel->release(f);
         send(in.topic, buf);
+        if (fired) send(in.event_topic, ev.SerializeAsString());
       }
     }
     {

@@ -31,8 +31,10 @@ class Publisher : public Outbox {
   const std::string& control_endpoint() const { return control_endpoint_; }
 
   // Publishes each frame popped from `channel` on act/<stream_id>. `spikes_lane` (-1 = none) is
-  // sent as Activations.spikes. Before start().
-  void add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane);
+  // sent as Activations.spikes; `event_lane` (-1 = none) holds [fired, component, value] and
+  // fired frames also go out as an Event on event/<stream_id>. Before start().
+  void add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane,
+                  int event_lane = -1);
   // Called once per stats interval on the publisher thread; its result is sent on `stats`.
   void set_stats_provider(std::function<v1::Stats()> provider) { stats_ = std::move(provider); }
   // Answers control requests on the publisher thread.
@@ -60,6 +62,8 @@ class Publisher : public Outbox {
     std::string topic;
     FrameChannel* channel;
     int spikes_lane;
+    int event_lane;
+    std::string event_topic;
   };
   void run();
   bool send(const std::string& topic, const std::string& payload);

@@ -83,12 +83,12 @@ float estimate_noise_sd(Eigen::Ref<const Eigen::VectorXf> y) {
   return med(d) / (0.6745f * std::sqrt(2.0f));
 }
 
-float estimate_ar1(Eigen::Ref<const Eigen::VectorXf> y, float noise_sd, int max_lag) {
+float estimate_ar1(Eigen::Ref<const Eigen::VectorXf> y, float noise_sd, int max_lag, int min_lag) {
   Eigen::VectorXd a = autocov(y, max_lag);
   Eigen::VectorXd prev = a;
   prev(0) -= static_cast<double>(noise_sd) * noise_sd;  // remove white noise from lag 0
   double num = 0, den = 0;
-  for (int k = 1; k <= max_lag; ++k) {
+  for (int k = std::max(1, min_lag); k <= max_lag; ++k) {
     num += a(k) * prev(k - 1);
     den += prev(k - 1) * prev(k - 1);
   }
@@ -170,9 +170,9 @@ void OnlineOasis::move(int from, int to) {
   baseline_[t] = baseline_[f];
 }
 
-void OnlineOasis::update(Eigen::Ref<const Eigen::VectorXf> y, Eigen::Ref<Eigen::VectorXf> c,
-                         Eigen::Ref<Eigen::VectorXf> s) {
-  for (int i = 0; i < k_; ++i) {
+void OnlineOasis::update_first(int n, Eigen::Ref<const Eigen::VectorXf> y,
+                               Eigen::Ref<Eigen::VectorXf> c, Eigen::Ref<Eigen::VectorXf> s) {
+  for (int i = 0; i < std::min(n, k_); ++i) {
     const std::size_t u = static_cast<std::size_t>(i);
     const float g = g_[u];
     int& head = head_[u];

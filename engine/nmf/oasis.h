@@ -20,9 +20,12 @@ namespace rtnmf::nmf {
 void oasis_ar1(Eigen::Ref<const Eigen::VectorXf> y, float g, float s_min, Eigen::Ref<Eigen::VectorXf> c,
                Eigen::Ref<Eigen::VectorXf> s);
 
-// AR(1) coefficient from the autocovariance of y (lags 1..max_lag, noise-robust least squares as in
-// CaImAn's estimate_time_constant with p = 1), clamped to [0, 0.995]. Allocates. Any thread.
-float estimate_ar1(Eigen::Ref<const Eigen::VectorXf> y, float noise_sd, int max_lag = 5);
+// AR(1) coefficient from the autocovariance of y: least squares of γ(k) ≈ g γ(k-1) over lags
+// min_lag..max_lag, with the white noise removed from γ(0) (CaImAn's estimate_time_constant with
+// p = 1). min_lag = 2 ignores the indicator's rise and sub-frame bursts, which bias lag 1 up.
+// Clamped to [0, 0.995]. Allocates. Any thread.
+float estimate_ar1(Eigen::Ref<const Eigen::VectorXf> y, float noise_sd, int max_lag = 5,
+                   int min_lag = 1);
 
 // AR(2) coefficients (g1, g2) by the same method with p = 2. Allocates. Any thread.
 Eigen::Vector2f estimate_ar2(Eigen::Ref<const Eigen::VectorXf> y, float noise_sd, int max_lag = 5);
@@ -44,12 +47,22 @@ class OnlineOasis {
   // Adds one sample per trace: y (K) -> denoised c (K) and spike s (K) for this frame.
   // Does not allocate. Processing thread.
   void update(Eigen::Ref<const Eigen::VectorXf> y, Eigen::Ref<Eigen::VectorXf> c,
-              Eigen::Ref<Eigen::VectorXf> s);
+              Eigen::Ref<Eigen::VectorXf> s) {
+    update_first(k_, y, c, s);
+  }
+  // Same for traces [0, n) only (n <= size(); the rest keep their state and miss this frame).
+  void update_first(int n, Eigen::Ref<const Eigen::VectorXf> y, Eigen::Ref<Eigen::VectorXf> c,
+                    Eigen::Ref<Eigen::VectorXf> s);
   // Resizes to K traces keeping the state of traces [0, min(K, old K)), new ones reset.
   // Allocates. Not for the hot path.
   void resize(int k);
   // Moves trace `from` to slot `to` (for component removal). Does not allocate.
   void move(int from, int to);
+  // Resets trace i to no history with the given parameters. Does not allocate.
+  void reset_trace(int i, float g, float s_min, float baseline) {
+    set_params(i, g, s_min, baseline);
+    reset(i);
+  }
   int size() const { return k_; }
   float g(int i) const { return g_[static_cast<std::size_t>(i)]; }
   float baseline(int i) const { return baseline_[static_cast<std::size_t>(i)]; }

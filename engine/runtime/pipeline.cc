@@ -184,7 +184,8 @@ void Pipeline::start() {
                                             8, 256));
     if (publishing && !s.cfg.no_publish()) {
       s.publish = std::make_unique<FrameChannel>(out_depth, out_caps, s.policy, 0);
-      publisher_->add_stream(s.cfg.id(), s.publish.get(), s.out_spec.lane_index("spikes"));
+      publisher_->add_stream(s.cfg.id(), s.publish.get(), s.out_spec.lane_index("spikes"),
+                             s.out_spec.lane_index("event"));
     }
     for (auto& slot : s.sinks)
       slot.channel = std::make_unique<FrameChannel>(out_depth, out_caps, s.policy, 50'000);
@@ -491,6 +492,27 @@ v1::Reply Pipeline::handle_command(const v1::Command& cmd) {
       break;
     case v1::Command::kStop:
       request_stop();
+      r.set_ok(true);
+      break;
+    case v1::Command::kFreeze: {
+      bool any = false;
+      for (auto& s : streams_) {
+        if (!cmd.freeze().stream_id().empty() && s->cfg.id() != cmd.freeze().stream_id()) continue;
+        for (auto& st : s->stages) any |= st->set_frozen(cmd.freeze().frozen());
+      }
+      r.set_ok(any);
+      if (!any) r.set_error("no stage with a model on stream '" + cmd.freeze().stream_id() + "'");
+      break;
+    }
+    case v1::Command::kGetModel:
+      for (auto& s : streams_)
+        for (auto& st : s->stages) {
+          v1::ModelSnapshot snap;
+          if (st->snapshot(&snap)) {
+            if (snap.stream_id().empty()) snap.set_stream_id(s->cfg.id());
+            *r.add_models() = std::move(snap);
+          }
+        }
       r.set_ok(true);
       break;
     default:

@@ -83,6 +83,11 @@ class Stage {
   virtual void report(std::vector<std::pair<std::string, double>>& /*scalars*/) const {}
   // Current model version (0 = no model). Any thread.
   virtual std::uint64_t model_version() const { return 0; }
+  // Control requests, on the publisher thread (implementations use atomics or their slow path):
+  // freeze / unfreeze the model (closed loop). Returns false when the stage has no model.
+  virtual bool set_frozen(bool /*frozen*/) { return false; }
+  // Fills a snapshot of the current model. Returns false when the stage has no model.
+  virtual bool snapshot(v1::ModelSnapshot* /*out*/) const { return false; }
 
   const std::string& name() const { return name_; }
   const std::string& type() const { return config_.type(); }

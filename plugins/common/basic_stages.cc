@@ -54,3 +54,70 @@ RTNMF_REGISTER_STAGE("passthrough", "leaves frames unchanged (latency measuremen
 RTNMF_REGISTER_STAGE("rectify", "y = max(x - threshold, 0)", RectifyStage);
 
 }  // namespace rtnmf
+
+namespace rtnmf {
+namespace {
+
+// Closed-loop trigger on one component of the activations (lane 0): adds lane "event" =
+// [fired, component, value]; the publisher sends fired frames as Events on event/<stream>.
+// Rising edge through `threshold`, then silent for `refractory_ms` (stream time, from the
+// frame rate, so replays trigger at the same frames).
+class TriggerStage : public Stage {
+ public:
+  using Stage::Stage;
+
+ protected:
+  StreamSpec do_start(const StreamSpec& in, const StageContext&) override {
+    const v1::TriggerParams& p = config().trigger();
+    component_ = p.component();
+    threshold_ = p.threshold();
+    if (component_ >= in.rows)
+      throw ConfigError(where() + "trigger.component " + std::to_string(component_) +
+                        " is out of range (the stream has " + std::to_string(in.rows) +
+                        " components per time step)");
+    const double refractory_ms = p.refractory_ms() > 0 ? p.refractory_ms() : 100.0;
+    // Frames per second: imaging = sample rate; blocks = samples/s over samples per block.
+    const double fps = in.is_imaging() ? in.sample_rate_hz
+                                       : in.sample_rate_hz / std::max<std::uint32_t>(1, in.cols);
+    refractory_frames_ = fps > 0 ? static_cast<std::uint64_t>(refractory_ms * 1e-3 * fps) : 0;
+    StreamSpec out = in;
+    lane_ = out.add_lane("event", 3);
+    return out;
+  }
+  void do_process(Frame& f) override {
+    float* e = f.lane(lane_).data;
+    f.lane(lane_).size = 3;
+    e[0] = 0;
+    e[1] = static_cast<float>(component_);
+    e[2] = 0;
+    // Use the last time step of the block.
+    if (f.header.cols == 0 || component_ >= f.header.rows) {
+      ++n_;
+      return;
+    }
+    const float v = f.data()[static_cast<size_t>(f.header.cols - 1) * f.header.rows + component_];
+    e[2] = v;
+    const bool above = v >= threshold_;
+    if (above && !was_above_ && (n_ >= next_allowed_)) {
+      e[0] = 1;
+      next_allowed_ = n_ + refractory_frames_;
+    }
+    was_above_ = above;
+    ++n_;
+  }
+
+ private:
+  std::uint32_t component_ = 0;
+  float threshold_ = 0;
+  std::uint64_t refractory_frames_ = 0;
+  std::uint64_t n_ = 0, next_allowed_ = 0;
+  bool was_above_ = false;
+  int lane_ = 1;
+};
+
+}  // namespace
+
+RTNMF_REGISTER_STAGE("trigger", "closed-loop Event when a component crosses a threshold",
+                     TriggerStage);
+
+}  // namespace rtnmf

@@ -58,7 +58,8 @@ TEST(ZmqLoopback, EverySeqArrivesUnderBlockAtAModerateRate) {
 publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" stats_interval_s: 0.02 }
 stream { id: "lo" overload: BLOCK
   source { max_frames: )" + std::to_string(kFrames) + R"( plugin { values { key: "type" value: "test_gated" } } }
-  stage { type: "passthrough" } })";
+  stage { type: "passthrough" }
+  stage { type: "trigger" trigger { component: 0 threshold: 1000.5 refractory_ms: 10 } } })";
   Pipeline p(parse_pipeline(text, "zmq.pbtxt"));
   p.start();
   ASSERT_EQ(p.endpoint().rfind("tcp://127.0.0.1:", 0), 0u);
@@ -76,6 +77,7 @@ stream { id: "lo" overload: BLOCK
   ASSERT_TRUE(joined);
   g_gate_open = true;
   std::vector<std::uint64_t> seqs;
+  std::vector<v1::Event> events;
   v1::Activations act;
   const std::int64_t deadline = now_ns() + 60'000'000'000;
   while (seqs.size() < kFrames && now_ns() < deadline) {
@@ -83,6 +85,12 @@ stream { id: "lo" overload: BLOCK
     if (!sub.recv(t)) continue;
     ASSERT_TRUE(t.more());
     ASSERT_TRUE(sub.recv(b));
+    if (t.to_string() == "event/lo") {
+      v1::Event ev;
+      ASSERT_TRUE(ev.ParseFromArray(b.data(), static_cast<int>(b.size())));
+      events.push_back(ev);
+      continue;
+    }
     if (t.to_string() != "act/lo") continue;
     ASSERT_TRUE(act.ParseFromArray(b.data(), static_cast<int>(b.size())));
     ASSERT_EQ(act.values_size(), 3);
@@ -97,6 +105,12 @@ stream { id: "lo" overload: BLOCK
   ASSERT_EQ(seqs.size(), kFrames);
   for (std::uint64_t i = 0; i < kFrames; ++i) ASSERT_EQ(seqs[i], i);
   EXPECT_EQ(p.stats().messages_send_failed(), 0u);
+  // values[0] = seq rises through 1000.5 once: one trigger, at the frame that crossed.
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].seq(), 1001u);
+  EXPECT_EQ(events[0].component(), 0u);
+  EXPECT_EQ(events[0].value(), 1001.f);
+  EXPECT_EQ(events[0].kind(), "threshold");
 }
 
 std::string frame_bytes(std::uint64_t seq, std::vector<std::uint32_t> shape,

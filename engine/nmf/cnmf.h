@@ -1,0 +1,190 @@
+// Online CNMF for calcium imaging: Y ≈ A C + B, pure Eigen, no threads, no I/O.
+//
+// Letters (one frame at a time): P pixels (row * width + column), K neurons, nb background
+// components. A Footprints (P x K, sparse, unit ℓ2 columns), b background spatial (P x nb, dense,
+// smooth), c the neurons' activations for one frame (K), f the background activations (nb),
+// y one registered frame (P). Per frame y ≈ A c + b f with c, f >= 0.
+//
+// Three pieces, separated so that the fast path never allocates and never waits for the slow one:
+//   cnmf_initialize()  batch CNMF on the first frames: greedy seeding on a high-passed, smoothed
+//                      movie (peak-to-noise and local correlation), then HALS refinement of
+//                      A, C and b f. Produces the first CnmfModel.
+//   CnmfTracker        FAST PATH. Holds a pointer to an immutable CnmfModel; per frame: Aᵀy and
+//                      bᵀy by sparse/dense products, warm-started HALS on the precomputed Gram of
+//                      [A b], online OASIS per neuron, running baseline. No allocation.
+//   CnmfUpdater        SLOW PATH. Folds (y, c) pairs into sufficient statistics (CC = Σ c cᵀ,
+//                      CY = Σ c yᵀ restricted to each footprint's fixed support, with forgetting)
+//                      and a bounded residual buffer; update() produces a new CnmfModel: HALS on
+//                      footprints and background, new neurons from the residual (accepted on a
+//                      spatial-correlation and SNR test), merging of duplicates, removal of dead
+//                      components. Memory depends on P, K and the buffer length, never on T.
+// Components keep a stable id across models so traces can be followed through swaps.
+#pragma once
+
+#include <Eigen/Core>
+#include <Eigen/SparseCore>
+#include <cstdint>
+#include <vector>
+
+#include "engine/nmf/oasis.h"
+
+namespace rtnmf::nmf {
+
+struct CnmfOptions {
+  std::uint32_t height = 0, width = 0;  // frame shape (required)
+  double frame_rate_hz = 30.0;
+  // Expected soma radius in pixels. Sets the smoothing, patch and support sizes.
+  float neuron_radius = 5.0f;
+  int background_components = 2;  // nb
+  int max_components = 1000;
+  // Seeding (initialisation and new neurons): a candidate needs a peak-to-noise ratio of its
+  // smoothed high-passed trace >= min_pnr and a local correlation >= min_corr.
+  float min_pnr = 6.0f;
+  float min_corr = 0.4f;
+  // Acceptance of a component after its first fit: trace SNR (peak of the deconvolved trace over
+  // the noise of the raw trace) and the correlation between its trace and its pixels.
+  float min_snr = 3.0f;
+  float min_space_corr = 0.6f;
+  int init_iterations = 8;        // HALS rounds at initialisation
+  float decay_time_s = 0.4f;      // indicator decay (GCaMP6f ~0.4 s, GCaMP6s ~1 s); a prior only
+  bool estimate_decay = true;     // estimate g from the initial traces (median over neurons)
+  float s_min_sigma = 1.0f;       // OASIS minimal spike, in units of each trace's noise sd
+  // Fast path: HALS sweeps per frame (warm-started) and relative tolerance.
+  int fast_iterations = 5;
+  float fast_tolerance = 1e-3f;
+  // Slow path.
+  std::uint32_t residual_buffer = 60;  // frames kept for new-neuron detection
+  float forgetting_frames = 3000;      // effective memory of the statistics (frames)
+  int max_new_per_update = 5;
+  float merge_threshold = 0.85f;       // trace correlation of overlapping components
+  bool detect_new = true;
+  bool update_footprints = true;
+};
+
+// The model the fast path uses. Immutable once handed to a tracker.
+struct CnmfModel {
+  std::uint32_t height = 0, width = 0;
+  Eigen::SparseMatrix<float> footprints;  // A, P x K
+  Eigen::MatrixXf background;             // b, P x nb
+  Eigen::MatrixXf gram;                   // [A b]ᵀ[A b], (K+nb) x (K+nb)
+  Eigen::VectorXf g;                      // AR(1) per neuron
+  Eigen::VectorXf s_min;                  // OASIS minimal spike per neuron
+  Eigen::VectorXf baseline;               // initial baseline per neuron
+  Eigen::VectorXf noise;                  // noise sd of each neuron's raw trace
+  std::vector<std::uint64_t> ids;         // stable component ids, ascending
+  std::uint64_t next_id = 0;
+  int k() const { return static_cast<int>(footprints.cols()); }
+  int nb() const { return static_cast<int>(background.cols()); }
+  // Recomputes gram from footprints and background. Allocates.
+  void finalize();
+};
+
+// What the initialisation produced besides the model (the traces over the initial frames).
+struct CnmfInitResult {
+  CnmfModel model;
+  Eigen::MatrixXf traces;      // K x T0 raw activations c
+  Eigen::MatrixXf background_traces;  // nb x T0
+  // Per neuron: the pixels (sorted) its footprint may occupy; fixed for its lifetime.
+  std::vector<std::vector<std::int32_t>> supports;
+};
+
+// Batch CNMF on `frames` (P x T0, columns are registered frames). Allocates O(P T0). Any thread.
+// Throws std::invalid_argument when the shape does not match the options.
+CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> frames, const CnmfOptions& options);
+
+// Per-frame outputs of the tracker, K_max long (the first model.k() entries are valid).
+struct CnmfFrameOutput {
+  Eigen::VectorXf raw;        // c - baseline (before deconvolution)
+  Eigen::VectorXf denoised;   // OASIS c
+  Eigen::VectorXf spikes;     // OASIS s
+  Eigen::VectorXf activation; // c as solved (with baseline): what the slow path needs
+  Eigen::VectorXf background; // f (nb)
+};
+
+class CnmfTracker {
+ public:
+  // Sizes every per-frame buffer for up to max_components neurons and nb background components.
+  // Allocates. Not for the hot path.
+  void init(const CnmfOptions& options, int nb);
+  // Switches to a new model at a frame boundary; state (warm start, OASIS pools, baselines) follows
+  // components by id, new components start fresh. Does not allocate (K <= max_components,
+  // else throws std::length_error before touching any state). Processing thread.
+  void set_model(const CnmfModel* model);
+  // One registered frame (P floats). Does not allocate, lock or log. Processing thread.
+  void process(const float* frame);
+  const CnmfFrameOutput& output() const { return out_; }
+  const CnmfModel* model() const { return model_; }
+  std::uint64_t frames() const { return t_; }
+
+ private:
+  CnmfOptions options_;
+  const CnmfModel* model_ = nullptr;
+  int kmax_ = 0, nb_ = 0;
+  std::uint64_t t_ = 0;
+  Eigen::VectorXf rhs_, x_, scratch_;  // (kmax + nb)
+  Eigen::VectorXf baseline_, baseline_scale_;
+  Eigen::VectorXf y_in_, c_out_, s_out_;
+  std::vector<std::uint64_t> ids_;     // ids of the current slots
+  OnlineOasis oasis_;
+  CnmfFrameOutput out_;
+};
+
+// Slow path. Owns the statistics; produces new models. One thread (the updater thread).
+class CnmfUpdater {
+ public:
+  // Starts from an initialisation: statistics from its frames and traces. Allocates.
+  void init(const CnmfOptions& options, const CnmfInitResult& init,
+            Eigen::Ref<const Eigen::MatrixXf> init_frames);
+  // Folds one frame and the activations the fast path found for it with the model that has
+  // `ids` (K activations then nb background). Allocates only when K changed since the last call.
+  void add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> activation,
+                 Eigen::Ref<const Eigen::VectorXf> background, const std::vector<std::uint64_t>& ids);
+  // Builds the next model into `out` from the statistics (footprint and background HALS, new
+  // neurons, merges, removals). Allocates. Deterministic given the frames added.
+  void update(CnmfModel& out);
+  const CnmfModel& current() const { return model_; }
+  std::uint64_t frames_seen() const { return t_; }
+  // Diagnostics of the last update().
+  int added_last() const { return added_last_; }
+  int merged_last() const { return merged_last_; }
+  int removed_last() const { return removed_last_; }
+
+ private:
+  void detect_new_components();
+  void merge_components();
+  void remove_components();
+  void update_shapes();
+  void rebuild_model();
+  void erase_component(int k);
+
+  CnmfOptions options_;
+  CnmfModel model_;
+  std::uint64_t t_ = 0;
+  int nb_ = 0;
+  float lambda_ = 1.0f;
+  // Per neuron, by index (ids in model_.ids): support (pixels, sorted, fixed), footprint values
+  // on it, statistic CY = Σ c_k y[support] (forgetting).
+  std::vector<std::vector<std::int32_t>> support_;
+  std::vector<Eigen::VectorXf> values_;
+  std::vector<Eigen::VectorXf> cy_;
+  Eigen::MatrixXf bg_;                         // P x nb
+  Eigen::MatrixXf cy_bg_;                      // P x nb: Σ f_b y
+  Eigen::MatrixXf cc_;                         // (K+nb)^2: Σ x xᵀ, x = [c; f]
+  // Residual buffer (P x N ring) and the activations [c; f] of those frames.
+  Eigen::MatrixXf residual_;
+  Eigen::MatrixXf buffer_x_;                   // (K+nb) x N
+  std::uint32_t buf_pos_ = 0, buf_count_ = 0;
+  Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices
+  Eigen::VectorXf dense_;                      // P scratch
+  int added_last_ = 0, merged_last_ = 0, removed_last_ = 0;
+};
+
+namespace detail {
+// Separable Gaussian smoothing (sigma px, radius ceil(3 sigma)) of one H x W image, replicated
+// borders; `tmp` is scratch of H*W. Does not allocate.
+void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, float sigma);
+// Box mean over (2r+1)^2 with replicated borders. Does not allocate (tmp H*W).
+void box_filter(const float* in, float* out, float* tmp, int h, int w, int r);
+}  // namespace detail
+
+}  // namespace rtnmf::nmf

@@ -1,0 +1,439 @@
+// Batch CNMF on the first frames: greedy seeding, then HALS on A, C and b f.
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+#include "engine/nmf/cnmf.h"
+#include "engine/nmf/cnmf_internal.h"
+
+namespace rtnmf::nmf {
+namespace {
+
+using detail::Support;
+
+float median_of(std::vector<float>& v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+// Noise sd of a sequence from the MAD of its first differences.
+float diff_noise(const std::vector<float>& x, std::vector<float>& scratch) {
+  scratch.resize(x.size() - 1);
+  for (std::size_t i = 1; i < x.size(); ++i) scratch[i - 1] = x[i] - x[i - 1];
+  const float m = median_of(scratch);
+  for (float& d : scratch) d = std::fabs(d - m);
+  return median_of(scratch) / (0.6745f * std::sqrt(2.0f));
+}
+
+// Footprint consistency: correlation between a footprint and the data averaged over the frames
+// in which its trace is highest (CaImAn's spatial-correlation test). yb is P x T (background
+// removed); only the support is read.
+float space_correlation(const Eigen::MatrixXf& yb, const Support& support, const Eigen::VectorXf& a,
+                        Eigen::Ref<const Eigen::VectorXf> c, float baseline, float noise) {
+  const Eigen::Index T = c.size();
+  std::vector<Eigen::Index> order(static_cast<std::size_t>(T));
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](Eigen::Index x, Eigen::Index y) { return c(x) > c(y); });
+  std::size_t n = 0;
+  while (n < order.size() && c(order[n]) > baseline + 2 * noise) ++n;
+  n = std::clamp<std::size_t>(n, std::min<std::size_t>(5, order.size()), std::max<std::size_t>(5, order.size() / 5));
+  n = std::min(n, order.size());
+  Eigen::VectorXf avg = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(support.size()));
+  for (std::size_t q = 0; q < n; ++q)
+    for (std::size_t i = 0; i < support.size(); ++i) avg(static_cast<Eigen::Index>(i)) += yb(support[i], order[q]);
+  const Eigen::VectorXd x = avg.cast<double>().array() - avg.cast<double>().mean();
+  const Eigen::VectorXd y = a.cast<double>().array() - a.cast<double>().mean();
+  const double den = x.norm() * y.norm();
+  return den > 0 ? static_cast<float>(x.dot(y) / den) : 0.0f;
+}
+
+// Keeps the pixels of `a` (over a square patch of side 2R+1 whose centre is the seed) that are
+// >= frac * max and 4-connected to the seed. a is indexed like the patch support.
+void keep_connected(Eigen::VectorXf& a, int side, int seed_index, float frac) {
+  const float thr = frac * a.maxCoeff();
+  std::vector<char> keep(static_cast<std::size_t>(a.size()), 0);
+  std::vector<int> stack = {seed_index};
+  if (a(seed_index) < thr) {
+    a.setZero();
+    return;
+  }
+  keep[static_cast<std::size_t>(seed_index)] = 1;
+  while (!stack.empty()) {
+    const int i = stack.back();
+    stack.pop_back();
+    const int y = i / side, x = i % side;
+    const int nbr[4][2] = {{y - 1, x}, {y + 1, x}, {y, x - 1}, {y, x + 1}};
+    for (const auto& n : nbr) {
+      if (n[0] < 0 || n[1] < 0 || n[0] >= static_cast<int>(a.size()) / side || n[1] >= side) continue;
+      const int j = n[0] * side + n[1];
+      if (!keep[static_cast<std::size_t>(j)] && a(j) >= thr) {
+        keep[static_cast<std::size_t>(j)] = 1;
+        stack.push_back(j);
+      }
+    }
+  }
+  for (Eigen::Index i = 0; i < a.size(); ++i)
+    if (!keep[static_cast<std::size_t>(i)]) a(i) = 0;
+}
+
+}  // namespace
+
+CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o) {
+  const int H = static_cast<int>(o.height), W = static_cast<int>(o.width);
+  const Eigen::Index P = static_cast<Eigen::Index>(H) * W;
+  const Eigen::Index T = y.cols();
+  if (H <= 0 || W <= 0 || y.rows() != P) {
+    throw std::invalid_argument("cnmf: frames have " + std::to_string(y.rows()) +
+                                " pixels, options say " + std::to_string(H) + "x" + std::to_string(W));
+  }
+  if (T < 10) throw std::invalid_argument("cnmf: initialisation needs at least 10 frames");
+  const float r = o.neuron_radius;
+  const float sigma = std::max(1.0f, 0.5f * r);
+  const int hp_r = std::max(2, static_cast<int>(std::lround(2 * r)));
+  const int R = std::max(3, static_cast<int>(std::ceil(1.8f * r)));
+  const int side_max = 2 * R + 1;
+  const int nb = std::max(0, o.background_components);
+
+  // 0. Background first (so that neuropil fluctuations do not seed neurons).
+  Eigen::MatrixXf s(P, T);
+  Eigen::VectorXf tmp(P), tmp2(P);
+  Eigen::MatrixXf bg(P, nb), f(nb, T);
+  if (nb > 0) {
+    // Rank-nb NMF of the movie smoothed at twice the soma radius (neurons blur into it far less
+    // than the smooth background and neuropil do), started from the leading singular vectors.
+    Eigen::MatrixXf& sm = s;
+    for (Eigen::Index t = 0; t < T; ++t) {
+      detail::gaussian_filter(y.col(t).data(), sm.col(t).data(), tmp.data(), H, W, 2 * r);
+    }
+    Eigen::MatrixXf gram_t = sm.transpose() * sm;  // T x T
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXf> es(gram_t);
+    for (int b = 0; b < nb; ++b) {
+      Eigen::VectorXf v = es.eigenvectors().col(T - 1 - b);
+      Eigen::VectorXf u = sm * v;
+      // NNDSVD: keep the sign with the larger positive part.
+      Eigen::VectorXf up = u.cwiseMax(0.0f), un = (-u).cwiseMax(0.0f);
+      Eigen::VectorXf vp = v.cwiseMax(0.0f), vn = (-v).cwiseMax(0.0f);
+      if (up.norm() * vp.norm() >= un.norm() * vn.norm()) {
+        bg.col(b) = up;
+        f.row(b) = vp.transpose();
+      } else {
+        bg.col(b) = un;
+        f.row(b) = vn.transpose();
+      }
+      if (bg.col(b).norm() == 0) bg.col(b).setConstant(1.0f);
+      const float n = bg.col(b).norm();
+      bg.col(b) /= n;
+      f.row(b) *= n;
+    }
+    for (int it = 0; it < 30; ++it) {
+      Eigen::MatrixXf gb = bg.transpose() * bg;
+      Eigen::MatrixXf bty = bg.transpose() * sm;
+      detail::hals_rows(gb, bty, f, 1);
+      Eigen::MatrixXf gf = f * f.transpose();
+      Eigen::MatrixXf ytf = sm * f.transpose();  // P x nb
+      for (int b = 0; b < nb; ++b) {
+        if (gf(b, b) <= 0) continue;
+        bg.col(b) = (bg.col(b) + (ytf.col(b) - bg * gf.col(b)) / gf(b, b)).cwiseMax(0.0f);
+      }
+    }
+  }
+  // 1. High-passed residual movie: (frame - background) minus its local box mean, then minus
+  // each pixel's median.
+  for (Eigen::Index t = 0; t < T; ++t) {
+    tmp2 = y.col(t);
+    if (nb > 0) tmp2.noalias() -= bg * f.col(t);
+    s.col(t) = tmp2;
+    detail::box_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, hp_r);
+    s.col(t) -= tmp2;
+  }
+  std::vector<float> trace(static_cast<std::size_t>(T)), scratch;
+  for (Eigen::Index p = 0; p < P; ++p) {
+    for (Eigen::Index t = 0; t < T; ++t) trace[static_cast<std::size_t>(t)] = s(p, t);
+    const float m = median_of(trace);
+    s.row(p).array() -= m;
+  }
+  // 2. Local correlation image on the unsmoothed high-passed movie (noise is uncorrelated there).
+  Eigen::VectorXd sum = Eigen::VectorXd::Zero(P), sq = Eigen::VectorXd::Zero(P);
+  const int dirs[4][2] = {{0, 1}, {1, 0}, {1, 1}, {1, -1}};
+  Eigen::MatrixXd xy = Eigen::MatrixXd::Zero(P, 4);
+  for (Eigen::Index t = 0; t < T; ++t) {
+    const float* f = s.col(t).data();
+    for (Eigen::Index p = 0; p < P; ++p) {
+      sum(p) += f[p];
+      sq(p) += static_cast<double>(f[p]) * f[p];
+    }
+    for (int d = 0; d < 4; ++d) {
+      for (int yy = 0; yy + dirs[d][0] < H; ++yy) {
+        for (int xx = std::max(0, -dirs[d][1]); xx < W && xx + dirs[d][1] < W; ++xx) {
+          const Eigen::Index p = static_cast<Eigen::Index>(yy) * W + xx;
+          const Eigen::Index q = static_cast<Eigen::Index>(yy + dirs[d][0]) * W + xx + dirs[d][1];
+          xy(p, d) += static_cast<double>(f[p]) * f[q];
+        }
+      }
+    }
+  }
+  Eigen::VectorXd mean = sum / static_cast<double>(T);
+  Eigen::VectorXd sd = (sq / static_cast<double>(T) - mean.cwiseAbs2()).cwiseMax(1e-12).cwiseSqrt();
+  Eigen::VectorXf cn = Eigen::VectorXf::Zero(P);
+  {
+    Eigen::VectorXf cnt = Eigen::VectorXf::Zero(P);
+    for (int d = 0; d < 4; ++d) {
+      for (int yy = 0; yy + dirs[d][0] < H; ++yy) {
+        for (int xx = std::max(0, -dirs[d][1]); xx < W && xx + dirs[d][1] < W; ++xx) {
+          const Eigen::Index p = static_cast<Eigen::Index>(yy) * W + xx;
+          const Eigen::Index q = static_cast<Eigen::Index>(yy + dirs[d][0]) * W + xx + dirs[d][1];
+          const double c = (xy(p, d) / static_cast<double>(T) - mean(p) * mean(q)) / (sd(p) * sd(q));
+          cn(p) += static_cast<float>(c);
+          cn(q) += static_cast<float>(c);
+          cnt(p) += 1;
+          cnt(q) += 1;
+        }
+      }
+    }
+    cn = cn.cwiseQuotient(cnt.cwiseMax(1.0f));
+  }
+  // 3. Smoothed high-passed movie, its noise and peak-to-noise ratio per pixel.
+  for (Eigen::Index t = 0; t < T; ++t) {
+    detail::gaussian_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, sigma);
+    s.col(t) = tmp2;
+  }
+  Eigen::VectorXf sn(P), pnr(P);
+  for (Eigen::Index p = 0; p < P; ++p) {
+    for (Eigen::Index t = 0; t < T; ++t) trace[static_cast<std::size_t>(t)] = s(p, t);
+    sn(p) = std::max(diff_noise(trace, scratch), 1e-6f);
+    pnr(p) = s.row(p).maxCoeff() / sn(p);
+  }
+
+  // 4. Greedy seeding with peeling.
+  std::vector<Support> supports;
+  std::vector<Eigen::VectorXf> values;
+  const int kmax = std::max(0, o.max_components);
+  // Candidates: local maxima of PNR x Cn within ~0.8 soma radius that pass both thresholds,
+  // strongest first. One seed per soma; overlapping somata whose centres are further apart than
+  // that still get their own.
+  std::vector<Eigen::Index> candidates;
+  {
+    const int lr = std::max(1, static_cast<int>(std::lround(0.8f * r)));
+    Eigen::VectorXf score = pnr.cwiseProduct(cn.cwiseMax(0.0f));
+    for (Eigen::Index p = 0; p < P; ++p) {
+      if (pnr(p) < o.min_pnr || cn(p) < o.min_corr) continue;
+      const int py = static_cast<int>(p / W), px = static_cast<int>(p % W);
+      bool is_max = true;
+      for (int yy = std::max(0, py - lr); yy <= std::min(H - 1, py + lr) && is_max; ++yy)
+        for (int xx = std::max(0, px - lr); xx <= std::min(W - 1, px + lr); ++xx) {
+          const Eigen::Index q = static_cast<Eigen::Index>(yy) * W + xx;
+          if (score(q) > score(p) || (score(q) == score(p) && q < p)) {
+            is_max = false;
+            break;
+          }
+        }
+      if (is_max) candidates.push_back(p);
+    }
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [&](Eigen::Index x, Eigen::Index y) { return score(x) > score(y); });
+  }
+  for (Eigen::Index best : candidates) {
+    if (static_cast<int>(supports.size()) >= kmax) break;
+    if (pnr(best) < o.min_pnr) continue;  // explained by an earlier, overlapping seed
+    const int py = static_cast<int>(best / W), px = static_cast<int>(best % W);
+    Support sup = detail::square_support(py, px, R, H, W);
+    const int y0 = std::max(0, py - R), x0 = std::max(0, px - R);
+    const int side = std::min(W - 1, px + R) - x0 + 1;
+    const int seed_index = (py - y0) * side + (px - x0);
+    Eigen::VectorXf c = s.row(best).transpose();
+    Eigen::VectorXf cc = c.array() - c.mean();
+    const float var = cc.squaredNorm();
+    Eigen::VectorXf a(static_cast<Eigen::Index>(sup.size()));
+    for (std::size_t i = 0; i < sup.size(); ++i) {
+      a(static_cast<Eigen::Index>(i)) = var > 0 ? std::max(0.0f, y.row(sup[i]).dot(cc) / var) : 0.0f;
+    }
+    keep_connected(a, side, seed_index, 0.2f);
+    // Peel the seed's signal off the smoothed movie where it lives, so the same neuron does not
+    // seed again while an overlapping one still can.
+    for (std::size_t i = 0; i < sup.size(); ++i) {
+      const Eigen::Index q = sup[i];
+      const float beta = var > 0 ? s.row(q).dot(cc) / var : 0.0f;
+      if (beta > 0) s.row(q) -= beta * cc.transpose();
+      pnr(q) = s.row(q).maxCoeff() / sn(q);
+    }
+    if (a.sum() <= 0 || (a.array() > 0).count() < 3) continue;
+    (void)side_max;
+    supports.push_back(std::move(sup));
+    values.push_back(a / a.norm());
+  }
+
+  // 5. HALS refinement on the raw movie: C, then b f, then A on fixed supports.
+  int K = static_cast<int>(supports.size());
+  Eigen::MatrixXf c = Eigen::MatrixXf::Zero(K, T);
+  Eigen::MatrixXf& work = s;  // reuse: P x T
+  auto c_step = [&](int sweeps) {
+    Eigen::SparseMatrix<float> a = detail::assemble(static_cast<int>(P), supports, values);
+    work = y;
+    if (nb > 0) work.noalias() -= bg * f;
+    Eigen::MatrixXf aty = Eigen::SparseMatrix<float>(a.transpose()) * work;
+    Eigen::MatrixXf ata = Eigen::MatrixXf(Eigen::SparseMatrix<float>(a.transpose()) * a);
+    detail::hals_rows(ata, aty, c, sweeps);
+    return a;
+  };
+  auto f_step = [&](const Eigen::SparseMatrix<float>& a) {
+    if (nb == 0) return;
+    work = y;
+    work -= a * c;
+    Eigen::MatrixXf gb = bg.transpose() * bg;
+    Eigen::MatrixXf btr = bg.transpose() * work;
+    detail::hals_rows(gb, btr, f, 3);
+  };
+  auto a_step = [&]() {
+    std::vector<Eigen::VectorXf> yc(static_cast<std::size_t>(K));
+    for (int k = 0; k < K; ++k) yc[static_cast<std::size_t>(k)] = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(supports[static_cast<std::size_t>(k)].size()));
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const float* col = y.col(t).data();
+      for (int k = 0; k < K; ++k) {
+        const float ck = c(k, t);
+        if (ck == 0) continue;
+        const Support& sk = supports[static_cast<std::size_t>(k)];
+        Eigen::VectorXf& v = yc[static_cast<std::size_t>(k)];
+        for (std::size_t i = 0; i < sk.size(); ++i) v(static_cast<Eigen::Index>(i)) += ck * col[sk[i]];
+      }
+    }
+    Eigen::MatrixXf all(K + nb, T);
+    all.topRows(K) = c;
+    if (nb > 0) all.bottomRows(nb) = f;
+    Eigen::MatrixXf cc = all * all.transpose();
+    Eigen::MatrixXf yc_bg = nb > 0 ? Eigen::MatrixXf(y * f.transpose()) : Eigen::MatrixXf(P, 0);
+    detail::hals_shapes(supports, values, bg, yc, yc_bg, cc, H, W, 2 * r, 1);
+    // Unit ℓ2 footprints; traces carry the scale.
+    for (int k = 0; k < K; ++k) {
+      const float n = values[static_cast<std::size_t>(k)].norm();
+      if (n > 0) {
+        values[static_cast<std::size_t>(k)] /= n;
+        c.row(k) *= n;
+      }
+    }
+  };
+  auto drop = [&](const std::vector<char>& remove) {
+    int w = 0;
+    for (int k = 0; k < K; ++k) {
+      if (remove[static_cast<std::size_t>(k)]) continue;
+      if (w != k) {
+        supports[static_cast<std::size_t>(w)] = std::move(supports[static_cast<std::size_t>(k)]);
+        values[static_cast<std::size_t>(w)] = std::move(values[static_cast<std::size_t>(k)]);
+        c.row(w) = c.row(k);
+      }
+      ++w;
+    }
+    supports.resize(static_cast<std::size_t>(w));
+    values.resize(static_cast<std::size_t>(w));
+    c.conservativeResize(w, Eigen::NoChange);
+    K = w;
+  };
+
+  Eigen::SparseMatrix<float> a = c_step(30);
+  const int iters = std::max(1, o.init_iterations);
+  for (int it = 0; it < iters; ++it) {
+    f_step(a);
+    a_step();
+    a = c_step(5);
+    // Remove empty components; merge duplicates (overlapping footprints, correlated traces);
+    // halfway, reject components that fail the SNR or spatial-consistency test.
+    std::vector<char> remove(static_cast<std::size_t>(K), 0);
+    for (int k = 0; k < K; ++k)
+      if (values[static_cast<std::size_t>(k)].sum() <= 0 || c.row(k).maxCoeff() <= 0) remove[static_cast<std::size_t>(k)] = 1;
+    if (K > 1) {
+      Eigen::MatrixXf overlap = Eigen::MatrixXf(Eigen::SparseMatrix<float>(a.transpose()) * a);
+      for (int i = 0; i < K; ++i) {
+        for (int j = i + 1; j < K; ++j) {
+          if (remove[static_cast<std::size_t>(i)] || remove[static_cast<std::size_t>(j)]) continue;
+          if (overlap(i, j) < 0.1f) continue;
+          Eigen::VectorXf ci = c.row(i).transpose(), cj = c.row(j).transpose();
+          const float ri = (ci.array() - ci.mean()).matrix().norm(), rj = (cj.array() - cj.mean()).matrix().norm();
+          if (ri <= 0 || rj <= 0) continue;
+          const float corr = (ci.array() - ci.mean()).matrix().dot((cj.array() - cj.mean()).matrix()) / (ri * rj);
+          if (corr < o.merge_threshold) continue;
+          // Merge j into i on the union of supports.
+          Eigen::VectorXf dense = Eigen::VectorXf::Zero(P);
+          const Support& si = supports[static_cast<std::size_t>(i)];
+          const Support& sj = supports[static_cast<std::size_t>(j)];
+          const float wi = ci.maxCoeff(), wj = cj.maxCoeff();
+          for (std::size_t q = 0; q < si.size(); ++q) dense(si[q]) += wi * values[static_cast<std::size_t>(i)](static_cast<Eigen::Index>(q));
+          for (std::size_t q = 0; q < sj.size(); ++q) dense(sj[q]) += wj * values[static_cast<std::size_t>(j)](static_cast<Eigen::Index>(q));
+          Support uni;
+          std::set_union(si.begin(), si.end(), sj.begin(), sj.end(), std::back_inserter(uni));
+          Eigen::VectorXf v(static_cast<Eigen::Index>(uni.size()));
+          for (std::size_t q = 0; q < uni.size(); ++q) v(static_cast<Eigen::Index>(q)) = dense(uni[q]);
+          const float n = v.norm();
+          supports[static_cast<std::size_t>(i)] = std::move(uni);
+          values[static_cast<std::size_t>(i)] = v / n;
+          c.row(i) = (wi * ci + wj * cj).transpose() / n;
+          remove[static_cast<std::size_t>(j)] = 1;
+        }
+      }
+    }
+    if (it == iters / 2) {
+      work = y;
+      if (nb > 0) work.noalias() -= bg * f;
+      for (int k = 0; k < K; ++k) {
+        if (remove[static_cast<std::size_t>(k)]) continue;
+        Eigen::VectorXf ck = c.row(k).transpose();
+        const float noise = std::max(estimate_noise_sd(ck), 1e-6f);
+        const float base = detail::trace_baseline(ck, noise);
+        const float snr = (ck.maxCoeff() - base) / noise;
+        const float rval = space_correlation(work, supports[static_cast<std::size_t>(k)],
+                                             values[static_cast<std::size_t>(k)], ck, base, noise);
+        if (snr < o.min_snr || rval < o.min_space_corr) remove[static_cast<std::size_t>(k)] = 1;
+      }
+    }
+    if (std::find(remove.begin(), remove.end(), 1) != remove.end()) {
+      drop(remove);
+      a = c_step(10);
+    }
+  }
+  f_step(a);
+  a = c_step(10);
+
+  CnmfInitResult res;
+  CnmfModel& m = res.model;
+  m.height = o.height;
+  m.width = o.width;
+  m.footprints = a;
+  m.background = bg;
+  m.g.resize(K);
+  m.s_min.resize(K);
+  m.baseline.resize(K);
+  m.noise.resize(K);
+  std::vector<float> gs;
+  // Decay from lags past the indicator's rise (~0.1 s) up to ~0.4 s, scaled with the frame rate.
+  const int min_lag = std::max(2, static_cast<int>(std::lround(0.1 * o.frame_rate_hz)));
+  const int max_lag = std::max(min_lag + 3, static_cast<int>(std::lround(0.4 * o.frame_rate_hz)));
+  for (int k = 0; k < K; ++k) {
+    Eigen::VectorXf ck = c.row(k).transpose();
+    m.noise(k) = std::max(estimate_noise_sd(ck), 1e-6f);
+    m.baseline(k) = detail::trace_baseline(ck, m.noise(k));
+    if (o.estimate_decay) {
+      Eigen::VectorXf d = ck.array() - m.baseline(k);
+      gs.push_back(estimate_ar1(d, m.noise(k), max_lag, min_lag));
+    }
+  }
+  float g = detail::default_g(o.frame_rate_hz, o.decay_time_s);
+  if (!gs.empty()) {
+    const float est = median_of(gs);
+    // The estimate is trusted within a factor of ~3 of the prior decay time.
+    const float lo = detail::default_g(o.frame_rate_hz, o.decay_time_s / 3);
+    const float hi = detail::default_g(o.frame_rate_hz, o.decay_time_s * 3);
+    g = std::clamp(est, lo, hi);
+  }
+  m.g.setConstant(g);
+  m.s_min = o.s_min_sigma * m.noise;
+  m.ids.resize(static_cast<std::size_t>(K));
+  std::iota(m.ids.begin(), m.ids.end(), 0);
+  m.next_id = static_cast<std::uint64_t>(K);
+  m.finalize();
+  res.traces = c;
+  res.background_traces = f;
+  res.supports = supports;
+  return res;
+}
+
+}  // namespace rtnmf::nmf

@@ -1,0 +1,223 @@
+#include "engine/nmf/cnmf_internal.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace rtnmf::nmf {
+
+namespace detail {
+
+void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, float sigma) {
+  const int r = std::max(1, static_cast<int>(std::ceil(3 * sigma)));
+  float kern[64];
+  const int rr = std::min(r, 31);
+  float sum = 0;
+  for (int i = -rr; i <= rr; ++i) sum += kern[i + rr] = std::exp(-0.5f * i * i / (sigma * sigma));
+  for (int i = 0; i <= 2 * rr; ++i) kern[i] /= sum;
+  // rows
+  for (int y = 0; y < h; ++y) {
+    const float* src = in + static_cast<std::ptrdiff_t>(y) * w;
+    float* dst = tmp + static_cast<std::ptrdiff_t>(y) * w;
+    for (int x = 0; x < w; ++x) {
+      float acc = 0;
+      for (int i = -rr; i <= rr; ++i) acc += kern[i + rr] * src[std::clamp(x + i, 0, w - 1)];
+      dst[x] = acc;
+    }
+  }
+  // columns
+  for (int y = 0; y < h; ++y) {
+    float* dst = out + static_cast<std::ptrdiff_t>(y) * w;
+    for (int x = 0; x < w; ++x) dst[x] = 0;
+    for (int i = -rr; i <= rr; ++i) {
+      const float* src = tmp + static_cast<std::ptrdiff_t>(std::clamp(y + i, 0, h - 1)) * w;
+      const float k = kern[i + rr];
+      for (int x = 0; x < w; ++x) dst[x] += k * src[x];
+    }
+  }
+}
+
+void box_filter(const float* in, float* out, float* tmp, int h, int w, int r) {
+  const float inv = 1.0f / static_cast<float>(2 * r + 1);
+  for (int y = 0; y < h; ++y) {
+    const float* src = in + static_cast<std::ptrdiff_t>(y) * w;
+    float* dst = tmp + static_cast<std::ptrdiff_t>(y) * w;
+    float acc = 0;
+    for (int i = -r; i <= r; ++i) acc += src[std::clamp(i, 0, w - 1)];
+    for (int x = 0; x < w; ++x) {
+      dst[x] = acc * inv;
+      acc += src[std::min(x + r + 1, w - 1)] - src[std::max(x - r, 0)];
+    }
+  }
+  for (int x = 0; x < w; ++x) {
+    float acc = 0;
+    for (int i = -r; i <= r; ++i) acc += tmp[static_cast<std::ptrdiff_t>(std::clamp(i, 0, h - 1)) * w + x];
+    for (int y = 0; y < h; ++y) {
+      out[static_cast<std::ptrdiff_t>(y) * w + x] = acc * inv;
+      acc += tmp[static_cast<std::ptrdiff_t>(std::min(y + r + 1, h - 1)) * w + x] -
+             tmp[static_cast<std::ptrdiff_t>(std::max(y - r, 0)) * w + x];
+    }
+  }
+}
+
+Support square_support(int cy, int cx, int radius, int h, int w) {
+  Support s;
+  for (int y = std::max(0, cy - radius); y <= std::min(h - 1, cy + radius); ++y)
+    for (int x = std::max(0, cx - radius); x <= std::min(w - 1, cx + radius); ++x)
+      s.push_back(y * w + x);
+  return s;
+}
+
+Eigen::SparseMatrix<float> assemble(int p, const std::vector<Support>& supports,
+                                    const std::vector<Eigen::VectorXf>& values) {
+  Eigen::SparseMatrix<float> a(p, static_cast<Eigen::Index>(supports.size()));
+  std::size_t nnz = 0;
+  for (std::size_t k = 0; k < supports.size(); ++k)
+    for (Eigen::Index i = 0; i < values[k].size(); ++i) nnz += values[k](i) > 0;
+  a.reserve(static_cast<Eigen::Index>(nnz));
+  for (std::size_t k = 0; k < supports.size(); ++k) {
+    a.startVec(static_cast<Eigen::Index>(k));
+    for (std::size_t i = 0; i < supports[k].size(); ++i) {
+      const float v = values[k](static_cast<Eigen::Index>(i));
+      if (v > 0) a.insertBack(supports[k][i], static_cast<Eigen::Index>(k)) = v;
+    }
+  }
+  a.finalize();
+  return a;
+}
+
+void hals_rows(const Eigen::MatrixXf& gram, const Eigen::MatrixXf& aty, Eigen::MatrixXf& x,
+               int sweeps) {
+  const Eigen::Index k = gram.rows();
+  for (int s = 0; s < sweeps; ++s) {
+    for (Eigen::Index i = 0; i < k; ++i) {
+      const float d = gram(i, i);
+      if (d <= 0) {
+        x.row(i).setZero();
+        continue;
+      }
+      // x_i ← max(0, x_i + (R_i − G_i x) / G_ii)
+      Eigen::RowVectorXf grad = aty.row(i) - gram.row(i) * x;
+      x.row(i) = (x.row(i) + grad / d).cwiseMax(0.0f);
+    }
+  }
+}
+
+void hals_shapes(const std::vector<Support>& supports, std::vector<Eigen::VectorXf>& values,
+                 Eigen::MatrixXf& bg, const std::vector<Eigen::VectorXf>& yc,
+                 const Eigen::MatrixXf& yc_bg, const Eigen::MatrixXf& cc, int h, int w,
+                 float bg_sigma, int sweeps) {
+  const int K = static_cast<int>(supports.size());
+  const int nb = static_cast<int>(bg.cols());
+  const std::size_t P = static_cast<std::size_t>(h) * w;
+  // Pixel -> neurons whose support holds it (CSR), to find overlapping neighbours.
+  std::vector<int> count(P + 1, 0);
+  for (const Support& s : supports)
+    for (std::int32_t p : s) ++count[static_cast<std::size_t>(p) + 1];
+  for (std::size_t p = 0; p < P; ++p) count[p + 1] += count[p];
+  std::vector<int> owners(static_cast<std::size_t>(count[P]));
+  {
+    std::vector<int> fill(count.begin(), count.end() - 1);
+    for (int k = 0; k < K; ++k)
+      for (std::int32_t p : supports[static_cast<std::size_t>(k)]) owners[static_cast<std::size_t>(fill[static_cast<std::size_t>(p)]++)] = k;
+  }
+  std::vector<std::vector<int>> neighbours(static_cast<std::size_t>(K));
+  {
+    std::vector<int> seen(static_cast<std::size_t>(K), -1);
+    for (int k = 0; k < K; ++k) {
+      for (std::int32_t p : supports[static_cast<std::size_t>(k)])
+        for (int q = count[static_cast<std::size_t>(p)]; q < count[static_cast<std::size_t>(p) + 1]; ++q) {
+          const int j = owners[static_cast<std::size_t>(q)];
+          if (seen[static_cast<std::size_t>(j)] != k) {
+            seen[static_cast<std::size_t>(j)] = k;
+            neighbours[static_cast<std::size_t>(k)].push_back(j);
+          }
+        }
+    }
+  }
+  Eigen::VectorXf scatter = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(P));
+  for (int s = 0; s < sweeps; ++s) {
+    for (int k = 0; k < K; ++k) {
+      const float d = cc(k, k);
+      const Support& sk = supports[static_cast<std::size_t>(k)];
+      Eigen::VectorXf& ak = values[static_cast<std::size_t>(k)];
+      if (d <= 1e-12f) continue;
+      // (A_all CC)_k on the support: neighbours scattered into a P-vector, then gathered.
+      for (int j : neighbours[static_cast<std::size_t>(k)]) {
+        const float c = cc(j, k);
+        if (c == 0) continue;
+        const Support& sj = supports[static_cast<std::size_t>(j)];
+        const Eigen::VectorXf& aj = values[static_cast<std::size_t>(j)];
+        for (std::size_t i = 0; i < sj.size(); ++i) scatter(sj[i]) += c * aj(static_cast<Eigen::Index>(i));
+      }
+      for (std::size_t i = 0; i < sk.size(); ++i) {
+        const std::int32_t p = sk[i];
+        float acc = scatter(p);
+        for (int b = 0; b < nb; ++b) acc += bg(p, b) * cc(K + b, k);
+        const float v = ak(static_cast<Eigen::Index>(i)) +
+                        (yc[static_cast<std::size_t>(k)](static_cast<Eigen::Index>(i)) - acc) / d;
+        ak(static_cast<Eigen::Index>(i)) = std::max(v, 0.0f);
+      }
+      for (int j : neighbours[static_cast<std::size_t>(k)])
+        for (std::int32_t p : supports[static_cast<std::size_t>(j)]) scatter(p) = 0;
+    }
+    // Background columns on all pixels.
+    for (int b = 0; b < nb; ++b) {
+      const float d = cc(K + b, K + b);
+      if (d <= 1e-12f) continue;
+      Eigen::VectorXf acc = bg * cc.block(K, K + b, nb, 1);
+      for (int k = 0; k < K; ++k) {
+        const float c = cc(k, K + b);
+        if (c == 0) continue;
+        const Support& sk = supports[static_cast<std::size_t>(k)];
+        const Eigen::VectorXf& ak = values[static_cast<std::size_t>(k)];
+        for (std::size_t i = 0; i < sk.size(); ++i) acc(sk[i]) += c * ak(static_cast<Eigen::Index>(i));
+      }
+      bg.col(b) = (bg.col(b) + (yc_bg.col(b) - acc) / d).cwiseMax(0.0f);
+      if (bg_sigma > 0) {
+        Eigen::VectorXf sm(static_cast<Eigen::Index>(P)), tmp(static_cast<Eigen::Index>(P));
+        gaussian_filter(bg.col(b).data(), sm.data(), tmp.data(), h, w, bg_sigma);
+        bg.col(b) = sm;
+      }
+    }
+  }
+}
+
+float trace_baseline(Eigen::Ref<const Eigen::VectorXf> c, float noise_sd) {
+  if (c.size() == 0) return 0.0f;
+  std::vector<float> v(c.data(), c.data() + c.size());
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  const float med = v[v.size() / 2];
+  // Mean of the values at most one noise sd above the median: the resting level, not pulled up
+  // by transients.
+  double sum = 0;
+  int n = 0;
+  for (Eigen::Index i = 0; i < c.size(); ++i) {
+    if (c(i) <= med + noise_sd) {
+      sum += c(i);
+      ++n;
+    }
+  }
+  return n ? static_cast<float>(sum / n) : med;
+}
+
+float default_g(double frame_rate_hz, float decay_time_s) {
+  if (frame_rate_hz <= 0 || decay_time_s <= 0) return 0.9f;
+  return static_cast<float>(std::exp(-1.0 / (frame_rate_hz * decay_time_s)));
+}
+
+}  // namespace detail
+
+void CnmfModel::finalize() {
+  const int K = k(), B = nb();
+  gram.resize(K + B, K + B);
+  Eigen::SparseMatrix<float> at = footprints.transpose();
+  gram.topLeftCorner(K, K) = Eigen::MatrixXf(at * footprints);
+  if (B > 0) {
+    Eigen::MatrixXf atb = at * background;  // K x nb
+    gram.topRightCorner(K, B) = atb;
+    gram.bottomLeftCorner(B, K) = atb.transpose();
+    gram.bottomRightCorner(B, B).noalias() = background.transpose() * background;
+  }
+}
+
+}  // namespace rtnmf::nmf
