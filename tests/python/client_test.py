@@ -1,0 +1,54 @@
+#!/usr/bin/python3
+"""End to end: `rtnmf run` publishes, the Python client receives activations, queries stats over
+the control socket and stops the pipeline. Usage: client_test.py RTNMF_BINARY PROTO_DIR"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                "python"))
+import rtnmf_client  # noqa: E402
+
+
+def main():
+    rtnmf, proto_dir = sys.argv[1], sys.argv[2]
+    tag = "%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+    pub = "ipc:///tmp/rtnmf-pytest-%s-pub" % tag
+    ctl = "ipc:///tmp/rtnmf-pytest-%s-ctl" % tag
+    with tempfile.NamedTemporaryFile("w", suffix=".pbtxt", delete=False) as f:
+        f.write('publisher { endpoint: "%s" control_endpoint: "%s" }\n'
+                'stream { id: "py" source { pacing: REALTIME synthetic { kind: EMG channels: 8 '
+                'block_samples: 4 rate_hz: 2000 } } stage { type: "rectify" } }\n' % (pub, ctl))
+        cfg = f.name
+    proc = subprocess.Popen([rtnmf, "run", cfg, "--quiet", "--seconds", "60"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        sub = rtnmf_client.Subscriber(pub, "act/py", proto_dir)
+        got = []
+        for topic, msg, _ in sub.messages(count=50, seconds=30):
+            assert topic == "act/py", topic
+            assert len(msg.values) == 8 * 4, len(msg.values)
+            assert min(msg.values) >= 0, "rectified values must be >= 0"
+            got.append(msg.seq)
+        assert len(got) == 50, "received %d of 50 activations" % len(got)
+        assert got == sorted(got), "seq out of order"
+        ctl_client = rtnmf_client.Control(ctl, proto_dir)
+        r = ctl_client.stats()
+        assert r.ok and r.stats.streams[0].stream_id == "py", r
+        assert r.stats.streams[0].frames_processed >= 50, r
+        assert ctl_client.stop().ok
+        rc = proc.wait(timeout=30)
+        err = proc.stderr.read()
+        assert rc == 0, "rtnmf exited %d: %s" % (rc, err)
+        assert "stream py:" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.unlink(cfg)
+    print("python client: 50 activations in order, stats and stop over control: OK")
+
+
+if __name__ == "__main__":
+    main()
