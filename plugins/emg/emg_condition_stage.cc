@@ -20,7 +20,10 @@ StreamSpec shrink(const StreamSpec& in, std::uint32_t cols, double rate) {
   out.cols = cols;
   out.sample_rate_hz = rate;
   out.height = out.width = 0;
-  if (out.lanes.empty()) out.lanes.push_back({"values", 0});
+  if (out.lanes.empty()) {
+    out.lanes.emplace_back();
+    out.lanes[0].name = "values";
+  }
   // Lane 0 keeps its capacity (>= rows * cols): conditioning works in place.
   return out;
 }

@@ -152,12 +152,15 @@ Calibration calibrate_synergies(const Eigen::Ref<const Eigen::MatrixXf>& x,
 void OnlineSynergyUpdater::init(const Eigen::MatrixXf& w, double forgetting,
                                 nmf::Normalization norm, const Eigen::MatrixXf* x,
                                 const Eigen::MatrixXf* h) {
-  forgetting_ = forgetting;
   norm_ = norm;
-  const Eigen::Index k = w.cols();
-  a_ = Eigen::MatrixXd::Zero(k, k);
-  b_ = Eigen::MatrixXd::Zero(w.rows(), k);
-  col_.resize(w.rows());
+  nmf::OnlineNmfOptions o;
+  o.forgetting = static_cast<float>(forgetting);
+  o.warmup_power = 0.f;  // the statistics start from the calibration fit, not a random W
+  o.unit_ball = false;   // columns are re-normalised exactly after each update instead
+  o.dictionary_sweeps = 1;
+  learner_ = std::make_unique<nmf::OnlineNmf>(w.rows(), w.cols(), o);
+  learner_->set_dictionary(w);
+  w_ = w;
   samples_ = 0;
   if (x && h) {
     for (Eigen::Index t = 0; t < x->cols(); ++t) accumulate(x->col(t).data(), h->col(t).data());
@@ -165,37 +168,20 @@ void OnlineSynergyUpdater::init(const Eigen::MatrixXf& w, double forgetting,
 }
 
 void OnlineSynergyUpdater::accumulate(const float* x, const float* h) {
-  const Eigen::Index k = a_.rows();
-  const Eigen::Index n = b_.rows();
-  const double rho = forgetting_;
-  for (Eigen::Index j = 0; j < k; ++j) {
-    const double hj = h[j];
-    for (Eigen::Index i = 0; i < k; ++i) a_(i, j) = rho * a_(i, j) + static_cast<double>(h[i]) * hj;
-    for (Eigen::Index c = 0; c < n; ++c) b_(c, j) = rho * b_(c, j) + static_cast<double>(x[c]) * hj;
-  }
+  const Eigen::Index k = learner_->rank();
+  learner_->accumulate(Eigen::Map<const Eigen::VectorXf>(x, learner_->features()),
+                       Eigen::Map<const Eigen::VectorXf>(h, k));
   ++samples_;
 }
 
 void OnlineSynergyUpdater::update(Eigen::MatrixXf& w, int sweeps) {
-  const Eigen::Index k = a_.rows();
-  const Eigen::Index n = b_.rows();
-  const double trace = a_.trace();
   for (int s = 0; s < sweeps; ++s) {
-    for (Eigen::Index j = 0; j < k; ++j) {
-      const double ajj = a_(j, j);
-      if (!(ajj > 1e-9 * (trace > 0 ? trace : 1.0))) continue;  // inactive: keep the column
-      // u = w_j + (b_j − W a_j) / A_jj, projected on w >= 0, then re-normalised.
-      for (Eigen::Index c = 0; c < n; ++c) {
-        double wa = 0;
-        for (Eigen::Index i = 0; i < k; ++i) wa += static_cast<double>(w(c, i)) * a_(i, j);
-        col_[c] = std::max(0.0, w(c, j) + (b_(c, j) - wa) / ajj);
-      }
-      const double norm = norm_ == nmf::Normalization::kL1 ? col_.sum() : col_.norm();
-      if (norm <= 0) continue;
-      const double scale = norm_ == nmf::Normalization::kNone ? 1.0 : 1.0 / norm;
-      for (Eigen::Index c = 0; c < n; ++c) w(c, j) = static_cast<float>(col_[c] * scale);
-    }
+    learner_->update_dictionary();
+    w_ = learner_->dictionary();
+    normalize_columns(w_, norm_);
+    learner_->set_dictionary(w_);
   }
+  w = w_;
 }
 
 }  // namespace rtnmf::emg

@@ -8,11 +8,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <Eigen/Core>
 
 #include "engine/nmf/batch_nmf.h"
+#include "engine/nmf/online_nmf.h"
 
 namespace rtnmf::emg {
 
@@ -56,8 +58,10 @@ std::vector<double> align_components(const Eigen::MatrixXf& reference, Eigen::Ma
 // Scales columns of w to unit norm (ℓ1 or ℓ2); zero columns stay zero. Does not allocate.
 void normalize_columns(Eigen::Ref<Eigen::MatrixXf> w, nmf::Normalization norm);
 
-// Online W update from per-sample (x, h) pairs. Memory is O(channels × K), independent of the
-// stream length.
+// Online W update from per-sample (x, h) pairs: nmf::OnlineNmf's sufficient statistics and
+// block-coordinate descent, with the columns then re-normalised to unit ℓ1 or ℓ2 (OnlineNmf
+// only bounds them by the unit ball) so that synergies compare across updates and sessions.
+// Memory is O(channels × K), independent of the stream length.
 class OnlineSynergyUpdater {
  public:
   // Sizes the statistics for `w` (channels × K) and seeds them from the calibration data (x, h)
@@ -70,13 +74,12 @@ class OnlineSynergyUpdater {
   // Components whose A_jj is negligible keep their column. Does not allocate. Slow path.
   void update(Eigen::MatrixXf& w, int sweeps = 1);
   std::uint64_t samples() const { return samples_; }
-  int rank() const { return static_cast<int>(a_.rows()); }
+  int rank() const { return learner_ ? static_cast<int>(learner_->rank()) : 0; }
 
  private:
-  double forgetting_ = 1.0;
   nmf::Normalization norm_ = nmf::Normalization::kL2;
-  Eigen::MatrixXd a_, b_;
-  Eigen::VectorXd col_;
+  std::unique_ptr<nmf::OnlineNmf> learner_;
+  Eigen::MatrixXf w_;
   std::uint64_t samples_ = 0;
 };
 
