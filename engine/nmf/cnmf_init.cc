@@ -9,9 +9,7 @@
 #include "engine/nmf/cnmf_internal.h"
 
 namespace rtnmf::nmf {
-namespace {
-
-using detail::Support;
+namespace detail {
 
 float median_of(std::vector<float>& v) {
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
@@ -78,77 +76,28 @@ void keep_connected(Eigen::VectorXf& a, int side, int seed_index, float frac) {
     if (!keep[static_cast<std::size_t>(i)]) a(i) = 0;
 }
 
-}  // namespace
 
-CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o) {
+int support_radius(const CnmfOptions& o) {
+  return std::max(3, static_cast<int>(std::ceil(1.8f * o.neuron_radius)));
+}
+
+std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixXf> y,
+                             const CnmfOptions& o, int max_seeds) {
   const int H = static_cast<int>(o.height), W = static_cast<int>(o.width);
   const Eigen::Index P = static_cast<Eigen::Index>(H) * W;
-  const Eigen::Index T = y.cols();
-  if (H <= 0 || W <= 0 || y.rows() != P) {
-    throw std::invalid_argument("cnmf: frames have " + std::to_string(y.rows()) +
-                                " pixels, options say " + std::to_string(H) + "x" + std::to_string(W));
-  }
-  if (T < 10) throw std::invalid_argument("cnmf: initialisation needs at least 10 frames");
+  const Eigen::Index T = s.cols();
   const float r = o.neuron_radius;
   const float sigma = std::max(1.0f, 0.5f * r);
   const int hp_r = std::max(2, static_cast<int>(std::lround(2 * r)));
-  const int R = std::max(3, static_cast<int>(std::ceil(1.8f * r)));
-  const int side_max = 2 * R + 1;
-  const int nb = std::max(0, o.background_components);
-
-  // 0. Background first (so that neuropil fluctuations do not seed neurons).
-  Eigen::MatrixXf s(P, T);
+  const int R = support_radius(o);
   Eigen::VectorXf tmp(P), tmp2(P);
-  Eigen::MatrixXf bg(P, nb), f(nb, T);
-  if (nb > 0) {
-    // Rank-nb NMF of the movie smoothed at twice the soma radius (neurons blur into it far less
-    // than the smooth background and neuropil do), started from the leading singular vectors.
-    Eigen::MatrixXf& sm = s;
-    for (Eigen::Index t = 0; t < T; ++t) {
-      detail::gaussian_filter(y.col(t).data(), sm.col(t).data(), tmp.data(), H, W, 2 * r);
-    }
-    Eigen::MatrixXf gram_t = sm.transpose() * sm;  // T x T
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXf> es(gram_t);
-    for (int b = 0; b < nb; ++b) {
-      Eigen::VectorXf v = es.eigenvectors().col(T - 1 - b);
-      Eigen::VectorXf u = sm * v;
-      // NNDSVD: keep the sign with the larger positive part.
-      Eigen::VectorXf up = u.cwiseMax(0.0f), un = (-u).cwiseMax(0.0f);
-      Eigen::VectorXf vp = v.cwiseMax(0.0f), vn = (-v).cwiseMax(0.0f);
-      if (up.norm() * vp.norm() >= un.norm() * vn.norm()) {
-        bg.col(b) = up;
-        f.row(b) = vp.transpose();
-      } else {
-        bg.col(b) = un;
-        f.row(b) = vn.transpose();
-      }
-      if (bg.col(b).norm() == 0) bg.col(b).setConstant(1.0f);
-      const float n = bg.col(b).norm();
-      bg.col(b) /= n;
-      f.row(b) *= n;
-    }
-    for (int it = 0; it < 30; ++it) {
-      Eigen::MatrixXf gb = bg.transpose() * bg;
-      Eigen::MatrixXf bty = bg.transpose() * sm;
-      detail::hals_rows(gb, bty, f, 1);
-      Eigen::MatrixXf gf = f * f.transpose();
-      Eigen::MatrixXf ytf = sm * f.transpose();  // P x nb
-      for (int b = 0; b < nb; ++b) {
-        if (gf(b, b) <= 0) continue;
-        bg.col(b) = (bg.col(b) + (ytf.col(b) - bg * gf.col(b)) / gf(b, b)).cwiseMax(0.0f);
-      }
-    }
-  }
+  std::vector<float> trace(static_cast<std::size_t>(T)), scratch;
   // 1. High-passed residual movie: (frame - background) minus its local box mean, then minus
   // each pixel's median.
   for (Eigen::Index t = 0; t < T; ++t) {
-    tmp2 = y.col(t);
-    if (nb > 0) tmp2.noalias() -= bg * f.col(t);
-    s.col(t) = tmp2;
-    detail::box_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, hp_r);
+    box_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, hp_r);
     s.col(t) -= tmp2;
   }
-  std::vector<float> trace(static_cast<std::size_t>(T)), scratch;
   for (Eigen::Index p = 0; p < P; ++p) {
     for (Eigen::Index t = 0; t < T; ++t) trace[static_cast<std::size_t>(t)] = s(p, t);
     const float m = median_of(trace);
@@ -196,7 +145,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   }
   // 3. Smoothed high-passed movie, its noise and peak-to-noise ratio per pixel.
   for (Eigen::Index t = 0; t < T; ++t) {
-    detail::gaussian_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, sigma);
+    gaussian_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, sigma);
     s.col(t) = tmp2;
   }
   Eigen::VectorXf sn(P), pnr(P);
@@ -207,9 +156,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   }
 
   // 4. Greedy seeding with peeling.
-  std::vector<Support> supports;
-  std::vector<Eigen::VectorXf> values;
-  const int kmax = std::max(0, o.max_components);
+  std::vector<Seed> seeds;
   // Candidates: local maxima of PNR x Cn within ~0.8 soma radius that pass both thresholds,
   // strongest first. One seed per soma; overlapping somata whose centres are further apart than
   // that still get their own.
@@ -235,10 +182,10 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
                      [&](Eigen::Index x, Eigen::Index y) { return score(x) > score(y); });
   }
   for (Eigen::Index best : candidates) {
-    if (static_cast<int>(supports.size()) >= kmax) break;
+    if (static_cast<int>(seeds.size()) >= max_seeds) break;
     if (pnr(best) < o.min_pnr) continue;  // explained by an earlier, overlapping seed
     const int py = static_cast<int>(best / W), px = static_cast<int>(best % W);
-    Support sup = detail::square_support(py, px, R, H, W);
+    Support sup = square_support(py, px, R, H, W);
     const int y0 = std::max(0, py - R), x0 = std::max(0, px - R);
     const int side = std::min(W - 1, px + R) - x0 + 1;
     const int seed_index = (py - y0) * side + (px - x0);
@@ -259,9 +206,86 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
       pnr(q) = s.row(q).maxCoeff() / sn(q);
     }
     if (a.sum() <= 0 || (a.array() > 0).count() < 3) continue;
-    (void)side_max;
-    supports.push_back(std::move(sup));
-    values.push_back(a / a.norm());
+    Seed sd;
+    sd.values = a / a.norm();
+    sd.support = std::move(sup);
+    sd.trace = c;
+    sd.pnr = pnr(best);
+    sd.corr = cn(best);
+    seeds.push_back(std::move(sd));
+  }
+
+  return seeds;
+}
+
+}  // namespace detail
+
+CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o) {
+  using detail::Support;
+  const int H = static_cast<int>(o.height), W = static_cast<int>(o.width);
+  const Eigen::Index P = static_cast<Eigen::Index>(H) * W;
+  const Eigen::Index T = y.cols();
+  if (H <= 0 || W <= 0 || y.rows() != P) {
+    throw std::invalid_argument("cnmf: frames have " + std::to_string(y.rows()) +
+                                " pixels, options say " + std::to_string(H) + "x" + std::to_string(W));
+  }
+  if (T < 10) throw std::invalid_argument("cnmf: initialisation needs at least 10 frames");
+  const float r = o.neuron_radius;
+  const int nb = std::max(0, o.background_components);
+
+  // 0. Background first (so that neuropil fluctuations do not seed neurons).
+  Eigen::MatrixXf s(P, T);
+  Eigen::VectorXf tmp(P), tmp2(P);
+  Eigen::MatrixXf bg(P, nb), f(nb, T);
+  if (nb > 0) {
+    // Rank-nb NMF of the movie smoothed at twice the soma radius (neurons blur into it far less
+    // than the smooth background and neuropil do), started from the leading singular vectors.
+    Eigen::MatrixXf& sm = s;
+    for (Eigen::Index t = 0; t < T; ++t) {
+      detail::gaussian_filter(y.col(t).data(), sm.col(t).data(), tmp.data(), H, W, 2 * r);
+    }
+    Eigen::MatrixXf gram_t = sm.transpose() * sm;  // T x T
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXf> es(gram_t);
+    for (int b = 0; b < nb; ++b) {
+      Eigen::VectorXf v = es.eigenvectors().col(T - 1 - b);
+      Eigen::VectorXf u = sm * v;
+      // NNDSVD: keep the sign with the larger positive part.
+      Eigen::VectorXf up = u.cwiseMax(0.0f), un = (-u).cwiseMax(0.0f);
+      Eigen::VectorXf vp = v.cwiseMax(0.0f), vn = (-v).cwiseMax(0.0f);
+      if (up.norm() * vp.norm() >= un.norm() * vn.norm()) {
+        bg.col(b) = up;
+        f.row(b) = vp.transpose();
+      } else {
+        bg.col(b) = un;
+        f.row(b) = vn.transpose();
+      }
+      if (bg.col(b).norm() == 0) bg.col(b).setConstant(1.0f);
+      const float n = bg.col(b).norm();
+      bg.col(b) /= n;
+      f.row(b) *= n;
+    }
+    for (int it = 0; it < 30; ++it) {
+      Eigen::MatrixXf gb = bg.transpose() * bg;
+      Eigen::MatrixXf bty = bg.transpose() * sm;
+      detail::hals_rows(gb, bty, f, 1);
+      Eigen::MatrixXf gf = f * f.transpose();
+      Eigen::MatrixXf ytf = sm * f.transpose();  // P x nb
+      for (int b = 0; b < nb; ++b) {
+        if (gf(b, b) <= 0) continue;
+        bg.col(b) = (bg.col(b) + (ytf.col(b) - bg * gf.col(b)) / gf(b, b)).cwiseMax(0.0f);
+      }
+    }
+  }
+  // 1-4. Seeds on the background-free movie.
+  for (Eigen::Index t = 0; t < T; ++t) {
+    s.col(t) = y.col(t);
+    if (nb > 0) s.col(t).noalias() -= bg * f.col(t);
+  }
+  std::vector<Support> supports;
+  std::vector<Eigen::VectorXf> values;
+  for (detail::Seed& sd : detail::find_seeds(s, y, o, std::max(0, o.max_components))) {
+    supports.push_back(std::move(sd.support));
+    values.push_back(std::move(sd.values));
   }
 
   // 5. HALS refinement on the raw movie: C, then b f, then A on fixed supports.
@@ -380,7 +404,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
         const float noise = std::max(estimate_noise_sd(ck), 1e-6f);
         const float base = detail::trace_baseline(ck, noise);
         const float snr = (ck.maxCoeff() - base) / noise;
-        const float rval = space_correlation(work, supports[static_cast<std::size_t>(k)],
+        const float rval = detail::space_correlation(work, supports[static_cast<std::size_t>(k)],
                                              values[static_cast<std::size_t>(k)], ck, base, noise);
         if (snr < o.min_snr || rval < o.min_space_corr) remove[static_cast<std::size_t>(k)] = 1;
       }
@@ -418,7 +442,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   }
   float g = detail::default_g(o.frame_rate_hz, o.decay_time_s);
   if (!gs.empty()) {
-    const float est = median_of(gs);
+    const float est = detail::median_of(gs);
     // The estimate is trusted within a factor of ~3 of the prior decay time.
     const float lo = detail::default_g(o.frame_rate_hz, o.decay_time_s / 3);
     const float hi = detail::default_g(o.frame_rate_hz, o.decay_time_s * 3);

@@ -37,6 +37,37 @@ void hals_shapes(const std::vector<Support>& supports, std::vector<Eigen::Vector
 // estimate. Allocates.
 float trace_baseline(Eigen::Ref<const Eigen::VectorXf> c, float noise_sd);
 
+// Median (reorders v). Noise sd of a sequence from the MAD of its first differences.
+float median_of(std::vector<float>& v);
+float diff_noise(const std::vector<float>& x, std::vector<float>& scratch);
+
+// Footprint consistency (CaImAn's spatial-correlation test): Pearson correlation between a
+// footprint `a` on `support` and the data yb (P x T, background removed) averaged over the frames
+// in which trace c is highest. Allocates.
+float space_correlation(const Eigen::MatrixXf& yb, const Support& support, const Eigen::VectorXf& a,
+                        Eigen::Ref<const Eigen::VectorXf> c, float baseline, float noise);
+
+// Keeps the entries of a patch image `a` (side columns, row-major) >= frac * max that are
+// 4-connected to seed_index; zeroes the rest.
+void keep_connected(Eigen::VectorXf& a, int side, int seed_index, float frac);
+
+// Half-side of a neuron's fixed support square.
+int support_radius(const CnmfOptions& o);
+
+struct Seed {
+  Support support;         // the square around the seed
+  Eigen::VectorXf values;  // unit-norm footprint on it
+  Eigen::VectorXf trace;   // smoothed high-passed trace at the seed (T)
+  float pnr = 0, corr = 0;
+};
+
+// Greedy seeds on a background-free movie: `s` (P x T, overwritten: high-passed, smoothed,
+// peeled) drives detection (local maxima of peak-to-noise x local correlation, strongest first,
+// thresholds min_pnr/min_corr); footprints are the covariance of `y` (P x T, unfiltered) with the
+// seed trace, cut at 20% of the peak and connected. At most max_seeds. Allocates.
+std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixXf> y,
+                             const CnmfOptions& options, int max_seeds);
+
 // Default AR(1) coefficient for an indicator decay time at a frame rate.
 float default_g(double frame_rate_hz, float decay_time_s);
 
