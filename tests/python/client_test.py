@@ -48,6 +48,37 @@ def main():
             proc.kill()
         os.unlink(cfg)
     print("python client: 50 activations in order, stats and stop over control: OK")
+    sigint_stops_cleanly(rtnmf, proto_dir, tag)
+
+
+def sigint_stops_cleanly(rtnmf, proto_dir, tag):
+    """Ctrl-C: rtnmf stops its sources, accounts for every frame and prints the summary."""
+    import signal
+    pub = "ipc:///tmp/rtnmf-pytest-%s-pub2" % tag
+    with tempfile.NamedTemporaryFile("w", suffix=".pbtxt", delete=False) as f:
+        f.write('publisher { endpoint: "%s" control_endpoint: "none" }\n'
+                'stream { id: "sig" source { pacing: REALTIME synthetic { kind: IMAGING '
+                'height: 64 width: 64 rate_hz: 200 } } stage { type: "rectify" } }\n' % pub)
+        cfg = f.name
+    proc = subprocess.Popen([rtnmf, "run", cfg, "--quiet"], stderr=subprocess.PIPE, text=True)
+    try:
+        sub = rtnmf_client.Subscriber(pub, "act/sig", proto_dir)
+        n = sum(1 for _ in sub.messages(count=20, seconds=30))
+        assert n == 20, "received %d of 20" % n
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+        err = proc.stderr.read()
+        assert rc == 0, "rtnmf exited %d after SIGINT: %s" % (rc, err)
+        assert "stopping" in err and "stream sig:" in err, err
+        # frames in = processed + dropped: nothing unaccounted for.
+        line = [l for l in err.splitlines() if l.startswith("stream sig:")][0]
+        nums = [int(w) for w in line.replace(",", " ").split() if w.isdigit()]
+        assert nums[0] == nums[1] + nums[2], line
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.unlink(cfg)
+    print("SIGINT: clean stop with summary: OK")
 
 
 if __name__ == "__main__":
