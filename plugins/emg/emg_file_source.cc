@@ -10,8 +10,8 @@
 
 #include "engine/io/csv_stream.h"
 #include "engine/io/edf_reader.h"
-#include "engine/io/h5.h"
 #include "engine/io/interleaved.h"
+#include "engine/io/matrix_io.h"
 #include "engine/runtime/pacer.h"
 #include "engine/runtime/registry.h"
 #include "plugins/emg/channel_names.h"
@@ -64,24 +64,25 @@ std::string extension(const std::string& path) {
   return e;
 }
 
-// HDF5 matrices (small: spike counts, ROI traces) are read whole at open.
+// Matrices (spike counts, ROI traces: small) are read whole at open through io::read_matrix
+// (NumPy .npy or an HDF5 dataset file.h5:/path), channels × time unless `transpose`.
 class MatrixReader {
  public:
   void open(const std::string& spec, const std::string& dataset, bool transpose) {
-    std::string file = spec, path = dataset;
-    if (const std::size_t c = spec.find(".h5:"); c != std::string::npos) {
-      file = spec.substr(0, c + 3);
-      path = spec.substr(c + 4);
-    } else if (const std::size_t c5 = spec.find(".hdf5:"); c5 != std::string::npos) {
-      file = spec.substr(0, c5 + 5);
-      path = spec.substr(c5 + 6);
+    std::string where = spec;
+    const bool h5 = spec.find(".h5") != std::string::npos || spec.find(".hdf5") != std::string::npos;
+    if (h5 && spec.find(':') == std::string::npos) {
+      if (dataset.empty()) {
+        throw ConfigError(spec + ": give the dataset as file.h5:/path or source.emg_file.dataset");
+      }
+      where = spec + ":" + dataset;
     }
-    if (path.empty()) throw ConfigError(spec + ": give the dataset as file.h5:/path or source.dataset");
-    io::h5::File f = io::h5::File::open(file);
-    m_ = f.read_matrix<float>(path);
+    io::LoadedMatrix m = io::read_matrix(where, /*validate=*/false);
+    m_ = std::move(m.values);
     if (transpose) m_.transposeInPlace();
-    where_ = file + ":" + path;
+    where_ = where;
     pos_ = 0;
+    block_ = 0;
   }
   std::int64_t read(float* out, std::int64_t max_samples) {
     const std::int64_t n = std::min<std::int64_t>(max_samples, m_.cols() - pos_);
@@ -134,7 +135,8 @@ class EmgFileSource : public Source {
       }
     }
     format_ = fmt;
-    block_ = cfg_.block_samples() ? cfg_.block_samples() : (fmt == v1::EmgFileSource::HDF5 ? 1 : 4);
+    const bool matrix = fmt == v1::EmgFileSource::HDF5 || fmt == v1::EmgFileSource::NPY;
+    block_ = cfg_.block_samples() ? cfg_.block_samples() : (matrix ? 1 : 4);
     std::vector<std::string> names;
     double rate = cfg_.sample_rate();
     try {
@@ -185,6 +187,7 @@ class EmgFileSource : public Source {
           break;
         }
         case v1::EmgFileSource::HDF5:
+        case v1::EmgFileSource::NPY:
           if (rate <= 0) {
             throw ConfigError("source.emg_file.sample_rate: required for matrices (bins per "
                               "second)");
@@ -194,7 +197,7 @@ class EmgFileSource : public Source {
           break;
         default:
           throw ConfigError("source.emg_file.format: " + v1::EmgFileSource::Format_Name(fmt) +
-                            " is not supported yet (NumPy matrices wait for engine/io/matrix_io)");
+                            " is not supported");
       }
     } catch (const ConfigError&) {
       throw;

@@ -70,7 +70,8 @@ StreamSpec SynergyStage::do_start(const StreamSpec& in, const StageContext& ctx)
   update_every_ = p.update_every() ? p.update_every() : 50;
   forgetting_ = p.forgetting() > 0 ? p.forgetting() : 0.999;
   if (forgetting_ > 1.0) throw ConfigError(where() + "nmf.forgetting must lie in (0, 1]");
-  frozen_ = p.frozen();
+  frozen_.store(p.frozen());
+  outbox_ = ctx.outbox;
   if (p.normalize().empty() || p.normalize() == "l2") {
     norm_ = nmf::Normalization::kL2;
   } else if (p.normalize() == "l1") {
@@ -281,7 +282,7 @@ void SynergyStage::slow_loop() {
             std::copy(x, x + channels_, cal_x_.col(cal_count_).data());
             ++cal_count_;
           }
-        } else if (!frozen_) {
+        } else {
           updater_.accumulate(x, ring_h_.data() + slot * k_max_);
           ++pending_samples_;
         }
@@ -291,15 +292,21 @@ void SynergyStage::slow_loop() {
 
       SynergyModelState& next = exchange_.back();
       next = exchange_.latest();
+      bool changed = false;
       if (!calibrated_ && cal_count_ >= cal_samples_) {
         run_calibration(next);
-      } else if (calibrated_ && !frozen_ && pending_samples_ > 0) {
+        changed = true;
+      } else if (calibrated_ && !frozen_.load(std::memory_order_relaxed) && pending_samples_ > 0) {
         updater_.update(w_work_, 1);
         set_model(next, w_work_);
         pending_samples_ = 0;
+        changed = true;
         updates_.fetch_add(1, std::memory_order_relaxed);
       }
       if (!exchange_.publish(t)) break;
+      // Snapshots for `model/<stream>` and control get_model: after calibration, then about
+      // every 20 updates (they are copies, made here on the slow path).
+      if (changed && (updates_.load(std::memory_order_relaxed) % 20 == 0)) record_snapshot(t);
       t += update_every_;
     }
   } catch (const std::exception& e) {
@@ -329,6 +336,46 @@ Eigen::MatrixXf SynergyStage::synergies() const {
   return w_work_.leftCols(std::min<Eigen::Index>(k, w_work_.cols()));
 }
 
+void SynergyStage::record_snapshot(std::uint64_t computed_from) {
+  v1::ModelSnapshot snap;
+  snap.set_stream_id(stream_id_);
+  snap.set_version(updates_.load(std::memory_order_relaxed) + 1);
+  snap.set_computed_from_seq(computed_from);
+  snap.set_effective_seq(computed_from + lag_);
+  const int k = static_cast<int>(w_work_.cols());
+  snap.set_rows(static_cast<std::uint32_t>(channels_));
+  snap.set_components(static_cast<std::uint32_t>(k));
+  snap.add_indptr(0);
+  for (int j = 0; j < k; ++j) {
+    for (int c = 0; c < channels_; ++c) {
+      snap.add_data(w_work_(c, j));
+      snap.add_indices(static_cast<std::uint32_t>(c));
+    }
+    snap.add_indptr(static_cast<std::uint32_t>((j + 1) * channels_));
+    snap.add_component_names("synergy" + std::to_string(j + 1));
+  }
+  for (const std::string& n : channel_names_) snap.add_row_names(n);
+  (*snap.mutable_scalars())["vaf"] = vaf_.load(std::memory_order_relaxed);
+  (*snap.mutable_scalars())["forgetting"] = forgetting_;
+  (*snap.mutable_scalars())["frozen"] = frozen_.load() ? 1.0 : 0.0;
+  if (has_previous_) (*snap.mutable_scalars())["init_matched_cosine"] = init_cosine_.load();
+  if (outbox_) outbox_->post_model(snap);
+  std::lock_guard<std::mutex> lock(snapshot_mutex_);
+  snapshot_ = std::move(snap);
+}
+
+bool SynergyStage::set_frozen(bool frozen) {
+  frozen_.store(frozen, std::memory_order_relaxed);
+  return true;
+}
+
+bool SynergyStage::snapshot(v1::ModelSnapshot* out) const {
+  std::lock_guard<std::mutex> lock(snapshot_mutex_);
+  if (snapshot_.components() == 0) return false;
+  *out = snapshot_;
+  return true;
+}
+
 void SynergyStage::report(std::vector<std::pair<std::string, double>>& scalars) const {
   scalars.emplace_back("vaf", vaf_.load(std::memory_order_relaxed));
   scalars.emplace_back("components", k_.load(std::memory_order_relaxed));
@@ -346,7 +393,7 @@ void SynergyStage::write_synergy_results(io::h5::File& f) {
   f.set_attr("/synergies", "normalize", std::string(norm_ == nmf::Normalization::kL1 ? "l1" : "l2"));
   f.set_attr("/synergies", "rank", static_cast<std::int64_t>(w.cols()));
   f.set_attr("/synergies", "forgetting", forgetting_);
-  f.set_attr("/synergies", "frozen", static_cast<std::int64_t>(frozen_));
+  f.set_attr("/synergies", "frozen", static_cast<std::int64_t>(frozen_.load()));
   f.set_attr("/synergies", "model_updates", static_cast<std::int64_t>(updates_.load()));
   f.set_attr("/synergies", "sample_rate_hz", rate_hz_);
   f.set_attr("/synergies", "vaf_final_window", vaf_.load());

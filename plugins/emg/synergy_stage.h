@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -59,6 +60,12 @@ class SynergyStage : public Stage {
   // Publisher thread: sliding VAF, component count, calibration state, warm-start cosine.
   void report(std::vector<std::pair<std::string, double>>& scalars) const override;
   std::uint64_t model_version() const override { return exchange_.version_relaxed(); }
+  // Control (publisher thread): freeze / unfreeze W. Statistics keep accumulating, so
+  // unfreezing resumes learning. A live action: replays stay deterministic only without it.
+  bool set_frozen(bool frozen) override;
+  // The last published model as a dense CSC snapshot (publisher thread; a short lock shared
+  // only with the slow path).
+  bool snapshot(v1::ModelSnapshot* out) const override;
 
   // After stop() (or from the processing thread): the current synergies (channels × K).
   Eigen::MatrixXf synergies() const;
@@ -77,6 +84,7 @@ class SynergyStage : public Stage {
   bool wait_for_frames(std::uint64_t count);
   void run_calibration(SynergyModelState& model);
   void set_model(SynergyModelState& model, const Eigen::MatrixXf& w) const;
+  void record_snapshot(std::uint64_t computed_from);
 
   // --- configuration (start) ---
   int channels_ = 0, k_max_ = 0, max_cols_ = 0;
@@ -84,7 +92,7 @@ class SynergyStage : public Stage {
   RunMode mode_ = RunMode::kReplay;
   std::uint32_t lag_ = 1, update_every_ = 50;
   double forgetting_ = 0.999;
-  bool frozen_ = false;
+  std::atomic<bool> frozen_{false};
   nmf::Normalization norm_ = nmf::Normalization::kL2;
   CalibrationOptions cal_options_;
   std::int64_t cal_samples_ = 0;
@@ -123,6 +131,9 @@ class SynergyStage : public Stage {
   Eigen::MatrixXf w_work_;         // channels × k
   std::uint64_t pending_samples_ = 0;
   std::string slow_error_;
+  Outbox* outbox_ = nullptr;
+  mutable std::mutex snapshot_mutex_;
+  v1::ModelSnapshot snapshot_;  // guarded by snapshot_mutex_
 
   // --- shared, read by report() ---
   std::atomic<double> vaf_{0.0};

@@ -12,6 +12,8 @@
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
 #include "engine/runtime/result_file_sink.h"
+#include "engine/io/matrix_io.h"
+#include "engine/sim/assemblies.h"
 #include "engine/sim/emg_sim.h"
 #include "plugins/emg/builtin_pipelines.h"
 
@@ -30,11 +32,12 @@ struct ReplayResult {
 };
 
 ReplayResult replay(const std::string& input, const std::string& out,
-                    const std::vector<std::string>& overrides) {
-  const std::string text = builtin_pipeline("emg-synergies");
+                    const std::vector<std::string>& overrides,
+                    const std::string& pipeline = "emg-synergies") {
+  const std::string text = builtin_pipeline(pipeline);
   EXPECT_FALSE(text.empty());
-  EXPECT_EQ(text, emg::emg_builtin_pipeline("emg-synergies"));
-  v1::PipelineConfig cfg = parse_pipeline(text, "<builtin:emg-synergies>");
+  EXPECT_EQ(text, emg::emg_builtin_pipeline(pipeline));
+  v1::PipelineConfig cfg = parse_pipeline(text, "<builtin:" + pipeline + ">");
   cfg.mutable_stream(0)->mutable_source()->mutable_emg_file()->set_path(input);
   cfg.mutable_stream(0)->set_overload(v1::BLOCK);
   cfg.mutable_stream(0)->mutable_source()->set_pacing(v1::MAX);
@@ -46,7 +49,7 @@ ReplayResult replay(const std::string& input, const std::string& out,
     Pipeline p(cfg, text);
     auto sink = std::make_unique<ResultFileSink>(out);
     ResultFileSink* s = sink.get();
-    p.add_sink("emg", std::move(sink));
+    p.add_sink(cfg.stream(0).id(), std::move(sink));
     p.start();
     while (!p.wait(1'000'000'000)) {
     }
@@ -115,6 +118,49 @@ TEST(EmgPipeline, ADamagedRowIsACountedRejectedBlockAndTheStreamGoesOn) {
   EXPECT_EQ(r.rejected, 1u);
   EXPECT_EQ(r.processed, 1999u);
   EXPECT_TRUE(r.errors.empty());
+}
+
+TEST(EmgPipeline, AssembliesPipelineRecoversPlantedAssembliesFromANpyCountMatrix) {
+  sim::AssemblySimConfig c;
+  c.neurons = 60;
+  c.assemblies = 4;
+  c.members = 12;
+  c.bins = 3000;
+  c.seed = 12;
+  sim::AssemblySimulation s = sim::simulate_assemblies(c);
+  const std::string npy = temp_path("counts.npy");
+  io::write_npy(npy, s.counts);  // neurons × bins
+  ReplayResult r = replay(npy, temp_path("asm.h5"),
+                          {"nmf.calibration_s=100", "nmf.rank=4", "source.sample_rate=20"},
+                          "assemblies");
+  EXPECT_TRUE(r.errors.empty());
+  EXPECT_EQ(r.processed, 3000u);
+  ASSERT_EQ(r.synergies.rows(), 60);
+  ASSERT_EQ(r.synergies.cols(), 4);
+  EXPECT_EQ(r.activations.cols(), 3000);
+  EXPECT_GE(nmf::match_factors(s.membership, r.synergies).mean_similarity, 0.95);
+}
+
+TEST(EmgPipeline, AssembliesFromTimeMajorHdf5WithTranspose) {
+  sim::AssemblySimConfig c;
+  c.neurons = 30;
+  c.assemblies = 3;
+  c.members = 8;
+  c.bins = 2000;
+  c.seed = 4;
+  sim::AssemblySimulation s = sim::simulate_assemblies(c);
+  const std::string h5 = temp_path("counts.h5");
+  {
+    io::h5::File f = io::h5::File::create(h5);
+    Eigen::MatrixXf tm = s.counts.transpose();  // bins × neurons, as NumPy users often store it
+    f.write_matrix("/counts", tm);
+  }
+  ReplayResult r = replay(h5 + ":/counts", temp_path("asm2.h5"),
+                          {"nmf.calibration_s=60", "nmf.rank=3", "source.transpose=true"},
+                          "assemblies");
+  EXPECT_TRUE(r.errors.empty());
+  ASSERT_EQ(r.synergies.rows(), 30);
+  EXPECT_GE(nmf::match_factors(s.membership, r.synergies).mean_similarity, 0.95);
 }
 
 }  // namespace

@@ -188,6 +188,15 @@ TEST(EmgStages, WarmStartFromAnEarlierResultFileKeepsItsOrderAndReportsTheCosine
   }
   io::h5::File r = io::h5::File::open(out);
   EXPECT_TRUE(r.read_matrix<float>("/synergies") == w);
+  // Frozen: W never moved after calibration.
+  EXPECT_EQ(r.attr_int64("/synergies", "model_updates"), 0);
+  EXPECT_TRUE(r.read_matrix<float>("/calibration/synergies") == w);
+  v1::ModelSnapshot snap;
+  ASSERT_TRUE(nmf->snapshot(&snap));
+  EXPECT_EQ(snap.components(), 4u);
+  EXPECT_EQ(snap.rows(), 16u);
+  EXPECT_EQ(snap.data_size(), 64);
+  EXPECT_FLOAT_EQ(snap.data(16 * 2 + 5), w(5, 2));
   EXPECT_EQ(r.attr_string("/synergies", "channel_names").substr(0, 8), "ch1,ch2,");
   EXPECT_GT(r.attr_double("/init", "mean_matched_cosine"), 0.95);
 }
