@@ -5,7 +5,8 @@
 namespace rtnmf::emg {
 namespace {
 
-// Surface EMG (EDF/BDF/CSV/raw) in 4-sample blocks: band-pass 20-450 Hz, 50 Hz notch
+// Surface EMG (EDF/BDF/CSV/raw) in 4-sample blocks: band-pass 20-450 Hz (the upper edge drops
+// to 0.45 x rate below 1 kHz), 50 Hz notch
 // (--set condition.notch_hz=60 for 60 Hz mains), 6 Hz envelope at 100 Hz; synergies from a
 // 10 s calibration window with the rank chosen by VAF >= 90 %, then updated online.
 constexpr const char* kEmgSynergies = R"pb(
@@ -17,7 +18,7 @@ stream {
   stage {
     type: "emg_condition"
     name: "condition"
-    emg { band_low_hz: 20 band_high_hz: 450 notch_hz: 50 envelope_hz: 6 envelope_rate_hz: 100 }
+    emg { notch_hz: 50 envelope_hz: 6 envelope_rate_hz: 100 }
   }
   stage {
     type: "online_synergies"

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "engine/io/matrix_io.h"
 #include "engine/sim/assemblies.h"
 #include "engine/sim/emg_sim.h"
 #include "tools/rtnmf/command.h"
@@ -28,8 +29,9 @@ channel_names attribute) and /truth/activations (K x T at the envelope rate).
   --crosstalk F       fraction seen on each neighbouring channel (default 0.05)
   --switch-at S       replace synergy 0 by a new one from S seconds on (default: never)
 
-  --kind assemblies   binned spike counts with planted assemblies instead (CSV, one row per bin;
-                      truth: /truth/synergies = membership, /truth/activations):
+  --kind assemblies   binned spike counts with planted assemblies instead (CSV, one row per bin,
+                      or OUT.npy: neurons x bins float32; truth: /truth/synergies = membership,
+                      /truth/activations). Replay with --pipeline assemblies:
   --neurons N (100) --assemblies A (5) --members M (15) --bins T (4000) --bin-s S (0.05)
 )";
 
@@ -52,7 +54,11 @@ int run_simulate_emg(const std::vector<std::string>& args) {
     c.bin_s = p.get_double("bin-s", c.bin_s);
     c.seed = static_cast<std::uint64_t>(p.get_int("seed", 1));
     sim::AssemblySimulation s = sim::simulate_assemblies(c);
-    sim::write_assembly_csv(out, s);
+    if (out.size() > 4 && out.compare(out.size() - 4, 4, ".npy") == 0) {
+      io::write_npy(out, s.counts);  // neurons × bins, float32
+    } else {
+      sim::write_assembly_csv(out, s);
+    }
     if (!truth.empty()) sim::write_assembly_truth(truth, s);
     std::printf("wrote %s: %d neurons x %lld bins of %g s, %d assemblies%s%s\n", out.c_str(),
                 c.neurons, static_cast<long long>(c.bins), c.bin_s, c.assemblies,
