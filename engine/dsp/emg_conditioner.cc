@@ -197,6 +197,8 @@ std::int64_t EmgConditioner::process(const float* in, std::int64_t samples, floa
 std::int64_t EmgConditioner::process(Eigen::Ref<const Eigen::MatrixXf> in,
                                      Eigen::Ref<Eigen::MatrixXf> out) {
   // Contiguous columns are required (outer stride == rows), which Frame maps always have.
+  eigen_assert(in.outerStride() == in.rows() && out.outerStride() == out.rows());
+  eigen_assert(in.rows() == config_.channels && out.rows() == config_.channels);
   return process(in.data(), in.cols(), out.data());
 }
 

@@ -123,15 +123,21 @@ void CsvStreamReader::open(const std::string& path, const CsvStreamOptions& opti
     double t_first = 0, t_last = 0;
     std::int64_t n = 0;
     std::string row;
+    bool bad = false;
     while (pending_.size() < 1000 && next_line(row)) {
       pending_.emplace_back(line_, row);
       double t = 0;
-      if (!parse_row(row, line_, scratch.data(), &t)) break;  // reported again by read()
+      if (!parse_row(row, line_, scratch.data(), &t)) {  // reported again by read()
+        bad = true;
+        break;
+      }
       if (n == 0) t_first = t;
       t_last = t;
       ++n;
     }
     if (sample_rate_hz_ <= 0) {
+      // A bad row before two good ones leaves nothing to infer from: report that row.
+      if (n < 2 && bad) throw std::runtime_error(error_);
       if (n < 2 || !(t_last > t_first)) {
         throw std::runtime_error(path + ": cannot infer the sample rate from time column '" +
                                  header_[time_index_] +

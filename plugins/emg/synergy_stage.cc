@@ -59,6 +59,7 @@ void SynergyStage::set_model(SynergyModelState& model, const Eigen::MatrixXf& w)
 }
 
 StreamSpec SynergyStage::do_start(const StreamSpec& in, const StageContext& ctx) {
+  do_stop();  // a restarted stage must not leave its previous slow path running
   if (in.is_imaging()) throw ConfigError(where() + "needs channels x samples blocks");
   const v1::NmfStageParams& p = config().nmf();
   channels_ = static_cast<int>(in.rows);

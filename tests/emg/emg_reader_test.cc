@@ -116,6 +116,17 @@ TEST(CsvStream, BadRowsRejectTheirBlockWithFileLineAndColumn) {
   }
 }
 
+TEST(CsvStream, ABadFirstRowIsReportedWhenTheRateCannotBeInferred) {
+  const std::string p = write_text("badfirst.csv", "t,a\n0,x\n0.001,1\n");
+  CsvStreamReader r;
+  try {
+    r.open(p, {});
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), p + ":2: column 'a': 'x' is not a number");
+  }
+}
+
 TEST(CsvStream, BadRowsFarFromTheStartAreReportedWithTheirLine) {
   std::string text = "t,x\n";
   for (int i = 0; i < 2500; ++i) text += std::to_string(i) + (i == 2200 ? ",oops\n" : ",1\n");
