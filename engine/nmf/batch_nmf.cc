@@ -13,6 +13,14 @@ namespace rtnmf::nmf {
 
 namespace {
 
+// Below this many multiply-adds a product runs on the calling thread: starting a std::thread
+// (~20-50 µs) costs more than it saves.
+constexpr double kParallelMinWork = 2e6;
+
+int threads_for(double work, int threads) {
+  return work < kParallelMinWork ? 1 : std::max(threads, 1);
+}
+
 // Floor for W H in the β-divergence updates (a zero model value with positive data would make
 // the KL objective infinite and the update 0/0).
 constexpr float kTiny = 1e-12f;
@@ -29,7 +37,8 @@ std::string shape_str(Eigen::Index r, Eigen::Index c) {
 // a * aᵀ for a wide a (K × n), columns split across threads, partial sums added in block order.
 void gram_wide(const Eigen::Ref<const Mat>& a, Mat& out, int threads) {
   const Eigen::Index k = a.rows(), n = a.cols();
-  const int t = static_cast<int>(std::clamp<Eigen::Index>(n / 4096, 1, std::max(threads, 1)));
+  const int t = static_cast<int>(std::clamp<Eigen::Index>(
+      n / 4096, 1, threads_for(double(k) * double(k) * double(n), threads)));
   std::vector<Mat> parts(static_cast<size_t>(t), Mat::Zero(k, k));
   const Eigen::Index chunk = (n + t - 1) / t;
   detail::parallel_blocks(t, t, [&](Eigen::Index b, Eigen::Index e) {
@@ -49,6 +58,7 @@ void gram_wide(const Eigen::Ref<const Mat>& a, Mat& out, int threads) {
 void product_h_xt(const Eigen::Ref<const Mat>& h, const Eigen::Ref<const Mat>& x, Mat& out,
                   int threads) {
   out.resize(h.rows(), x.rows());
+  threads = threads_for(double(h.rows()) * double(h.cols()) * double(x.rows()), threads);
   detail::parallel_blocks(threads, x.rows(), [&](Eigen::Index b, Eigen::Index e) {
     out.middleCols(b, e - b).noalias() = h * x.middleRows(b, e - b).transpose();
   });
@@ -58,6 +68,7 @@ void product_h_xt(const Eigen::Ref<const Mat>& h, const Eigen::Ref<const Mat>& x
 void product_xt_q(const Eigen::Ref<const Mat>& x, const Eigen::Ref<const Mat>& q, Mat& out,
                   int threads) {
   out.resize(x.cols(), q.cols());
+  threads = threads_for(double(x.rows()) * double(x.cols()) * double(q.cols()), threads);
   detail::parallel_blocks(threads, x.cols(), [&](Eigen::Index b, Eigen::Index e) {
     out.middleRows(b, e - b).noalias() = x.middleCols(b, e - b).transpose() * q;
   });
@@ -235,6 +246,7 @@ namespace detail {
 
 void parallel_product(const Eigen::Ref<const Mat>& a, const Eigen::Ref<const Mat>& b,
                       Eigen::Ref<Mat> out, int threads) {
+  threads = threads_for(double(a.rows()) * double(a.cols()) * double(b.cols()), threads);
   parallel_blocks(threads, b.cols(), [&](Eigen::Index c0, Eigen::Index c1) {
     out.middleCols(c0, c1 - c0).noalias() = a * b.middleCols(c0, c1 - c0);
   });
@@ -250,7 +262,8 @@ void cd_columns(const Eigen::Ref<const Mat>& gram, const Eigen::Ref<const Mat>& 
                 double rel_size, int threads) {
   const Eigen::Index k = gram.rows(), n = h.cols();
   // Below ~64 columns per block the threads cost more than they save.
-  const int t = static_cast<int>(std::clamp<Eigen::Index>(n / 64, 1, std::max(threads, 1)));
+  const int t = static_cast<int>(std::clamp<Eigen::Index>(
+      n / 64, 1, threads_for(4.0 * double(k) * double(k) * double(n), threads)));
   parallel_blocks(t, n, [&](Eigen::Index c0, Eigen::Index c1) {
     // Gradients of the whole block at once with one product, then per-column sweeps.
     Mat grad = -b.middleCols(c0, c1 - c0);
