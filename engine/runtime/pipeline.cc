@@ -122,6 +122,18 @@ std::vector<std::uint32_t> lane_capacities(const std::vector<const StreamSpec*>&
 
 void Pipeline::start() {
   if (started_) throw ConfigError("pipeline already started");
+  try {
+    start_impl();
+  } catch (...) {
+    // Nothing may be left running: stop the stages already started (their slow paths).
+    for (auto& sp : streams_)
+      for (auto& st : sp->stages) st->stop();
+    publisher_.reset();
+    throw;
+  }
+}
+
+void Pipeline::start_impl() {
   for (const auto& p : config_.plugin()) load_plugin(p);
   Registry& reg = Registry::instance();
 

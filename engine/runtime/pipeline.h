@@ -88,6 +88,7 @@ class Pipeline {
 
  private:
   struct Stream;
+  void start_impl();
   void source_loop(Stream& s);
   void process_loop(Stream& s);
   void sink_loop(Stream& s, size_t i);

@@ -264,3 +264,29 @@ stream { id: "raw" source { raw { path: ")" + path + R"(" dtype: DTYPE_UINT16 sh
 
 }  // namespace
 }  // namespace rtnmf
+
+namespace rtnmf {
+namespace {
+
+TEST(Pipeline, AStageThatCannotStartFailsStartWithItsNameAndLeavesNothingRunning) {
+  Pipeline p(parse_pipeline(R"(
+publisher { disabled: true }
+stream { id: "s0" source { synthetic { kind: EMG channels: 8 block_samples: 4 } }
+  stage { type: "test_dummy_model" }
+  stage { type: "trigger" trigger { component: 9 } } })",
+                            "t.pbtxt"));
+  try {
+    p.start();
+    FAIL() << "started";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "stream 's0': stage 'trigger' (trigger): trigger.component 9 is out of range "
+                 "(the stream has 8 components per time step)");
+  }
+  EXPECT_FALSE(p.started());
+  // The dummy model's slow-path thread was stopped: destroying the pipeline must not hang or
+  // terminate on a joinable thread.
+}
+
+}  // namespace
+}  // namespace rtnmf
