@@ -22,12 +22,14 @@ Prints JSON.
   --synergies PATH    dataset of the estimated synergies (default /synergies)
   --activations PATH  dataset of the estimated activations (default /activations; "" to skip)
   --max-lag N         (default 20)
+  --skip N            ignore the first N activation samples of both (e.g. the calibration window,
+                      during which a streaming result holds zeros; default 0)
   --min-cosine C      exit with status 3 when the mean matched cosine is below C
 )";
 
 int run_score_emg(const std::vector<std::string>& args) {
   ArgParser p(args, {});
-  p.check_known({"truth", "result", "synergies", "activations", "max-lag", "min-cosine"});
+  p.check_known({"truth", "result", "synergies", "activations", "max-lag", "min-cosine", "skip"});
   std::vector<std::string> pos = p.positionals();
   std::string truth_path = p.get("truth"), result_path = p.get("result");
   // Also accept positionals: TRUTH RESULT.
@@ -54,6 +56,12 @@ int run_score_emg(const std::vector<std::string>& args) {
                              std::to_string(w_true.rows()) + " channels");
   }
   const int max_lag = static_cast<int>(p.get_int("max-lag", 20));
+  const long long skip = p.get_int("skip", 0);
+  if (skip < 0) throw UsageError("--skip must be >= 0");
+  if (skip > 0) {
+    if (h_true.cols() > skip) h_true = h_true.rightCols(h_true.cols() - skip).eval();
+    if (h_est.cols() > skip) h_est = h_est.rightCols(h_est.cols() - skip).eval();
+  }
   sim::SynergyScore s = sim::score_synergies(w_true, w_est, h_true, h_est, max_lag);
   std::printf("%s\n", sim::score_json(s).c_str());
   if (p.has("min-cosine") && s.mean_cosine < p.get_double("min-cosine", 0)) return 3;
