@@ -48,10 +48,25 @@ float max_normalized_correlation(const Eigen::Ref<const Eigen::MatrixXf>& gram) 
   return worst;
 }
 
+float mean_normalized_row_sum(const Eigen::Ref<const Eigen::MatrixXf>& gram) {
+  const Eigen::Index k = gram.rows();
+  if (k <= 1) return 0.f;
+  double total = 0.0;
+  for (Eigen::Index j = 0; j < k; ++j) {
+    const float gjj = gram(j, j);
+    if (!(gjj > 0.f)) continue;
+    for (Eigen::Index i = 0; i < j; ++i) {
+      const float gii = gram(i, i);
+      if (!(gii > 0.f)) continue;
+      total += 2.0 * std::abs(gram(i, j)) / std::sqrt(static_cast<double>(gii) * gjj);
+    }
+  }
+  return static_cast<float>(total / static_cast<double>(k));
+}
+
 NnlsMethod choose_nnls_method(const Eigen::Ref<const Eigen::MatrixXf>& gram,
-                              float auto_max_correlation) {
-  return max_normalized_correlation(gram) < auto_max_correlation ? NnlsMethod::kHals
-                                                                 : NnlsMethod::kBpp;
+                              float auto_max_row_sum) {
+  return mean_normalized_row_sum(gram) < auto_max_row_sum ? NnlsMethod::kHals : NnlsMethod::kBpp;
 }
 
 NnlsSolver::NnlsSolver(Eigen::Index k, const NnlsOptions& options) : options_(options) {
@@ -80,7 +95,7 @@ void NnlsSolver::set_options(const NnlsOptions& options) {
   if (options_.method != NnlsMethod::kAuto) {
     resolved_ = options_.method;
   } else if (dict_ != Dict::kNone) {
-    resolved_ = choose_nnls_method(gram_, options_.auto_max_correlation);
+    resolved_ = choose_nnls_method(gram_, options_.auto_max_row_sum);
   }
 }
 
@@ -148,7 +163,7 @@ NnlsResult NnlsSolver::solve_gram(const Eigen::Ref<const Eigen::MatrixXf>& gram,
                                   Eigen::Ref<Eigen::VectorXf> h, bool warm) {
   if (!warm) h.setZero();
   NnlsMethod m = options_.method;
-  if (m == NnlsMethod::kAuto) m = choose_nnls_method(gram, options_.auto_max_correlation);
+  if (m == NnlsMethod::kAuto) m = choose_nnls_method(gram, options_.auto_max_row_sum);
   if (m == NnlsMethod::kBpp) return bpp(gram, b, h, warm);
   return hals(gram, b, h, options_.max_iter);
 }
