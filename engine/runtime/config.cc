@@ -101,11 +101,11 @@ void validate_impl(const v1::PipelineConfig& cfg, const Where& w) {
       ws.fail(ws.line_of(s, "source"), sname + ".source",
               "no source kind set (synthetic, raw, zmq, imaging_file, emg_file, plugin)");
     if (kind == "plugin") {
-      auto it = s.source().plugin().values().find("type");
-      if (it == s.source().plugin().values().end())
+      const std::string* type = plugin_value(s.source().plugin(), "type");
+      if (!type)
         wsrc.fail(wsrc.line_of(s.source(), "plugin"), sname + ".source.plugin",
                   "needs a values { key: \"type\" value: \"...\" } naming the plugin source");
-      kind = it->second;
+      kind = *type;
     }
     if (!reg.has_source(kind)) {
       std::string known;
@@ -146,6 +146,13 @@ void validate_impl(const v1::PipelineConfig& cfg, const Where& w) {
 }
 
 }  // namespace
+
+const std::string* plugin_value(const v1::PluginParams& params, const std::string& key) {
+  const std::string* found = nullptr;
+  for (const auto& kv : params.values())
+    if (kv.key() == key) found = &kv.value();
+  return found;
+}
 
 std::string stage_name(const v1::StageConfig& stage) {
   return stage.name().empty() ? stage.type() : stage.name();
@@ -341,7 +348,9 @@ void apply_override(v1::PipelineConfig& config, const std::string& assignment) {
     throw ConfigError("--set " + path + ": '" + target +
                       "' is ambiguous across streams; prefix the stream id");
   if (!plugin_hits.empty()) {
-    (*plugin_hits[0]->mutable_values())[field_path[0]] = value;
+    v1::KeyValue* kv = plugin_hits[0]->add_values();
+    kv->set_key(field_path[0]);
+    kv->set_value(value);
     return;
   }
   set_field(hits[0], field_path, value, path);

@@ -28,6 +28,9 @@ void validate_pipeline(const v1::PipelineConfig& config, const std::string& text
 // set in its PluginParams map). Throws ConfigError "--set path: reason".
 void apply_override(v1::PipelineConfig& config, const std::string& assignment);
 
+// The value of `key` in plugin parameters (the last one wins), or null when absent.
+const std::string* plugin_value(const v1::PluginParams& params, const std::string& key);
+
 // The effective name of a stage (its `name`, or its `type` when unnamed).
 std::string stage_name(const v1::StageConfig& stage);
 // The name of the SourceConfig oneof case that is set ("synthetic", "raw", ...), or "".

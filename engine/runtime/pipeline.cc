@@ -143,7 +143,7 @@ void Pipeline::start_impl() {
   for (auto& sp : streams_) {
     Stream& s = *sp;
     std::string kind = source_kind(s.cfg.source());
-    if (kind == "plugin") kind = s.cfg.source().plugin().values().at("type");
+    if (kind == "plugin") kind = *plugin_value(s.cfg.source().plugin(), "type");
     s.source = reg.make_source(kind);
     try {
       s.in_spec = s.source->open(s.cfg.source(), s.cfg.id());

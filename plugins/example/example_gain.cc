@@ -17,13 +17,13 @@ class ExampleGainStage : public rtnmf::Stage {
  protected:
   // Parses the plugin's parameters once into a plain member (no look-ups per frame).
   rtnmf::StreamSpec do_start(const rtnmf::StreamSpec& in, const rtnmf::StageContext&) override {
-    const auto& values = config().plugin().values();
-    auto it = values.find("gain");
-    if (it != values.end()) {
+    for (const auto& kv : config().plugin().values()) {
+      if (kv.key() != "gain")
+        throw rtnmf::ConfigError(where() + "unknown parameter '" + kv.key() + "' (known: gain)");
       char* end = nullptr;
-      gain_ = std::strtof(it->second.c_str(), &end);
-      if (end == it->second.c_str() || *end != '\0')
-        throw rtnmf::ConfigError(where() + "gain: '" + it->second + "' is not a number");
+      gain_ = std::strtof(kv.value().c_str(), &end);
+      if (end == kv.value().c_str() || *end != '\0')
+        throw rtnmf::ConfigError(where() + "gain: '" + kv.value() + "' is not a number");
     }
     return in;
   }
