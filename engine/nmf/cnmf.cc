@@ -39,7 +39,6 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
 }
 
 void CnmfTracker::set_model(const CnmfModel* model) {
-  if (model == model_) return;
   const int K = model->k();
   if (K > kmax_) throw std::length_error("cnmf: model has more components than max_components");
   if (model->nb() != nb_) throw std::length_error("cnmf: background rank changed");

@@ -36,7 +36,7 @@ struct CnmfOptions {
   // Expected soma radius in pixels. Sets the smoothing, patch and support sizes.
   float neuron_radius = 5.0f;
   int background_components = 2;  // nb
-  int max_components = 1000;
+  int max_components = 1000;  // alive at once, and output slots over the whole run
   // Seeding (initialisation and new neurons): a candidate needs a peak-to-noise ratio of its
   // smoothed high-passed trace >= min_pnr and a local correlation >= min_corr.
   float min_pnr = 6.0f;
@@ -73,6 +73,10 @@ struct CnmfModel {
   Eigen::VectorXf noise;                  // noise sd of each neuron's raw trace
   std::vector<std::uint64_t> ids;         // stable component ids, ascending
   std::uint64_t next_id = 0;
+  // Output slot of each component (row of the streamed K x T results), -1 = not recorded. A
+  // slot is never reused, so each result row belongs to one component for the whole run.
+  std::vector<std::int32_t> slots;
+  std::int32_t next_slot = 0;
   int k() const { return static_cast<int>(footprints.cols()); }
   int nb() const { return static_cast<int>(background.cols()); }
   // Recomputes gram from footprints and background. Allocates.
@@ -106,7 +110,8 @@ class CnmfTracker {
   // Sizes every per-frame buffer for up to max_components neurons and nb background components.
   // Allocates. Not for the hot path.
   void init(const CnmfOptions& options, int nb);
-  // Switches to a new model at a frame boundary; state (warm start, OASIS pools, baselines) follows
+  // Switches to a (new) model at a frame boundary (call it whenever the model changed, even at the
+  // same address); state (warm start, OASIS pools, baselines) follows
   // components by id, new components start fresh. Does not allocate (K <= max_components,
   // else throws std::length_error before touching any state). Processing thread.
   void set_model(const CnmfModel* model);
@@ -135,10 +140,11 @@ class CnmfUpdater {
   // Starts from an initialisation: statistics from its frames and traces. Allocates.
   void init(const CnmfOptions& options, const CnmfInitResult& init,
             Eigen::Ref<const Eigen::MatrixXf> init_frames);
-  // Folds one frame and the activations the fast path found for it with the model that has
-  // `ids` (K activations then nb background). Allocates only when K changed since the last call.
-  void add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> activation,
-                 Eigen::Ref<const Eigen::VectorXf> background, const std::vector<std::uint64_t>& ids);
+  // Folds one frame and the activations the fast path found for it, by output slot
+  // (`by_slot[slot]`, components without a slot or absent from the fast path's model count as 0)
+  // and the nb background activations. Allocates only when K changed since the last call.
+  void add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
+                 Eigen::Ref<const Eigen::VectorXf> background);
   // Builds the next model into `out` from the statistics (footprint and background HALS, new
   // neurons, merges, removals). Allocates. Deterministic given the frames added.
   void update(CnmfModel& out);

@@ -30,6 +30,7 @@ CnmfRunResult run_cnmf_online(const std::function<void(std::uint32_t, float*)>& 
   CnmfRunResult res;
   res.background = Eigen::MatrixXf::Zero(nb, frames);
   Eigen::VectorXf y(P);
+  Eigen::VectorXf by_slot = Eigen::VectorXf::Zero(std::max(1, options.max_components));
   std::unique_ptr<CnmfModel> pending;
   for (std::uint32_t t = 0; t < frames; ++t) {
     if (pending) {
@@ -53,7 +54,10 @@ CnmfRunResult run_cnmf_online(const std::function<void(std::uint32_t, float*)>& 
     }
     res.background.col(t) = out.background.head(nb);
     if (t >= t0) {
-      updater.add_frame(y.data(), out.activation.head(m.k()), out.background.head(nb), m.ids);
+      by_slot.setZero();
+      for (int k = 0; k < m.k(); ++k)
+        if (m.slots[static_cast<std::size_t>(k)] >= 0) by_slot(m.slots[static_cast<std::size_t>(k)]) = out.activation(k);
+      updater.add_frame(y.data(), by_slot, out.background.head(nb));
       if ((t + 1 - t0) % run.update_every == 0) {
         pending = std::make_unique<CnmfModel>();
         updater.update(*pending);

@@ -453,6 +453,9 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   m.ids.resize(static_cast<std::size_t>(K));
   std::iota(m.ids.begin(), m.ids.end(), 0);
   m.next_id = static_cast<std::uint64_t>(K);
+  m.slots.resize(static_cast<std::size_t>(K));
+  std::iota(m.slots.begin(), m.slots.end(), 0);
+  m.next_slot = K;
   m.finalize();
   res.traces = c;
   res.background_traces = f;

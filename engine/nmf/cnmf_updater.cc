@@ -71,9 +71,8 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   t_ = static_cast<std::uint64_t>(T);
 }
 
-void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> activation,
-                            Eigen::Ref<const Eigen::VectorXf> background,
-                            const std::vector<std::uint64_t>& ids) {
+void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
+                            Eigen::Ref<const Eigen::VectorXf> background) {
   const int K = model_.k();
   const Eigen::Index P = static_cast<Eigen::Index>(options_.height) * options_.width;
   Eigen::Map<const Eigen::VectorXf> y(frame, P);
@@ -81,11 +80,9 @@ void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf
   // Map the fast path's activations (its model's ids) onto ours; components it did not have
   // count as 0 for this frame.
   x_.setZero();
-  std::size_t j = 0;
   for (int k = 0; k < K; ++k) {
-    const std::uint64_t id = model_.ids[static_cast<std::size_t>(k)];
-    while (j < ids.size() && ids[j] < id) ++j;
-    if (j < ids.size() && ids[j] == id) x_(k) = activation(static_cast<Eigen::Index>(j));
+    const std::int32_t slot = model_.slots[static_cast<std::size_t>(k)];
+    if (slot >= 0 && slot < by_slot.size()) x_(k) = by_slot(slot);
   }
   if (nb_ > 0) x_.tail(nb_) = background.head(nb_);
   // Statistics with forgetting.
@@ -163,6 +160,7 @@ void CnmfUpdater::erase_component(int k) {
   drop_vec(model_.baseline);
   drop_vec(model_.noise);
   model_.ids.erase(model_.ids.begin() + k);
+  model_.slots.erase(model_.slots.begin() + k);
   x_.resize(K - 1 + nb_);
   // footprints are rebuilt from values_ by rebuild_model(); keep the column count consistent.
   model_.footprints = detail::assemble(static_cast<int>(dense_.size()), support_, values_);
@@ -347,6 +345,7 @@ void CnmfUpdater::detect_new_components() {
     push(model_.baseline, 0.0f);
     push(model_.noise, noise);
     model_.ids.push_back(model_.next_id++);
+    model_.slots.push_back(model_.next_slot < options_.max_components ? model_.next_slot++ : -1);
     for (Eigen::Index q = 0; q < n; ++q) {
       const std::uint32_t col = (buf_pos_ + cap - static_cast<std::uint32_t>(n) + static_cast<std::uint32_t>(q)) % cap;
       for (std::size_t i = 0; i < sd.support.size(); ++i) {

@@ -1,0 +1,77 @@
+#include "plugins/imaging/motion_correct_stage.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/runtime/registry.h"
+
+namespace rtnmf::imaging {
+
+StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext& /*ctx*/) {
+  if (!in.is_imaging()) throw ConfigError(where() + "needs an imaging stream (height x width)");
+  const v1::ImagingStageParams& p = config().imaging();
+  height_ = in.height;
+  width_ = in.width;
+  dsp::RegistrationOptions o;
+  o.max_shift = p.max_shift();
+  if (p.registration_window()) o.max_window = p.registration_window();
+  try {
+    reg_.init(height_, width_, o);
+  } catch (const std::exception& e) {
+    throw ConfigError(where() + e.what());
+  }
+  template_frames_ = p.template_frames() ? p.template_frames() : 30;
+  const double tau_s = p.template_tau_s() > 0 ? p.template_tau_s() : 10.0;
+  const double rate = in.sample_rate_hz > 0 ? in.sample_rate_hz : 30.0;
+  alpha_ = static_cast<float>(1.0 / std::max(1.0, tau_s * rate));
+  const std::size_t P = static_cast<std::size_t>(height_) * width_;
+  corrected_.assign(P, 0.0f);
+  template_.assign(P, 0.0f);
+  sum_.assign(P, 0.0f);
+  n_ = 0;
+  StreamSpec out = in;
+  shifts_lane_ = out.add_lane("shifts", 2);
+  out.record_lane(shifts_lane_, "/motion/shifts", false);
+  return out;
+}
+
+void MotionCorrectStage::do_process(Frame& frame) {
+  const std::size_t P = static_cast<std::size_t>(height_) * width_;
+  float* data = frame.data();
+  const std::uint64_t n = n_++;
+  dsp::Shift s;
+  if (n == 0) {
+    reg_.set_template(data);  // frame 0 is the provisional template
+    std::memcpy(corrected_.data(), data, P * sizeof(float));
+  } else {
+    s = reg_.estimate(data);
+    reg_.apply(data, s, corrected_.data());
+    std::memcpy(data, corrected_.data(), P * sizeof(float));
+  }
+  if (n < template_frames_) {
+    for (std::size_t i = 0; i < P; ++i) sum_[i] += corrected_[i];
+    if (n + 1 == template_frames_) {
+      const float inv = 1.0f / static_cast<float>(template_frames_);
+      for (std::size_t i = 0; i < P; ++i) template_[i] = sum_[i] * inv;
+      reg_.set_template(template_.data());
+    }
+  } else {
+    for (std::size_t i = 0; i < P; ++i) template_[i] += alpha_ * (corrected_[i] - template_[i]);
+    if ((n - template_frames_) % 32 == 31) reg_.set_template(template_.data());
+  }
+  Lane& lane = frame.lane(shifts_lane_);
+  lane.data[0] = s.dy;
+  lane.data[1] = s.dx;
+  lane.size = 2;
+  last_shift_.store(std::hypot(s.dy, s.dx), std::memory_order_relaxed);
+}
+
+void MotionCorrectStage::report(std::vector<std::pair<std::string, double>>& scalars) const {
+  scalars.emplace_back("shift_px", last_shift_.load(std::memory_order_relaxed));
+}
+
+RTNMF_REGISTER_STAGE("motion_correct", "rigid FFT phase-correlation motion correction",
+                     MotionCorrectStage);
+
+}  // namespace rtnmf::imaging

@@ -1,0 +1,40 @@
+// Stage "motion_correct": online rigid registration of imaging frames to a running template by
+// FFT phase correlation with a sub-pixel peak (engine/dsp/registration.h). The first
+// `template_frames` frames are registered to frame 0 and averaged into the template; afterwards
+// the template follows the corrected frames with time constant template_tau_s and is re-set every
+// 32 frames. Lane "shifts" (dy, dx: the frame's displacement from the template, pixels) is
+// recorded as /motion/shifts (T x 2). Deterministic (FFTW_ESTIMATE plans, fixed schedule).
+#pragma once
+
+#include <atomic>
+#include <vector>
+
+#include "engine/dsp/registration.h"
+#include "engine/runtime/stage.h"
+
+namespace rtnmf::imaging {
+
+class MotionCorrectStage : public Stage {
+ public:
+  explicit MotionCorrectStage(const v1::StageConfig& config) : Stage(config) {}
+
+  // Publisher thread: the last shift magnitude (pixels).
+  void report(std::vector<std::pair<std::string, double>>& scalars) const override;
+
+ protected:
+  // Plans and buffers for the stream's frame shape. Throws ConfigError for non-imaging streams.
+  StreamSpec do_start(const StreamSpec& in, const StageContext& ctx) override;
+  // Estimates, applies and records the shift. Does not allocate.
+  void do_process(Frame& frame) override;
+
+ private:
+  dsp::RigidRegistration reg_;
+  std::uint32_t height_ = 0, width_ = 0, template_frames_ = 30;
+  float alpha_ = 0;  // running-template weight per frame
+  int shifts_lane_ = -1;
+  std::uint64_t n_ = 0;
+  std::vector<float> corrected_, template_, sum_;
+  std::atomic<float> last_shift_{0};
+};
+
+}  // namespace rtnmf::imaging

@@ -1,0 +1,353 @@
+#include "plugins/imaging/online_cnmf_stage.h"
+
+#include <hdf5.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/io/h5.h"
+#include "engine/io/movie_h5.h"
+#include "engine/runtime/registry.h"
+
+namespace rtnmf::imaging {
+namespace {
+
+void backoff(int& spins) {
+  if (++spins < 2000) {
+    _mm_pause();
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+// Overwrites the block [0, rows) x [col0, col0 + cols) of a 2-d float dataset (rows x T) with
+// a row-major buffer. Throws naming the dataset.
+void write_block(io::h5::File& f, const std::string& path, const Eigen::MatrixXf& block,
+                 std::uint64_t col0) {
+  if (block.size() == 0 || !f.exists(path)) return;
+  const io::h5::Dims d = f.dims(path);
+  if (d.size() != 2) return;
+  const hsize_t rows = std::min<hsize_t>(d[0], static_cast<hsize_t>(block.rows()));
+  if (col0 >= d[1]) return;
+  const hsize_t cols = std::min<hsize_t>(d[1] - col0, static_cast<hsize_t>(block.cols()));
+  if (rows == 0 || cols == 0) return;
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> buf =
+      block.topLeftCorner(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  io::h5::Handle ds = f.open_dataset(path);
+  hid_t space = H5Dget_space(ds.get());
+  hsize_t start[2] = {0, col0}, count[2] = {rows, cols};
+  H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+  hid_t mem = H5Screate_simple(2, count, nullptr);
+  const herr_t rc = H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, buf.data());
+  H5Sclose(mem);
+  H5Sclose(space);
+  if (rc < 0) throw std::runtime_error(f.where(path) + ": cannot write the initialisation block");
+}
+
+}  // namespace
+
+OnlineCnmfStage::OnlineCnmfStage(const v1::StageConfig& config) : Stage(config) {}
+
+OnlineCnmfStage::~OnlineCnmfStage() { do_stop(); }
+
+StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& ctx) {
+  if (!in.is_imaging()) throw ConfigError(where() + "needs an imaging stream (height x width)");
+  const v1::ImagingStageParams& p = config().imaging();
+  height_ = in.height;
+  width_ = in.width;
+  pixels_ = height_ * width_;
+  rate_hz_ = in.sample_rate_hz > 0 ? in.sample_rate_hz : 30.0;
+  options_ = nmf::CnmfOptions{};
+  options_.height = height_;
+  options_.width = width_;
+  options_.frame_rate_hz = rate_hz_;
+  if (p.neuron_radius() > 0) options_.neuron_radius = p.neuron_radius();
+  if (p.background_components() > 0) options_.background_components = static_cast<int>(p.background_components());
+  if (p.max_components() > 0) options_.max_components = static_cast<int>(p.max_components());
+  if (p.min_pnr() > 0) options_.min_pnr = p.min_pnr();
+  if (p.min_corr() > 0) options_.min_corr = p.min_corr();
+  if (p.min_snr() > 0) options_.min_snr = p.min_snr();
+  if (p.min_space_corr() > 0) options_.min_space_corr = p.min_space_corr();
+  if (p.decay_time_s() > 0) options_.decay_time_s = static_cast<float>(p.decay_time_s());
+  if (p.s_min_sigma() > 0) options_.s_min_sigma = p.s_min_sigma();
+  if (p.merge_threshold() > 0) options_.merge_threshold = p.merge_threshold();
+  if (p.residual_buffer() > 0) options_.residual_buffer = p.residual_buffer();
+  if (p.fast_iterations() > 0) options_.fast_iterations = static_cast<int>(p.fast_iterations());
+  options_.detect_new = !p.no_new_components();
+  const double forget_s = p.forgetting_s() > 0 ? p.forgetting_s() : 100.0;
+  options_.forgetting_frames = static_cast<float>(std::max(10.0, forget_s * rate_hz_));
+  frozen_ = p.frozen();
+  update_every_ = p.update_every() ? p.update_every() : 100;
+  const std::uint32_t want = p.init_frames() ? p.init_frames() : 300;
+  init_frames_ = std::max<std::uint32_t>(update_every_, (want + update_every_ - 1) / update_every_ * update_every_);
+  mode_ = ctx.mode;
+  lag_ = ctx.model_lag_frames ? ctx.model_lag_frames : 30;
+  nb_ = options_.background_components;
+  slots_ = static_cast<std::uint32_t>(options_.max_components);
+  if (options_.neuron_radius * 4 > static_cast<float>(std::min(height_, width_))) {
+    throw ConfigError(where() + "neuron_radius " + std::to_string(options_.neuron_radius) +
+                      " is too large for " + std::to_string(height_) + "x" + std::to_string(width_) +
+                      " frames");
+  }
+
+  nmf::CnmfModel empty;
+  empty.height = height_;
+  empty.width = width_;
+  try {
+    exchange_.init(empty, mode_, lag_, update_every_);
+  } catch (const std::exception& e) {
+    throw ConfigError(where() + e.what());
+  }
+  tracker_.init(options_, nb_);
+  tracking_ = false;
+  frame_ = 0;
+  seen_version_ = ~std::uint64_t{0};
+  slots_used_ = 0;
+  // The ring covers L + update_every frames (the slow path may sit in publish() that long in
+  // replay while the fast path keeps producing; see ModelExchange).
+  ring_cap_ = lag_ + update_every_ + 4;
+  ring_pixels_.assign(static_cast<std::size_t>(ring_cap_) * pixels_, 0.0f);
+  ring_act_.assign(static_cast<std::size_t>(ring_cap_) * slots_, 0.0f);
+  ring_bg_.assign(static_cast<std::size_t>(ring_cap_) * std::max(nb_, 1), 0.0f);
+  ring_has_model_.assign(ring_cap_, 0);
+  ring_frame_.assign(ring_cap_, 0);
+  head_ = tail_ = 0;
+  init_movie_.resize(pixels_, init_frames_);
+  initialised_ = false;
+  final_model_ = empty;
+  stop_ = false;
+  slow_ = std::thread([this] { slow_loop(); });
+
+  StreamSpec out = in;
+  out.rows = slots_;
+  out.cols = 1;
+  out.lanes[0].name = "values";
+  out.lanes[0].size = std::max(out.lanes[0].size, slots_);
+  out.record_lane(0, "/traces", true);
+  spikes_lane_ = out.add_lane("spikes", slots_);
+  out.record_lane(spikes_lane_, "/spikes", true);
+  raw_lane_ = out.add_lane("raw_traces", slots_);
+  out.record_lane(raw_lane_, "/raw_traces", true);
+  bg_lane_ = out.add_lane("background", static_cast<std::uint32_t>(std::max(nb_, 1)));
+  out.record_lane(bg_lane_, "/background/temporal", true);
+  return out;
+}
+
+void OnlineCnmfStage::do_process(Frame& frame) {
+  const std::uint64_t n = frame_++;
+  const nmf::CnmfModel& m = exchange_.acquire(n);
+  if (exchange_.version() != seen_version_) {
+    seen_version_ = exchange_.version();
+    tracking_ = m.k() > 0 || m.nb() > 0;
+    if (tracking_) tracker_.set_model(&m);
+    slots_used_ = m.next_slot;
+    k_.store(m.k(), std::memory_order_relaxed);
+  }
+  // Hand the pixels to the slow path before lane 0 is overwritten with traces.
+  const std::uint64_t head = head_.load(std::memory_order_relaxed);
+  bool to_slow = true;
+  if (head - tail_.load(std::memory_order_acquire) >= ring_cap_) {
+    if (mode_ == RunMode::kReplay) {
+      int spins = 0;
+      while (head - tail_.load(std::memory_order_acquire) >= ring_cap_ &&
+             !stop_.load(std::memory_order_relaxed)) {
+        backoff(spins);
+      }
+    } else {
+      to_slow = false;
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  const std::uint32_t slot = static_cast<std::uint32_t>(head % ring_cap_);
+  float* px = frame.data();
+  float* act = ring_act_.data() + static_cast<std::size_t>(slot) * slots_;
+  float* bgr = ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1);
+  if (to_slow) {
+    std::memcpy(ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_, px,
+                sizeof(float) * pixels_);
+  }
+  Lane& spk = frame.lane(spikes_lane_);
+  Lane& raw = frame.lane(raw_lane_);
+  Lane& bgl = frame.lane(bg_lane_);
+  const std::uint32_t used = static_cast<std::uint32_t>(slots_used_);
+  if (tracking_) {
+    tracker_.process(px);
+    const nmf::CnmfFrameOutput& o = tracker_.output();
+    std::fill(px, px + used, 0.0f);
+    std::fill(spk.data, spk.data + used, 0.0f);
+    std::fill(raw.data, raw.data + used, 0.0f);
+    if (to_slow) std::fill(act, act + used, 0.0f);
+    for (int k = 0; k < m.k(); ++k) {
+      const std::int32_t s = m.slots[static_cast<std::size_t>(k)];
+      if (s < 0) continue;
+      px[s] = o.denoised(k);
+      spk.data[s] = o.spikes(k);
+      raw.data[s] = o.raw(k);
+      if (to_slow) act[s] = o.activation(k);
+    }
+    for (int b = 0; b < nb_; ++b) {
+      bgl.data[b] = o.background(b);
+      if (to_slow) bgr[b] = o.background(b);
+    }
+  } else {
+    std::fill(px, px + used, 0.0f);
+    std::fill(bgl.data, bgl.data + std::max(nb_, 1), 0.0f);
+  }
+  frame.set_shape(used, 1);
+  spk.size = used;
+  raw.size = used;
+  bgl.size = static_cast<std::uint32_t>(std::max(nb_, 0));
+  frame.header.model_version = exchange_.version();
+  if (to_slow) {
+    ring_has_model_[slot] = tracking_ && m.k() + m.nb() > 0 ? 1 : 0;
+    ring_frame_[slot] = n;
+    head_.store(head + 1, std::memory_order_release);
+  }
+}
+
+void OnlineCnmfStage::slow_loop() {
+  std::uint64_t next = 0;  // next frame index the schedule expects
+  while (true) {
+    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    int spins = 0;
+    while (head_.load(std::memory_order_acquire) == tail) {
+      if (stop_.load(std::memory_order_acquire)) return;
+      backoff(spins);
+    }
+    const std::uint32_t slot = static_cast<std::uint32_t>(tail % ring_cap_);
+    const std::uint64_t t = ring_frame_[slot];
+    try {
+      // Live mode may have dropped frames: keep the update schedule on frame indices anyway.
+      next = t + 1;
+      slow_frame(t, slot);
+    } catch (const std::exception& e) {
+      slow_error_ = e.what();
+      exchange_.stop();
+      return;
+    }
+    tail_.store(tail + 1, std::memory_order_release);
+    if (exchange_.stopping()) return;
+  }
+  (void)next;
+}
+
+void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
+  const float* px = ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_;
+  if (t < init_frames_) {
+    std::memcpy(init_movie_.col(static_cast<Eigen::Index>(t)).data(), px, sizeof(float) * pixels_);
+  } else if (initialised_ && ring_has_model_[slot]) {
+    Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
+    Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
+    updater_.add_frame(px, act, bg.head(nb_));
+  }
+  if (!exchange_.is_update_frame(t)) return;
+  nmf::CnmfModel& back = exchange_.back();
+  if (t + 1 < init_frames_) {
+    back = exchange_.latest();
+  } else if (t + 1 == init_frames_) {
+    init_ = nmf::cnmf_initialize(init_movie_, options_);
+    updater_.init(options_, init_, init_movie_);
+    back = init_.model;
+    initialised_ = true;
+  } else if (frozen_ || !initialised_) {
+    back = exchange_.latest();
+  } else {
+    updater_.update(back);
+    added_.fetch_add(static_cast<std::uint64_t>(updater_.added_last()), std::memory_order_relaxed);
+    merged_.fetch_add(static_cast<std::uint64_t>(updater_.merged_last()), std::memory_order_relaxed);
+    removed_.fetch_add(static_cast<std::uint64_t>(updater_.removed_last()), std::memory_order_relaxed);
+  }
+  {
+    std::lock_guard<std::mutex> lock(final_mutex_);
+    final_model_ = back;
+  }
+  updates_.fetch_add(1, std::memory_order_relaxed);
+  exchange_.publish(t);
+  if (t + 1 == init_frames_) {
+    init_movie_.resize(0, 0);  // the batch is no longer needed: memory stays flat
+  }
+}
+
+void OnlineCnmfStage::do_stop() {
+  stop_.store(true, std::memory_order_release);
+  exchange_.stop();
+  if (slow_.joinable()) slow_.join();
+}
+
+void OnlineCnmfStage::report(std::vector<std::pair<std::string, double>>& scalars) const {
+  scalars.emplace_back("components", k_.load(std::memory_order_relaxed));
+  scalars.emplace_back("model_updates", static_cast<double>(updates_.load(std::memory_order_relaxed)));
+  scalars.emplace_back("slow_path_drops", static_cast<double>(dropped_.load(std::memory_order_relaxed)));
+}
+
+void OnlineCnmfStage::write_results(io::h5::File& f) {
+  nmf::CnmfModel m;
+  {
+    std::lock_guard<std::mutex> lock(final_mutex_);
+    m = final_model_;
+  }
+  const Eigen::Index P = static_cast<Eigen::Index>(pixels_);
+  // Footprints by result slot: column s is the component that owns slot s, empty if it died.
+  std::int32_t used = std::max<std::int32_t>(m.next_slot, 0);
+  if (f.exists("/traces")) {
+    const io::h5::Dims d = f.dims("/traces");
+    if (d.size() == 2) used = std::max<std::int32_t>(used, static_cast<std::int32_t>(d[0]));
+  }
+  std::vector<Eigen::Triplet<float>> trip;
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(used), -1);
+  std::vector<std::int64_t> alive(static_cast<std::size_t>(used), 0);
+  std::vector<float> g(static_cast<std::size_t>(used), 0.0f);
+  for (int k = 0; k < m.k(); ++k) {
+    const std::int32_t s = m.slots[static_cast<std::size_t>(k)];
+    if (s < 0 || s >= used) continue;
+    for (Eigen::SparseMatrix<float>::InnerIterator it(m.footprints, k); it; ++it)
+      trip.emplace_back(static_cast<int>(it.row()), s, it.value());
+    ids[static_cast<std::size_t>(s)] = static_cast<std::int64_t>(m.ids[static_cast<std::size_t>(k)]);
+    alive[static_cast<std::size_t>(s)] = 1;
+    g[static_cast<std::size_t>(s)] = m.g(k);
+  }
+  Eigen::SparseMatrix<float> a(P, used);
+  a.setFromTriplets(trip.begin(), trip.end());
+  io::write_csc(f, "/footprints", a);
+  f.set_attr("/footprints", "layout", "CSC pixels x K, pixel = row * width + column");
+  f.set_attr("/footprints", "height", static_cast<std::int64_t>(height_));
+  f.set_attr("/footprints", "width", static_cast<std::int64_t>(width_));
+  if (m.nb() > 0) f.write_matrix("/background/spatial", m.background);
+  f.write<std::int64_t>("/components/id", ids, {ids.size()});
+  f.write<std::int64_t>("/components/alive", alive, {alive.size()});
+  f.write<float>("/components/g", g, {g.size()});
+  f.set_attr("/components", "added", static_cast<std::int64_t>(added_.load()));
+  f.set_attr("/components", "merged", static_cast<std::int64_t>(merged_.load()));
+  f.set_attr("/components", "removed", static_cast<std::int64_t>(removed_.load()));
+  f.set_attr("/components", "model_updates", static_cast<std::int64_t>(updates_.load()));
+  f.set_attr("/components", "slow_path_drops", static_cast<std::int64_t>(dropped_.load()));
+  f.set_attr("/components", "init_frames", static_cast<std::int64_t>(init_frames_));
+  f.set_attr("/components", "model_lag_frames", static_cast<std::int64_t>(lag_));
+  if (!slow_error_.empty()) f.set_attr("/components", "error", slow_error_);
+  // The initialisation batch's traces for the frames the fast path saw before the first model.
+  if (initialised_ && init_.traces.rows() > 0) {
+    const nmf::CnmfModel& im = init_.model;
+    const Eigen::Index K0 = init_.traces.rows(), T0 = init_.traces.cols();
+    Eigen::MatrixXf raw(K0, T0), den(K0, T0), spk(K0, T0);
+    for (Eigen::Index k = 0; k < K0; ++k) {
+      Eigen::VectorXf y = init_.traces.row(k).transpose().array() - im.baseline(k);
+      Eigen::VectorXf c(T0), s(T0);
+      nmf::oasis_ar1(y, im.g(k), im.s_min(k), c, s);
+      raw.row(k) = y.transpose();
+      den.row(k) = c.transpose();
+      spk.row(k) = s.transpose();
+    }
+    // Init components own slots 0..K0-1 (cnmf_initialize numbers them so).
+    write_block(f, "/traces", den, 0);
+    write_block(f, "/raw_traces", raw, 0);
+    write_block(f, "/spikes", spk, 0);
+    if (nb_ > 0) write_block(f, "/background/temporal", init_.background_traces, 0);
+  }
+}
+
+RTNMF_REGISTER_STAGE("online_cnmf", "online CNMF (footprints, traces, OASIS spikes) for calcium imaging",
+                     OnlineCnmfStage);
+
+}  // namespace rtnmf::imaging

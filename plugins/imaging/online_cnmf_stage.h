@@ -1,0 +1,105 @@
+// Stage "online_cnmf": online CNMF with OASIS deconvolution on registered imaging frames.
+//
+// Fast path (process, processing thread): the current model's traces for this frame by
+// warm-started HALS on sparse footprints and the low-rank background, online OASIS per neuron;
+// no allocation, no lock. Output: lane 0 = denoised traces by result slot (/traces, K x T),
+// lanes "spikes" (/spikes), "raw_traces" (/raw_traces), "background" (/background/temporal).
+// Each component keeps one result slot (row) for the whole run; rows of removed or merged
+// components stop and their footprint column is empty.
+// Slow path (own thread): collects the first init_frames frames and runs the batch
+// initialisation, then folds every frame into the sufficient statistics and every update_every
+// frames builds a new model (shapes, background, new neurons, merges, removals). Models reach the
+// fast path through ModelExchange: in replay (BLOCK) an update computed from frames <= t takes
+// effect exactly at frame t + L, so replays are bit-identical at any speed; live, as soon as
+// ready. The fast path hands frames to the slow path through a bounded ring: in replay it waits
+// when the ring is full, live it drops the slow path's copy (counted; the model then learns from
+// fewer frames, activations are unaffected).
+// Frames before the first model (init_frames + L) get zero traces on the wire; in the result
+// file write_results replaces those columns with the initialisation batch's traces.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "engine/nmf/cnmf.h"
+#include "engine/runtime/model_exchange.h"
+#include "engine/runtime/stage.h"
+
+namespace rtnmf::imaging {
+
+class OnlineCnmfStage : public Stage {
+ public:
+  explicit OnlineCnmfStage(const v1::StageConfig& config);
+  ~OnlineCnmfStage() override;
+
+  // /footprints/{data,indices,indptr,shape} (CSC, pixels x slots), /background/spatial,
+  // /components/{id, alive, g}, attributes; rewrites the first init frames of /traces,
+  // /raw_traces and /spikes with the initialisation batch. Main thread after stop() and after
+  // the result sink finished. Throws std::runtime_error on HDF5 failure.
+  void write_results(io::h5::File& file) override;
+  // Publisher thread: components, model updates, slow-path drops.
+  void report(std::vector<std::pair<std::string, double>>& scalars) const override;
+  std::uint64_t model_version() const override { return exchange_.version_relaxed(); }
+
+  // After stop(): the last model the slow path built (or the initial one).
+  const nmf::CnmfModel& final_model() const { return final_model_; }
+  int components() const { return k_.load(std::memory_order_relaxed); }
+  std::uint64_t dropped_frames() const { return dropped_.load(std::memory_order_relaxed); }
+
+ protected:
+  StreamSpec do_start(const StreamSpec& in, const StageContext& ctx) override;
+  void do_process(Frame& frame) override;
+  void do_stop() override;
+
+ private:
+  void slow_loop();
+  void slow_frame(std::uint64_t t, std::uint32_t slot);
+
+  // configuration
+  nmf::CnmfOptions options_;
+  std::uint32_t init_frames_ = 300, update_every_ = 100, lag_ = 30;
+  RunMode mode_ = RunMode::kReplay;
+  bool frozen_ = false;
+  std::uint32_t height_ = 0, width_ = 0, pixels_ = 0, slots_ = 0;
+  int nb_ = 0;
+  int spikes_lane_ = -1, raw_lane_ = -1, bg_lane_ = -1;
+  double rate_hz_ = 30;
+
+  // fast path
+  ModelExchange<nmf::CnmfModel> exchange_;
+  nmf::CnmfTracker tracker_;
+  bool tracking_ = false;
+  std::uint64_t frame_ = 0, seen_version_ = ~std::uint64_t{0};
+  std::int32_t slots_used_ = 0;
+
+  // fast -> slow ring (single producer, single consumer)
+  std::uint32_t ring_cap_ = 0;
+  std::vector<float> ring_pixels_, ring_act_, ring_bg_;
+  std::vector<std::uint8_t> ring_has_model_;
+  std::vector<std::uint64_t> ring_frame_;
+  alignas(64) std::atomic<std::uint64_t> head_{0};
+  alignas(64) std::atomic<std::uint64_t> tail_{0};
+  std::atomic<bool> stop_{false};
+  std::thread slow_;
+
+  // slow path
+  nmf::CnmfUpdater updater_;
+  Eigen::MatrixXf init_movie_;
+  nmf::CnmfInitResult init_;
+  bool initialised_ = false;
+  std::string slow_error_;
+
+  // results / stats
+  mutable std::mutex final_mutex_;
+  nmf::CnmfModel final_model_;
+  std::atomic<int> k_{0};
+  std::atomic<std::uint64_t> updates_{0}, dropped_{0}, added_{0}, merged_{0}, removed_{0};
+};
+
+}  // namespace rtnmf::imaging
