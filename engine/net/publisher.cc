@@ -62,6 +62,8 @@ void Publisher::bind() {
   auto& pub = sockets_->pub;
   pub.set(zmq::sockopt::sndhwm, static_cast<int>(config_.send_hwm()));
   pub.set(zmq::sockopt::linger, 200);
+  // Whole 512×512 frames (1 MiB) leave in one go rather than in several TCP windows.
+  pub.set(zmq::sockopt::sndbuf, 8 << 20);
   // Report, rather than silently drop, messages a slow subscriber cannot take.
   pub.set(zmq::sockopt::xpub_nodrop, 1);
   apply_curve(pub, config_, config_.endpoint());
@@ -127,15 +129,21 @@ void Publisher::post_event(const v1::Event& event) {
   post("event/" + event.stream_id(), event.SerializeAsString());
 }
 
-bool Publisher::send(const std::string& topic, const std::string& payload) {
+bool Publisher::send(const std::string& topic, const std::string& payload, const void* extra,
+                     std::size_t extra_bytes) {
   auto& pub = sockets_->pub;
   try {
     if (!pub.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       send_failed_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
-    // Once the first part is queued the second always is (ZeroMQ sends multipart atomically).
-    pub.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    // Once the first part is queued the rest always is (ZeroMQ sends multipart atomically).
+    if (extra) {
+      pub.send(zmq::buffer(payload), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      pub.send(zmq::buffer(extra, extra_bytes), zmq::send_flags::dontwait);
+    } else {
+      pub.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    }
   } catch (const zmq::error_t&) {
     send_failed_.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -166,7 +174,12 @@ void Publisher::run() {
         act.set_t_processed_ns(h.t_processed_ns);
         act.set_model_version(h.model_version);
         const Lane& v = f->lane(0);
-        act.mutable_values()->Add(v.data, v.data + v.size);
+        act.set_value_count(v.size);
+        const bool raw = v.size > kRawValuesThreshold;
+        if (raw)
+          act.set_values_in_next_part(true);
+        else
+          act.mutable_values()->Add(v.data, v.data + v.size);
         if (h.cols > 1) {
           act.add_shape(h.rows);
           act.add_shape(h.cols);
@@ -190,8 +203,13 @@ void Publisher::run() {
           ev.set_component(static_cast<std::uint32_t>(e[1]));
           ev.set_value(e[2]);
         }
-        in.channel->release(f);
-        send(in.topic, buf);
+        if (raw) {
+          send(in.topic, buf, v.data, v.size * sizeof(float));
+          in.channel->release(f);
+        } else {
+          in.channel->release(f);
+          send(in.topic, buf);
+        }
         if (fired) send(in.event_topic, ev.SerializeAsString());
       }
     }

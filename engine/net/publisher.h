@@ -66,7 +66,9 @@ class Publisher : public Outbox {
     std::string event_topic;
   };
   void run();
-  bool send(const std::string& topic, const std::string& payload);
+  // [topic][payload] or, with `extra`, [topic][payload][extra bytes].
+  bool send(const std::string& topic, const std::string& payload, const void* extra = nullptr,
+            std::size_t extra_bytes = 0);
   void post(std::string topic, std::string payload);
 
   v1::PublisherConfig config_;
@@ -85,6 +87,9 @@ class Publisher : public Outbox {
   std::atomic<std::uint64_t> sent_{0};
   std::atomic<std::uint64_t> send_failed_{0};
 };
+
+// Above this many values an Activations message carries them as a raw third frame.
+constexpr std::uint32_t kRawValuesThreshold = 4096;
 
 // True for endpoints that cannot leave the machine (loopback TCP, ipc://, inproc://).
 bool is_local_endpoint(const std::string& endpoint);

@@ -113,6 +113,50 @@ stream { id: "lo" overload: BLOCK
   EXPECT_EQ(events[0].kind(), "threshold");
 }
 
+TEST(ZmqLoopback, LargeOutputsTravelAsARawThirdFrame) {
+  std::string text = R"(
+publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" }
+stream { id: "img" overload: BLOCK
+  source { pacing: REALTIME synthetic { kind: IMAGING height: 128 width: 96 rate_hz: 200 } }
+  stage { type: "rectify" rectify { threshold: 90 } } })";
+  Pipeline p(parse_pipeline(text, "big.pbtxt"));
+  p.start();
+  zmq::context_t ctx(1);
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::rcvtimeo, 100);
+  sub.set(zmq::sockopt::subscribe, "act/img");
+  sub.connect(p.endpoint());
+  int got = 0;
+  const std::int64_t deadline = now_ns() + 30'000'000'000;
+  while (got < 5 && now_ns() < deadline) {
+    zmq::message_t t, b, raw;
+    if (!sub.recv(t)) continue;
+    ASSERT_TRUE(t.more());
+    ASSERT_TRUE(sub.recv(b));
+    v1::Activations act;
+    ASSERT_TRUE(act.ParseFromArray(b.data(), static_cast<int>(b.size())));
+    ASSERT_TRUE(act.values_in_next_part());
+    ASSERT_TRUE(b.more());
+    ASSERT_TRUE(sub.recv(raw));
+    EXPECT_FALSE(raw.more());
+    EXPECT_EQ(act.values_size(), 0);
+    EXPECT_EQ(act.value_count(), 128u * 96u);
+    ASSERT_EQ(raw.size(), 128u * 96u * sizeof(float));
+    const float* v = static_cast<const float*>(raw.data());
+    float mx = 0;
+    for (std::size_t i = 0; i < 128 * 96; ++i) {
+      ASSERT_GE(v[i], 0.f);
+      mx = std::max(mx, v[i]);
+    }
+    EXPECT_GT(mx, 0.f);  // the synthetic background (~100) minus 90 leaves positive pixels
+    ++got;
+  }
+  p.request_stop();
+  ASSERT_TRUE(p.wait(10'000'000'000));
+  p.join();
+  EXPECT_EQ(got, 5);
+}
+
 std::string frame_bytes(std::uint64_t seq, std::vector<std::uint32_t> shape,
                         const std::vector<float>& values, v1::DType dtype = v1::DTYPE_FLOAT32) {
   v1::Frame f;

@@ -84,12 +84,18 @@ class Subscriber:
                 parts = self.sock.recv_multipart()
             except zmq.Again:
                 continue
-            if len(parts) != 2:
+            if len(parts) < 2:
                 continue
             topic = parts[0].decode("utf-8", "replace")
             msg = self.decode(topic, parts[1])
             if msg is None:
                 continue
+            if len(parts) == 3 and getattr(msg, "values_in_next_part", False):
+                # Large outputs (raw pixels) travel as a third frame of float32.
+                import array
+                raw = array.array("f")
+                raw.frombytes(parts[2])
+                msg.values.extend(raw)
             n += 1
             yield topic, msg, _clock_ns()
 

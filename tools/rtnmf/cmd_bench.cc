@@ -16,6 +16,7 @@ namespace {
 
 struct Received {
   std::vector<std::int64_t> latency_ns;
+  std::vector<std::int64_t> wire_ns;  // t_processed -> receipt: publisher + ZeroMQ + transport
   std::uint64_t messages = 0;
   std::uint64_t gaps = 0;
 };
@@ -79,6 +80,8 @@ int bench_latency(const std::vector<std::string>& args) {
       zmq::message_t t, b;
       if (!sub.recv(t)) continue;
       if (!t.more() || !sub.recv(b)) continue;
+      zmq::message_t raw;  // large outputs arrive as a third, raw float32 part
+      if (b.more() && !sub.recv(raw)) continue;
       const std::int64_t now = now_ns();
       if (!act.ParseFromArray(b.data(), static_cast<int>(b.size()))) continue;
       if (now < t_measure) continue;
@@ -89,6 +92,7 @@ int bench_latency(const std::vector<std::string>& args) {
       t_last = now;
       ++rx.messages;
       rx.latency_ns.push_back(now - act.t_received_ns());
+      rx.wire_ns.push_back(now - act.t_processed_ns());
     }
   });
   const std::int64_t t_end = t_start + static_cast<std::int64_t>((warmup + seconds) * 1e9);
@@ -105,6 +109,7 @@ int bench_latency(const std::vector<std::string>& args) {
   const double p50 = percentile(l, 0.5), p99 = percentile(l, 0.99),
                p999 = percentile(l, 0.999), mx = l.empty() ? 0 : static_cast<double>(l.back());
   const auto& proc = ss.latency(0);
+  const double w50 = percentile(rx.wire_ns, 0.5), w99 = percentile(rx.wire_ns, 0.99);
   std::printf(
       "{\"benchmark\": \"latency\", \"kind\": \"%s\", \"stages\": %lld, \"rate_hz\": %.1f, "
       "\"frame_shape\": [%u, %u], \"seconds\": %.1f,\n"
@@ -112,6 +117,7 @@ int bench_latency(const std::vector<std::string>& args) {
       "\"pipeline_dropped\": %llu, \"send_failed\": %llu,\n"
       " \"latency_us\": {\"p50\": %.1f, \"p99\": %.1f, \"p999\": %.1f, \"max\": %.1f},\n"
       " \"processing_latency_us\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f},\n"
+      " \"processed_to_receipt_us\": {\"p50\": %.1f, \"p99\": %.1f},\n"
       " \"what\": \"latency = subscriber receipt - t_received (source handed the frame to the "
       "pipeline), same machine, CLOCK_MONOTONIC\"}\n",
       kind.c_str(), stages, rate, pipeline.input_spec(0).rows, pipeline.input_spec(0).cols,
@@ -119,7 +125,7 @@ int bench_latency(const std::vector<std::string>& args) {
       span > 0 ? (rx.messages - 1) / span : 0.0, static_cast<unsigned long long>(rx.gaps),
       static_cast<unsigned long long>(ss.frames_dropped()),
       static_cast<unsigned long long>(st.messages_send_failed()), p50 / 1e3, p99 / 1e3,
-      p999 / 1e3, mx / 1e3, proc.p50_us(), proc.p99_us(), proc.max_us());
+      p999 / 1e3, mx / 1e3, proc.p50_us(), proc.p99_us(), proc.max_us(), w50 / 1e3, w99 / 1e3);
   return 0;
 }
 

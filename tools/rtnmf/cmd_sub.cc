@@ -73,6 +73,8 @@ int sub_cmd(const std::vector<std::string>& args) {
     if (!sub.recv(t, zmq::recv_flags::none)) continue;
     if (!t.more()) continue;
     if (!sub.recv(body, zmq::recv_flags::none)) continue;
+    zmq::message_t raw;  // large activations: values follow as float32 (values_in_next_part)
+    if (body.more() && !sub.recv(raw, zmq::recv_flags::none)) continue;
     const std::int64_t t_recv = now_ns();
     ++total;
     std::string name = t.to_string();
@@ -89,12 +91,17 @@ int sub_cmd(const std::vector<std::string>& args) {
       const std::int64_t lat = t_recv - act.t_received_ns();
       ts.latency.record(lat);
       if (!summary) {
+        const float* values = act.values().data();
+        int n = act.values_size();
+        if (act.values_in_next_part()) {
+          values = static_cast<const float*>(raw.data());
+          n = static_cast<int>(raw.size() / sizeof(float));
+        }
         std::printf("%s seq %llu latency %.0f us model %llu values[%d]:", name.c_str(),
                     static_cast<unsigned long long>(act.seq()), lat / 1e3,
-                    static_cast<unsigned long long>(act.model_version()), act.values_size());
-        for (int i = 0; i < std::min(act.values_size(), 6); ++i)
-          std::printf(" %.3g", act.values(i));
-        if (act.values_size() > 6) std::printf(" ...");
+                    static_cast<unsigned long long>(act.model_version()), n);
+        for (int i = 0; i < std::min(n, 6); ++i) std::printf(" %.3g", values[i]);
+        if (n > 6) std::printf(" ...");
         std::printf("\n");
       }
     } else if (name == "stats") {
