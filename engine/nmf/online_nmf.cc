@@ -139,7 +139,10 @@ void OnlineNmf::partial_fit_batch(const Eigen::Ref<const Eigen::MatrixXf>& x,
                                   Eigen::Ref<Eigen::MatrixXf> h) {
   if (x.rows() != w_.rows() || h.rows() != w_.cols() || x.cols() != h.cols())
     throw std::invalid_argument("OnlineNmf::partial_fit_batch: shapes of X and H do not match");
-  for (Eigen::Index j = 0; j < x.cols(); ++j) activations(x.col(j), h.col(j));
+  // One product for the whole batch instead of a matrix-vector product per sample.
+  batch_wtx_.resize(w_.cols(), x.cols());
+  batch_wtx_.noalias() = w_.transpose() * x;
+  for (Eigen::Index j = 0; j < x.cols(); ++j) solver_.solve_gram(batch_wtx_.col(j), h.col(j), true);
   accumulate_batch(x, h);
   update_dictionary();
 }

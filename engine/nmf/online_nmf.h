@@ -123,6 +123,7 @@ class OnlineNmf {
   OnlineNmfOptions options_;
   Eigen::MatrixXf w_, a_, b_;
   Eigen::VectorXf scratch_;  // features
+  Eigen::MatrixXf batch_wtx_;  // K × batch, for partial_fit_batch
   NnlsSolver solver_;
   bool frozen_ = false;
   std::int64_t samples_ = 0;
