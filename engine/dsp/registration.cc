@@ -70,8 +70,14 @@ void RigidRegistration::init(std::uint32_t height, std::uint32_t width,
   options_ = options;
   height_ = height;
   width_ = width;
-  win_h_ = options.max_window ? std::min(height, options.max_window) : height;
-  win_w_ = options.max_window ? std::min(width, options.max_window) : width;
+  // Power-of-two windows: FFTW's plans for other sizes may allocate buffers on every execute.
+  auto pow2_floor = [](std::uint32_t n) {
+    std::uint32_t p = 1;
+    while (p * 2 <= n) p *= 2;
+    return p;
+  };
+  win_h_ = pow2_floor(options.max_window ? std::min(height, options.max_window) : height);
+  win_w_ = pow2_floor(options.max_window ? std::min(width, options.max_window) : width);
   off_y_ = (height - win_h_) / 2;
   off_x_ = (width - win_w_) / 2;
   max_shift_ = options.max_shift ? options.max_shift : std::min(win_h_, win_w_) / 4;

@@ -29,8 +29,9 @@ struct Shift {
 struct RegistrationOptions {
   // Largest shift searched, in pixels (0 = a quarter of the registration window).
   std::uint32_t max_shift = 0;
-  // The phase correlation runs on the central crop of at most this many pixels per side (0 = whole
-  // frame); shifts are rigid, so a central crop estimates them at a fraction of the cost.
+  // The phase correlation runs on a central crop of at most this many pixels per side (0 = whole
+  // frame), rounded down to a power of two (FFTW plans for other sizes may allocate per call);
+  // shifts are rigid, so a central crop estimates them at a fraction of the cost.
   std::uint32_t max_window = 256;
   // Gaussian smoothing of the correlation in pixels (suite2p smooth_sigma).
   float smooth_sigma = 1.15f;

@@ -183,18 +183,40 @@ void CalciumSimulator::render(std::uint32_t t, float* out) {
   scene_.noalias() += truth_.footprints * calcium_;
   scene_ *= truth_.bleach(t);
   const float dy = truth_.shifts(t, 0), dx = truth_.shifts(t, 1);
-  // frame(y, x) = scene(y - dy, x - dx), bilinear, borders replicated.
-  for (std::uint32_t y = 0; y < H; ++y) {
-    const float sy = std::clamp(static_cast<float>(y) - dy, 0.0f, static_cast<float>(H - 1));
-    const std::uint32_t y0 = std::min(static_cast<std::uint32_t>(sy), H - 1), y1 = std::min(y0 + 1, H - 1);
-    const float wy = sy - static_cast<float>(y0);
-    for (std::uint32_t x = 0; x < W; ++x) {
-      const float sx = std::clamp(static_cast<float>(x) - dx, 0.0f, static_cast<float>(W - 1));
-      const std::uint32_t x0 = std::min(static_cast<std::uint32_t>(sx), W - 1), x1 = std::min(x0 + 1, W - 1);
-      const float wx = sx - static_cast<float>(x0);
-      const float a = scene_(y0 * W + x0) + wx * (scene_(y0 * W + x1) - scene_(y0 * W + x0));
-      const float b = scene_(y1 * W + x0) + wx * (scene_(y1 * W + x1) - scene_(y1 * W + x0));
-      moved_(y * W + x) = a + wy * (b - a);
+  // frame(y, x) = scene(y - dy, x - dx) by separable cubic convolution (Keys, a = -0.5: close
+  // to a band-limited shift, so registration is not biased by the simulator), borders replicated.
+  auto keys = [](float d, float w[4]) {
+    // taps at offsets -1, 0, 1, 2 for a fractional position d in [0, 1)
+    const float a = -0.5f;
+    auto k = [a](float x) {
+      x = std::fabs(x);
+      if (x <= 1) return (a + 2) * x * x * x - (a + 3) * x * x + 1;
+      if (x < 2) return a * x * x * x - 5 * a * x * x + 8 * a * x - 4 * a;
+      return 0.0f;
+    };
+    w[0] = k(1 + d);
+    w[1] = k(d);
+    w[2] = k(1 - d);
+    w[3] = k(2 - d);
+  };
+  const int iH = static_cast<int>(H), iW = static_cast<int>(W);
+  const float fy = std::floor(-dy), fx = std::floor(-dx);
+  float wy[4], wx[4];
+  keys(-dy - fy, wy);
+  keys(-dx - fx, wx);
+  const int oy = static_cast<int>(fy), ox = static_cast<int>(fx);
+  for (int y = 0; y < iH; ++y) {
+    int rows[4];
+    for (int i = 0; i < 4; ++i) rows[i] = std::clamp(y + oy - 1 + i, 0, iH - 1);
+    for (int x = 0; x < iW; ++x) {
+      float acc = 0;
+      for (int j = 0; j < 4; ++j) {
+        const int cx = std::clamp(x + ox - 1 + j, 0, iW - 1);
+        float col = 0;
+        for (int i = 0; i < 4; ++i) col += wy[i] * scene_(rows[i] * iW + cx);
+        acc += wx[j] * col;
+      }
+      moved_(y * iW + x) = acc;
     }
   }
   std::mt19937_64 rng(options_.seed * 0x9E3779B97F4A7C15ull + t + 1);

@@ -1,0 +1,209 @@
+// Imaging stages driven directly (start / process / stop): dF/F on a known baseline, motion
+// correction recovering simulated shifts, the online CNMF stage without allocation in steady
+// state and bit-identical across runs, the imaging_file source's error for a truncated file.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "engine/io/tiff_writer.h"
+#include "engine/runtime/registry.h"
+#include "engine/sim/calcium.h"
+#include "plugins/imaging/online_cnmf_stage.h"
+#include "tests/support/alloc_counter.h"
+
+namespace rtnmf::imaging {
+namespace {
+
+std::vector<std::uint32_t> capacities(const StreamSpec& in, const StreamSpec& out) {
+  std::vector<std::uint32_t> c;
+  for (std::size_t i = 0; i < out.lanes.size(); ++i) c.push_back(out.lanes[i].size);
+  if (!c.empty()) c[0] = std::max(c[0], in.rows * in.cols);
+  return c;
+}
+
+StreamSpec imaging_spec(std::uint32_t h, std::uint32_t w, double rate) {
+  StreamSpec s = StreamSpec::make("img", h * w, 1, rate);
+  s.height = h;
+  s.width = w;
+  return s;
+}
+
+TEST(DffStage, GivesDeltaFOverFOnAKnownBaselineAndRectifies) {
+  v1::StageConfig cfg;
+  cfg.set_type("dff");
+  cfg.mutable_imaging()->set_baseline_s(10);
+  std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
+  StreamSpec in = StreamSpec::make("roi", 2, 1, 30.0);
+  StreamSpec out = st->start(in, StageContext{});
+  Frame f;
+  f.allocate(capacities(in, out));
+  // ROI 0: baseline 100 with a transient of +50 at frames 600..609; ROI 1: baseline 200 with a
+  // dip (negative dF/F is rectified to 0).
+  float peak = 0, neg = 0, quiet = 0;
+  for (int t = 0; t < 900; ++t) {
+    f.set_shape(2, 1);
+    f.data()[0] = 100.0f + (t >= 600 && t < 610 ? 50.0f : 0.0f);
+    f.data()[1] = 200.0f - (t >= 600 && t < 610 ? 50.0f : 0.0f);
+    st->process(f);
+    if (t >= 600 && t < 610) {
+      peak = std::max(peak, f.data()[0]);
+      neg = std::max(neg, f.data()[1]);
+    }
+    if (t > 300 && t < 600) quiet = std::max(quiet, f.data()[0]);
+  }
+  EXPECT_NEAR(peak, 0.5f, 0.02f);  // (150 - 100) / 100, baseline barely moved by 10 frames
+  EXPECT_EQ(neg, 0.0f);
+  EXPECT_LT(quiet, 1e-4f);
+  st->stop();
+}
+
+TEST(MotionCorrectStage, RecoversSimulatedShiftsAndRecordsThem) {
+  sim::CalciumSimOptions so;
+  so.height = 128;
+  so.width = 128;
+  so.frames = 200;
+  so.neurons = 50;
+  so.motion_px = 2.0f;
+  so.firing_rate_hz = 1.0f;
+  sim::CalciumSimulator simulator(so);
+  v1::StageConfig cfg;
+  cfg.set_type("motion_correct");
+  std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
+  StreamSpec in = imaging_spec(128, 128, 30.0);
+  StreamSpec out = st->start(in, StageContext{});
+  const int lane = out.lane_index("shifts");
+  ASSERT_GE(lane, 0);
+  EXPECT_EQ(out.lanes[static_cast<std::size_t>(lane)].dataset, "/motion/shifts");
+  Frame f;
+  f.allocate(capacities(in, out));
+  double err = 0, sq = 0;
+  int n = 0;
+  std::uint64_t allocs = 0;
+  for (std::uint32_t t = 0; t < so.frames; ++t) {
+    f.set_shape(128 * 128, 1);
+    simulator.render(t, f.data());
+    rtnmf::test::AllocationGuard guard;
+    st->process(f);
+    allocs += guard.count();
+    if (t >= 30) {
+      err = std::max(err, static_cast<double>(std::hypot(f.lane(lane).data[0] - simulator.truth().shifts(t, 0),
+                                     f.lane(lane).data[1] - simulator.truth().shifts(t, 1))));
+      sq += std::pow(f.lane(lane).data[0] - simulator.truth().shifts(t, 0), 2) +
+            std::pow(f.lane(lane).data[1] - simulator.truth().shifts(t, 1), 2);
+      ++n;
+    }
+  }
+  if (rtnmf::test::allocation_counting_available()) {
+    EXPECT_EQ(allocs, 0u);
+  }
+  EXPECT_GT(n, 100);
+  EXPECT_LE(std::sqrt(sq / n), 0.2) << "rms error over frames 30..199 (pixels)";
+  EXPECT_LT(err, 0.5) << "largest error over frames 30..199 (pixels)";
+  st->stop();
+}
+
+// Runs the online_cnmf stage over a simulated movie; returns the traces lane per frame.
+std::vector<std::vector<float>> run_cnmf_stage(const sim::CalciumSimOptions& so,
+                                               std::uint64_t* allocations, int* components) {
+  sim::CalciumSimulator simulator(so);
+  v1::StageConfig cfg;
+  cfg.set_type("online_cnmf");
+  cfg.mutable_imaging()->set_init_frames(200);
+  cfg.mutable_imaging()->set_update_every(50);
+  cfg.mutable_imaging()->set_max_components(100);
+  std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
+  StreamSpec in = imaging_spec(so.height, so.width, so.frame_rate_hz);
+  StageContext ctx;
+  ctx.mode = RunMode::kReplay;
+  ctx.model_lag_frames = 5;
+  StreamSpec out = st->start(in, ctx);
+  Frame f;
+  f.allocate(capacities(in, out));
+  std::vector<std::vector<float>> traces;
+  std::uint64_t allocs = 0;
+  for (std::uint32_t t = 0; t < so.frames; ++t) {
+    f.set_shape(so.height * so.width, 1);
+    simulator.render(t, f.data());
+    rtnmf::test::AllocationGuard guard;
+    st->process(f);
+    if (t >= 400) allocs += guard.count();  // steady state: the model exists and has been swapped
+    traces.emplace_back(f.data(), f.data() + f.header.rows);
+  }
+  st->stop();
+  if (allocations) *allocations = allocs;
+  if (components) *components = static_cast<OnlineCnmfStage*>(st.get())->components();
+  return traces;
+}
+
+TEST(OnlineCnmfStage, SteadyStateProcessDoesNotAllocateAndReplaysAreBitIdentical) {
+  sim::CalciumSimOptions so;
+  so.height = 64;
+  so.width = 64;
+  so.frames = 600;
+  so.neurons = 12;
+  so.firing_rate_hz = 1.0f;
+  std::uint64_t allocs = 0;
+  int k = 0;
+  std::vector<std::vector<float>> a = run_cnmf_stage(so, &allocs, &k);
+  EXPECT_GE(k, 9);
+  if (rtnmf::test::allocation_counting_available()) {
+    EXPECT_EQ(allocs, 0u);
+  }
+  std::vector<std::vector<float>> b = run_cnmf_stage(so, nullptr, nullptr);
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t t = 0; t < a.size(); ++t) ASSERT_EQ(a[t], b[t]) << "frame " << t;
+  // Before the first model (init 200 + lag 5) the traces are empty or zero; afterwards not.
+  float late = 0;
+  for (std::size_t t = 300; t < a.size(); ++t)
+    for (float v : a[t]) late = std::max(late, v);
+  EXPECT_GT(late, 0.0f);
+}
+
+TEST(ImagingFileSource, TruncatedTiffEndsTheStreamWithTheFrameIndex) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("rtnmf_src_" + std::to_string(::getpid()) + ".tif")).string();
+  {
+    io::TiffWriter w(path, 16, 16);
+    std::vector<float> fr(256, 7.0f);
+    for (int t = 0; t < 8; ++t) w.write_frame(fr.data());
+  }
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 8 * 5 + 100);
+  std::unique_ptr<Source> src = Registry::instance().make_source("imaging_file");
+  v1::SourceConfig cfg;
+  cfg.mutable_imaging_file()->set_path(path);
+  cfg.set_pacing(v1::MAX);
+  StreamSpec spec = src->open(cfg, "img");
+  EXPECT_EQ(spec.height, 16u);
+  EXPECT_DOUBLE_EQ(spec.sample_rate_hz, 30.0);
+  Frame f;
+  f.allocate({256});
+  int good = 0;
+  ReadStatus st;
+  while ((st = src->read(f)) == ReadStatus::kFrame) {
+    EXPECT_EQ(f.data()[17], 7.0f);
+    ++good;
+  }
+  ASSERT_EQ(st, ReadStatus::kError);
+  EXPECT_EQ(src->error().rfind(path + ": frame " + std::to_string(good) + ": ", 0), 0u)
+      << src->error();
+  EXPECT_GE(good, 4);
+  std::filesystem::remove(path);
+}
+
+TEST(ImagingFileSource, MissingFileIsAConfigError) {
+  std::unique_ptr<Source> src = Registry::instance().make_source("imaging_file");
+  v1::SourceConfig cfg;
+  cfg.mutable_imaging_file()->set_path("/nonexistent/movie.tif");
+  try {
+    src->open(cfg, "img");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "source.imaging_file: /nonexistent/movie.tif: no such file");
+  }
+}
+
+}  // namespace
+}  // namespace rtnmf::imaging
