@@ -38,7 +38,7 @@ struct Pipeline::Stream {
   std::atomic<std::uint64_t> publish_dropped{0};
   LatencyHistogram queue_latency;  // received -> dequeued by the processing thread
   LatencyHistogram total_latency;  // received -> processed (activations ready)
-  std::int64_t first_ns = 0;
+  std::atomic<std::int64_t> first_ns{0};  // written by the processing thread
   std::atomic<std::int64_t> last_ns{0};
   std::vector<std::string> rejections;  // first kMaxRejectionMessages, under errors_mutex_
 };
@@ -203,13 +203,13 @@ void Pipeline::start_impl() {
       slot.channel = std::make_unique<FrameChannel>(out_depth, out_caps, s.policy, 50'000);
   }
 
+  start_ns_ = now_ns();  // before any thread that reads it starts
   if (publisher_) {
     publisher_->bind();
     publisher_->set_stats_provider([this] { return stats(); });
     publisher_->set_command_handler([this](const v1::Command& c) { return handle_command(c); });
     publisher_->start();
   }
-  start_ns_ = now_ns();
   for (auto& sp : streams_) {
     Stream& s = *sp;
     for (size_t i = 0; i < s.sinks.size(); ++i)
@@ -284,7 +284,7 @@ void Pipeline::process_loop(Stream& s) {
     }
     const std::int64_t t_deq = now_ns();
     if (first) {
-      s.first_ns = t_deq;
+      s.first_ns.store(t_deq, std::memory_order_relaxed);
       first = false;
     }
     FrameHeader& h = f->header;
@@ -447,8 +447,9 @@ v1::Stats Pipeline::stats() const {
       ss->set_input_queue_capacity(s.input->capacity());
     }
     const std::int64_t last = s.last_ns.load(std::memory_order_relaxed);
-    if (processed > 1 && last > s.first_ns)
-      ss->set_frames_per_second((processed - 1) / ((last - s.first_ns) / 1e9));
+    const std::int64_t first = s.first_ns.load(std::memory_order_relaxed);
+    if (processed > 1 && last > first)
+      ss->set_frames_per_second((processed - 1) / ((last - first) / 1e9));
     fill_latency(ss->add_latency(), "total", s.total_latency);
     fill_latency(ss->add_latency(), "queue", s.queue_latency);
     std::vector<std::pair<std::string, double>> scalars;
