@@ -1,6 +1,9 @@
 #include "plugins/emg/synergy_stage.h"
 
 #include <immintrin.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -270,6 +273,9 @@ void SynergyStage::slow_loop() {
   // them. Replay: the fast path waits at t + L for it, and the ring holds L + update_every
   // frames, so neither side can block the other for good.
   std::uint64_t t = update_every_ - 1;
+  // Lower this thread's priority so that calibration and W updates yield the core to the
+  // processing thread on a loaded machine (Linux: nice applies per thread). Best effort.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
   try {
     while (wait_for_frames(t + 1)) {
       const std::uint64_t head = ring_head_.load(std::memory_order_acquire);
