@@ -290,10 +290,12 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   }
   const Eigen::Index P = static_cast<Eigen::Index>(pixels_);
   // Footprints by result slot: column s is the component that owns slot s, empty if it died.
+  // As many columns as /traces has rows (a component added by the very last update never
+  // reached the fast path and has no trace).
   std::int32_t used = std::max<std::int32_t>(m.next_slot, 0);
   if (f.exists("/traces")) {
     const io::h5::Dims d = f.dims("/traces");
-    if (d.size() == 2) used = std::max<std::int32_t>(used, static_cast<std::int32_t>(d[0]));
+    if (d.size() == 2) used = static_cast<std::int32_t>(d[0]);
   }
   std::vector<Eigen::Triplet<float>> trip;
   std::vector<std::int64_t> ids(static_cast<std::size_t>(used), -1);
