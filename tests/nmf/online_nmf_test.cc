@@ -159,5 +159,24 @@ TEST(OnlineNmf, AddsAndRetiresComponentsKeepingTheOthersStatistics) {
   (void)w_before;
 }
 
+TEST(OnlineNmf, MiniBatchesGiveTheSameActivationsAsSingleSamples) {
+  testdata::Planted p = synergy_stream(256, 601);
+  OnlineNmf batch(16, 4, online_options(1.f)), single(16, 4, online_options(1.f));
+  batch.initialize_random(4);
+  single.initialize_random(4);
+  Eigen::MatrixXf hb = Eigen::MatrixXf::Zero(4, 256), hs = Eigen::MatrixXf::Zero(4, 256);
+  batch.partial_fit_batch(p.x, hb);
+  for (Eigen::Index t = 0; t < 256; ++t) single.activations(p.x.col(t), hs.col(t));
+  EXPECT_LT((hb - hs).norm(), 1e-4f * hs.norm());
+  EXPECT_EQ(batch.samples_seen(), 256);
+  // The dictionary moved towards the data: the mini-batch fit explains it better than before.
+  Eigen::MatrixXf h_after;
+  solve_activations(p.x, batch.dictionary(), h_after);
+  Eigen::MatrixXf h_before;
+  solve_activations(p.x, single.dictionary(), h_before);
+  EXPECT_LT(relative_error(p.x, batch.dictionary(), h_after),
+            relative_error(p.x, single.dictionary(), h_before));
+}
+
 }  // namespace
 }  // namespace rtnmf::nmf
