@@ -102,6 +102,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   }
   tracker_.init(options_, nb_);
   tracking_ = false;
+  in_use_ = nullptr;
   frame_ = 0;
   seen_version_ = ~std::uint64_t{0};
   slots_used_ = 0;
@@ -141,6 +142,7 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   if (exchange_.version() != seen_version_) {
     seen_version_ = exchange_.version();
     tracking_ = m.k() > 0 || m.nb() > 0;
+    in_use_ = &m;
     if (tracking_) tracker_.set_model(&m);
     slots_used_ = m.next_slot;
     k_.store(m.k(), std::memory_order_relaxed);
@@ -283,8 +285,12 @@ void OnlineCnmfStage::report(std::vector<std::pair<std::string, double>>& scalar
 }
 
 void OnlineCnmfStage::write_results(io::h5::File& f) {
+  // The model of the last processed frame: what the traces were computed with, and the same
+  // whatever the replay speed (the slow path may or may not have finished a later update).
   nmf::CnmfModel m;
-  {
+  if (in_use_) {
+    m = *in_use_;
+  } else {
     std::lock_guard<std::mutex> lock(final_mutex_);
     m = final_model_;
   }

@@ -47,7 +47,8 @@ class OnlineCnmfStage : public Stage {
   void report(std::vector<std::pair<std::string, double>>& scalars) const override;
   std::uint64_t model_version() const override { return exchange_.version_relaxed(); }
 
-  // After stop(): the last model the slow path built (or the initial one).
+  // After stop(): the last model the slow path built (or the initial one). The result file uses
+  // the model of the last processed frame instead (deterministic in replay).
   const nmf::CnmfModel& final_model() const { return final_model_; }
   int components() const { return k_.load(std::memory_order_relaxed); }
   std::uint64_t dropped_frames() const { return dropped_.load(std::memory_order_relaxed); }
@@ -75,6 +76,7 @@ class OnlineCnmfStage : public Stage {
   ModelExchange<nmf::CnmfModel> exchange_;
   nmf::CnmfTracker tracker_;
   bool tracking_ = false;
+  const nmf::CnmfModel* in_use_ = nullptr;  // the model of the last processed frame
   std::uint64_t frame_ = 0, seen_version_ = ~std::uint64_t{0};
   std::int32_t slots_used_ = 0;
 
