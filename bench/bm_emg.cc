@@ -83,7 +83,9 @@ void report_latency(benchmark::State& state, std::vector<std::int64_t>& ns) {
   if (ns.empty()) return;
   std::sort(ns.begin(), ns.end());
   auto q = [&](double p) {
-    return static_cast<double>(ns[std::min(ns.size() - 1, static_cast<std::size_t>(p * ns.size()))]) / 1e3;
+    return static_cast<double>(
+               ns[std::min(ns.size() - 1, static_cast<std::size_t>(p * ns.size()))]) /
+           1e3;
   };
   state.counters["p50_us"] = q(0.50);
   state.counters["p99_us"] = q(0.99);

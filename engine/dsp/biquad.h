@@ -2,12 +2,11 @@
 // channels × samples blocks (column-major: one sample of all channels is contiguous).
 #pragma once
 
+#include <Eigen/Core>
 #include <complex>
 #include <cstdint>
 #include <span>
 #include <vector>
-
-#include <Eigen/Core>
 
 namespace rtnmf::dsp {
 
@@ -69,7 +68,7 @@ class BiquadCascade {
   int channels_ = 0;
   // z1_[s * channels_ + c], z2_[...]: the two delays of section s for channel c.
   std::vector<double> z1_, z2_;
-  std::vector<double> work_;     // one sample of all channels
+  std::vector<double> work_;  // one sample of all channels
 };
 
 }  // namespace rtnmf::dsp

@@ -155,8 +155,8 @@ std::vector<BiquadCoeffs> butterworth_bandpass(int order, double low_hz, double 
   std::vector<BiquadCoeffs> out;
   for (const auto& g : pair_poles(zpoles)) {
     // Each section carries one zero at DC and one at Nyquist.
-    std::vector<double> zeros = g.size() == 2 ? std::vector<double>{1.0, -1.0}
-                                              : std::vector<double>{1.0};
+    std::vector<double> zeros =
+        g.size() == 2 ? std::vector<double>{1.0, -1.0} : std::vector<double>{1.0};
     out.push_back(make_section(g, zeros, f_centre, fs_hz));
   }
   return out;

@@ -38,9 +38,8 @@ void EmgConditioner::configure(const EmgConditionerConfig& config) {
 
   use_bandpass_ = config.bandpass;
   if (use_bandpass_) {
-    bandpass_.configure(butterworth_bandpass(config.band_order, config.band_low_hz,
-                                             config.band_high_hz, fs),
-                        nc);
+    bandpass_.configure(
+        butterworth_bandpass(config.band_order, config.band_low_hz, config.band_high_hz, fs), nc);
   } else {
     bandpass_.configure({}, nc);
   }
@@ -67,8 +66,8 @@ void EmgConditioner::configure(const EmgConditionerConfig& config) {
     if (!config.calibration_max.empty()) {
       if (static_cast<int>(config.calibration_max.size()) != nc) {
         throw std::invalid_argument("calibration_max has " +
-                                    std::to_string(config.calibration_max.size()) +
-                                    " values for " + std::to_string(nc) + " channels");
+                                    std::to_string(config.calibration_max.size()) + " values for " +
+                                    std::to_string(nc) + " channels");
       }
       for (int c = 0; c < nc; ++c) {
         const double m = config.calibration_max[c];
@@ -93,8 +92,8 @@ void EmgConditioner::configure(const EmgConditionerConfig& config) {
     }
     // Keep the sorted window short: at most ~10 values per second of window.
     stride_ = std::max(1, static_cast<int>(std::lround(env_rate / 10.0)));
-    window_ = std::max(1, static_cast<int>(std::lround(config.percentile_window_s * env_rate /
-                                                        stride_)));
+    window_ =
+        std::max(1, static_cast<int>(std::lround(config.percentile_window_s * env_rate / stride_)));
     ring_.assign(static_cast<std::size_t>(window_) * nc, 0.0);
     sorted_.assign(static_cast<std::size_t>(window_) * nc, 0.0);
   }

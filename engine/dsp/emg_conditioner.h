@@ -7,10 +7,9 @@
 // counts and ROI traces.
 #pragma once
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "engine/dsp/biquad.h"
 
@@ -24,7 +23,7 @@ struct EmgConditionerConfig {
   bool bandpass = true;
   double band_low_hz = 20;
   double band_high_hz = 450;
-  int band_order = 2;  // prototype order N: 2N-order band-pass
+  int band_order = 2;   // prototype order N: 2N-order band-pass
   double notch_hz = 0;  // 0 = off
   double notch_bandwidth_hz = 2;
   int notch_harmonics = 1;

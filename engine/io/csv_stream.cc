@@ -64,8 +64,8 @@ void CsvStreamReader::open(const std::string& path, const CsvStreamOptions& opti
   std::string header;
   if (!next_line(header)) throw std::runtime_error(path + ": empty file (no header row)");
   if (header.size() >= 3 && header.compare(0, 3, "\xEF\xBB\xBF") == 0) header.erase(0, 3);
-  delim_ = header.find(',') != std::string::npos   ? ','
-           : header.find(';') != std::string::npos ? ';'
+  delim_ = header.find(',') != std::string::npos    ? ','
+           : header.find(';') != std::string::npos  ? ';'
            : header.find('\t') != std::string::npos ? '\t'
                                                     : ',';
   split(header, delim_, cells_);
@@ -78,8 +78,8 @@ void CsvStreamReader::open(const std::string& path, const CsvStreamOptions& opti
     const char* b = header_[i].data();
     auto [p, ec] = std::from_chars(b, b + header_[i].size(), dummy);
     if (ec == std::errc() && p == b + header_[i].size()) {
-      throw std::runtime_error(path + ":1: the first row must name the channels, found the number " +
-                               header_[i]);
+      throw std::runtime_error(
+          path + ":1: the first row must name the channels, found the number " + header_[i]);
     }
   }
   time_index_ = -1;
@@ -160,8 +160,8 @@ bool CsvStreamReader::parse_row(const std::string& row, std::int64_t line_no, fl
   split(row, delim_, cells_);
   const std::string where = path_ + ":" + std::to_string(line_no) + ": ";
   if (cells_.size() != header_.size()) {
-    error_ = where + "expected " + std::to_string(header_.size()) + " cells (as in the header), found " +
-             std::to_string(cells_.size());
+    error_ = where + "expected " + std::to_string(header_.size()) +
+             " cells (as in the header), found " + std::to_string(cells_.size());
     return false;
   }
   auto parse = [&](int col, double* v) {

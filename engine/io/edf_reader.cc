@@ -100,15 +100,16 @@ void EdfReader::open(const std::string& path, const EdfOptions& options) {
     if (names_.empty()) {
       sample_rate_hz_ = rate;
     } else if (std::abs(rate - sample_rate_hz_) > 1e-9 * rate) {
-      const std::string msg = path + ": signals have different sample rates ('" + names_[0] +
-                              "' " + rate_text(sample_rate_hz_) + ", '" + labels[s] + "' " +
+      const std::string msg = path + ": signals have different sample rates ('" + names_[0] + "' " +
+                              rate_text(sample_rate_hz_) + ", '" + labels[s] + "' " +
                               rate_text(rate) + "); select signals of one rate with source.select";
       close();
       throw std::runtime_error(msg);
     }
     names_.push_back(labels[s]);
     units_.push_back(trimmed(p.physdimension));
-    total_samples_ = total_samples_ < 0 ? p.smp_in_file : std::min<std::int64_t>(total_samples_, p.smp_in_file);
+    total_samples_ =
+        total_samples_ < 0 ? p.smp_in_file : std::min<std::int64_t>(total_samples_, p.smp_in_file);
   }
   samples_read_ = 0;
   blocks_ = 0;
@@ -129,8 +130,8 @@ std::int64_t EdfReader::read(float* out, std::int64_t max_samples) {
   if (static_cast<std::int64_t>(buffer_.size()) < n) buffer_.resize(n);
   const int nc = channels();
   for (int c = 0; c < nc; ++c) {
-    const int got = edfread_physical_samples(handle_, signals_[c], static_cast<int>(n),
-                                             buffer_.data());
+    const int got =
+        edfread_physical_samples(handle_, signals_[c], static_cast<int>(n), buffer_.data());
     if (got != n) {
       throw std::runtime_error(path_ + ": block " + std::to_string(blocks_) + ": signal '" +
                                names_[c] + "': read " + std::to_string(got) + " of " +

@@ -1,9 +1,10 @@
 #include "engine/io/interleaved.h"
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
-#include <sys/stat.h>
 
 namespace rtnmf::io {
 namespace {
@@ -75,11 +76,11 @@ std::int64_t InterleavedReader::read(float* out, std::int64_t max_samples) {
   if (n == 0) {
     if (trailing_bytes_ > 0 && !trailing_reported_) {
       trailing_reported_ = true;
-      error_ = path_ + ": block " + std::to_string(blocks_) + ": truncated file: " +
-               std::to_string(trailing_bytes_) + " trailing bytes after sample " +
-               std::to_string(samples_read_) + " (one sample of " + std::to_string(nc) + " " +
-               type_name(options_.type) + " channels is " +
-               std::to_string(nc * bytes_per_value_) + " bytes)";
+      error_ = path_ + ": block " + std::to_string(blocks_) +
+               ": truncated file: " + std::to_string(trailing_bytes_) +
+               " trailing bytes after sample " + std::to_string(samples_read_) +
+               " (one sample of " + std::to_string(nc) + " " + type_name(options_.type) +
+               " channels is " + std::to_string(nc * bytes_per_value_) + " bytes)";
       ++blocks_;
       return -1;
     }
@@ -112,8 +113,8 @@ std::int64_t InterleavedReader::read(float* out, std::int64_t max_samples) {
         if (!std::isfinite(v)) {
           const std::uint64_t s = first + i / nc;
           error_ = path_ + ": block " + std::to_string(block) + ": channel " +
-                   std::to_string(i % nc) + ": " + (std::isnan(v) ? "NaN" : "Inf") +
-                   " at sample " + std::to_string(s);
+                   std::to_string(i % nc) + ": " + (std::isnan(v) ? "NaN" : "Inf") + " at sample " +
+                   std::to_string(s);
           return -1;
         }
         out[i] = scale * v;

@@ -7,21 +7,20 @@
 // probability `active_probability` per bin).
 #pragma once
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <string>
-
-#include <Eigen/Core>
 
 namespace rtnmf::sim {
 
 struct AssemblySimConfig {
   int neurons = 100;
   int assemblies = 5;
-  int members = 15;            // neurons per assembly (drawn independently: overlaps happen)
+  int members = 15;  // neurons per assembly (drawn independently: overlaps happen)
   std::int64_t bins = 4000;
   double bin_s = 0.05;
   double baseline_hz = 0.5;
-  double rate_hz = 40;         // extra rate of a member while its assembly is active (h = 1)
+  double rate_hz = 40;  // extra rate of a member while its assembly is active (h = 1)
   double active_probability = 0.08;
   std::uint64_t seed = 1;
 };

@@ -117,7 +117,8 @@ EmgSimulation simulate_emg(const EmgSimConfig& config) {
     }
   }
   sim.activations.resize(k, n / decim);
-  for (std::int64_t i = 0; i < n / decim; ++i) sim.activations.col(i) = h.col(i * decim + decim - 1);
+  for (std::int64_t i = 0; i < n / decim; ++i)
+    sim.activations.col(i) = h.col(i * decim + decim - 1);
 
   // Carriers: white noise through the carrier band-pass, scaled to unit variance (the gain of a
   // Butterworth band-pass to white noise is measured on a long stretch first).
@@ -137,8 +138,7 @@ EmgSimulation simulate_emg(const EmgSimConfig& config) {
   band.process(muscles);
   const double carrier_var = muscles.squaredNorm() / static_cast<double>(muscles.size());
   muscles *= static_cast<float>(1.0 / std::sqrt(carrier_var));
-  const std::int64_t switch_at =
-      switches ? static_cast<std::int64_t>(config.switch_at_s * fs) : n;
+  const std::int64_t switch_at = switches ? static_cast<std::int64_t>(config.switch_at_s * fs) : n;
   Eigen::VectorXf drive(nc);
   for (std::int64_t i = 0; i < n; ++i) {
     const Eigen::MatrixXf& w = i < switch_at ? sim.synergies : sim.synergies_after;
@@ -164,7 +164,8 @@ EmgSimulation simulate_emg(const EmgSimConfig& config) {
     for (std::int64_t i = 0; i < n; ++i) {
       float v = static_cast<float>(config.noise) * g(rng);
       if (config.mains_hz > 0) {
-        v += static_cast<float>(a * std::sin(2.0 * std::numbers::pi * config.mains_hz * i / fs + ph));
+        v += static_cast<float>(a *
+                                std::sin(2.0 * std::numbers::pi * config.mains_hz * i / fs + ph));
       }
       sim.emg(c, i) += v;
     }

@@ -10,11 +10,10 @@
 // new one from `switch_at_s` on (tests of online tracking).
 #pragma once
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 namespace rtnmf::sim {
 
@@ -24,24 +23,24 @@ struct EmgSimConfig {
   double sample_rate_hz = 2000;
   double duration_s = 60;
   std::uint64_t seed = 1;
-  double envelope_rate_hz = 100;     // rate of the activations written as truth
-  double carrier_low_hz = 30;        // carrier band
+  double envelope_rate_hz = 100;  // rate of the activations written as truth
+  double carrier_low_hz = 30;     // carrier band
   double carrier_high_hz = 350;
-  double burst_rate_hz = 0.6;        // bursts per second per synergy
-  double burst_s = 0.8;              // burst length
-  double tonic = 0.05;               // activation floor
-  double crosstalk = 0.05;           // fraction of each muscle seen on each neighbouring channel
-  double mains_hz = 50;              // 0 = no hum
-  double mains_amplitude = 0.1;      // hum amplitude (EMG of a fully active muscle is ~1 rms)
-  double noise = 0.02;               // baseline noise standard deviation
-  double switch_at_s = -1;           // < 0: no switch
+  double burst_rate_hz = 0.6;    // bursts per second per synergy
+  double burst_s = 0.8;          // burst length
+  double tonic = 0.05;           // activation floor
+  double crosstalk = 0.05;       // fraction of each muscle seen on each neighbouring channel
+  double mains_hz = 50;          // 0 = no hum
+  double mains_amplitude = 0.1;  // hum amplitude (EMG of a fully active muscle is ~1 rms)
+  double noise = 0.02;           // baseline noise standard deviation
+  double switch_at_s = -1;       // < 0: no switch
 };
 
 struct EmgSimulation {
-  Eigen::MatrixXf emg;                 // channels × samples
-  Eigen::MatrixXf synergies;           // channels × K, unit ℓ2 columns (before any switch)
-  Eigen::MatrixXf synergies_after;     // channels × K after the switch (empty without one)
-  Eigen::MatrixXf activations;         // K × envelope samples (h sampled at envelope_rate_hz)
+  Eigen::MatrixXf emg;                     // channels × samples
+  Eigen::MatrixXf synergies;               // channels × K, unit ℓ2 columns (before any switch)
+  Eigen::MatrixXf synergies_after;         // channels × K after the switch (empty without one)
+  Eigen::MatrixXf activations;             // K × envelope samples (h sampled at envelope_rate_hz)
   std::vector<std::string> channel_names;  // "EMG01", ...
   EmgSimConfig config;
 };

@@ -87,8 +87,8 @@ std::string score_json(const SynergyScore& s) {
   std::string out = "{\"components\": [";
   char buf[256];
   for (std::size_t k = 0; k < s.cosine.size(); ++k) {
-    std::snprintf(buf, sizeof buf, "%s{\"truth\": %zu, \"estimate\": %d, \"cosine\": %.6f", k ? ", " : "",
-                  k, s.estimate_of[k], s.cosine[k]);
+    std::snprintf(buf, sizeof buf, "%s{\"truth\": %zu, \"estimate\": %d, \"cosine\": %.6f",
+                  k ? ", " : "", k, s.estimate_of[k], s.cosine[k]);
     out += buf;
     if (k < s.activation_corr.size()) {
       std::snprintf(buf, sizeof buf, ", \"activation_corr\": %.6f, \"lag\": %d",

@@ -3,19 +3,18 @@
 // matched pair's activations (best lag within a window, since the envelope filter delays them).
 #pragma once
 
+#include <Eigen/Core>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 namespace rtnmf::sim {
 
 struct SynergyScore {
-  std::vector<int> estimate_of;          // per truth column: matched estimate column (-1: none)
-  std::vector<double> cosine;            // per truth column
+  std::vector<int> estimate_of;  // per truth column: matched estimate column (-1: none)
+  std::vector<double> cosine;    // per truth column
   double mean_cosine = 0, min_cosine = 0;
-  std::vector<double> activation_corr;   // per truth column (empty without activations)
-  std::vector<int> activation_lag;       // best lag (estimate behind truth), samples
+  std::vector<double> activation_corr;  // per truth column (empty without activations)
+  std::vector<int> activation_lag;      // best lag (estimate behind truth), samples
   double mean_activation_corr = 0;
 };
 
@@ -30,7 +29,8 @@ SynergyScore score_synergies(const Eigen::Ref<const Eigen::MatrixXf>& truth,
                              int max_lag = 20);
 
 // Pearson correlation of a and b (0 when either is constant). Does not allocate.
-double pearson(const Eigen::Ref<const Eigen::VectorXf>& a, const Eigen::Ref<const Eigen::VectorXf>& b);
+double pearson(const Eigen::Ref<const Eigen::VectorXf>& a,
+               const Eigen::Ref<const Eigen::VectorXf>& b);
 
 // One JSON object with the score (matched pairs, cosines, correlations). Allocates.
 std::string score_json(const SynergyScore& s);

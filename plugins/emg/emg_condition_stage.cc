@@ -34,7 +34,8 @@ class EmgConditionStage : public Stage {
 
  protected:
   StreamSpec do_start(const StreamSpec& in, const StageContext&) override {
-    if (in.is_imaging()) throw ConfigError(where() + "needs multichannel blocks, got imaging frames");
+    if (in.is_imaging())
+      throw ConfigError(where() + "needs multichannel blocks, got imaging frames");
     const v1::EmgStageParams& p = config().emg();
     dsp::EmgConditionerConfig c;
     c.channels = static_cast<int>(in.rows);
@@ -42,7 +43,8 @@ class EmgConditionStage : public Stage {
     c.bandpass = !p.no_bandpass();
     c.band_low_hz = or_default(p.band_low_hz(), 20);
     // The default upper edge adapts to low rates (1 kHz rigs): 450 Hz or 0.45 x rate.
-    c.band_high_hz = p.band_high_hz() > 0 ? p.band_high_hz() : std::min(450.0, 0.45 * in.sample_rate_hz);
+    c.band_high_hz =
+        p.band_high_hz() > 0 ? p.band_high_hz() : std::min(450.0, 0.45 * in.sample_rate_hz);
     c.band_order = p.band_order() ? static_cast<int>(p.band_order()) : 2;
     c.notch_hz = p.notch_hz();
     c.notch_bandwidth_hz = or_default(p.notch_bandwidth_hz(), 2);
@@ -88,7 +90,8 @@ class SpikeBinStage : public Stage {
 
  protected:
   StreamSpec do_start(const StreamSpec& in, const StageContext&) override {
-    if (in.is_imaging()) throw ConfigError(where() + "needs neurons x samples blocks, got imaging frames");
+    if (in.is_imaging())
+      throw ConfigError(where() + "needs neurons x samples blocks, got imaging frames");
     const v1::EmgStageParams& p = config().emg();
     const int bin = p.bin() ? static_cast<int>(p.bin()) : 1;
     try {

@@ -70,7 +70,8 @@ class MatrixReader {
  public:
   void open(const std::string& spec, const std::string& dataset, bool transpose) {
     std::string where = spec;
-    const bool h5 = spec.find(".h5") != std::string::npos || spec.find(".hdf5") != std::string::npos;
+    const bool h5 =
+        spec.find(".h5") != std::string::npos || spec.find(".hdf5") != std::string::npos;
     if (h5 && spec.find(':') == std::string::npos) {
       if (dataset.empty()) {
         throw ConfigError(spec + ": give the dataset as file.h5:/path or source.emg_file.dataset");
@@ -123,12 +124,13 @@ class EmgFileSource : public Source {
     Format fmt = cfg_.format();
     if (fmt == v1::EmgFileSource::FORMAT_AUTO) {
       const std::string e = extension(path);
-      fmt = (e == "edf" || e == "bdf" || e == "rec")                 ? v1::EmgFileSource::EDF
-            : (e == "csv" || e == "tsv" || e == "txt")               ? v1::EmgFileSource::CSV
-            : (e == "bin" || e == "raw" || e == "dat" || e == "i16") ? v1::EmgFileSource::INTERLEAVED
-            : (e == "h5" || e == "hdf5")                             ? v1::EmgFileSource::HDF5
-            : (e == "npy")                                           ? v1::EmgFileSource::NPY
-                                                                     : v1::EmgFileSource::FORMAT_AUTO;
+      fmt = (e == "edf" || e == "bdf" || e == "rec")   ? v1::EmgFileSource::EDF
+            : (e == "csv" || e == "tsv" || e == "txt") ? v1::EmgFileSource::CSV
+            : (e == "bin" || e == "raw" || e == "dat" || e == "i16")
+                ? v1::EmgFileSource::INTERLEAVED
+            : (e == "h5" || e == "hdf5") ? v1::EmgFileSource::HDF5
+            : (e == "npy")               ? v1::EmgFileSource::NPY
+                                         : v1::EmgFileSource::FORMAT_AUTO;
       if (fmt == v1::EmgFileSource::FORMAT_AUTO) {
         throw ConfigError("source.emg_file.format: cannot tell the format of '" + path +
                           "' from its extension; set format (EDF, CSV, INTERLEAVED, NPY, HDF5)");
@@ -179,8 +181,9 @@ class EmgFileSource : public Source {
               o.type = io::InterleavedOptions::Type::kFloat32;
               break;
             default:
-              throw ConfigError("source.emg_file.dtype: interleaved files need DTYPE_INT16, "
-                                "DTYPE_INT32 or DTYPE_FLOAT32");
+              throw ConfigError(
+                  "source.emg_file.dtype: interleaved files need DTYPE_INT16, "
+                  "DTYPE_INT32 or DTYPE_FLOAT32");
           }
           raw_.open(path, o);
           channels_ = raw_.channels();
@@ -189,8 +192,9 @@ class EmgFileSource : public Source {
         case v1::EmgFileSource::HDF5:
         case v1::EmgFileSource::NPY:
           if (rate <= 0) {
-            throw ConfigError("source.emg_file.sample_rate: required for matrices (bins per "
-                              "second)");
+            throw ConfigError(
+                "source.emg_file.sample_rate: required for matrices (bins per "
+                "second)");
           }
           matrix_.open(path, cfg_.dataset(), cfg_.transpose());
           channels_ = matrix_.channels();

@@ -7,11 +7,10 @@
 // activations (K × T), A = Σ ρ^(t−s) h hᵀ (K × K), B = Σ ρ^(t−s) x hᵀ (channels × K).
 #pragma once
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <memory>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "engine/nmf/batch_nmf.h"
 #include "engine/nmf/online_nmf.h"
@@ -19,8 +18,8 @@
 namespace rtnmf::emg {
 
 struct CalibrationOptions {
-  int rank = 0;              // fixed K; 0 = the smallest K with VAF >= vaf_threshold
-  int max_rank = 8;          // upper bound of the VAF search
+  int rank = 0;      // fixed K; 0 = the smallest K with VAF >= vaf_threshold
+  int max_rank = 8;  // upper bound of the VAF search
   double vaf_threshold = 0.9;
   nmf::Normalization normalize = nmf::Normalization::kL2;
   std::uint64_t seed = 0;

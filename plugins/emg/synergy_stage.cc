@@ -92,7 +92,8 @@ StreamSpec SynergyStage::do_start(const StreamSpec& in, const StageContext& ctx)
                       std::to_string(channels_) + " channels");
   }
   Eigen::MatrixXf fixed;
-  if (!p.calibration_file().empty()) fixed = read_synergies(p.calibration_file(), channels_, where());
+  if (!p.calibration_file().empty())
+    fixed = read_synergies(p.calibration_file(), channels_, where());
   has_previous_ = !p.init_from().empty();
   if (has_previous_) previous_ = read_synergies(p.init_from(), channels_, where());
   k_max_ = p.max_components() ? static_cast<int>(p.max_components()) : std::min(channels_, 8);
@@ -386,9 +387,12 @@ bool SynergyStage::snapshot(v1::ModelSnapshot* out) const {
 void SynergyStage::report(std::vector<std::pair<std::string, double>>& scalars) const {
   scalars.emplace_back("vaf", vaf_.load(std::memory_order_relaxed));
   scalars.emplace_back("components", k_.load(std::memory_order_relaxed));
-  scalars.emplace_back("model_updates", static_cast<double>(updates_.load(std::memory_order_relaxed)));
-  scalars.emplace_back("samples_dropped", static_cast<double>(dropped_.load(std::memory_order_relaxed)));
-  if (has_previous_) scalars.emplace_back("init_matched_cosine", init_cosine_.load(std::memory_order_relaxed));
+  scalars.emplace_back("model_updates",
+                       static_cast<double>(updates_.load(std::memory_order_relaxed)));
+  scalars.emplace_back("samples_dropped",
+                       static_cast<double>(dropped_.load(std::memory_order_relaxed)));
+  if (has_previous_)
+    scalars.emplace_back("init_matched_cosine", init_cosine_.load(std::memory_order_relaxed));
 }
 
 void SynergyStage::write_synergy_results(io::h5::File& f) {
@@ -397,7 +401,8 @@ void SynergyStage::write_synergy_results(io::h5::File& f) {
   const Eigen::MatrixXf w = synergies();
   f.write_matrix("/synergies", w);
   f.set_attr("/synergies", "channel_names", names);
-  f.set_attr("/synergies", "normalize", std::string(norm_ == nmf::Normalization::kL1 ? "l1" : "l2"));
+  f.set_attr("/synergies", "normalize",
+             std::string(norm_ == nmf::Normalization::kL1 ? "l1" : "l2"));
   f.set_attr("/synergies", "rank", static_cast<std::int64_t>(w.cols()));
   f.set_attr("/synergies", "forgetting", forgetting_);
   f.set_attr("/synergies", "frozen", static_cast<std::int64_t>(frozen_.load()));

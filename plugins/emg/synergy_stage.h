@@ -16,15 +16,14 @@
 // file's synergies from the first frame on (no calibration window).
 #pragma once
 
+#include <Eigen/Core>
 #include <atomic>
-#include <mutex>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "engine/nmf/nnls.h"
 #include "engine/runtime/model_exchange.h"
@@ -98,7 +97,7 @@ class SynergyStage : public Stage {
   std::int64_t cal_samples_ = 0;
   std::string stream_id_;
   std::vector<std::string> channel_names_;
-  Eigen::MatrixXf previous_;       // init_from synergies (empty: none)
+  Eigen::MatrixXf previous_;  // init_from synergies (empty: none)
   bool has_previous_ = false;
   int vaf_lane_ = -1;
 
@@ -123,12 +122,12 @@ class SynergyStage : public Stage {
   // --- slow path ---
   std::thread slow_;
   std::atomic<bool> stop_{false};
-  Eigen::MatrixXf cal_x_;          // channels × cal_samples
+  Eigen::MatrixXf cal_x_;  // channels × cal_samples
   std::int64_t cal_count_ = 0;
   bool calibrated_ = false;
   Calibration calibration_;
   OnlineSynergyUpdater updater_;
-  Eigen::MatrixXf w_work_;         // channels × k
+  Eigen::MatrixXf w_work_;  // channels × k
   std::uint64_t pending_samples_ = 0;
   std::string slow_error_;
   Outbox* outbox_ = nullptr;

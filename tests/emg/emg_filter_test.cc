@@ -1,11 +1,11 @@
 // Filter designs against their specifications: -3 dB points measured from the coefficients and
 // from filtered sinusoids, notch depth, envelope of an amplitude-modulated carrier.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <numbers>
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "engine/dsp/biquad.h"
 #include "engine/dsp/butterworth.h"
@@ -291,7 +291,8 @@ TEST(EmgConditioner, NotchRemovesMainsHumFromTheEnvelope) {
   without.configure(cfg);
   const int n = static_cast<int>(fs * 8);
   Eigen::MatrixXf x(1, n);
-  for (int t = 0; t < n; ++t) x(0, t) = static_cast<float>(std::sin(2 * std::numbers::pi * 50 * t / fs));
+  for (int t = 0; t < n; ++t)
+    x(0, t) = static_cast<float>(std::sin(2 * std::numbers::pi * 50 * t / fs));
   Eigen::MatrixXf y = x;
   Eigen::MatrixXf e1(1, with.max_output_cols(n)), e2(1, without.max_output_cols(n));
   const std::int64_t k = with.process(x, e1);

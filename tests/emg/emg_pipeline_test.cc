@@ -1,18 +1,18 @@
 // The built-in emg-synergies pipeline end to end through the runtime: a simulated CSV recording
 // replayed twice gives bit-identical synergies and activations in the result file, recovers the
 // planted synergies, and a damaged row is a counted rejected block that does not stop the stream.
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
 
-#include <gtest/gtest.h>
-
 #include "engine/io/h5.h"
+#include "engine/io/matrix_io.h"
 #include "engine/nmf/metrics.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
 #include "engine/runtime/result_file_sink.h"
-#include "engine/io/matrix_io.h"
 #include "engine/sim/assemblies.h"
 #include "engine/sim/emg_sim.h"
 #include "plugins/emg/builtin_pipelines.h"
@@ -130,9 +130,9 @@ TEST(EmgPipeline, AssembliesPipelineRecoversPlantedAssembliesFromANpyCountMatrix
   sim::AssemblySimulation s = sim::simulate_assemblies(c);
   const std::string npy = temp_path("counts.npy");
   io::write_npy(npy, s.counts);  // neurons × bins
-  ReplayResult r = replay(npy, temp_path("asm.h5"),
-                          {"nmf.calibration_s=100", "nmf.rank=4", "source.sample_rate=20"},
-                          "assemblies");
+  ReplayResult r =
+      replay(npy, temp_path("asm.h5"),
+             {"nmf.calibration_s=100", "nmf.rank=4", "source.sample_rate=20"}, "assemblies");
   EXPECT_TRUE(r.errors.empty());
   EXPECT_EQ(r.processed, 3000u);
   ASSERT_EQ(r.synergies.rows(), 60);
@@ -155,9 +155,9 @@ TEST(EmgPipeline, AssembliesFromTimeMajorHdf5WithTranspose) {
     Eigen::MatrixXf tm = s.counts.transpose();  // bins × neurons, as NumPy users often store it
     f.write_matrix("/counts", tm);
   }
-  ReplayResult r = replay(h5 + ":/counts", temp_path("asm2.h5"),
-                          {"nmf.calibration_s=60", "nmf.rank=3", "source.transpose=true"},
-                          "assemblies");
+  ReplayResult r =
+      replay(h5 + ":/counts", temp_path("asm2.h5"),
+             {"nmf.calibration_s=60", "nmf.rank=3", "source.transpose=true"}, "assemblies");
   EXPECT_TRUE(r.errors.empty());
   ASSERT_EQ(r.synergies.rows(), 30);
   EXPECT_GE(nmf::match_factors(s.membership, r.synergies).mean_similarity, 0.95);

@@ -1,6 +1,7 @@
 // Multichannel file readers: CSV, raw interleaved, EDF/BDF. Good files round-trip; each bad-input
 // case is reported with its exact text (file:line or block index), and the reader goes on.
 #include <edflib.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
@@ -8,8 +9,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "engine/io/csv_stream.h"
 #include "engine/io/edf_reader.h"
@@ -228,8 +227,7 @@ TEST(InterleavedReader, TruncatedFileDeliversWholeSamplesThenReportsTheTail) {
   ASSERT_EQ(r.read(out.data(), 4), 4);
   ASSERT_EQ(r.read(out.data(), 4), 1);
   ASSERT_EQ(r.read(out.data(), 4), -1);
-  EXPECT_EQ(r.error(), p +
-                           ": block 2: truncated file: 3 trailing bytes after sample 5 (one sample "
+  EXPECT_EQ(r.error(), p + ": block 2: truncated file: 3 trailing bytes after sample 5 (one sample "
                            "of 2 int16 channels is 4 bytes)");
   ASSERT_EQ(r.read(out.data(), 4), 0);
 }
@@ -254,7 +252,8 @@ TEST(InterleavedReader, MissingRateOrChannelsIsAnOpenError) {
     r.open(p, o);
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_EQ(std::string(e.what()), p + ": file of 8 bytes is shorter than its header of 100 bytes");
+    EXPECT_EQ(std::string(e.what()),
+              p + ": file of 8 bytes is shorter than its header of 100 bytes");
   }
 }
 
@@ -356,7 +355,8 @@ TEST(EdfReader, MissingAndCorruptFilesAreClearErrors) {
     r.open(junk);
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_EQ(std::string(e.what()), junk + ": not a valid EDF/BDF file (format errors in the header)");
+    EXPECT_EQ(std::string(e.what()),
+              junk + ": not a valid EDF/BDF file (format errors in the header)");
   }
 }
 

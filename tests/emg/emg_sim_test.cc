@@ -1,10 +1,12 @@
 // Simulators and scoring, and the numerics of synergy extraction without the runtime:
 // simulated EMG -> conditioning -> batch NMF recovers the planted synergies; spike counts ->
 // batch NMF recovers the planted assemblies.
-#include <cmath>
-#include <vector>
+#include "engine/sim/emg_sim.h"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
 
 #include "engine/dsp/emg_conditioner.h"
 #include "engine/io/csv_stream.h"
@@ -12,7 +14,6 @@
 #include "engine/nmf/batch_nmf.h"
 #include "engine/nmf/metrics.h"
 #include "engine/sim/assemblies.h"
-#include "engine/sim/emg_sim.h"
 #include "engine/sim/score_emg.h"
 
 namespace rtnmf {
@@ -81,7 +82,8 @@ TEST(EmgSimulator, CsvAndTruthFilesRoundTrip) {
   EXPECT_EQ(r.channel_names()[3], "EMG04");
   std::vector<float> out(4 * 2000);
   ASSERT_EQ(r.read(out.data(), 2000), 2000);
-  for (int i = 0; i < 4 * 2000; i += 97) EXPECT_NEAR(out[i], s.emg.data()[i], 1e-5 * (1 + std::abs(s.emg.data()[i])));
+  for (int i = 0; i < 4 * 2000; i += 97)
+    EXPECT_NEAR(out[i], s.emg.data()[i], 1e-5 * (1 + std::abs(s.emg.data()[i])));
   io::h5::File f = io::h5::File::open(h5);
   Eigen::MatrixXf w = f.read_matrix<float>("/truth/synergies");
   EXPECT_TRUE(w == s.synergies);
@@ -104,15 +106,17 @@ TEST(EmgSynergyNumerics, PlantedSynergiesAreRecoveredThroughConditioningAndBatch
   o.seed = 1;
   o.max_iter = 500;
   nmf::NmfResult r = nmf::fit_nmf(env.rightCols(5800), o);
-  sim::SynergyScore score = sim::score_synergies(s.synergies, r.w, s.activations.rightCols(5800), r.h);
+  sim::SynergyScore score =
+      sim::score_synergies(s.synergies, r.w, s.activations.rightCols(5800), r.h);
   EXPECT_GE(score.mean_cosine, 0.95) << sim::score_json(score);
   EXPECT_GE(score.mean_activation_corr, 0.9) << sim::score_json(score);
   // Without conditioning (NMF of the raw, signed EMG is meaningless) the score is poor: the test
   // can fail.
   Eigen::MatrixXf raw_abs = s.emg.leftCols(12000).cwiseAbs();
   nmf::NmfResult bad = nmf::fit_nmf(raw_abs, o);
-  EXPECT_LT(sim::score_synergies(s.synergies, bad.w, Eigen::MatrixXf(), Eigen::MatrixXf()).mean_cosine,
-            score.mean_cosine);
+  EXPECT_LT(
+      sim::score_synergies(s.synergies, bad.w, Eigen::MatrixXf(), Eigen::MatrixXf()).mean_cosine,
+      score.mean_cosine);
 }
 
 TEST(EmgSynergyNumerics, WithoutTheNotchStrongHumDegradesRecovery) {

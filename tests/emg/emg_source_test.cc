@@ -2,13 +2,12 @@
 // handed to the stages, rejected blocks counted (or ending the stream with stop_on_bad_input),
 // and configuration errors before anything starts.
 #include <edflib.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "engine/runtime/registry.h"
 #include "plugins/emg/channel_names.h"

@@ -1,11 +1,11 @@
 // The EMG stages driven directly (no pipeline threads besides the stage's own slow path):
 // conditioning + online synergies on simulated EMG in 4-sample blocks, replay determinism, warm
 // start from a result file, and zero allocations in process().
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <memory>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "engine/io/h5.h"
 #include "engine/nmf/metrics.h"

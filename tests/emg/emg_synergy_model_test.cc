@@ -1,9 +1,9 @@
 // Synergy numerics without the runtime: VAF rank rule, stable order, warm start alignment, and
 // online tracking of a synergy switch (with forgetting) versus a frozen model.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "engine/dsp/emg_conditioner.h"
 #include "engine/nmf/metrics.h"
@@ -90,8 +90,8 @@ TEST(SynergyCalibration, WarmStartKeepsTheOldSessionsOrder) {
   ASSERT_EQ(cal2.rank, 4);
   ASSERT_EQ(cal2.matched_cosine.size(), 4u);
   for (int j = 0; j < 4; ++j) {
-    const float cos = cal2.synergies.col(j).dot(old.col(j)) /
-                      (cal2.synergies.col(j).norm() * old.col(j).norm());
+    const float cos =
+        cal2.synergies.col(j).dot(old.col(j)) / (cal2.synergies.col(j).norm() * old.col(j).norm());
     EXPECT_GT(cos, 0.95) << "component " << j;
     EXPECT_NEAR(cal2.matched_cosine[j], cos, 1e-4);
   }
@@ -99,8 +99,8 @@ TEST(SynergyCalibration, WarmStartKeepsTheOldSessionsOrder) {
   Calibration cold = calibrate_synergies(env2, o);
   int same = 0;
   for (int j = 0; j < 4; ++j) {
-    const float cos = cold.synergies.col(j).dot(old.col(j)) /
-                      (cold.synergies.col(j).norm() * old.col(j).norm());
+    const float cos =
+        cold.synergies.col(j).dot(old.col(j)) / (cold.synergies.col(j).norm() * old.col(j).norm());
     if (cos > 0.95) ++same;
   }
   EXPECT_LT(same, 4);

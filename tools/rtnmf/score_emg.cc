@@ -35,7 +35,8 @@ int run_score_emg(const std::vector<std::string>& args) {
   // Also accept positionals: TRUTH RESULT.
   if (truth_path.empty() && !pos.empty()) truth_path = pos[0];
   if (result_path.empty() && pos.size() > 1) result_path = pos[1];
-  if (truth_path.empty() || result_path.empty()) throw UsageError("--truth and --result are required");
+  if (truth_path.empty() || result_path.empty())
+    throw UsageError("--truth and --result are required");
   io::h5::File truth = io::h5::File::open(truth_path);
   io::h5::File result = io::h5::File::open(result_path);
   Eigen::MatrixXf w_true = truth.read_matrix<float>("/truth/synergies");

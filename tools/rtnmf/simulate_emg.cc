@@ -40,7 +40,8 @@ int run_simulate_emg(const std::vector<std::string>& args) {
   p.check_known({"out", "truth", "channels", "synergies", "rate", "seconds", "seed",
                  "envelope-rate", "mains", "hum", "noise", "crosstalk", "switch-at", "kind",
                  "neurons", "assemblies", "members", "bins", "bin-s"});
-  if (!p.positionals().empty()) throw UsageError("unexpected argument '" + p.positionals()[0] + "'");
+  if (!p.positionals().empty())
+    throw UsageError("unexpected argument '" + p.positionals()[0] + "'");
   const std::string out = p.get("out");
   const std::string truth = p.get("truth");
   if (out.empty()) throw UsageError("--out is required");
