@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "engine/runtime/clock.h"
@@ -123,6 +124,20 @@ int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
                         static_cast<unsigned long long>(ss.frames_rejected()));
         }
         line += (i ? " | " : "") + std::string(b);
+        // Model figures the stages report (components, VAF), when there are any.
+        std::map<std::string, double> sorted(ss.scalars().begin(), ss.scalars().end());
+        for (const auto& [k, v] : sorted) {
+          const bool comps = k.size() > 11 && k.compare(k.size() - 11, 11, ".components") == 0;
+          const bool vaf = k.size() > 4 && k.compare(k.size() - 4, 4, ".vaf") == 0;
+          char x[96];
+          if (comps)
+            std::snprintf(x, sizeof x, "  components %.0f", v);
+          else if (vaf)
+            std::snprintf(x, sizeof x, "  VAF %.1f%%", 100 * v);
+          else
+            continue;
+          line += x;
+        }
       }
       if (opt.extra) line += "  " + opt.extra();
       std::fprintf(stderr, tty && opt.progress_bar ? "\r%s" : "%s\n", line.c_str());
