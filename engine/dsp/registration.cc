@@ -119,10 +119,6 @@ void RigidRegistration::init(std::uint32_t height, std::uint32_t width,
   }
   col0_.resize(width);
   col1_.resize(width);
-  colw_.resize(width);
-  row0_.resize(height);
-  row1_.resize(height);
-  roww_.resize(height);
 }
 
 void RigidRegistration::load_window(const float* frame, float* dst) const {
@@ -197,27 +193,35 @@ Shift RigidRegistration::estimate(const float* frame) {
 
 void RigidRegistration::apply(const float* frame, const Shift& shift, float* out) {
   const int H = static_cast<int>(height_), W = static_cast<int>(width_);
-  auto taps = [](int n, float d, std::int32_t* i0, std::int32_t* i1, float* w) {
-    for (int i = 0; i < n; ++i) {
-      float p = std::clamp(static_cast<float>(i) + d, 0.0f, static_cast<float>(n - 1));
-      const int f = std::min(static_cast<int>(p), n - 1);
-      i0[i] = f;
-      i1[i] = std::min(f + 1, n - 1);
-      w[i] = p - static_cast<float>(f);
-    }
-  };
-  taps(W, shift.dx, col0_.data(), col1_.data(), colw_.data());
-  taps(H, shift.dy, row0_.data(), row1_.data(), roww_.data());
+  // Rigid: every row uses the same column taps, so the interior is two contiguous loads per
+  // pixel; only the border columns need clamping.
+  const float fy = std::floor(shift.dy), fx = std::floor(shift.dx);
+  const int iy = static_cast<int>(fy), ix = static_cast<int>(fx);
+  const float wy = shift.dy - fy, wx = shift.dx - fx;
+  const int x_lo = std::clamp(-ix, 0, W), x_hi = std::clamp(W - 1 - ix - 1, x_lo - 1, W - 1);
+  for (int x = 0; x < W; ++x) {
+    const int a = std::clamp(x + ix, 0, W - 1), b = std::clamp(x + ix + 1, 0, W - 1);
+    col0_[x] = a;
+    col1_[x] = b;
+  }
   for (int y = 0; y < H; ++y) {
-    const float* r0 = frame + static_cast<std::size_t>(row0_[y]) * W;
-    const float* r1 = frame + static_cast<std::size_t>(row1_[y]) * W;
-    const float wy = roww_[y];
+    const float* r0 = frame + static_cast<std::size_t>(std::clamp(y + iy, 0, H - 1)) * W;
+    const float* r1 = frame + static_cast<std::size_t>(std::clamp(y + iy + 1, 0, H - 1)) * W;
     float* o = out + static_cast<std::size_t>(y) * W;
-    for (int x = 0; x < W; ++x) {
-      const float a = r0[col0_[x]] + colw_[x] * (r0[col1_[x]] - r0[col0_[x]]);
-      const float b = r1[col0_[x]] + colw_[x] * (r1[col1_[x]] - r1[col0_[x]]);
+    auto px = [&](int x0, int x1, int x) {
+      const float a = r0[x0] + wx * (r0[x1] - r0[x0]);
+      const float b = r1[x0] + wx * (r1[x1] - r1[x0]);
+      o[x] = a + wy * (b - a);
+    };
+    for (int x = 0; x < x_lo; ++x) px(col0_[x], col1_[x], x);
+    const float* a0 = r0 + ix;
+    const float* b0 = r1 + ix;
+    for (int x = x_lo; x <= x_hi; ++x) {
+      const float a = a0[x] + wx * (a0[x + 1] - a0[x]);
+      const float b = b0[x] + wx * (b0[x + 1] - b0[x]);
       o[x] = a + wy * (b - a);
     }
+    for (int x = std::max(x_hi + 1, x_lo); x < W; ++x) px(col0_[x], col1_[x], x);
   }
 }
 

@@ -67,8 +67,7 @@ class RigidRegistration {
 
  private:
   void load_window(const float* frame, float* dst) const;
-  std::vector<std::int32_t> col0_, col1_, row0_, row1_;  // apply(): interpolation taps
-  std::vector<float> colw_, roww_;
+  std::vector<std::int32_t> col0_, col1_;  // apply(): clamped column taps
   double gauss_sum_ = 1;
   void release();
 

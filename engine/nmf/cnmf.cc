@@ -82,16 +82,21 @@ void CnmfTracker::process(const float* frame) {
   Eigen::Map<const Eigen::VectorXf> y(frame, P);
   rhs_.head(K).noalias() = m.footprints.transpose() * y;
   if (nb_ > 0) rhs_.segment(K, nb_).noalias() = m.background.transpose() * y;
-  // Warm-started HALS on the Gram of [A b] (symmetric: column i is row i, contiguous).
-  const float* g = m.gram.data();
+  // Warm-started HALS on the Gram of [A b], walking only its non-zeros (symmetric: column i is
+  // row i).
+  const float* gv = m.gram_sparse.valuePtr();
+  const int* gi = m.gram_sparse.innerIndexPtr();
+  const int* gp = m.gram_sparse.outerIndexPtr();
   for (int sweep = 0; sweep < options_.fast_iterations; ++sweep) {
     float change = 0, norm = 0;
     for (int i = 0; i < n; ++i) {
-      const float* gi = g + static_cast<std::ptrdiff_t>(i) * n;
-      const float d = gi[i];
+      float d = 0, dot = 0;
+      for (int q = gp[i]; q < gp[i + 1]; ++q) {
+        const int j = gi[q];
+        dot += gv[q] * x_(j);
+        if (j == i) d = gv[q];
+      }
       if (d <= 0) continue;
-      float dot = 0;
-      for (int q = 0; q < n; ++q) dot += gi[q] * x_(q);
       const float old = x_(i);
       const float v = std::max(0.0f, old + (rhs_(i) - dot) / d);
       x_(i) = v;

@@ -67,6 +67,9 @@ struct CnmfModel {
   Eigen::SparseMatrix<float> footprints;  // A, P x K
   Eigen::MatrixXf background;             // b, P x nb
   Eigen::MatrixXf gram;                   // [A b]ᵀ[A b], (K+nb) x (K+nb)
+  // The same without its zeros (footprints rarely overlap): the fast path's HALS walks only the
+  // neighbours of each component, K·(overlaps + nb) per sweep instead of (K+nb)².
+  Eigen::SparseMatrix<float> gram_sparse;
   Eigen::VectorXf g;                      // AR(1) per neuron
   Eigen::VectorXf s_min;                  // OASIS minimal spike per neuron
   Eigen::VectorXf baseline;               // initial baseline per neuron
@@ -79,7 +82,7 @@ struct CnmfModel {
   std::int32_t next_slot = 0;
   int k() const { return static_cast<int>(footprints.cols()); }
   int nb() const { return static_cast<int>(background.cols()); }
-  // Recomputes gram from footprints and background. Allocates.
+  // Recomputes gram and gram_sparse from footprints and background. Allocates.
   void finalize();
 };
 

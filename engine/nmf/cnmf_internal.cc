@@ -218,6 +218,8 @@ void CnmfModel::finalize() {
     gram.bottomLeftCorner(B, K) = atb.transpose();
     gram.bottomRightCorner(B, B).noalias() = background.transpose() * background;
   }
+  gram_sparse = gram.sparseView(0.0f, 0.0f);
+  gram_sparse.makeCompressed();
 }
 
 }  // namespace rtnmf::nmf
