@@ -361,9 +361,10 @@ void initialize_factors(const Eigen::Ref<const Mat>& x, const BatchNmfOptions& o
     throw std::invalid_argument("initialize_factors: init 'given' needs W or H");
   Mat u, v;
   Eigen::VectorXf s;
-  // Two power iterations: NNDSVD only needs the leading subspace roughly (scikit-learn uses 4-7;
-  // measured here, 2 gives the same fitted error at half the init cost).
-  detail::randomized_svd(x, k, o.seed, 2, o.threads, u, s, v);
+  // One power iteration: NNDSVD only needs the leading subspace roughly (scikit-learn uses 4-7;
+  // measured here at 512 x 20,000 and 64 x 200,000, 1 gives the same fitted error and iteration
+  // count as 2 or 4 at a fraction of the init cost).
+  detail::randomized_svd(x, k, o.seed, 1, o.threads, u, s, v);
   w.setZero(m, k);
   h.setZero(k, n);
   for (Eigen::Index j = 0; j < k; ++j) {
