@@ -103,12 +103,30 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
     const float m = median_of(trace);
     s.row(p).array() -= m;
   }
-  // 2. Local correlation image on the unsmoothed high-passed movie (noise is uncorrelated there).
+  // 2. Smoothed high-passed movie, its noise and peak-to-noise ratio per pixel.
+  for (Eigen::Index t = 0; t < T; ++t) {
+    gaussian_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, sigma);
+    s.col(t) = tmp2;
+  }
+  Eigen::VectorXf sn(P), pnr(P);
+  for (Eigen::Index p = 0; p < P; ++p) {
+    for (Eigen::Index t = 0; t < T; ++t) trace[static_cast<std::size_t>(t)] = s(p, t);
+    sn(p) = std::max(diff_noise(trace, scratch), 1e-6f);
+    pnr(p) = s.row(p).maxCoeff() / sn(p);
+  }
+
+  // 3. Local correlation image of the smoothed movie's transients (CNMF-E): values below three
+  // noise sd are zeroed, so smoothing-induced noise correlation does not count and sparsely
+  // firing neurons still correlate with their neighbours during their transients.
   Eigen::VectorXd sum = Eigen::VectorXd::Zero(P), sq = Eigen::VectorXd::Zero(P);
   const int dirs[4][2] = {{0, 1}, {1, 0}, {1, 1}, {1, -1}};
   Eigen::MatrixXd xy = Eigen::MatrixXd::Zero(P, 4);
+  Eigen::VectorXf thr = 3.0f * sn;
+  Eigen::VectorXf col(P);
   for (Eigen::Index t = 0; t < T; ++t) {
-    const float* f = s.col(t).data();
+    col = s.col(t).cwiseMax(0.0f);
+    col = (col.array() >= thr.array()).select(col, 0.0f);
+    const float* f = col.data();
     for (Eigen::Index p = 0; p < P; ++p) {
       sum(p) += f[p];
       sq(p) += static_cast<double>(f[p]) * f[p];
@@ -143,18 +161,6 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
     }
     cn = cn.cwiseQuotient(cnt.cwiseMax(1.0f));
   }
-  // 3. Smoothed high-passed movie, its noise and peak-to-noise ratio per pixel.
-  for (Eigen::Index t = 0; t < T; ++t) {
-    gaussian_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, sigma);
-    s.col(t) = tmp2;
-  }
-  Eigen::VectorXf sn(P), pnr(P);
-  for (Eigen::Index p = 0; p < P; ++p) {
-    for (Eigen::Index t = 0; t < T; ++t) trace[static_cast<std::size_t>(t)] = s(p, t);
-    sn(p) = std::max(diff_noise(trace, scratch), 1e-6f);
-    pnr(p) = s.row(p).maxCoeff() / sn(p);
-  }
-
   // 4. Greedy seeding with peeling.
   std::vector<Seed> seeds;
   // Candidates: local maxima of PNR x Cn within ~0.8 soma radius that pass both thresholds,
