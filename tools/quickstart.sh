@@ -67,7 +67,7 @@ case "$mode" in
       configure "$BUILD_DIR-tsan" -DRTNMF_SANITIZE=tsan -DRTNMF_BUILD_BENCH=OFF
       cmake --build "$BUILD_DIR-tsan" -j"$JOBS" --target rtnmf_fast_tests_runtime \
         rtnmf_example_plugin rtnmf_example_plugin_bad_abi
-      (cd "$BUILD_DIR-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+      (cd "$BUILD_DIR-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/support/tsan.supp" \
         ctest --output-on-failure -L runtime -LE soak --timeout 900)
     fi
     ;;
