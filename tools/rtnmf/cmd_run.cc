@@ -9,28 +9,32 @@
 namespace rtnmf::cli {
 namespace {
 
-// The embedded default: a 512×512 imaging stream at 30 Hz and a 64-channel EMG stream at 1 kHz,
-// both synthetic, paced in real time, rectified and published on loopback.
+// The embedded default: a synthetic 256×256 two-photon stream at 30 Hz with 30 planted neurons,
+// found and tracked by online CNMF, and a synthetic 16-channel surface-EMG stream at 2 kHz (4
+// planted synergies), conditioned and factorized into synergies online; both paced in real time
+// and published on loopback.
 const char* kDemoPipeline = R"pb(
 name: "demo"
 stream {
   id: "cam0"
   overload: DROP_OLDEST
+  model_lag_frames: 10
   source {
     pacing: REALTIME
-    synthetic { kind: IMAGING height: 512 width: 512 rate_hz: 30 components: 40 seed: 1 }
+    synthetic { kind: IMAGING height: 256 width: 256 rate_hz: 30 components: 30 seed: 1 }
   }
-  stage { type: "rectify" rectify { threshold: 100 } }
-  stage { type: "passthrough" }
+  stage { type: "online_cnmf" name: "cnmf" imaging { neuron_radius: 3 init_frames: 150 update_every: 60 } }
 }
 stream {
   id: "emg0"
   overload: DROP_OLDEST
+  model_lag_frames: 20
   source {
     pacing: REALTIME
-    synthetic { kind: EMG channels: 64 block_samples: 4 rate_hz: 1000 components: 6 seed: 2 }
+    synthetic { kind: EMG channels: 16 block_samples: 4 rate_hz: 2000 components: 4 seed: 2 }
   }
-  stage { type: "rectify" }
+  stage { type: "emg_condition" name: "condition" emg { notch_hz: 50 envelope_hz: 6 envelope_rate_hz: 100 } }
+  stage { type: "online_synergies" name: "nmf" nmf { vaf_threshold: 0.9 calibration_s: 3 update_every: 50 } }
 }
 publisher { endpoint: "tcp://127.0.0.1:5555" control_endpoint: "tcp://127.0.0.1:5556" }
 )pb";
@@ -57,8 +61,10 @@ int run_cmd(const std::vector<std::string>& args, bool demo) {
   opt.live_summary = !p.has("quiet");
   if (demo)
     std::fprintf(stderr,
-                 "rtnmf demo: synthetic 512x512 imaging at 30 Hz (cam0) and 64-channel EMG at "
-                 "1 kHz (emg0).\nWatch it from another terminal: rtnmf sub %s --summary\n",
+                 "rtnmf demo: synthetic 256x256 two-photon movie at 30 Hz -> online CNMF (cam0; "
+                 "neurons appear after 5 s of initialisation) and 16-channel EMG at 2 kHz -> "
+                 "conditioning -> online synergies (emg0; calibrated on the first 3 s).\n"
+                 "Watch it from another terminal: rtnmf sub %s --summary\n",
                  cfg.publisher().endpoint().c_str());
   return run_pipeline(pipeline, opt);
 }
@@ -76,14 +82,16 @@ Prints one summary line per second (frames/s, latency p50/p99, drops) and a fina
 
 const char* kDemoUsage = R"(usage: rtnmf demo [--seconds N] [--endpoint tcp://127.0.0.1:5555]
 
-Runs the embedded demo pipeline: a synthetic 512x512 imaging stream at 30 Hz and a synthetic
-64-channel EMG stream at 1 kHz, rectified and published over ZeroMQ on loopback, with a live
-one-line-per-second summary until Ctrl-C or --seconds N. In another terminal:
+Runs the embedded demo pipeline: a synthetic 256x256 two-photon stream at 30 Hz (30 planted
+neurons) through online CNMF, and a synthetic 16-channel EMG stream at 2 kHz (4 planted
+synergies) through conditioning and online synergy extraction, published over ZeroMQ on
+loopback, with a live one-line-per-second summary (frames/s, latency p50/p99, drops, components,
+VAF) until Ctrl-C or --seconds N. In another terminal:
   rtnmf sub tcp://127.0.0.1:5555 --summary)";
 
 CommandRegistration run_reg({"run", "run a pipeline file (*.pbtxt)", kRunUsage,
                              [](const std::vector<std::string>& a) { return run_cmd(a, false); }});
-CommandRegistration demo_reg({"demo", "live demo on synthetic streams, published on loopback",
+CommandRegistration demo_reg({"demo", "live demo: online CNMF and EMG synergies on synthetic streams",
                               kDemoUsage,
                               [](const std::vector<std::string>& a) { return run_cmd(a, true); }});
 
