@@ -107,6 +107,7 @@ class MatrixReader {
     return n;
   }
   int channels() const { return static_cast<int>(m_.rows()); }
+  std::int64_t samples() const { return m_.cols(); }
   const std::string& error() const { return error_; }
 
  private:
@@ -214,6 +215,26 @@ class EmgFileSource : public Source {
     detail::set_channel_names(stream_id, names);
     pacer_.init(config, rate / block_, false);
     return StreamSpec::make(stream_id, static_cast<std::uint32_t>(channels_), block_, rate);
+  }
+
+  // Blocks in the file when its length is known (EDF/BDF, raw, matrices; CSV: 0 = unknown).
+  std::uint64_t frame_count() const override {
+    std::uint64_t samples = 0;
+    switch (format_) {
+      case v1::EmgFileSource::EDF:
+        samples = static_cast<std::uint64_t>(std::max<std::int64_t>(0, edf_.total_samples()));
+        break;
+      case v1::EmgFileSource::INTERLEAVED:
+        samples = raw_.total_samples();
+        break;
+      case v1::EmgFileSource::HDF5:
+      case v1::EmgFileSource::NPY:
+        samples = static_cast<std::uint64_t>(matrix_.samples());
+        break;
+      default:
+        return 0;
+    }
+    return (samples + block_ - 1) / block_;
   }
 
   ReadStatus read(Frame& frame) override {

@@ -59,6 +59,7 @@ TEST(EmgFileSource, ReadsEdfBlocksAndPublishesChannelNames) {
   EXPECT_EQ(spec.rows, 2u);
   EXPECT_EQ(spec.cols, 8u);
   EXPECT_DOUBLE_EQ(spec.sample_rate_hz, 1000.0);
+  EXPECT_EQ(src->frame_count(), 250u);
   EXPECT_EQ(emg::detail::channel_names("arm", 2), (std::vector<std::string>{"Biceps", "Triceps"}));
   Frame f = frame_for(spec);
   int frames = 0;
