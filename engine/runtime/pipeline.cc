@@ -296,6 +296,9 @@ void Pipeline::process_loop(Stream& s) {
     h.t_processed_ns = now_ns();
     s.total_latency.record(h.t_processed_ns - h.t_received_ns);
     for (FrameChannel* ch : outs) {
+      // A block that produced no time step (e.g. between decimated EMG envelope samples) has
+      // nothing to publish; sinks still see it (their per-frame lanes and timing).
+      if (ch == s.publish.get() && h.cols == 0) continue;
       Frame* o = ch->acquire();
       if (!o) {
         s.publish_dropped.fetch_add(1, std::memory_order_relaxed);

@@ -51,6 +51,55 @@ class GatedSource : public Source {
 };
 RTNMF_REGISTER_SOURCE("test_gated", "test only", GatedSource);
 
+// Emits no time step for odd frames (like a decimating EMG stage between envelope samples).
+class OddFramesEmptyStage : public Stage {
+ public:
+  using Stage::Stage;
+
+ protected:
+  StreamSpec do_start(const StreamSpec& in, const StageContext&) override { return in; }
+  void do_process(Frame& f) override {
+    if (f.header.seq % 2) f.set_shape(f.header.rows, 0);
+  }
+};
+RTNMF_REGISTER_STAGE("test_odd_empty", "test only", OddFramesEmptyStage);
+
+TEST(ZmqLoopback, FramesWithNoTimeStepAreNotPublished) {
+  g_gate_open = false;
+  Pipeline p(parse_pipeline(R"(
+publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" stats_interval_s: 0.02 }
+stream { id: "dec" overload: BLOCK
+  source { max_frames: 200 plugin { values { key: "type" value: "test_gated" } } }
+  stage { type: "test_odd_empty" } })",
+                            "dec.pbtxt"));
+  p.start();
+  zmq::context_t ctx(1);
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::rcvtimeo, 100);
+  sub.set(zmq::sockopt::subscribe, "");
+  sub.connect(p.endpoint());
+  ASSERT_TRUE(test::wait_for([&] {
+    zmq::message_t t, b;
+    if (!sub.recv(t) || !t.more() || !sub.recv(b)) return false;
+    return t.to_string() == "stats";
+  }, 20));
+  g_gate_open = true;
+  ASSERT_TRUE(p.wait(30'000'000'000));
+  p.join();
+  std::vector<std::uint64_t> seqs;
+  for (;;) {
+    zmq::message_t t, b;
+    if (!sub.recv(t)) break;
+    ASSERT_TRUE(sub.recv(b));
+    if (t.to_string() != "act/dec") continue;
+    v1::Activations act;
+    ASSERT_TRUE(act.ParseFromArray(b.data(), static_cast<int>(b.size())));
+    seqs.push_back(act.seq());
+  }
+  ASSERT_EQ(seqs.size(), 100u);
+  for (std::size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], 2 * i);
+}
+
 TEST(ZmqLoopback, EverySeqArrivesUnderBlockAtAModerateRate) {
   constexpr std::uint64_t kFrames = 2000;
   g_gate_open = false;
