@@ -486,13 +486,16 @@ NmfResult fit_hals(const Eigen::Ref<const Mat>& x, const BatchNmfOptions& o, Mat
   const int threads = std::max(o.threads, 1);
   const Eigen::Index m = x.rows(), k = o.rank;
   const double x_sq = x.cast<double>().squaredNorm();
-  // Gillis & Glineur size the inner loop by the flop ratio of the products (M N K) to a sweep
-  // (N K²), i.e. 1 + M/K (for H). A sweep runs well below GEMM speed, so the ratio is scaled by
-  // 1/8: measured at 512 x 20,000, K 20, 3-4 sweeps beat both 1-2 and 10. The same count is
-  // used for W: more W sweeps measured slower overall (more outer iterations).
-  const int inner = o.max_inner_sweeps > 0
-                        ? o.max_inner_sweeps
-                        : static_cast<int>(std::clamp<Eigen::Index>(1 + m / (8 * k), 1, 10));
+  // Gillis & Glineur size the inner loop by the flop ratio of the products (M N K) to a sweep:
+  // 1 + M/K for H (a sweep costs N K²), 1 + N/K for W (M K²). A sweep runs well below GEMM
+  // speed, so the ratios are scaled by 1/8: measured at 512 x 20,000, K 20, 3-4 H sweeps beat
+  // both 1-2 and 10. W gets no more sweeps than H: more measured slower overall there (more
+  // outer iterations before the objective settles).
+  auto sweeps_for = [&](Eigen::Index other) {
+    if (o.max_inner_sweeps > 0) return o.max_inner_sweeps;
+    return static_cast<int>(std::clamp<Eigen::Index>(1 + other / (8 * k), 1, 10));
+  };
+  const int inner_h = sweeps_for(m), inner_w = std::min(inner_h, sweeps_for(x.cols()));
   // Letters: ht = Hᵀ (N × K) so that both factors are tall with contiguous columns;
   // xtw = Xᵀ W (N × K), xht = X Hᵀ (M × K), wtw = Wᵀ W, hht = H Hᵀ (K × K).
   Mat ht = h.transpose();
@@ -529,12 +532,12 @@ NmfResult fit_hals(const Eigen::Ref<const Mat>& x, const BatchNmfOptions& o, Mat
     if (!xtw_fresh) product_xt_q(x, w, xtw, threads);
     xtw_fresh = false;
     if (o.update_h) {
-      hals_tall(wtw, xtw, ht, o.l1_h, o.l2_h, inner, threads);
+      hals_tall(wtw, xtw, ht, o.l1_h, o.l2_h, inner_h, threads);
       gram_tall(ht, hht, threads);
     }
     if (o.update_w) {
       product_x_f(x, ht, xht, threads);
-      hals_tall(hht, xht, w, o.l1_w, o.l2_w, inner, threads);
+      hals_tall(hht, xht, w, o.l1_w, o.l2_w, inner_w, threads);
       gram_tall(w, wtw, threads);
       last_data = data_term(w, xht);
     } else {
