@@ -4,11 +4,12 @@
 // H activations (K × samples). K is the rank.
 //
 // Solvers
-// - Frobenius loss: accelerated HALS (Gillis & Glineur 2012). Each outer iteration forms WᵀX,
-//   WᵀW and updates H column by column with several cheap coordinate sweeps (stopping when a sweep
-//   moves less than 1 % of the first), then the same for W with H Xᵀ and H Hᵀ. The expensive
-//   products are split over `threads` std::threads by fixed column/row blocks, so a run is
-//   deterministic for a given seed and thread count.
+// - Frobenius loss: accelerated HALS (Gillis & Glineur 2012). Each outer iteration forms Xᵀ W
+//   and WᵀW and runs a few HALS sweeps over the columns of Hᵀ (each column update is one
+//   matrix-vector product over all samples), stopping when a sweep moves less than 1 % of the
+//   first; then the same for W with X Hᵀ and H Hᵀ. The products and sweeps are split over
+//   `threads` std::threads by fixed row/column blocks, so a run is deterministic for a given seed
+//   and thread count (not across thread counts: summation order changes).
 // - β-divergence (β = 1 is Kullback–Leibler, β = 0 Itakura–Saito, β = 2 Frobenius): multiplicative
 //   updates with the exponent γ(β) of Févotte & Idier (2011), which make every update
 //   non-increasing.
