@@ -98,22 +98,30 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
     box_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, hp_r);
     s.col(t) -= tmp2;
   }
+  // Per-pixel work on the transpose (T x P: each pixel's trace contiguous; rows of the P x T
+  // movie are strided by P and miss the cache on every element).
+  Eigen::MatrixXf st = s.transpose();
   for (Eigen::Index p = 0; p < P; ++p) {
-    for (Eigen::Index t = 0; t < T; ++t) trace[static_cast<std::size_t>(t)] = s(p, t);
+    float* tr = st.col(p).data();
+    std::copy(tr, tr + T, trace.begin());
     const float m = median_of(trace);
-    s.row(p).array() -= m;
+    st.col(p).array() -= m;
   }
+  s = st.transpose();
   // 2. Smoothed high-passed movie, its noise and peak-to-noise ratio per pixel.
   for (Eigen::Index t = 0; t < T; ++t) {
     gaussian_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, sigma);
     s.col(t) = tmp2;
   }
   Eigen::VectorXf sn(P), pnr(P);
+  st = s.transpose();
   for (Eigen::Index p = 0; p < P; ++p) {
-    for (Eigen::Index t = 0; t < T; ++t) trace[static_cast<std::size_t>(t)] = s(p, t);
+    const float* tr = st.col(p).data();
+    std::copy(tr, tr + T, trace.begin());
     sn(p) = std::max(diff_noise(trace, scratch), 1e-6f);
-    pnr(p) = s.row(p).maxCoeff() / sn(p);
+    pnr(p) = st.col(p).maxCoeff() / sn(p);
   }
+  st.resize(0, 0);
 
   // 3. Local correlation image of the smoothed movie's transients (CNMF-E): values below three
   // noise sd are zeroed, so smoothing-induced noise correlation does not count and sparsely
