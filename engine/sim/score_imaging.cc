@@ -1,5 +1,7 @@
 #include "engine/sim/score_imaging.h"
 
+#include "engine/nmf/metrics.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -10,60 +12,9 @@
 namespace rtnmf::sim {
 namespace detail {
 
-std::vector<int> min_cost_assignment(const Eigen::MatrixXd& cost_in) {
-  const bool transposed = cost_in.rows() > cost_in.cols();
-  const Eigen::MatrixXd cost = transposed ? Eigen::MatrixXd(cost_in.transpose()) : cost_in;
-  const int n = static_cast<int>(cost.rows()), m = static_cast<int>(cost.cols());
-  std::vector<int> result(static_cast<std::size_t>(cost_in.rows()), -1);
-  if (n == 0 || m == 0) return result;
-  // e-maxx formulation, 1-based, n <= m.
-  const double inf = std::numeric_limits<double>::infinity();
-  std::vector<double> u(n + 1, 0), v(m + 1, 0);
-  std::vector<int> p(m + 1, 0), way(m + 1, 0);
-  for (int i = 1; i <= n; ++i) {
-    p[0] = i;
-    int j0 = 0;
-    std::vector<double> minv(m + 1, inf);
-    std::vector<char> used(m + 1, 0);
-    do {
-      used[j0] = 1;
-      const int i0 = p[j0];
-      double delta = inf;
-      int j1 = 0;
-      for (int j = 1; j <= m; ++j) {
-        if (used[j]) continue;
-        const double cur = cost(i0 - 1, j - 1) - u[i0] - v[j];
-        if (cur < minv[j]) {
-          minv[j] = cur;
-          way[j] = j0;
-        }
-        if (minv[j] < delta) {
-          delta = minv[j];
-          j1 = j;
-        }
-      }
-      for (int j = 0; j <= m; ++j) {
-        if (used[j]) {
-          u[p[j]] += delta;
-          v[j] -= delta;
-        } else {
-          minv[j] -= delta;
-        }
-      }
-      j0 = j1;
-    } while (p[j0] != 0);
-    do {
-      const int j1 = way[j0];
-      p[j0] = p[j1];
-      j0 = j1;
-    } while (j0);
-  }
-  for (int j = 1; j <= m; ++j) {
-    if (p[j] == 0) continue;
-    if (transposed) result[static_cast<std::size_t>(j - 1)] = p[j] - 1;
-    else result[static_cast<std::size_t>(p[j] - 1)] = j - 1;
-  }
-  return result;
+std::vector<int> min_cost_assignment(const Eigen::MatrixXd& cost) {
+  // One assignment solver for the whole project: the numerical core's Hungarian.
+  return nmf::hungarian(cost);
 }
 
 double pearson(Eigen::Ref<const Eigen::VectorXf> a, Eigen::Ref<const Eigen::VectorXf> b) {

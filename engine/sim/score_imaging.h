@@ -47,8 +47,8 @@ ImagingScore score_imaging(const Eigen::SparseMatrix<float>& truth_footprints,
 
 namespace detail {
 // Minimum-cost one-to-one assignment on a rectangular cost matrix (Hungarian with potentials):
-// returns, for each row, its column or -1. (engine/nmf/metrics.h has the same for factor
-// matching; this local copy keeps scoring independent of it.) Allocates.
+// returns, for each row, its column or -1. Delegates to nmf::hungarian (engine/nmf/metrics.h).
+// Allocates.
 std::vector<int> min_cost_assignment(const Eigen::MatrixXd& cost);
 // Pearson correlation of two equally long vectors (0 when either is constant).
 double pearson(Eigen::Ref<const Eigen::VectorXf> a, Eigen::Ref<const Eigen::VectorXf> b);
