@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <stdexcept>
+#include <utility>
 
 #include "engine/runtime/clock.h"
 
@@ -26,10 +27,11 @@ void FrameChannel::wake(std::atomic<bool>& waiting, moodycamel::spsc_sema::Light
 }
 
 Frame* FrameChannel::acquire() {
+  if (spare_) return std::exchange(spare_, nullptr);
   std::uint32_t h;
   if (free_.try_pop(h)) return &pool_[h];
   if (policy_ == OverloadPolicy::kDropOldest) {
-    if (full_.try_pop(h)) {
+    if (full_.try_evict(h)) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return &pool_[h];
     }
@@ -66,7 +68,9 @@ void FrameChannel::push(Frame* f) {
   if (doorbell_) doorbell_->signal();  // a syscall only when the consumer sleeps
 }
 
-void FrameChannel::give_back(Frame* f) { free_.try_push(f->index()); }
+// The producer keeps an unused frame for its next acquire(): pushing it into `free` would make
+// two producers of that ring.
+void FrameChannel::give_back(Frame* f) { spare_ = f; }
 
 void FrameChannel::close() {
   closed_.store(true, std::memory_order_release);

@@ -78,6 +78,7 @@ class FrameChannel {
   moodycamel::spsc_sema::LightweightSemaphore consumer_sem_;
   moodycamel::spsc_sema::LightweightSemaphore producer_sem_;
   moodycamel::spsc_sema::LightweightSemaphore* doorbell_ = nullptr;
+  Frame* spare_ = nullptr;  // producer only: a frame handed back unused
 };
 
 }  // namespace rtnmf

@@ -31,23 +31,36 @@ class SpscRing {
   // Producer. Does not allocate. Returns false when the ring holds `capacity` elements.
   bool try_push(T v) {
     std::uint64_t h = head_.load(std::memory_order_relaxed);
-    if (h - tail_.load(std::memory_order_acquire) >= capacity_) return false;
+    // The producer's cached copy of tail saves a cache-line transfer on most pushes.
+    if (h - producer_tail_ >= capacity_) {
+      producer_tail_ = tail_.load(std::memory_order_acquire);
+      if (h - producer_tail_ >= capacity_) return false;
+    }
     slots_[h & mask_].store(v, std::memory_order_relaxed);
     head_.store(h + 1, std::memory_order_release);
     return true;
   }
 
-  // Consumer (or producer, to evict the oldest). Does not allocate. False when empty.
+  // Consumer only. Does not allocate. False when empty.
   bool try_pop(T& out) {
     std::uint64_t t = tail_.load(std::memory_order_acquire);
     for (;;) {
-      if (t == head_.load(std::memory_order_acquire)) return false;
-      T v = slots_[t & mask_].load(std::memory_order_relaxed);
-      if (tail_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel,
-                                      std::memory_order_acquire)) {
-        out = v;
-        return true;
+      // >=: evictions by the producer can move tail past a stale cached head.
+      if (t >= consumer_head_) {
+        consumer_head_ = head_.load(std::memory_order_acquire);
+        if (t >= consumer_head_) return false;
       }
+      if (take(t, out)) return true;
+    }
+  }
+
+  // Producer only: takes the oldest element back (drop_oldest). False when empty.
+  bool try_evict(T& out) {
+    const std::uint64_t h = head_.load(std::memory_order_relaxed);  // the producer's own index
+    std::uint64_t t = tail_.load(std::memory_order_acquire);
+    for (;;) {
+      if (t == h) return false;
+      if (take(t, out)) return true;
     }
   }
 
@@ -60,11 +73,24 @@ class SpscRing {
   std::uint32_t capacity() const { return capacity_; }
 
  private:
+  // Claims slot t for the caller; on failure `t` holds the current tail.
+  bool take(std::uint64_t& t, T& out) {
+    T v = slots_[t & mask_].load(std::memory_order_relaxed);
+    if (tail_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel,
+                                    std::memory_order_acquire)) {
+      out = v;
+      return true;
+    }
+    return false;
+  }
+
   std::uint32_t capacity_;
   std::uint64_t mask_ = 0;
   std::unique_ptr<std::atomic<T>[]> slots_;
   alignas(64) std::atomic<std::uint64_t> head_{0};
+  std::uint64_t producer_tail_ = 0;  // producer's cached tail
   alignas(64) std::atomic<std::uint64_t> tail_{0};
+  std::uint64_t consumer_head_ = 0;  // consumer's cached head
 };
 
 }  // namespace rtnmf
