@@ -55,14 +55,14 @@ case "$mode" in
     (cd "$BUILD_DIR" && RTNMF_SOAK_SCALE=0.05 ctest --output-on-failure -L soak --timeout 900 \
       --no-tests=ignore)
     if [ "${RTNMF_SKIP_SANITIZERS:-0}" != "1" ]; then
-      # Subset stated in README: the runtime (queues, pipeline, ZMQ, plugins) under ASan+UBSan
-      # and TSan; the numerical core and file formats under ASan+UBSan.
-      echo "== ASan+UBSan: runtime, nmf, io tests"
+      # Stated subset (README): the runtime tests (queues, pipeline, ZMQ, plugins, result file)
+      # under ASan+UBSan and under TSan. The other areas are not yet run under sanitizers in CI.
+      echo "== ASan+UBSan: runtime tests"
       configure "$BUILD_DIR-asan" -DRTNMF_SANITIZE=asan -DRTNMF_BUILD_BENCH=OFF
       cmake --build "$BUILD_DIR-asan" -j"$JOBS" --target rtnmf_fast_tests_runtime \
-        rtnmf_fast_tests_nmf rtnmf_example_plugin rtnmf_example_plugin_bad_abi
+        rtnmf_example_plugin rtnmf_example_plugin_bad_abi
       (cd "$BUILD_DIR-asan" && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j"$JOBS" \
-        -L 'runtime|nmf' -LE soak --timeout 900)
+        -L runtime -LE soak --timeout 900)
       echo "== TSan: runtime tests (queues, pipeline, publisher)"
       configure "$BUILD_DIR-tsan" -DRTNMF_SANITIZE=tsan -DRTNMF_BUILD_BENCH=OFF
       cmake --build "$BUILD_DIR-tsan" -j"$JOBS" --target rtnmf_fast_tests_runtime \
