@@ -6,6 +6,7 @@
 # Environment: BUILD_DIR (default build), JOBS (default 2), RTNMF_SKIP_SANITIZERS=1 to skip them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SRC_DIR="$PWD"
 mode="${1:-}"
 shift || true
 BUILD_DIR="${BUILD_DIR:-build}"
@@ -67,7 +68,7 @@ case "$mode" in
       configure "$BUILD_DIR-tsan" -DRTNMF_SANITIZE=tsan -DRTNMF_BUILD_BENCH=OFF
       cmake --build "$BUILD_DIR-tsan" -j"$JOBS" --target rtnmf_fast_tests_runtime \
         rtnmf_example_plugin rtnmf_example_plugin_bad_abi
-      (cd "$BUILD_DIR-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/support/tsan.supp" \
+      (cd "$BUILD_DIR-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$SRC_DIR/tests/support/tsan.supp" \
         ctest --output-on-failure -L runtime -LE soak --timeout 900)
     fi
     ;;
