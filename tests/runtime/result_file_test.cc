@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <fstream>
 
 #include "engine/io/h5.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/registry.h"
+#include "engine/runtime/replay.h"
 
 namespace rtnmf {
 namespace {
@@ -80,6 +82,87 @@ stream { id: "r" overload: BLOCK
 
 TEST(ResultFileSink, UnwritablePathFailsBeforeAnythingStarts) {
   EXPECT_THROW(ResultFileSink("/nonexistent/dir/out.h5"), std::runtime_error);
+}
+
+// The replay flow `rtnmf replay` runs: the input fills the source's path, overrides apply after
+// it, the stream is forced to BLOCK and paced as asked, and the result file gets every stage's
+// datasets plus the attributes that say what produced it.
+TEST(Replay, WritesTheStagesResultsAndTheAttributesOfTheRun) {
+  const std::string dir = ::testing::TempDir();
+  const std::string raw = dir + "/rtnmf_replay_in.bin";
+  {
+    std::ofstream f(raw, std::ios::binary);
+    std::vector<std::uint16_t> frame(4 * 5);
+    for (int i = 0; i < 6; ++i) {
+      for (auto& v : frame) v = static_cast<std::uint16_t>(i);
+      f.write(reinterpret_cast<const char*>(frame.data()), frame.size() * 2);
+    }
+  }
+  const std::string pbtxt = dir + "/rtnmf_replay.pbtxt";
+  std::ofstream(pbtxt) << R"(publisher { disabled: true }
+stream { id: "m" overload: DROP_OLDEST
+  source { raw { path: "set-by-replay" dtype: DTYPE_UINT16 shape: 4 shape: 5 rate_hz: 10 } }
+  stage { type: "test_recording" } }
+)";
+  ReplayRequest req;
+  req.pipeline = pbtxt;
+  req.input = raw;
+  req.out = dir + "/rtnmf_replay_out.h5";
+  req.speed = "50";  // paced: 500 frames/s
+  req.overrides = {"source.rate_hz=25"};
+  req.publish = false;
+  ReplayResult r = replay_to_file(req);
+  ASSERT_EQ(r.rc, 0);
+  EXPECT_TRUE(r.errors.empty());
+  EXPECT_EQ(r.frames_written, 6u);
+  EXPECT_EQ(r.stats.streams(0).frames_processed(), 6u);
+  EXPECT_NE(r.pipeline_text.find("# --set source.rate_hz=25"), std::string::npos);
+  io::h5::File f = io::h5::File::open(req.out);
+  EXPECT_EQ(f.dims("/traces"), (io::h5::Dims{2, 6}));
+  EXPECT_EQ(f.read<float>("/traces")[5], 50.f);
+  EXPECT_EQ(f.attr_string("/", "input"), raw);
+  EXPECT_EQ(f.attr_string("/", "pipeline"), r.pipeline_text);
+  EXPECT_EQ(f.attr_double("/", "frame_rate_hz"), 25.0);
+  EXPECT_EQ(f.attr_int64("/", "frames"), 6);
+  EXPECT_EQ(f.attr_int64("/", "height"), 4);
+  EXPECT_EQ(f.attr_int64("/", "width"), 5);
+  // What the replay ran: BLOCK whatever the file said, paced at 50× real time.
+  std::string text;
+  v1::PipelineConfig cfg = replay_config(req, &text);
+  EXPECT_EQ(cfg.stream(0).overload(), v1::BLOCK);
+  EXPECT_EQ(cfg.stream(0).source().pacing(), v1::REALTIME);
+  EXPECT_EQ(cfg.stream(0).source().speed(), 50.0);
+  EXPECT_EQ(cfg.stream(0).source().raw().path(), raw);
+  std::remove(raw.c_str());
+  std::remove(req.out.c_str());
+  std::remove(pbtxt.c_str());
+}
+
+TEST(Replay, BadSpeedAndUnknownPipelineAreClearErrors) {
+  ReplayRequest req;
+  req.pipeline = "no-such-pipeline";
+  req.input = "x.bin";
+  try {
+    replay_config(req, nullptr);
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(
+                  "no-such-pipeline: no such pipeline file or built-in pipeline (built-in: ", 0),
+              0u)
+        << e.what();
+  }
+  const std::string pbtxt = ::testing::TempDir() + "/rtnmf_replay_speed.pbtxt";
+  std::ofstream(pbtxt) << R"(stream { id: "m"
+  source { raw { path: "p" dtype: DTYPE_UINT16 shape: 4 rate_hz: 10 } } })";
+  req.pipeline = pbtxt;
+  req.speed = "fast";
+  try {
+    replay_config(req, nullptr);
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "--speed fast: must be max, realtime or a factor > 0");
+  }
+  std::remove(pbtxt.c_str());
 }
 
 }  // namespace

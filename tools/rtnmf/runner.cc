@@ -10,6 +10,7 @@
 
 #include "engine/runtime/clock.h"
 #include "engine/runtime/config.h"
+#include "engine/runtime/replay.h"
 
 namespace rtnmf::cli {
 
@@ -29,21 +30,8 @@ std::string fmt_us(double ns) {
 
 v1::PipelineConfig load_pipeline_arg(const std::string& name_or_path,
                                      const std::vector<std::string>& overrides, std::string* text) {
-  std::string body = builtin_pipeline(name_or_path);
-  std::string origin = "<builtin:" + name_or_path + ">";
-  if (body.empty()) {
-    std::ifstream in(name_or_path);
-    if (!in) {
-      std::string known;
-      for (auto& [n, _] : builtin_pipelines()) known += (known.empty() ? "" : ", ") + n;
-      throw ConfigError(name_or_path + ": no such pipeline file or built-in pipeline (built-in: " +
-                        known + ")");
-    }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    body = ss.str();
-    origin = name_or_path;
-  }
+  std::string origin;
+  std::string body = pipeline_text_for(name_or_path, &origin);
   v1::PipelineConfig cfg = parse_pipeline(body, origin);
   for (const auto& o : overrides) apply_override(cfg, o);
   if (!overrides.empty()) validate_pipeline(cfg, "", origin + " (after --set)");

@@ -1,0 +1,139 @@
+#include "engine/runtime/replay.h"
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/reflection.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "engine/io/h5.h"
+#include "engine/runtime/config.h"
+#include "engine/runtime/result_file_sink.h"
+
+namespace rtnmf {
+namespace {
+
+namespace pb = google::protobuf;
+
+// Sets the `path` field of the source's active kind (imaging_file, emg_file, raw, ...).
+void set_source_path(v1::SourceConfig* src, const std::string& input) {
+  const std::string kind = source_kind(*src);
+  if (kind.empty()) throw ConfigError("the pipeline's first stream has no source to replay into");
+  const pb::FieldDescriptor* fd = src->GetDescriptor()->FindFieldByName(kind);
+  pb::Message* m = src->GetReflection()->MutableMessage(src, fd);
+  const pb::FieldDescriptor* path = m->GetDescriptor()->FindFieldByName("path");
+  if (!path)
+    throw ConfigError("source kind '" + kind + "' does not read files; cannot replay " + input);
+  m->GetReflection()->SetString(m, path, input);
+}
+
+void set_pacing(v1::SourceConfig* src, const std::string& speed) {
+  if (speed == "max") {
+    src->set_pacing(v1::MAX);
+    return;
+  }
+  double f = 1.0;
+  if (speed != "realtime") {
+    char* end = nullptr;
+    f = std::strtod(speed.c_str(), &end);
+    if (speed.empty() || *end != '\0' || !(f > 0))
+      throw ConfigError("--speed " + speed + ": must be max, realtime or a factor > 0");
+  }
+  src->set_pacing(v1::REALTIME);
+  src->set_speed(f);
+}
+
+}  // namespace
+
+std::string pipeline_text_for(const std::string& name_or_path, std::string* origin) {
+  std::string body = builtin_pipeline(name_or_path);
+  if (!body.empty()) {
+    if (origin) *origin = "<builtin:" + name_or_path + ">";
+    return body;
+  }
+  std::ifstream in(name_or_path);
+  if (!in) {
+    std::string known;
+    for (auto& [n, _] : builtin_pipelines()) known += (known.empty() ? "" : ", ") + n;
+    throw ConfigError(name_or_path + ": no such pipeline file or built-in pipeline (built-in: " +
+                      known + ")");
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (origin) *origin = name_or_path;
+  return ss.str();
+}
+
+v1::PipelineConfig replay_config(const ReplayRequest& request, std::string* text) {
+  std::string origin;
+  std::string body = pipeline_text_for(request.pipeline, &origin);
+  v1::PipelineConfig cfg = parse_pipeline(body, origin);
+  if (cfg.stream_size() == 0) throw ConfigError(origin + ": the pipeline has no stream");
+  set_source_path(cfg.mutable_stream(0)->mutable_source(), request.input);
+  // Overrides apply after the input is set, so --set source.x=... can refine it.
+  for (const auto& o : request.overrides) {
+    apply_override(cfg, o);
+    body += "\n# --set " + o;
+  }
+  for (auto& s : *cfg.mutable_stream()) {
+    s.set_overload(v1::BLOCK);  // a replay never drops
+    set_pacing(s.mutable_source(), request.speed);
+  }
+  if (!request.endpoint.empty()) cfg.mutable_publisher()->set_endpoint(request.endpoint);
+  if (!request.publish) cfg.mutable_publisher()->set_disabled(true);
+  validate_pipeline(cfg, "", origin + (request.overrides.empty() ? "" : " (after --set)"));
+  if (text) *text = body;
+  return cfg;
+}
+
+ReplayResult replay_to_file(const ReplayRequest& request,
+                            const std::function<int(Pipeline&)>& run) {
+  ReplayResult r;
+  v1::PipelineConfig cfg = replay_config(request, &r.pipeline_text);
+  Pipeline pipeline(cfg, r.pipeline_text);
+  ResultFileSink* sink_ptr = nullptr;
+  const bool several = cfg.stream_size() > 1;
+  if (!request.out.empty()) {
+    if (several)
+      std::fprintf(stderr, "note: several streams; datasets of stream '%s' go under /%s/\n",
+                   cfg.stream(0).id().c_str(), cfg.stream(0).id().c_str());
+    auto sink = std::make_unique<ResultFileSink>(request.out,
+                                                 several ? "/" + cfg.stream(0).id() : "");
+    sink_ptr = sink.get();
+    pipeline.add_sink(cfg.stream(0).id(), std::move(sink));
+  }
+  if (run) {
+    r.rc = run(pipeline);
+  } else {
+    pipeline.start();
+    while (!pipeline.wait(1'000'000'000)) {
+    }
+    pipeline.join();
+  }
+  r.errors = pipeline.errors();
+  if (r.rc == 0 && !r.errors.empty()) r.rc = 1;
+  r.stats = pipeline.stats();
+  if (sink_ptr) {
+    io::h5::File& f = sink_ptr->file();
+    for (Stage* st : pipeline.stages(0)) st->write_results(f);
+    const StreamSpec& in = pipeline.input_spec(0);
+    f.set_attr("/", "rtnmf_version", RTNMF_VERSION);
+    f.set_attr("/", "pipeline", r.pipeline_text);
+    f.set_attr("/", "input", request.input);
+    f.set_attr("/", "frame_rate_hz", in.sample_rate_hz);
+    f.set_attr("/", "frames", static_cast<std::int64_t>(sink_ptr->frames()));
+    if (in.is_imaging()) {
+      f.set_attr("/", "height", static_cast<std::int64_t>(in.height));
+      f.set_attr("/", "width", static_cast<std::int64_t>(in.width));
+    } else {
+      f.set_attr("/", "channels", static_cast<std::int64_t>(in.rows));
+    }
+    f.flush();
+    r.frames_written = sink_ptr->frames();
+  }
+  return r;
+}
+
+}  // namespace rtnmf
