@@ -3,14 +3,28 @@
 #include <fstream>
 #include <zmq.hpp>
 
+#include <sched.h>
+
 #include "engine/runtime/clock.h"
+#include "engine/runtime/realtime.h"
 
 namespace rtnmf {
 
 struct Publisher::Sockets {
+  // ZeroMQ starts its I/O thread with the first socket, so its scheduling is set before that.
+  Sockets(int realtime_priority, const std::vector<unsigned>& cpus) {
+    if (realtime_priority > 0) {
+      zmq_ctx_set(context.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_FIFO);
+      zmq_ctx_set(context.handle(), ZMQ_THREAD_PRIORITY, realtime_priority);
+    }
+    for (unsigned c : cpus)
+      zmq_ctx_set(context.handle(), ZMQ_THREAD_AFFINITY_CPU_ADD, static_cast<int>(c));
+    pub = zmq::socket_t(context, zmq::socket_type::pub);
+    rep = zmq::socket_t(context, zmq::socket_type::rep);
+  }
   zmq::context_t context{1};
-  zmq::socket_t pub{context, zmq::socket_type::pub};
-  zmq::socket_t rep{context, zmq::socket_type::rep};
+  zmq::socket_t pub;
+  zmq::socket_t rep;
   bool has_rep = false;
 };
 
@@ -27,7 +41,7 @@ Publisher::Publisher(const v1::PublisherConfig& config) : config_(config) {
   if (config_.control_endpoint().empty()) config_.set_control_endpoint("tcp://127.0.0.1:5556");
   if (config_.stats_interval_s() == 0) config_.set_stats_interval_s(1.0);
   if (config_.send_hwm() == 0) config_.set_send_hwm(10000);
-  if (config_.spin_us() == 0) config_.set_spin_us(200);
+  if (!config_.has_spin_us()) config_.set_spin_us(default_spin_us());
 }
 
 Publisher::~Publisher() {
@@ -58,7 +72,7 @@ void apply_curve(zmq::socket_t& s, const v1::PublisherConfig& cfg, const std::st
 }  // namespace
 
 void Publisher::bind() {
-  sockets_ = std::make_unique<Sockets>();
+  sockets_ = std::make_unique<Sockets>(realtime_priority_, cpus_);
   auto& pub = sockets_->pub;
   pub.set(zmq::sockopt::sndhwm, static_cast<int>(config_.send_hwm()));
   pub.set(zmq::sockopt::linger, 200);
@@ -153,6 +167,8 @@ bool Publisher::send(const std::string& topic, const std::string& payload, const
 }
 
 void Publisher::run() {
+  pin_current_thread(cpus_);
+  make_current_thread_realtime(realtime_priority_);  // allowed: the pipeline probed it
   v1::Activations act;
   std::string buf;
   std::vector<std::pair<std::string, std::string>> pending;

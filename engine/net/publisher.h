@@ -23,6 +23,12 @@ class Publisher : public Outbox {
   explicit Publisher(const v1::PublisherConfig& config);
   ~Publisher() override;
 
+  // SCHED_FIFO priority for the publisher thread and ZeroMQ's I/O thread (0 = normal). The
+  // caller must have checked that the kernel allows it (realtime_refusal): libzmq aborts when it
+  // cannot apply a thread priority. Before bind().
+  void set_realtime_priority(int priority) { realtime_priority_ = priority; }
+  // CPUs for the publisher thread and ZeroMQ's I/O thread (empty = any). Before bind().
+  void set_cpus(std::vector<unsigned> cpus) { cpus_ = std::move(cpus); }
   // Creates and binds the sockets. Throws ConfigError naming the endpoint (in use, malformed,
   // non-loopback without CURVE keys). Main thread, before start().
   void bind();
@@ -80,6 +86,8 @@ class Publisher : public Outbox {
   struct Sockets;
   std::unique_ptr<Sockets> sockets_;
   std::thread thread_;
+  int realtime_priority_ = 0;
+  std::vector<unsigned> cpus_;
   std::atomic<bool> draining_{false};
   moodycamel::spsc_sema::LightweightSemaphore doorbell_;
   std::mutex outbox_mutex_;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 #include <sstream>
 
 #include "engine/runtime/plugin_loader.h"
@@ -139,6 +140,15 @@ void validate_impl(const v1::PipelineConfig& cfg, const Where& w) {
                  "duplicate stage name '" + stage_name(st) + "' (set distinct names)");
     }
   }
+  const unsigned cpus = std::thread::hardware_concurrency();
+  for (int i = 0; i < cfg.realtime_cpus_size(); ++i)
+    if (cpus > 0 && cfg.realtime_cpus(i) >= cpus)
+      w.fail(w.line_of(cfg, "realtime_cpus", i), "realtime_cpus",
+             "CPU " + std::to_string(cfg.realtime_cpus(i)) + " does not exist (this machine has " +
+                 std::to_string(cpus) + ", numbered from 0)");
+  if (cfg.realtime_priority() > 98)
+    w.fail(w.line_of(cfg, "realtime_priority"), "realtime_priority",
+           "must be between 1 and 98 (or 0 for normal scheduling)");
   const v1::PublisherConfig& p = cfg.publisher();
   if (p.stats_interval_s() < 0)
     w.nested(cfg, "publisher").fail(w.nested(cfg, "publisher").line_of(p, "stats_interval_s"),

@@ -8,6 +8,7 @@
 #include "engine/runtime/clock.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/plugin_loader.h"
+#include "engine/runtime/realtime.h"
 #include "engine/runtime/registry.h"
 
 namespace rtnmf {
@@ -137,8 +138,24 @@ void Pipeline::start_impl() {
   for (const auto& p : config_.plugin()) load_plugin(p);
   Registry& reg = Registry::instance();
 
+  realtime_priority_ = 0;
+  realtime_cpus_.assign(config_.realtime_cpus().begin(), config_.realtime_cpus().end());
+  if (const int rt = static_cast<int>(config_.realtime_priority()); rt > 0) {
+    const std::string why = realtime_refusal(rt);
+    if (why.empty())
+      realtime_priority_ = rt;
+    else
+      std::fprintf(stderr,
+                   "warning: realtime_priority %d refused (%s): running with normal scheduling "
+                   "(run as root or grant CAP_SYS_NICE)\n",
+                   rt, why.c_str());
+  }
   const bool publishing = !config_.publisher().disabled();
-  if (publishing) publisher_ = std::make_unique<Publisher>(config_.publisher());
+  if (publishing) {
+    publisher_ = std::make_unique<Publisher>(config_.publisher());
+    publisher_->set_realtime_priority(realtime_priority_);
+    publisher_->set_cpus(realtime_cpus_);
+  }
 
   for (auto& sp : streams_) {
     Stream& s = *sp;
@@ -181,7 +198,7 @@ void Pipeline::start_impl() {
     s.out_spec = cur;
     const std::uint32_t depth = s.cfg.queue_depth() ? s.cfg.queue_depth() : 16;
     const std::int64_t spin_ns =
-        static_cast<std::int64_t>(s.cfg.spin_us() ? s.cfg.spin_us() : 200) * 1000;
+        static_cast<std::int64_t>(s.cfg.has_spin_us() ? s.cfg.spin_us() : default_spin_us()) * 1000;
     s.input = std::make_unique<FrameChannel>(depth, lane_capacities(specs), s.policy, spin_ns);
     std::vector<std::uint32_t> out_caps = lane_capacities({&s.out_spec});
     // Default result queue: 256 frames, but at most ~32 MiB (full 512×512 frames pass through
@@ -200,7 +217,7 @@ void Pipeline::start_impl() {
                              s.out_spec.lane_index("event"));
     }
     for (auto& slot : s.sinks)
-      slot.channel = std::make_unique<FrameChannel>(out_depth, out_caps, s.policy, 50'000);
+      slot.channel = std::make_unique<FrameChannel>(out_depth, out_caps, s.policy, 0);
   }
 
   start_ns_ = now_ns();  // before any thread that reads it starts
@@ -221,6 +238,8 @@ void Pipeline::start_impl() {
 }
 
 void Pipeline::source_loop(Stream& s) {
+  pin_current_thread(realtime_cpus_);
+  make_current_thread_realtime(realtime_priority_);
   const std::uint64_t max_frames = s.cfg.source().max_frames();
   std::uint64_t n = 0;
   while (!stop_requested_.load(std::memory_order_acquire)) {
@@ -264,6 +283,8 @@ void Pipeline::source_loop(Stream& s) {
 }
 
 void Pipeline::process_loop(Stream& s) {
+  pin_current_thread(realtime_cpus_);
+  make_current_thread_realtime(realtime_priority_);
   std::vector<FrameChannel*> outs;
   if (s.publish) outs.push_back(s.publish.get());
   for (auto& slot : s.sinks) outs.push_back(slot.channel.get());

@@ -84,6 +84,11 @@ class Pipeline {
   const StreamSpec& output_spec(int stream) const;
   const StreamSpec& input_spec(int stream) const;
   const v1::PipelineConfig& config() const { return config_; }
+  // The SCHED_FIFO priority the frame-carrying threads run at: 0 when realtime_priority was not
+  // set or the kernel refused it (start() then printed why on stderr).
+  int realtime_priority() const { return realtime_priority_; }
+  // The CPUs those threads are pinned to (empty = any).
+  const std::vector<unsigned>& realtime_cpus() const { return realtime_cpus_; }
   const std::string& config_text() const { return config_text_; }
 
  private:
@@ -101,6 +106,8 @@ class Pipeline {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> abort_{false};
   bool started_ = false;
+  int realtime_priority_ = 0;  // in effect (0 when not asked for or refused)
+  std::vector<unsigned> realtime_cpus_;
   bool joined_ = false;
   std::int64_t start_ns_ = 0;
   mutable std::mutex errors_mutex_;

@@ -1,6 +1,7 @@
 #include "engine/runtime/pipeline.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <cmath>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "engine/runtime/model_exchange.h"
+#include "engine/runtime/realtime.h"
 #include "engine/runtime/registry.h"
 #include "tests/runtime/test_util.h"
 #include "tests/support/alloc_counter.h"
@@ -260,6 +262,97 @@ stream { id: "raw" source { raw { path: ")" + path + R"(" dtype: DTYPE_UINT16 sh
   EXPECT_EQ(p.errors()[0],
             "stream 'raw': " + path + ": frame 3: truncated (7 of 40 bytes)");
   std::remove(path.c_str());
+}
+
+// Records the scheduling policy of the thread that processes frames, and of a thread the stage
+// starts in start() (standing for a slow-path worker), so a test can check which run real-time.
+std::atomic<int> g_process_policy{-1};
+std::atomic<int> g_slow_policy{-1};
+std::atomic<int> g_process_cpus{-1};    // CPUs the processing thread may run on
+std::atomic<bool> g_process_on_cpu0{false};
+
+class SchedProbeStage : public Stage {
+ public:
+  using Stage::Stage;
+  ~SchedProbeStage() override {
+    if (slow_.joinable()) slow_.join();
+  }
+
+ protected:
+  StreamSpec do_start(const StreamSpec& in, const StageContext&) override {
+    slow_ = std::thread([] { g_slow_policy.store(sched_getscheduler(0)); });
+    return in;
+  }
+  void do_process(Frame&) override {
+    g_process_policy.store(sched_getscheduler(0));
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    sched_getaffinity(0, sizeof set, &set);
+    g_process_cpus.store(CPU_COUNT(&set));
+    g_process_on_cpu0.store(CPU_ISSET(0, &set));
+  }
+
+ private:
+  std::thread slow_;
+};
+RTNMF_REGISTER_STAGE("test_sched_probe", "test only", SchedProbeStage);
+
+TEST(Pipeline, RealtimePriorityAppliesToFrameThreadsOnlyAndIsRefusedCleanly) {
+  const std::string why = realtime_refusal(10);
+  Pipeline p(parse_pipeline(R"(
+realtime_priority: 10
+realtime_cpus: 0
+publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" }
+stream { id: "rt" overload: BLOCK
+  source { pacing: MAX max_frames: 500 synthetic { kind: EMG channels: 8 block_samples: 4 } }
+  stage { type: "test_sched_probe" } })",
+                            "rt.pbtxt"));
+  auto sink = std::make_unique<CollectSink>();
+  CollectSink* out = sink.get();
+  p.add_sink("rt", std::move(sink));
+  p.start();
+  ASSERT_TRUE(p.wait(30'000'000'000));
+  p.join();
+  EXPECT_TRUE(p.errors().empty());
+  EXPECT_EQ(out->seqs().size(), 500u);
+  // Slow-path threads keep normal scheduling whatever the frame threads run at.
+  EXPECT_EQ(g_slow_policy.load(), SCHED_OTHER);
+  if (why.empty()) {
+    EXPECT_EQ(p.realtime_priority(), 10);
+    EXPECT_EQ(g_process_policy.load(), SCHED_FIFO);
+  } else {  // not permitted here: the pipeline said so and ran normally
+    EXPECT_EQ(p.realtime_priority(), 0);
+    EXPECT_EQ(g_process_policy.load(), SCHED_OTHER);
+  }
+  EXPECT_EQ(g_process_cpus.load(), 1);  // pinned to CPU 0 alone
+  EXPECT_TRUE(g_process_on_cpu0.load());
+  EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);  // the caller's thread is left alone
+}
+
+TEST(Pipeline, RealtimeCpuThatDoesNotExistIsAConfigError) {
+  const unsigned n = std::thread::hardware_concurrency();
+  try {
+    parse_pipeline("stream { id: \"a\" source { synthetic { } } }\nrealtime_cpus: " +
+                       std::to_string(n),
+                   "rt.pbtxt");
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "rt.pbtxt:2: realtime_cpus: CPU " + std::to_string(n) +
+                                         " does not exist (this machine has " +
+                                         std::to_string(n) + ", numbered from 0)");
+  }
+}
+
+TEST(Pipeline, RealtimePriorityOutOfRangeIsAConfigError) {
+  try {
+    parse_pipeline("realtime_priority: 99\nstream { id: \"a\" source { synthetic { } } }",
+                   "rt.pbtxt");
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "rt.pbtxt:1: realtime_priority: must be between 1 and 98 (or 0 for normal "
+                 "scheduling)");
+  }
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 // `rtnmf bench latency`: synthetic source → N pass-through stages → ZMQ PUB → a subscriber on
 // loopback; prints JSON with frames/s and latency from t_received to receipt.
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <thread>
@@ -8,8 +10,10 @@
 #include "engine/runtime/clock.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
+#include "engine/runtime/realtime.h"
 #include "messages.pb.h"
 #include "tools/rtnmf/command.h"
+#include "tools/rtnmf/runner.h"
 
 namespace rtnmf::cli {
 namespace {
@@ -31,7 +35,7 @@ double percentile(std::vector<std::int64_t>& v, double q) {
 int bench_latency(const std::vector<std::string>& args) {
   ArgParser p(args, {});
   p.check_known({"kind", "stages", "rate", "seconds", "height", "width", "channels", "block",
-                 "warmup", "spin-us"});
+                 "warmup", "spin-us", "rt-priority", "rt-cpus"});
   const std::string kind = p.get("kind", "emg");
   if (kind != "emg" && kind != "imaging") throw UsageError("--kind must be emg or imaging");
   const long long stages = p.get_int("stages", 2);
@@ -39,7 +43,7 @@ int bench_latency(const std::vector<std::string>& args) {
   const double warmup = p.get_double("warmup", 1);
   const bool emg = kind == "emg";
   const double rate = p.get_double("rate", emg ? 1000 : 30);
-  const long long spin = p.get_int("spin-us", 200);
+  const long long spin = p.get_int("spin-us", default_spin_us());
   std::string src;
   if (emg) {
     src = "synthetic { kind: EMG channels: " + std::to_string(p.get_int("channels", 64)) +
@@ -57,7 +61,10 @@ int bench_latency(const std::vector<std::string>& args) {
   for (long long i = 0; i < stages; ++i)
     text += "  stage { type: \"passthrough\" name: \"pass" + std::to_string(i) + "\" }\n";
   text += "}\n";
-  Pipeline pipeline(parse_pipeline(text, "<bench latency>"), text);
+  v1::PipelineConfig cfg = parse_pipeline(text, "<bench latency>");
+  apply_realtime_args(p, cfg);
+  validate_pipeline(cfg, "", "<bench latency>");
+  Pipeline pipeline(cfg, text);
   pipeline.start();
 
   Received rx;
@@ -66,7 +73,17 @@ int bench_latency(const std::vector<std::string>& args) {
   const std::int64_t t_measure = t_start + static_cast<std::int64_t>(warmup * 1e9);
   std::int64_t t_first = 0, t_last = 0;
   std::thread subscriber([&] {
+    // The subscriber stands for the experiment's own closed-loop process: same priority.
+    pin_current_thread(pipeline.realtime_cpus());
+    make_current_thread_realtime(pipeline.realtime_priority());
     zmq::context_t ctx(1);
+    // Its ZeroMQ I/O thread too (set before the first socket starts it).
+    if (pipeline.realtime_priority() > 0) {
+      zmq_ctx_set(ctx.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_FIFO);
+      zmq_ctx_set(ctx.handle(), ZMQ_THREAD_PRIORITY, pipeline.realtime_priority());
+    }
+    for (unsigned c : pipeline.realtime_cpus())
+      zmq_ctx_set(ctx.handle(), ZMQ_THREAD_AFFINITY_CPU_ADD, static_cast<int>(c));
     zmq::socket_t sub(ctx, zmq::socket_type::sub);
     sub.set(zmq::sockopt::rcvtimeo, 100);
     sub.set(zmq::sockopt::subscribe, "act/");
@@ -103,6 +120,11 @@ int bench_latency(const std::vector<std::string>& args) {
   done = true;
   subscriber.join();
   v1::Stats st = pipeline.stats();
+  std::string cpus;
+  for (unsigned c : pipeline.realtime_cpus()) {
+    if (!cpus.empty()) cpus += ',';
+    cpus += std::to_string(c);
+  }
   const auto& ss = st.streams(0);
   const double span = t_last > t_first ? (t_last - t_first) / 1e9 : 0;
   std::vector<std::int64_t>& l = rx.latency_ns;
@@ -112,7 +134,8 @@ int bench_latency(const std::vector<std::string>& args) {
   const double w50 = percentile(rx.wire_ns, 0.5), w99 = percentile(rx.wire_ns, 0.99);
   std::printf(
       "{\"benchmark\": \"latency\", \"kind\": \"%s\", \"stages\": %lld, \"rate_hz\": %.1f, "
-      "\"frame_shape\": [%u, %u], \"seconds\": %.1f,\n"
+      "\"frame_shape\": [%u, %u], \"seconds\": %.1f, \"realtime_priority\": %d, "
+      "\"realtime_cpus\": \"%s\", \"spin_us\": %lld, \"hardware_threads\": %u,\n"
       " \"received\": %llu, \"frames_per_second\": %.2f, \"seq_gaps\": %llu, "
       "\"pipeline_dropped\": %llu, \"send_failed\": %llu,\n"
       " \"latency_us\": {\"p50\": %.1f, \"p99\": %.1f, \"p999\": %.1f, \"max\": %.1f},\n"
@@ -121,7 +144,8 @@ int bench_latency(const std::vector<std::string>& args) {
       " \"what\": \"latency = subscriber receipt - t_received (source handed the frame to the "
       "pipeline), same machine, CLOCK_MONOTONIC\"}\n",
       kind.c_str(), stages, rate, pipeline.input_spec(0).rows, pipeline.input_spec(0).cols,
-      seconds, static_cast<unsigned long long>(rx.messages),
+      seconds, pipeline.realtime_priority(), cpus.c_str(), spin, std::thread::hardware_concurrency(),
+      static_cast<unsigned long long>(rx.messages),
       span > 0 ? (rx.messages - 1) / span : 0.0, static_cast<unsigned long long>(rx.gaps),
       static_cast<unsigned long long>(ss.frames_dropped()),
       static_cast<unsigned long long>(st.messages_send_failed()), p50 / 1e3, p99 / 1e3,
@@ -131,11 +155,16 @@ int bench_latency(const std::vector<std::string>& args) {
 
 const char* kUsage = R"(usage: rtnmf bench latency [--kind emg|imaging] [--stages N] [--rate HZ]
                           [--seconds S] [--warmup S] [--channels C --block B] [--height H --width W]
+                          [--rt-priority P] [--rt-cpus LIST] [--spin-us US]
 
 End-to-end latency on loopback: a synthetic source paced in real time -> N pass-through stages ->
 ZeroMQ PUB -> a subscriber in this process. Prints JSON: frames/s, latency p50/p99/p99.9/max
 from t_received (frame handed to the pipeline) to receipt by the subscriber, seq gaps and drops.
-Defaults: emg = 64 channels, 1-sample blocks at 1 kHz; imaging = 512x512 at 30 Hz; 2 stages.)";
+Defaults: emg = 64 channels, 1-sample blocks at 1 kHz; imaging = 512x512 at 30 Hz; 2 stages.
+  --rt-priority  SCHED_FIFO priority for the frame-carrying threads and the subscriber
+                 (pipeline realtime_priority; 0 = normal scheduling, the default)
+  --rt-cpus      pin them to these CPUs, e.g. 1 (pipeline realtime_cpus)
+  --spin-us      consumer spin before sleeping (default: 50 with >= 4 cores, else 0))";
 
 CommandRegistration reg({"bench", "end-to-end latency benchmark (JSON)", kUsage,
                          [](const std::vector<std::string>& a) {

@@ -44,7 +44,7 @@ BuiltinPipelineRegistration demo_pipeline("demo", "synthetic imaging + EMG strea
 
 int run_cmd(const std::vector<std::string>& args, bool demo) {
   ArgParser p(args, {"quiet"});
-  p.check_known({"seconds", "set", "quiet", "endpoint"});
+  p.check_known({"seconds", "set", "quiet", "endpoint", "rt-priority", "rt-cpus"});
   std::string target;
   if (demo) {
     target = "demo";
@@ -55,6 +55,8 @@ int run_cmd(const std::vector<std::string>& args, bool demo) {
   std::string text;
   v1::PipelineConfig cfg = load_pipeline_arg(target, p.get_all("set"), &text);
   if (p.has("endpoint")) cfg.mutable_publisher()->set_endpoint(p.get("endpoint"));
+  apply_realtime_args(p, cfg);
+  validate_pipeline(cfg, "", target + " (after --rt-cpus)");
   Pipeline pipeline(cfg, text);
   RunOptions opt;
   opt.seconds = p.get_double("seconds", 0);
@@ -78,9 +80,14 @@ Prints one summary line per second (frames/s, latency p50/p99, drops) and a fina
   --seconds N         stop after N seconds (graceful: BLOCK streams drain, DROP_OLDEST count)
   --set N.P=V         override a parameter: stage or source name, then field (repeatable)
   --endpoint E        publish on E instead of the configured endpoint
+  --rt-priority P     SCHED_FIFO priority 1-98 for the threads that carry frames (source,
+                      processing, publisher, ZeroMQ I/O); slow-path updates keep normal
+                      scheduling. Needs root or CAP_SYS_NICE (refused: a warning, normal run)
+  --rt-cpus LIST      pin those threads to these CPUs, e.g. 1 (one CPU: no cross-CPU wake-ups)
   --quiet             no per-second line)";
 
 const char* kDemoUsage = R"(usage: rtnmf demo [--seconds N] [--endpoint tcp://127.0.0.1:5555]
+                  [--rt-priority P] [--rt-cpus LIST]
 
 Runs the embedded demo pipeline: a synthetic 256x256 two-photon stream at 30 Hz (30 planted
 neurons) through online CNMF, and a synthetic 16-channel EMG stream at 2 kHz (4 planted

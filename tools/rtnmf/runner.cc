@@ -10,6 +10,7 @@
 
 #include "engine/runtime/clock.h"
 #include "engine/runtime/config.h"
+#include "engine/runtime/realtime.h"
 #include "engine/runtime/replay.h"
 
 namespace rtnmf::cli {
@@ -27,6 +28,28 @@ std::string fmt_us(double ns) {
   return b;
 }
 }  // namespace
+
+void apply_realtime_args(const ArgParser& p, v1::PipelineConfig& cfg) {
+  if (p.has("rt-priority")) {
+    const long long rt = p.get_int("rt-priority", 0);
+    if (rt < 0 || rt > kMaxRealtimePriority)
+      throw UsageError("--rt-priority must be between 0 (off) and " +
+                       std::to_string(kMaxRealtimePriority));
+    cfg.set_realtime_priority(static_cast<std::uint32_t>(rt));
+  }
+  if (p.has("rt-cpus")) {
+    cfg.clear_realtime_cpus();
+    std::stringstream ss(p.get("rt-cpus"));
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      char* end = nullptr;
+      const long v = std::strtol(item.c_str(), &end, 10);
+      if (item.empty() || *end != '\0' || v < 0)
+        throw UsageError("--rt-cpus: '" + item + "' is not a CPU number (expected e.g. 1 or 0,1)");
+      cfg.add_realtime_cpus(static_cast<std::uint32_t>(v));
+    }
+  }
+}
 
 v1::PipelineConfig load_pipeline_arg(const std::string& name_or_path,
                                      const std::vector<std::string>& overrides, std::string* text) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/runtime/pipeline.h"
+#include "tools/rtnmf/command.h"
 
 namespace rtnmf::cli {
 
@@ -21,6 +22,10 @@ struct RunOptions {
 // (SIGINT/SIGTERM: graceful stop; a second one aborts) or `seconds` pass, joins it and prints the
 // final summary. Returns 0, or 1 when a stream ended with an error.
 int run_pipeline(Pipeline& pipeline, const RunOptions& options);
+
+// Applies --rt-priority P and --rt-cpus LIST (e.g. "1" or "0,1") to the configuration when
+// given; throws UsageError on bad values.
+void apply_realtime_args(const ArgParser& p, v1::PipelineConfig& cfg);
 
 // Reads a pipeline: a built-in name or a *.pbtxt path; applies --set overrides and validates.
 // Returns the text (for result files) through `text`.

@@ -1,0 +1,41 @@
+#include "engine/runtime/realtime.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <cstring>
+#include <thread>
+
+namespace rtnmf {
+
+bool make_current_thread_realtime(int priority) {
+  if (priority <= 0) return true;
+  sched_param sp{};
+  sp.sched_priority = priority;
+  return pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
+}
+
+bool pin_current_thread(const std::vector<unsigned>& cpus) {
+  if (cpus.empty()) return true;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (unsigned c : cpus) CPU_SET(c, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+}
+
+std::string realtime_refusal(int priority) {
+  if (priority < 1 || priority > kMaxRealtimePriority)
+    return "priority must be between 1 and " + std::to_string(kMaxRealtimePriority);
+  int rc = 0;
+  std::thread probe([&] {
+    sched_param sp{};
+    sp.sched_priority = priority;
+    rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  });
+  probe.join();
+  return rc == 0 ? std::string() : std::string(std::strerror(rc));
+}
+
+unsigned default_spin_us() { return std::thread::hardware_concurrency() >= 4 ? 50 : 0; }
+
+}  // namespace rtnmf
