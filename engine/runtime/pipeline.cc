@@ -454,9 +454,8 @@ v1::Stats Pipeline::stats() const {
     ss->set_frames_in(s.frames_in.load(std::memory_order_relaxed));
     const std::uint64_t processed = s.frames_processed.load(std::memory_order_relaxed);
     ss->set_frames_processed(processed);
-    std::uint64_t dropped = s.dropped_at_stop.load(std::memory_order_relaxed);
-    if (s.input) dropped += s.input->dropped();
-    ss->set_frames_dropped(dropped);
+    ss->set_frames_dropped(s.input ? s.input->dropped() : 0);
+    ss->set_frames_discarded_at_stop(s.dropped_at_stop.load(std::memory_order_relaxed));
     if (s.source) {
       ss->set_frames_rejected(s.source->rejected());
       ss->set_frames_lost_upstream(s.source->lost_upstream());
@@ -502,6 +501,8 @@ std::string Pipeline::final_summary() const {
     os << "stream " << ss.stream_id() << ": " << ss.frames_in() << " frames in, "
        << ss.frames_processed() << " processed, " << ss.frames_dropped() << " dropped, "
        << ss.frames_rejected() << " rejected";
+    if (ss.frames_discarded_at_stop())
+      os << ", " << ss.frames_discarded_at_stop() << " queued at stop discarded (live stream)";
     if (ss.frames_lost_upstream()) os << ", " << ss.frames_lost_upstream() << " lost upstream";
     if (ss.publish_dropped()) os << ", " << ss.publish_dropped() << " results not published";
     os << "\n";

@@ -184,7 +184,8 @@ stream { id: "b" source { pacing: REALTIME
   p.join();  // returns only if every thread ended
   v1::Stats st = p.stats();
   for (const auto& s : st.streams())
-    EXPECT_EQ(s.frames_in(), s.frames_processed() + s.frames_dropped());
+    EXPECT_EQ(s.frames_in(),
+              s.frames_processed() + s.frames_dropped() + s.frames_discarded_at_stop());
 }
 
 TEST(Pipeline, SteadyStateProcessingAllocatesNothing) {

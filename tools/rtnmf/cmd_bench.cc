@@ -137,7 +137,7 @@ int bench_latency(const std::vector<std::string>& args) {
       "\"frame_shape\": [%u, %u], \"seconds\": %.1f, \"realtime_priority\": %d, "
       "\"realtime_cpus\": \"%s\", \"spin_us\": %lld, \"hardware_threads\": %u,\n"
       " \"received\": %llu, \"frames_per_second\": %.2f, \"seq_gaps\": %llu, "
-      "\"pipeline_dropped\": %llu, \"send_failed\": %llu,\n"
+      "\"pipeline_dropped\": %llu, \"discarded_at_stop\": %llu, \"send_failed\": %llu,\n"
       " \"latency_us\": {\"p50\": %.1f, \"p99\": %.1f, \"p999\": %.1f, \"max\": %.1f},\n"
       " \"processing_latency_us\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f},\n"
       " \"processed_to_receipt_us\": {\"p50\": %.1f, \"p99\": %.1f},\n"
@@ -148,6 +148,7 @@ int bench_latency(const std::vector<std::string>& args) {
       static_cast<unsigned long long>(rx.messages),
       span > 0 ? (rx.messages - 1) / span : 0.0, static_cast<unsigned long long>(rx.gaps),
       static_cast<unsigned long long>(ss.frames_dropped()),
+      static_cast<unsigned long long>(ss.frames_discarded_at_stop()),
       static_cast<unsigned long long>(st.messages_send_failed()), p50 / 1e3, p99 / 1e3,
       p999 / 1e3, mx / 1e3, proc.p50_us(), proc.p99_us(), proc.max_us(), w50 / 1e3, w99 / 1e3);
   return 0;
