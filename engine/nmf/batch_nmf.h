@@ -7,9 +7,12 @@
 // - Frobenius loss: accelerated HALS (Gillis & Glineur 2012). Each outer iteration forms Xᵀ W
 //   and WᵀW and runs a few HALS sweeps over the columns of Hᵀ (each column update is one
 //   matrix-vector product over all samples), stopping when a sweep moves less than 1 % of the
-//   first; then the same for W with X Hᵀ and H Hᵀ. The products and sweeps are split over
-//   `threads` std::threads by fixed row/column blocks, so a run is deterministic for a given seed
-//   and thread count (not across thread counts: summation order changes).
+//   first; then the same for W with X Hᵀ and H Hᵀ. For a short X (M ≤ 2048) and K ≤ 40 the H
+//   half and both products run in one pass over X: per block of samples that stays in cache,
+//   Xᵀ W for the block, its HALS sweeps, then X Hᵀ and H Hᵀ accumulated. Thin products use
+//   register-tiled kernels that read X in place (no packed copy). The products and sweeps are
+//   split over `threads` std::threads by fixed row/column blocks, so a run is deterministic for
+//   a given seed and thread count (not across thread counts: summation order changes).
 // - β-divergence (β = 1 is Kullback–Leibler, β = 0 Itakura–Saito, β = 2 Frobenius): multiplicative
 //   updates with the exponent γ(β) of Févotte & Idier (2011), which make every update
 //   non-increasing.
@@ -58,7 +61,7 @@ struct BatchNmfOptions {
   Normalization normalize = Normalization::kL2;
   int threads = 2;  // 1 or more; products are split into this many fixed blocks
   // HALS: at most this many coordinate sweeps per factor per outer iteration (0 = automatic from
-  // the cost ratio of the products to a sweep, capped at 10).
+  // the cost ratio of the products to a sweep, 4 to 8).
   int max_inner_sweeps = 0;
   bool update_w = true;  // false: W stays as initialised (e.g. given), only H is fitted
   bool update_h = true;
