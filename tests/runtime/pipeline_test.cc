@@ -148,12 +148,8 @@ stream {
 TEST(Pipeline, ProcessesEveryFrameInOrderUnderBlock) {
   Pipeline p(parse(emg_stream("pacing: MAX max_frames: 20000", R"(stage { type: "rectify" })",
                               "overload: BLOCK queue_depth: 4")));
-  auto sink = std::make_unique<CollectSink>();
-  CollectSink* out = sink.get();
-  p.add_sink("s0", std::move(sink));
-  p.start();
-  ASSERT_TRUE(p.wait(60'000'000'000));
-  p.join();
+  test::CollectSink* out = test::run_collecting(p, "s0", 60);
+  ASSERT_NE(out, nullptr) << "the pipeline did not end";
   std::vector<std::uint64_t> seqs = out->seqs();
   ASSERT_EQ(seqs.size(), 20000u);
   for (std::uint64_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i);
@@ -252,12 +248,8 @@ TEST(Pipeline, RawFileTruncatedAtTheEndKeepsEarlierFramesAndNamesTheFrame) {
 publisher { disabled: true }
 stream { id: "raw" source { raw { path: ")" + path + R"(" dtype: DTYPE_UINT16 shape: 4 shape: 5 rate_hz: 10 } } })";
   Pipeline p(parse(text));
-  auto sink = std::make_unique<CollectSink>();
-  CollectSink* out = sink.get();
-  p.add_sink("raw", std::move(sink));
-  p.start();
-  ASSERT_TRUE(p.wait(30'000'000'000));
-  p.join();
+  test::CollectSink* out = test::run_collecting(p, "raw", 30);
+  ASSERT_NE(out, nullptr) << "the pipeline did not end";
   EXPECT_EQ(out->seqs(), (std::vector<std::uint64_t>{0, 1, 2}));
   ASSERT_EQ(p.errors().size(), 1u);
   EXPECT_EQ(p.errors()[0],
@@ -308,12 +300,8 @@ stream { id: "rt" overload: BLOCK
   source { pacing: MAX max_frames: 500 synthetic { kind: EMG channels: 8 block_samples: 4 } }
   stage { type: "test_sched_probe" } })",
                             "rt.pbtxt"));
-  auto sink = std::make_unique<CollectSink>();
-  CollectSink* out = sink.get();
-  p.add_sink("rt", std::move(sink));
-  p.start();
-  ASSERT_TRUE(p.wait(30'000'000'000));
-  p.join();
+  test::CollectSink* out = test::run_collecting(p, "rt", 30);
+  ASSERT_NE(out, nullptr) << "the pipeline did not end";
   EXPECT_TRUE(p.errors().empty());
   EXPECT_EQ(out->seqs().size(), 500u);
   // Slow-path threads keep normal scheduling whatever the frame threads run at.

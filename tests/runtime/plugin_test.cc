@@ -47,12 +47,8 @@ stream { id: "p" overload: BLOCK
 })";
   // Parsing loads the plugin, so its stage type validates.
   Pipeline p(parse_pipeline(text, "plugin.pbtxt"));
-  auto sink = std::make_unique<test::CollectSink>();
-  test::CollectSink* out = sink.get();
-  p.add_sink("p", std::move(sink));
-  p.start();
-  ASSERT_TRUE(p.wait(30'000'000'000));
-  p.join();
+  test::CollectSink* out = test::run_collecting(p, "p", 30);
+  ASSERT_NE(out, nullptr) << "the pipeline did not end";
   ASSERT_EQ(out->seqs().size(), 50u);
   for (float v : out->values()) ASSERT_EQ(v, 0.f);  // gain 0 zeroes everything
 }

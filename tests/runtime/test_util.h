@@ -1,6 +1,7 @@
 // Helpers for runtime tests: parse a pipeline, collect its output.
 #pragma once
 
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -48,6 +49,20 @@ bool wait_for(Pred pred, double seconds) {
     sleep_until_ns(now_ns() + 1'000'000);
   }
   return pred();
+}
+
+// Attaches a CollectSink to `stream`, starts the pipeline and waits up to `seconds` for every
+// source to end; the pipeline is joined either way. Returns the sink (owned by the pipeline), or
+// null when the pipeline did not end in time (then it was stopped).
+inline CollectSink* run_collecting(Pipeline& p, const std::string& stream, double seconds) {
+  auto sink = std::make_unique<CollectSink>();
+  CollectSink* out = sink.get();
+  p.add_sink(stream, std::move(sink));
+  p.start();
+  const bool ended = p.wait(static_cast<std::int64_t>(seconds * 1e9));
+  if (!ended) p.request_stop();
+  p.join();
+  return ended ? out : nullptr;
 }
 
 }  // namespace rtnmf::test
