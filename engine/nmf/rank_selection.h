@@ -9,11 +9,12 @@
 //   average-linkage (UPGMA) hierarchical clustering of 1 − C. 1 means perfectly stable clusters.
 // Recommendations:
 // - by VAF (muscle synergies): the smallest K whose VAF ≥ vaf_threshold (default 0.9);
-// - by cophenetic (clustering-style data): scanning K upwards, the last K before the cophenetic
-//   coefficient first drops by more than `cophenetic_drop`; if it never drops that much (common
-//   on well-separated data, where between-cluster pairs keep it near 1 above the true rank), the K
-//   maximising cophenetic × dispersion (Kim & Park's dispersion falls as soon as a cluster is split
-//   inconsistently across runs). Ties go to the smaller K.
+// - by stability (clustering-style data; `recommended_by_cophenetic`): the largest K whose score
+//   cophenetic × dispersion is within `cophenetic_drop` of the best score over the range. The
+//   cophenetic coefficient alone stays near 1 above the true rank on well-separated data
+//   (between-cluster pairs dominate it), and below it runs often merge the same clusters every
+//   time (a tie at 1); Kim & Park's dispersion falls as soon as a cluster is split differently
+//   from run to run, and "largest stable K" is Brunet's "last K before the coefficient falls".
 //
 // All functions allocate and may be called from any thread. select_rank spreads the runs over
 // `nmf.threads` std::threads (each run single-threaded): results do not depend on scheduling.
@@ -36,7 +37,7 @@ struct RankSelectionOptions {
   std::uint64_t seed = 0;
   BatchNmfOptions nmf;  // loss, penalties, iterations, threads; rank/init/seed set per run
   double vaf_threshold = 0.9;
-  double cophenetic_drop = 0.01;
+  double cophenetic_drop = 0.01;  // tolerance on the stability score (see above)
   bool keep_consensus = false;  // keep each K's consensus matrix in the result (samples² each)
 };
 

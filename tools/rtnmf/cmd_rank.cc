@@ -16,8 +16,9 @@ best run's relative error, VAF and R2, and the stability of the clustering of sa
 of H per sample) across runs: Brunet et al.'s consensus matrix, its cophenetic correlation and
 Kim & Park's dispersion. Recommends
   - by VAF (muscle synergies): the smallest K with VAF >= --vaf-threshold;
-  - by cophenetic (clustering-style data): the last K before the cophenetic coefficient drops
-    by more than 0.01; without such a drop, the K maximising cophenetic x dispersion.
+  - by cophenetic (clustering-style data): the largest K whose stability, cophenetic x
+    dispersion, is within 0.01 of the best K's (Brunet's "last stable K"; the dispersion falls
+    above the true rank even where the cophenetic coefficient stays near 1).
 
 INPUT      data.csv | data.tsv | data.npy | file.h5:/dataset. Rows are FEATURES, columns are
            SAMPLES; pass --transpose when the file has one sample per row.
