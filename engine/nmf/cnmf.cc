@@ -8,8 +8,135 @@
 #include <stdexcept>
 
 #include "engine/nmf/cnmf_internal.h"
+#include "engine/nmf/ring_background.h"
 
 namespace rtnmf::nmf {
+
+namespace detail {
+
+void set_ar_coefficients(CnmfModel& m, const CnmfOptions& o, float decay_g) {
+  const int K = m.k();
+  m.g.setConstant(K, decay_g);
+  m.g2.setZero(K);
+  if (o.ar_order == 2 && o.rise_time_s > 0 && o.frame_rate_hz > 0) {
+    const float r = static_cast<float>(std::exp(-1.0 / (o.frame_rate_hz * o.rise_time_s)));
+    m.g.setConstant(K, decay_g + r);
+    m.g2.setConstant(K, -decay_g * r);
+  }
+}
+
+void finalize_ring(CnmfModel& m) {
+  if (m.nb() != 0) throw std::invalid_argument("cnmf: a ring-background model has no low-rank background");
+  m.ring_footprints = ring_filter_footprints(m.ring, m.footprints);
+  const Eigen::SparseMatrix<float> at = m.ring_footprints.transpose();
+  m.gram = Eigen::MatrixXf(at * m.ring_footprints);
+  m.gram_sparse = m.gram.sparseView(0.0f, 0.0f);
+  m.gram_sparse.makeCompressed();
+}
+
+void remove_ring_background_frame(const CnmfModel& m, Eigen::Ref<const Eigen::VectorXf> c,
+                                  const float* y, float* out, float* x_out, float* scratch) {
+  const Eigen::Index P = m.footprints.rows();
+  Eigen::Map<const Eigen::VectorXf> yv(y, P);
+  Eigen::Map<Eigen::VectorXf> xv(x_out, P), ov(out, P);
+  xv = yv;
+  const int K = m.k();
+  for (int k = 0; k < K; ++k) {
+    const float ck = c(k);
+    if (ck == 0) continue;
+    for (Eigen::SparseMatrix<float>::InnerIterator it(m.footprints, k); it; ++it) xv(it.row()) -= ck * it.value();
+  }
+  ring_background_frame(m.ring, x_out, out, scratch);  // out = B
+  ov = yv - ov;
+}
+
+Eigen::MatrixXf remove_ring_background(const CnmfModel& m, const Eigen::MatrixXf& traces,
+                                       Eigen::Ref<const Eigen::MatrixXf> frames) {
+  const Eigen::Index P = frames.rows(), T = frames.cols();
+  Eigen::MatrixXf out(P, T);
+  Eigen::VectorXf x(P), scratch(P);
+  for (Eigen::Index t = 0; t < T; ++t) {
+    remove_ring_background_frame(m, traces.col(t), frames.col(t).data(), out.col(t).data(), x.data(),
+                                 scratch.data());
+  }
+  return out;
+}
+
+void fit_ring_model(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o, CnmfInitResult& init) {
+  CnmfModel& m = init.model;
+  const int H = static_cast<int>(o.height), W = static_cast<int>(o.width);
+  const Eigen::Index P = y.rows(), T = y.cols();
+  const int K = m.k();
+  Eigen::MatrixXf& c = init.traces;
+  std::vector<Support>& supports = init.supports;
+  // Footprint values on the fixed supports.
+  std::vector<Eigen::VectorXf> values(static_cast<std::size_t>(K));
+  for (int k = 0; k < K; ++k) {
+    const Support& sk = supports[static_cast<std::size_t>(k)];
+    Eigen::VectorXf v = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(sk.size()));
+    for (Eigen::SparseMatrix<float>::InnerIterator it(m.footprints, k); it; ++it) {
+      auto pos = std::lower_bound(sk.begin(), sk.end(), static_cast<std::int32_t>(it.row()));
+      if (pos != sk.end() && *pos == it.row()) v(pos - sk.begin()) = it.value();
+    }
+    values[static_cast<std::size_t>(k)] = v;
+  }
+  m.background.resize(P, 0);
+  init.background_traces.resize(0, T);
+  Eigen::MatrixXf x(P, T), z(P, T);
+  Eigen::VectorXf scratch(P);
+  Eigen::MatrixXf empty_bg(P, 0), empty_yc(P, 0);
+  for (int it = 0; it < 3; ++it) {
+    // Ring fit to what the neurons do not explain.
+    x = y;
+    x.noalias() -= m.footprints * c;
+    m.ring = fit_ring_background(x, o.height, o.width, o.ring_radius);
+    // Traces on the ringed footprints (exact least squares of the ring model).
+    for (Eigen::Index t = 0; t < T; ++t) ring_filter_frame(m.ring, y.col(t).data(), z.col(t).data(), scratch.data());
+    const Eigen::SparseMatrix<float> at = ring_filter_footprints(m.ring, m.footprints);
+    const Eigen::SparseMatrix<float> att = at.transpose();
+    const Eigen::MatrixXf gram = Eigen::MatrixXf(att * at);
+    const Eigen::MatrixXf rhs = att * z;
+    hals_rows(gram, rhs, c, 10);
+    // Footprints against the data with the ring background removed.
+    const Eigen::MatrixXf yb = remove_ring_background(m, c, y);
+    std::vector<Eigen::VectorXf> yc(static_cast<std::size_t>(K));
+    for (int k = 0; k < K; ++k) {
+      const Support& sk = supports[static_cast<std::size_t>(k)];
+      Eigen::VectorXf v = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(sk.size()));
+      for (Eigen::Index t = 0; t < T; ++t) {
+        const float ck = c(k, t);
+        if (ck == 0) continue;
+        for (std::size_t i = 0; i < sk.size(); ++i) v(static_cast<Eigen::Index>(i)) += ck * yb(sk[i], t);
+      }
+      yc[static_cast<std::size_t>(k)] = v;
+    }
+    const Eigen::MatrixXf cc = c * c.transpose();
+    hals_shapes(supports, values, empty_bg, yc, empty_yc, cc, H, W, 0.0f, 1);
+    for (int k = 0; k < K; ++k) {
+      const float n = values[static_cast<std::size_t>(k)].norm();
+      if (n > 0) {
+        values[static_cast<std::size_t>(k)] /= n;
+        c.row(k) *= n;
+      }
+    }
+    m.footprints = assemble(static_cast<int>(P), supports, values);
+  }
+  // Final traces on the final footprints.
+  {
+    const Eigen::SparseMatrix<float> at = ring_filter_footprints(m.ring, m.footprints);
+    const Eigen::SparseMatrix<float> att = at.transpose();
+    hals_rows(Eigen::MatrixXf(att * at), att * z, c, 10);
+  }
+  for (int k = 0; k < K; ++k) {
+    Eigen::VectorXf ck = c.row(k).transpose();
+    m.noise(k) = std::max(estimate_noise_sd(ck), 1e-6f);
+    m.baseline(k) = trace_baseline(ck, m.noise(k));
+  }
+  m.s_min = o.s_min_sigma * m.noise;
+  m.finalize();
+}
+
+}  // namespace detail
 
 // ---------------------------------------------------------------- fast path
 
@@ -34,6 +161,9 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
   out_.spikes = Eigen::VectorXf::Zero(kmax_);
   out_.activation = Eigen::VectorXf::Zero(kmax_);
   out_.background = Eigen::VectorXf::Zero(std::max(nb_, 0));
+  const Eigen::Index P = static_cast<Eigen::Index>(options.height) * options.width;
+  ring_z_ = Eigen::VectorXf::Zero(options.ring_radius > 0 ? P : 0);
+  ring_scratch_ = Eigen::VectorXf::Zero(options.ring_radius > 0 ? P : 0);
   model_ = nullptr;
   t_ = 0;
 }
@@ -42,6 +172,9 @@ void CnmfTracker::set_model(const CnmfModel* model) {
   const int K = model->k();
   if (K > kmax_) throw std::length_error("cnmf: model has more components than max_components");
   if (model->nb() != nb_) throw std::length_error("cnmf: background rank changed");
+  if (model->ring.active() && ring_z_.size() != model->footprints.rows()) {
+    throw std::length_error("cnmf: ring-background model but the tracker was not sized for one");
+  }
   // Follow components by id. Ids ascend in both models and removed components only shift later
   // ones down, so moving state forward in place (from j >= i to i) never overwrites live state.
   const std::size_t old_k = ids_.size();
@@ -53,17 +186,18 @@ void CnmfTracker::set_model(const CnmfModel* model) {
     const std::uint64_t id = model->ids[static_cast<std::size_t>(i)];
     while (j < old_k && ids_[j] < id) ++j;
     const float g = model->g(i), s_min = model->s_min(i);
+    const float g2 = model->g2.size() == K ? model->g2(i) : 0.0f;
     if (j < old_k && ids_[j] == id) {
       const int from = static_cast<int>(j);
       x_(i) = x_(from);
       baseline_(i) = baseline_(from);
       oasis_.move(from, i);
-      if (oasis_.g(i) != g) oasis_.reset_trace(i, g, s_min, 0.0f);
-      else oasis_.set_params(i, g, s_min, 0.0f);
+      if (oasis_.g(i) != g || oasis_.g2(i) != g2) oasis_.reset_trace(i, g, s_min, 0.0f, g2);
+      else oasis_.set_params(i, g, s_min, 0.0f, g2);
     } else {
       x_(i) = 0;
       baseline_(i) = model->baseline(i);
-      oasis_.reset_trace(i, g, s_min, 0.0f);
+      oasis_.reset_trace(i, g, s_min, 0.0f, g2);
     }
     baseline_scale_(i) = std::max(model->noise(i), 1e-6f);
     // i <= j: entries below j are no longer read. Capacity was reserved in init().
@@ -80,7 +214,13 @@ void CnmfTracker::process(const float* frame) {
   const int K = m.k(), n = K + nb_;
   const Eigen::Index P = static_cast<Eigen::Index>(m.height) * m.width;
   Eigen::Map<const Eigen::VectorXf> y(frame, P);
-  rhs_.head(K).noalias() = m.footprints.transpose() * y;
+  if (m.ring.active()) {
+    // One-photon ring model: least squares on Ã = (I − W) A against z = (I − W)(y − b0).
+    ring_filter_frame(m.ring, frame, ring_z_.data(), ring_scratch_.data());
+    rhs_.head(K).noalias() = m.ring_footprints.transpose() * ring_z_;
+  } else {
+    rhs_.head(K).noalias() = m.footprints.transpose() * y;
+  }
   if (nb_ > 0) rhs_.segment(K, nb_).noalias() = m.background.transpose() * y;
   // Warm-started HALS on the Gram of [A b], walking only its non-zeros (symmetric: column i is
   // row i).
@@ -119,7 +259,8 @@ void CnmfTracker::process(const float* frame) {
   for (int b = 0; b < nb_; ++b) out_.background(b) = x_(K + b);
   oasis_.update_first(K, y_in_, c_out_, s_out_);
   out_.denoised.head(K) = c_out_.head(K);
-  out_.spikes.head(K) = s_out_.head(K);
+  const float thr = options_.spike_threshold_sigma;
+  for (int i = 0; i < K; ++i) out_.spikes(i) = s_out_(i) >= thr * baseline_scale_(i) ? s_out_(i) : 0.0f;
   ++t_;
 }
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "engine/nmf/oasis.h"
+#include "engine/nmf/ring_background.h"
 
 namespace rtnmf::nmf {
 
@@ -36,6 +37,11 @@ struct CnmfOptions {
   // Expected soma radius in pixels. Sets the smoothing, patch and support sizes.
   float neuron_radius = 5.0f;
   int background_components = 2;  // nb
+  // One-photon data: CNMF-E ring background (ring_background.h) of this radius in pixels instead
+  // of the low-rank b f (0 = off; default_ring_radius() gives 1.5 soma diameters). The low-rank
+  // background (background_components) is still used while seeding the initialisation; the
+  // model then has nb = 0 and a ring.
+  int ring_radius = 0;
   int max_components = 1000;  // alive at once, and output slots over the whole run
   // Seeding (initialisation and new neurons): a candidate needs a peak-to-noise ratio of its
   // smoothed high-passed trace >= min_pnr and a local correlation >= min_corr.
@@ -48,7 +54,15 @@ struct CnmfOptions {
   int init_iterations = 8;        // HALS rounds at initialisation
   float decay_time_s = 0.4f;      // indicator decay (GCaMP6f ~0.4 s, GCaMP6s ~1 s); a prior only
   bool estimate_decay = true;     // estimate g from the initial traces (median over neurons)
+  // Deconvolution model: 1 = AR(1) (decay only), 2 = AR(2) (rise and decay). AR(2) needs the rise
+  // to span more than about one frame (GCaMP6f: ~0.05-0.08 s to rise, i.e. 1.5-2.5 frames at 30 Hz).
+  int ar_order = 2;
+  float rise_time_s = 0.05f;      // indicator rise time constant (AR(2) only; a prior)
   float s_min_sigma = 1.0f;       // OASIS minimal spike, in units of each trace's noise sd
+  // Reported spikes: OASIS spikes of at least this many noise sd of the trace (a detection
+  // threshold; smaller ones stay in the denoised trace but are not reported as spikes). Raising
+  // s_min instead merges pools and misplaces spikes.
+  float spike_threshold_sigma = 3.0f;
   // Fast path: HALS sweeps per frame (warm-started) and relative tolerance.
   int fast_iterations = 5;
   float fast_tolerance = 1e-3f;
@@ -70,7 +84,12 @@ struct CnmfModel {
   // The same without its zeros (footprints rarely overlap): the fast path's HALS walks only the
   // neighbours of each component, K·(overlaps + nb) per sweep instead of (K+nb)².
   Eigen::SparseMatrix<float> gram_sparse;
-  Eigen::VectorXf g;                      // AR(1) per neuron
+  // One-photon ring background (inactive for two-photon models). When active, nb = 0 and the
+  // fast path solves on ring_footprints Ã = (I − W) A; gram is ÃᵀÃ.
+  RingBackground ring;
+  Eigen::SparseMatrix<float> ring_footprints;
+  Eigen::VectorXf g;                      // AR(1) per neuron (AR(2): g1)
+  Eigen::VectorXf g2;                     // AR(2) second coefficient per neuron (empty or 0: AR(1))
   Eigen::VectorXf s_min;                  // OASIS minimal spike per neuron
   Eigen::VectorXf baseline;               // initial baseline per neuron
   Eigen::VectorXf noise;                  // noise sd of each neuron's raw trace
@@ -130,6 +149,7 @@ class CnmfTracker {
   int kmax_ = 0, nb_ = 0;
   std::uint64_t t_ = 0;
   Eigen::VectorXf rhs_, x_, scratch_;  // (kmax + nb)
+  Eigen::VectorXf ring_z_, ring_scratch_;  // P (ring background only)
   Eigen::VectorXf baseline_, baseline_scale_;
   Eigen::VectorXf y_in_, c_out_, s_out_;
   std::vector<std::uint64_t> ids_;     // ids of the current slots
@@ -185,6 +205,8 @@ class CnmfUpdater {
   std::uint32_t buf_pos_ = 0, buf_count_ = 0;
   Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices
   Eigen::VectorXf dense_;                      // P scratch
+  // Ring background: the frame with it removed, y − A c, scratch, running mean of y − A c (b0).
+  Eigen::VectorXf ring_y_, ring_x_, ring_scratch_, ring_mean_;
   int added_last_ = 0, merged_last_ = 0, removed_last_ = 0;
 };
 
@@ -194,6 +216,23 @@ namespace detail {
 void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, float sigma);
 // Box mean over (2r+1)^2 with replicated borders. Does not allocate (tmp H*W).
 void box_filter(const float* in, float* out, float* tmp, int h, int w, int r);
+// Sets the model's deconvolution coefficients for all K neurons from the decay factor per frame
+// `decay_g`: AR(1) g = decay_g, g2 = 0; AR(2) (options.ar_order == 2) adds the rise prior
+// r = exp(-1 / (rate * rise_time_s)): g = decay_g + r, g2 = -decay_g r. Allocates.
+void set_ar_coefficients(CnmfModel& model, const CnmfOptions& options, float decay_g);
+// Ring-background part of CnmfModel::finalize(): Ã, gram and gram_sparse. Allocates.
+void finalize_ring(CnmfModel& model);
+// End of the initialisation for one-photon data (options.ring_radius > 0): fits the ring
+// background to Y − A C and refines C and A against it (nb becomes 0); noise, baselines and s_min
+// follow the new traces. Allocates O(P T).
+void fit_ring_model(Eigen::Ref<const Eigen::MatrixXf> frames, const CnmfOptions& options,
+                    CnmfInitResult& init);
+// Frames with the ring background removed: Y − b0 − W (Y − A C − b0). Allocates.
+Eigen::MatrixXf remove_ring_background(const CnmfModel& model, const Eigen::MatrixXf& traces,
+                                       Eigen::Ref<const Eigen::MatrixXf> frames);
+// One frame: out = y − b0 − W (y − A c − b0); x_out = y − A c. scratch P. Does not allocate.
+void remove_ring_background_frame(const CnmfModel& model, Eigen::Ref<const Eigen::VectorXf> c,
+                                  const float* y, float* out, float* x_out, float* scratch);
 }  // namespace detail
 
 }  // namespace rtnmf::nmf

@@ -42,7 +42,115 @@ Eigen::VectorXd autocov(Eigen::Ref<const Eigen::VectorXf> y, int max_lag) {
   return a;
 }
 
+// AR(2) impulse-response tables: h[k + 1] = h_k for k = -1..len-1, h00[l] = Σ_{j<l} h_j²,
+// h01[l] = Σ_{j<l} h_j h_{j-1} for l = 0..len.
+void fill_kernel(float g1, float g2, int len, float* h, float* h00, float* h01) {
+  double hm1 = 0, h0 = 1, s00 = 0, s01 = 0;
+  h[0] = 0;
+  h00[0] = 0;
+  h01[0] = 0;
+  for (int k = 0; k < len; ++k) {
+    h[k + 1] = static_cast<float>(h0);
+    s00 += h0 * h0;
+    s01 += h0 * hm1;
+    h00[k + 1] = static_cast<float>(s00);
+    h01[k + 1] = static_cast<float>(s01);
+    const double next = g1 * h0 + g2 * hm1;
+    hm1 = h0;
+    h0 = std::fabs(next) < 1e-30 ? 0.0 : next;
+  }
+}
+
+// Read access to one AR(2) table.
+struct Ar2Kernel {
+  const float* h;
+  const float* h00;
+  const float* h01;
+  int len;
+  float g1, g2;
+  float hk(std::int64_t k) const { return k >= len ? 0.0f : h[k + 1]; }  // k >= -1
+  float s00(std::int64_t l) const { return h00[std::min<std::int64_t>(l, len)]; }
+  float s01(std::int64_t l) const { return h01[std::min<std::int64_t>(l, len)]; }
+  // c at offset k (>= -1) of a pool: h_k v + g2 h_{k-1} d; k = -1 is d itself.
+  template <typename Pool>
+  float value(const Pool& p, std::int64_t k) const {
+    return k < 0 ? p.d : hk(k) * p.v + g2 * hk(k - 1) * p.d;
+  }
+  // Best start value of a pool given its d (Y0 in w, Y1 in gl), c >= 0.
+  template <typename Pool>
+  void fit(Pool& p) const {
+    p.v = std::max(0.0f, (p.w - g2 * p.d * s01(p.len)) / s00(p.len));
+  }
+  // Merges b into the earlier pool a.
+  template <typename Pool>
+  void merge(Pool& a, const Pool& b) const {
+    const std::int64_t la = a.len;
+    a.w += hk(la) * b.w + g2 * hk(la - 1) * b.gl;
+    a.gl += hk(la - 1) * b.w + g2 * hk(la - 2) * b.gl;
+    a.len += b.len;
+    fit(a);
+  }
+  // Spike at the start of b given its predecessor a.
+  template <typename Pool>
+  float spike(const Pool& a, const Pool& b) const {
+    const float c1 = value(a, a.len - 1), c2 = value(a, a.len - 2);
+    return b.v - g1 * c1 - g2 * c2;
+  }
+  // A new one-frame pool after `prev` (nullptr: none).
+  template <typename Pool>
+  void start(Pool& p, const Pool* prev, float y, std::int64_t t) const {
+    p.d = prev ? value(*prev, prev->len - 1) : 0.0f;
+    p.w = y;
+    p.gl = 0;
+    p.len = 1;
+    p.start = t;
+    fit(p);
+  }
+};
+
+struct Ar2Pool {
+  float v = 0, w = 0, gl = 0, d = 0;
+  std::int64_t start = 0;
+  std::int32_t len = 0;
+};
+
 }  // namespace
+
+Eigen::Vector2f ar2_from_kinetics(double frame_rate_hz, double tau_rise_s, double tau_decay_s) {
+  if (frame_rate_hz <= 0 || tau_decay_s <= 0) return {0.9f, 0.0f};
+  const double d = std::exp(-1.0 / (frame_rate_hz * tau_decay_s));
+  const double r = tau_rise_s > 0 ? std::exp(-1.0 / (frame_rate_hz * tau_rise_s)) : 0.0;
+  return {static_cast<float>(d + r), static_cast<float>(-d * r)};
+}
+
+void oasis_ar2(Eigen::Ref<const Eigen::VectorXf> y, float g1, float g2, float s_min,
+               Eigen::Ref<Eigen::VectorXf> c, Eigen::Ref<Eigen::VectorXf> s) {
+  if (g2 == 0.0f) {
+    oasis_ar1(y, g1, s_min, c, s);
+    return;
+  }
+  const Eigen::Index n = y.size();
+  const int len = static_cast<int>(std::max<Eigen::Index>(n, 1));
+  std::vector<float> h(static_cast<std::size_t>(len) + 1), h00(h.size()), h01(h.size());
+  fill_kernel(g1, g2, len, h.data(), h00.data(), h01.data());
+  const Ar2Kernel k{h.data(), h00.data(), h01.data(), len, g1, g2};
+  std::vector<Ar2Pool> pools;
+  pools.reserve(static_cast<std::size_t>(n));
+  for (Eigen::Index t = 0; t < n; ++t) {
+    Ar2Pool p;
+    k.start(p, pools.empty() ? nullptr : &pools.back(), y(t), t);
+    pools.push_back(p);
+    while (pools.size() > 1 && k.spike(pools[pools.size() - 2], pools.back()) < s_min) {
+      k.merge(pools[pools.size() - 2], pools.back());
+      pools.pop_back();
+    }
+  }
+  for (const Ar2Pool& p : pools)
+    for (std::int32_t q = 0; q < p.len; ++q) c(p.start + q) = std::max(0.0f, k.value(p, q));
+  for (Eigen::Index t = 0; t < n; ++t) {
+    s(t) = c(t) - (t >= 1 ? g1 * c(t - 1) : 0.0f) - (t >= 2 ? g2 * c(t - 2) : 0.0f);
+  }
+}
 
 void oasis_ar1(Eigen::Ref<const Eigen::VectorXf> y, float g, float s_min, Eigen::Ref<Eigen::VectorXf> c,
                Eigen::Ref<Eigen::VectorXf> s) {
@@ -116,16 +224,58 @@ Eigen::Vector2f estimate_ar2(Eigen::Ref<const Eigen::VectorXf> y, float noise_sd
   return g.cast<float>();
 }
 
-void OnlineOasis::init(int k, int max_pools) {
+void OnlineOasis::init(int k, int max_pools, int max_kernels, int kernel_length) {
   k_ = k;
   max_pools_ = std::max(max_pools, 2);
+  max_kernels_ = std::max(max_kernels, 1);
+  kernel_length_ = std::max(kernel_length, 4);
   t_ = 0;
   pools_.assign(static_cast<std::size_t>(k) * max_pools_, Pool{});
   head_.assign(static_cast<std::size_t>(k), 0);
   count_.assign(static_cast<std::size_t>(k), 0);
   g_.assign(static_cast<std::size_t>(k), 0.9f);
+  g2_.assign(static_cast<std::size_t>(k), 0.0f);
   s_min_.assign(static_cast<std::size_t>(k), 0.0f);
   baseline_.assign(static_cast<std::size_t>(k), 0.0f);
+  kernel_.assign(static_cast<std::size_t>(k), -1);
+  kernel_g_.assign(2 * static_cast<std::size_t>(max_kernels_), std::nanf(""));
+  const std::size_t table = static_cast<std::size_t>(max_kernels_) * (kernel_length_ + 2);
+  h_.assign(table, 0.0f);
+  h00_.assign(table, 0.0f);
+  h01_.assign(table, 0.0f);
+}
+
+int OnlineOasis::find_kernel(float g1, float g2) {
+  for (int q = 0; q < max_kernels_; ++q)
+    if (kernel_g_[2 * q] == g1 && kernel_g_[2 * q + 1] == g2) return q;
+  // A free table, or one no trace uses any more.
+  int pick = -1;
+  for (int q = 0; q < max_kernels_ && pick < 0; ++q) {
+    if (std::isnan(kernel_g_[2 * q])) pick = q;
+  }
+  if (pick < 0) {
+    for (int q = 0; q < max_kernels_ && pick < 0; ++q) {
+      bool used = false;
+      for (int i = 0; i < k_ && !used; ++i) used = kernel_[static_cast<std::size_t>(i)] == q;
+      if (!used) pick = q;
+    }
+  }
+  if (pick < 0) {  // all in use: the nearest (an approximation, documented)
+    float best = INFINITY;
+    for (int q = 0; q < max_kernels_; ++q) {
+      const float e = std::fabs(kernel_g_[2 * q] - g1) + std::fabs(kernel_g_[2 * q + 1] - g2);
+      if (e < best) {
+        best = e;
+        pick = q;
+      }
+    }
+    return pick;
+  }
+  kernel_g_[2 * pick] = g1;
+  kernel_g_[2 * pick + 1] = g2;
+  const std::size_t off = static_cast<std::size_t>(pick) * (kernel_length_ + 2);
+  fill_kernel(g1, g2, kernel_length_, h_.data() + off, h00_.data() + off, h01_.data() + off);
+  return pick;
 }
 
 void OnlineOasis::reset(int i) {
@@ -133,10 +283,14 @@ void OnlineOasis::reset(int i) {
   count_[static_cast<std::size_t>(i)] = 0;
 }
 
-void OnlineOasis::set_params(int i, float g, float s_min, float baseline) {
+void OnlineOasis::set_params(int i, float g, float s_min, float baseline, float g2) {
   const std::size_t u = static_cast<std::size_t>(i);
-  if (g != g_[u]) reset(i);
+  if (g != g_[u] || g2 != g2_[u]) {
+    reset(i);
+    kernel_[u] = g2 != 0.0f ? find_kernel(g, g2) : -1;
+  }
   g_[u] = g;
+  g2_[u] = g2;
   s_min_[u] = s_min;
   baseline_[u] = baseline;
 }
@@ -152,8 +306,10 @@ void OnlineOasis::resize(int k) {
   head_.resize(static_cast<std::size_t>(k), 0);
   count_.resize(static_cast<std::size_t>(k), 0);
   g_.resize(static_cast<std::size_t>(k), 0.9f);
+  g2_.resize(static_cast<std::size_t>(k), 0.0f);
   s_min_.resize(static_cast<std::size_t>(k), 0.0f);
   baseline_.resize(static_cast<std::size_t>(k), 0.0f);
+  kernel_.resize(static_cast<std::size_t>(k), -1);
   for (int i = old; i < k; ++i) reset(i);
   k_ = k;
 }
@@ -166,6 +322,8 @@ void OnlineOasis::move(int from, int to) {
   head_[t] = head_[f];
   count_[t] = count_[f];
   g_[t] = g_[f];
+  g2_[t] = g2_[f];
+  kernel_[t] = kernel_[f];
   s_min_[t] = s_min_[f];
   baseline_[t] = baseline_[f];
 }
@@ -174,42 +332,82 @@ void OnlineOasis::update_first(int n, Eigen::Ref<const Eigen::VectorXf> y,
                                Eigen::Ref<Eigen::VectorXf> c, Eigen::Ref<Eigen::VectorXf> s) {
   for (int i = 0; i < std::min(n, k_); ++i) {
     const std::size_t u = static_cast<std::size_t>(i);
-    const float g = g_[u];
-    int& head = head_[u];
-    int& count = count_[u];
-    if (count == max_pools_) {  // freeze the oldest pool
-      head = (head + 1) % max_pools_;
-      --count;
-    }
-    Pool& fresh = pool(i, (head + count) % max_pools_);
-    fresh.v = y(i) - baseline_[u];
-    fresh.w = 1.0f;
-    fresh.gl = g;
-    fresh.start = t_;
-    fresh.len = 1;
-    ++count;
-    bool merged = false;
-    while (count > 1) {
-      Pool& b = pool(i, (head + count - 1) % max_pools_);
-      Pool& a = pool(i, (head + count - 2) % max_pools_);
-      if (b.v >= a.gl * a.v + s_min_[u]) break;
-      merge_into(a, b);
-      --count;
-      merged = true;
-    }
-    const Pool& last = pool(i, (head + count - 1) % max_pools_);
-    const float v = std::max(last.v, 0.0f);
-    const float ct = v * end_factor(last.gl, last.len, g);
-    c(i) = ct;
-    if (merged || count < 2) {
-      s(i) = merged ? 0.0f : ct;
-    } else {
-      const Pool& prev = pool(i, (head + count - 2) % max_pools_);
-      const float c_prev = std::max(prev.v, 0.0f) * end_factor(prev.gl, prev.len, g);
-      s(i) = std::max(ct - g * c_prev, 0.0f);
-    }
+    const float yi = y(i) - baseline_[u];
+    if (kernel_[u] >= 0) update_ar2(i, yi, c(i), s(i));
+    else update_ar1(i, yi, c(i), s(i));
   }
   ++t_;
+}
+
+void OnlineOasis::update_ar1(int i, float y, float& c, float& s) {
+  const std::size_t u = static_cast<std::size_t>(i);
+  const float g = g_[u];
+  int& head = head_[u];
+  int& count = count_[u];
+  if (count == max_pools_) {  // freeze the oldest pool
+    head = (head + 1) % max_pools_;
+    --count;
+  }
+  Pool& fresh = pool(i, (head + count) % max_pools_);
+  fresh.v = y;
+  fresh.w = 1.0f;
+  fresh.gl = g;
+  fresh.start = t_;
+  fresh.len = 1;
+  ++count;
+  bool merged = false;
+  while (count > 1) {
+    Pool& b = pool(i, (head + count - 1) % max_pools_);
+    Pool& a = pool(i, (head + count - 2) % max_pools_);
+    if (b.v >= a.gl * a.v + s_min_[u]) break;
+    merge_into(a, b);
+    --count;
+    merged = true;
+  }
+  const Pool& last = pool(i, (head + count - 1) % max_pools_);
+  const float v = std::max(last.v, 0.0f);
+  const float ct = v * end_factor(last.gl, last.len, g);
+  c = ct;
+  if (merged || count < 2) {
+    s = merged ? 0.0f : ct;
+  } else {
+    const Pool& prev = pool(i, (head + count - 2) % max_pools_);
+    const float c_prev = std::max(prev.v, 0.0f) * end_factor(prev.gl, prev.len, g);
+    s = std::max(ct - g * c_prev, 0.0f);
+  }
+}
+
+void OnlineOasis::update_ar2(int i, float y, float& c, float& s) {
+  const std::size_t u = static_cast<std::size_t>(i);
+  const std::size_t off = static_cast<std::size_t>(kernel_[u]) * (kernel_length_ + 2);
+  const Ar2Kernel k{h_.data() + off, h00_.data() + off, h01_.data() + off, kernel_length_,
+                    g_[u], g2_[u]};
+  int& head = head_[u];
+  int& count = count_[u];
+  // The pool before the new one stays readable after a freeze (it is the oldest kept).
+  if (count == max_pools_) {
+    head = (head + 1) % max_pools_;
+    --count;
+  }
+  Pool& fresh = pool(i, (head + count) % max_pools_);
+  const Pool* prev = count > 0 ? &pool(i, (head + count - 1) % max_pools_) : nullptr;
+  k.start(fresh, prev, y, t_);
+  ++count;
+  bool merged = false;
+  float spike = 0;
+  while (count > 1) {
+    Pool& b = pool(i, (head + count - 1) % max_pools_);
+    Pool& a = pool(i, (head + count - 2) % max_pools_);
+    spike = k.spike(a, b);
+    if (spike >= s_min_[u]) break;
+    k.merge(a, b);
+    --count;
+    merged = true;
+  }
+  const Pool& last = pool(i, (head + count - 1) % max_pools_);
+  c = std::max(0.0f, k.value(last, last.len - 1));
+  if (merged) s = 0.0f;
+  else s = count < 2 ? c : std::max(spike, 0.0f);
 }
 
 }  // namespace rtnmf::nmf

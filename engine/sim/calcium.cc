@@ -30,6 +30,17 @@ Eigen::VectorXf smooth_field(std::uint32_t h, std::uint32_t w, int blobs, float 
 
 }  // namespace
 
+CalciumSimOptions one_photon_options(CalciumSimOptions o) {
+  o.neuron_radius = 7.0f;
+  o.background = 400.0f;
+  o.background_components = 16;
+  o.background_scale_px = 3.0f * o.neuron_radius;
+  o.neuropil = 0.5f;
+  o.read_noise = 10.0f;
+  o.spike_amplitude = 80.0f;
+  return o;
+}
+
 CalciumSimulator::CalciumSimulator(const CalciumSimOptions& o) : options_(o) {
   if (o.height < 8 || o.width < 8 || o.frames == 0 || o.frame_rate_hz <= 0 || o.neuron_radius <= 0) {
     throw std::invalid_argument("simulate calcium: need height, width >= 8, frames >= 1, rate > 0, radius > 0");
@@ -143,9 +154,17 @@ CalciumSimulator::CalciumSimulator(const CalciumSimOptions& o) : options_(o) {
   truth_.bg_spatial.resize(P, nb);
   truth_.bg_temporal.resize(nb, T);
   for (std::uint32_t j = 0; j < nb; ++j) {
-    truth_.bg_spatial.col(j) = smooth_field(H, W, j == 0 ? 2 : 6,
-                                            (j == 0 ? 0.5f : 0.15f) * static_cast<float>(std::max(H, W)), rng);
-    const float level = j == 0 ? o.background : o.background * o.neuropil * 2.0f;
+    if (j > 0 && o.background_scale_px > 0) {
+      truth_.bg_spatial.col(j) = smooth_field(H, W, 3, o.background_scale_px, rng);
+    } else {
+      truth_.bg_spatial.col(j) = smooth_field(H, W, j == 0 ? 2 : 6,
+                                              (j == 0 ? 0.5f : 0.15f) * static_cast<float>(std::max(H, W)), rng);
+    }
+    // One-photon: the local components share the neuropil level between them.
+    const float level = j == 0 ? o.background
+                        : o.background_scale_px > 0
+                            ? o.background * o.neuropil * 4.0f / static_cast<float>(std::max(1u, nb - 1))
+                            : o.background * o.neuropil * 2.0f;
     const float phase = 6.28f * u01(rng);
     float fluct = 0;
     for (std::uint32_t t = 0; t < T; ++t) {

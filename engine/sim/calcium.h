@@ -40,12 +40,21 @@ struct CalciumSimOptions {
   std::uint32_t background_components = 2;
   float neuropil = 0.2f;            // neuropil fluctuation relative to background
   float drift = 0.05f;              // slow background drift (relative)
+  // One-photon-like background: > 0 makes every background component after the first a field of
+  // a few blobs of this scale (pixels) with its own fluctuation (out-of-focus fluorescence and
+  // local neuropil): large, spatially smooth, and of rank background_components (not low rank
+  // when that is large). 0 = two-photon background (a vignette and a finer neuropil field).
+  float background_scale_px = 0.0f;
   float bleaching_tau_s = 0.0f;     // exponential bleaching time constant (0 = none)
   float read_noise = 5.0f;          // Gaussian noise sd (photons)
   bool shot_noise = true;           // Poisson-like noise: sd = sqrt(signal)
   float motion_px = 0.0f;           // rigid motion: sd of the shift random walk bound (pixels)
   std::uint64_t seed = 1;
 };
+
+// A one-photon (miniscope-like) preset on top of `o`: bright, structured background (16 local
+// components at 3 soma radii, strong neuropil fluctuation), larger somata, more read noise.
+CalciumSimOptions one_photon_options(CalciumSimOptions o);
 
 struct CalciumTruth {
   std::uint32_t height = 0, width = 0;

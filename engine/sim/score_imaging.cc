@@ -59,7 +59,7 @@ double spike_f1(Eigen::Ref<const Eigen::VectorXf> truth, Eigen::Ref<const Eigen:
   const float mx = found.head(T).maxCoeff();
   for (Eigen::Index t = 0; t < T; ++t) {
     if (truth(t) > 0) ts.push_back(t);
-    if (mx > 0 && found(t) >= o.spike_threshold * mx) fs.push_back(t);
+    if (mx > 0 && found(t) > o.spike_threshold * mx) fs.push_back(t);
   }
   if (ts.empty() && fs.empty()) return 1.0;
   // Greedy in time order: each true spike takes the earliest unused detection within tolerance.

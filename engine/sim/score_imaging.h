@@ -17,8 +17,10 @@ struct ImagingScoreOptions {
   double min_iou = 0.3;
   // Spike matching: a detected spike within this many frames of a true one is a hit.
   int spike_tolerance = 2;
-  // A frame counts as a detected spike when s >= spike_threshold * max(s of that component).
-  float spike_threshold = 0.1f;
+  // A frame counts as a detected spike when s > spike_threshold * max(s of that component).
+  // Default 0: every spike the result reports counts (rtnmf thresholds its spikes at a multiple
+  // of each trace's noise); a relative threshold is for results that report every small s.
+  float spike_threshold = 0.0f;
 };
 
 struct MatchedPair {

@@ -40,9 +40,9 @@ stream {
 )pb";
 
 // One-photon (miniscope) data: larger, blurrier cells on a strong, structured background.
-// Motion correction, then online CNMF with a richer low-rank background (nb = 4) and bigger
-// somata. (The CNMF-E ring background model is not implemented; the low-rank background stands
-// in for it.)
+// Motion correction, then online CNMF with the CNMF-E ring background (radius 1.5 soma
+// diameters, plus a constant baseline; the rank-4 low-rank background is used only while seeding
+// the initialisation) and bigger somata.
 constexpr const char* kCalcium1p = R"pb(
 name: "calcium-1p"
 stream {
@@ -60,6 +60,7 @@ stream {
     imaging {
       neuron_radius: 7
       background_components: 4
+      ring_background: true
       init_frames: 300
       update_every: 100
       min_pnr: 8
@@ -76,7 +77,7 @@ stream {
 const BuiltinPipelineRegistration kRegister2p(
     "calcium-2p", "two-photon movie -> motion correction -> online CNMF + OASIS", kCalcium2p);
 const BuiltinPipelineRegistration kRegister1p(
-    "calcium-1p", "one-photon movie -> motion correction -> online CNMF (nb 4) + OASIS",
+    "calcium-1p", "one-photon movie -> motion correction -> online CNMF (ring background) + OASIS",
     kCalcium1p);
 
 }  // namespace

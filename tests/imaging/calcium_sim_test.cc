@@ -102,6 +102,36 @@ TEST(ScoreImaging, PerfectResultScoresOneAndMissingOrSpuriousComponentsCount) {
   EXPECT_NE(s.to_json().find("\"f1\": "), std::string::npos);
 }
 
+TEST(ScoreImaging, SpikeF1AllowsASmallTimingErrorAndCountsSpuriousSpikes) {
+  CalciumSimOptions o;
+  o.height = 32;
+  o.width = 32;
+  o.frames = 400;
+  o.neurons = 2;
+  o.firing_rate_hz = 1.0f;
+  o.burst_probability = 0;
+  CalciumSimulator sim(o);
+  const CalciumTruth& t = sim.truth();
+  auto shifted = [&](int d) {
+    Eigen::MatrixXf s = Eigen::MatrixXf::Zero(t.spikes.rows(), t.spikes.cols());
+    for (Eigen::Index k = 0; k < s.rows(); ++k)
+      for (Eigen::Index q = 0; q + d < s.cols(); ++q) s(k, q + d) = t.spikes(k, q);
+    return s;
+  };
+  auto f1 = [&](const Eigen::MatrixXf& found, float rel = 0.0f) {
+    ImagingScoreOptions so;
+    so.spike_threshold = rel;
+    return score_imaging(t.footprints, t.traces, t.spikes, t.footprints, t.traces, found, so).median_spike_f1;
+  };
+  EXPECT_NEAR(f1(shifted(2)), 1.0, 1e-9);  // within the 2-frame tolerance
+  EXPECT_LT(f1(shifted(3)), 0.2);          // outside it
+  // Small spurious values everywhere count as detections unless a relative threshold drops them.
+  Eigen::MatrixXf noisy = shifted(1);
+  noisy.array() += 0.01f;
+  EXPECT_LT(f1(noisy), 0.2);
+  EXPECT_NEAR(f1(noisy, 0.1f), 1.0, 1e-9);
+}
+
 TEST(ScoreImaging, AssignmentIsOptimalNotGreedy) {
   // Greedy would take (0,0)=0.1 then (1,1)=1.0; optimal is (0,1)+(1,0) = 0.4.
   Eigen::MatrixXd cost(2, 2);

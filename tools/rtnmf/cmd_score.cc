@@ -27,6 +27,7 @@ Result columns with an empty footprint (components removed or merged during the 
   --min-iou J          mask overlap needed for a match (0.3)
   --skip N             ignore the first N frames in trace and spike figures (0)
   --spike-tolerance N  frames (2)
+  --spike-threshold F  count s > F * max(s) of each component as a spike (0: every reported spike)
   --out FILE.json      also write the JSON there
   --min-f1 F           exit with status 3 when F1 is below F
 
@@ -35,7 +36,7 @@ Synergies / assemblies: when TRUTH.h5 holds /truth/synergies the arguments go to
 
 int score_imaging_cmd(const std::vector<std::string>& args) {
   ArgParser p(args, {});
-  p.check_known({"truth", "result", "min-iou", "skip", "spike-tolerance", "out", "min-f1"});
+  p.check_known({"truth", "result", "min-iou", "skip", "spike-tolerance", "spike-threshold", "out", "min-f1"});
   std::string result = p.get("result");
   if (result.empty()) {
     if (p.positionals().size() != 1) throw UsageError("expected one RESULT.h5");
@@ -71,6 +72,7 @@ int score_imaging_cmd(const std::vector<std::string>& args) {
   sim::ImagingScoreOptions o;
   o.min_iou = p.get_double("min-iou", o.min_iou);
   o.spike_tolerance = static_cast<int>(p.get_int("spike-tolerance", o.spike_tolerance));
+  o.spike_threshold = static_cast<float>(p.get_double("spike-threshold", o.spike_threshold));
   const Eigen::Index T = std::min(truth.traces.cols(), c.cols());
   sim::ImagingScore sc = sim::score_imaging(
       truth.footprints, tail(truth.traces.leftCols(T)), tail(truth.spikes.leftCols(std::min(truth.spikes.cols(), T))),

@@ -32,20 +32,26 @@ Writes a ground-truth calcium-imaging movie (multi-page TIFF, uint16 unless --fl
   --bleaching-tau S          bleaching time constant (0 = none)
   --noise PHOTONS            read noise sd (5); shot noise on unless --no-shot-noise
   --motion PX                rigid motion random walk (0 = none)
+  --bg-components N          background components (2)
+  --bg-scale PX              one-photon-like local background blobs of this scale (0 = off)
+  --one-photon               one-photon preset (radius 7, bright local background: 16
+                             components at 21 px, neuropil 0.5, noise 10, amplitude 80);
+                             other options given override it
   --seed N                   random seed (1)
   --bigtiff                  write BigTIFF
   --float                    write float32 pixels
 )";
 
 int simulate_calcium(const std::vector<std::string>& args) {
-  ArgParser p(args, {"bigtiff", "float", "no-shot-noise"});
+  ArgParser p(args, {"bigtiff", "float", "no-shot-noise", "one-photon"});
   p.check_known({"out", "truth", "height", "width", "frames", "rate", "neurons", "radius",
                  "min-distance", "rate-hz", "tau-rise", "tau-decay", "amplitude", "baseline",
                  "background", "neuropil", "drift", "bleaching-tau", "noise", "motion", "seed",
-                 "bigtiff", "float", "no-shot-noise"});
+                 "bigtiff", "float", "no-shot-noise", "one-photon", "bg-components", "bg-scale"});
   if (!p.has("out")) throw UsageError("--out MOVIE.tif is required");
   if (!p.has("truth")) throw UsageError("--truth TRUTH.h5 is required");
   sim::CalciumSimOptions o;
+  if (p.has("one-photon")) o = sim::one_photon_options(o);
   auto pos = [&](const char* name, long long def) {
     const long long v = p.get_int(name, def);
     if (v <= 0) throw UsageError(std::string("--") + name + " must be > 0");
@@ -66,6 +72,8 @@ int simulate_calcium(const std::vector<std::string>& args) {
   o.background = static_cast<float>(p.get_double("background", o.background));
   o.neuropil = static_cast<float>(p.get_double("neuropil", o.neuropil));
   o.drift = static_cast<float>(p.get_double("drift", o.drift));
+  o.background_components = pos("bg-components", o.background_components);
+  o.background_scale_px = static_cast<float>(p.get_double("bg-scale", o.background_scale_px));
   o.bleaching_tau_s = static_cast<float>(p.get_double("bleaching-tau", o.bleaching_tau_s));
   o.read_noise = static_cast<float>(p.get_double("noise", o.read_noise));
   o.shot_noise = !p.has("no-shot-noise");

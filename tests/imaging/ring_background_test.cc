@@ -1,0 +1,161 @@
+// CNMF-E ring background: the ring predicts a structured, high-rank background from the pixels
+// around each pixel; online CNMF with it recovers a one-photon-like movie's traces far better than
+// with the low-rank background alone.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <random>
+
+#include "engine/nmf/cnmf.h"
+#include "engine/nmf/cnmf_driver.h"
+#include "engine/nmf/ring_background.h"
+#include "engine/sim/calcium.h"
+#include "engine/sim/score_imaging.h"
+#include "tests/support/alloc_counter.h"
+
+namespace rtnmf::nmf {
+namespace {
+
+TEST(RingBackground, OffsetsLieOnTheRing) {
+  const auto offs = ring_offsets(10, 24);
+  EXPECT_EQ(offs.size(), 24u);
+  for (const auto& o : offs) {
+    const double r = std::hypot(o.first, o.second);
+    EXPECT_NEAR(r, 10.0, 0.75);
+  }
+  EXPECT_EQ(default_ring_radius(7.0f), 21);
+}
+
+TEST(RingBackground, PredictsAStructuredHighRankBackgroundFromTheRing) {
+  // 16 local components (blobs of 12 px) with independent fluctuations: rank 16, smooth.
+  sim::CalciumSimOptions so;
+  so.height = 64;
+  so.width = 64;
+  so.frames = 400;
+  so.neurons = 1;
+  so.background = 200;
+  so.background_components = 16;
+  so.background_scale_px = 12;
+  so.neuropil = 0.5f;
+  sim::CalciumSimulator simulator(so);
+  const sim::CalciumTruth& tr = simulator.truth();
+  const Eigen::MatrixXf bg = tr.bg_spatial * tr.bg_temporal;  // P x T, noise-free
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0, 2.0f);
+  Eigen::MatrixXf x = bg;
+  for (Eigen::Index i = 0; i < x.size(); ++i) x(i) += nd(rng);
+  const RingBackground rb = fit_ring_background(x.leftCols(300), 64, 64, 9);
+  // Held-out frames: the ring predicts each pixel's fluctuation from its ring.
+  Eigen::VectorXf out(64 * 64), scratch(64 * 64);
+  double err = 0, var = 0;
+  const Eigen::VectorXf mean = bg.rowwise().mean();
+  for (Eigen::Index t = 300; t < 400; ++t) {
+    Eigen::VectorXf xt = x.col(t);
+    ring_background_frame(rb, xt.data(), out.data(), scratch.data());
+    err += (out - bg.col(t)).squaredNorm();
+    var += (bg.col(t) - mean).squaredNorm();
+  }
+  std::printf("ring background: unexplained fluctuation %.3f\n", err / var);
+  EXPECT_LT(err / var, 0.15);
+  // Each row of W weighs only pixels at the ring radius.
+  for (int k = 0; k < rb.w.outerSize(); k += 97) {
+    const int py = k / 64, px = k % 64;
+    for (Eigen::SparseMatrix<float, Eigen::RowMajor>::InnerIterator it(rb.w, k); it; ++it) {
+      const int qy = static_cast<int>(it.col()) / 64, qx = static_cast<int>(it.col()) % 64;
+      EXPECT_NEAR(std::hypot(qy - py, qx - px), 9.0, 0.75);
+    }
+  }
+}
+
+struct OnePhotonOutcome {
+  sim::ImagingScore score;
+  int k = 0;
+};
+
+OnePhotonOutcome run_one_photon(bool ring, std::uint64_t seed) {
+  sim::CalciumSimOptions so;
+  so.height = 96;
+  so.width = 96;
+  so.frames = 900;
+  so.neurons = 20;
+  so.seed = seed;
+  so = sim::one_photon_options(so);
+  sim::CalciumSimulator simulator(so);
+  CnmfOptions o;
+  o.height = so.height;
+  o.width = so.width;
+  o.neuron_radius = 7;  // the calcium-1p pipeline's settings
+  o.background_components = 4;
+  o.min_pnr = 8;
+  o.min_corr = 0.6f;
+  o.decay_time_s = 0.6f;
+  o.ring_radius = ring ? default_ring_radius(o.neuron_radius) : 0;
+  CnmfRunOptions ro;
+  CnmfRunResult r = run_cnmf_online([&](std::uint32_t t, float* out) { simulator.render(t, out); },
+                                    so.frames, o, ro);
+  const Eigen::Index T = so.frames - ro.init_frames;
+  OnePhotonOutcome out;
+  out.k = r.model.k();
+  out.score = sim::score_imaging(simulator.truth().footprints,
+                                 simulator.truth().traces.rightCols(T),
+                                 simulator.truth().spikes.rightCols(T), r.model.footprints,
+                                 r.denoised.rightCols(T), r.spikes.rightCols(T));
+  return out;
+}
+
+TEST(RingBackground, OnePhotonTracesAreFarBetterWithTheRingThanWithTheLowRankBackground) {
+  const OnePhotonOutcome with = run_one_photon(true, 4);
+  const OnePhotonOutcome without = run_one_photon(false, 4);
+  for (const auto* o : {&with, &without}) {
+    std::printf("[1p %s] K %d F1 %.3f precision %.3f recall %.3f cosine %.3f trace corr %.3f\n",
+                o == &with ? "ring" : "low-rank", o->k, o->score.f1, o->score.precision,
+                o->score.recall, o->score.median_cosine, o->score.median_trace_corr);
+  }
+  // Measured at the time of writing: ring F1 0.76, cosine 0.97, trace correlation 0.89; low-rank
+  // F1 0.77, cosine 0.94, trace correlation 0.66. The targets (F1 >= 0.9, correlation >=
+  // 0.95) are NOT met on this movie yet (false and missed components in the initialisation); the
+  // floors below catch regressions, the comparison is the ring's point.
+  EXPECT_GE(with.score.f1, 0.7) << with.score.to_json();
+  EXPECT_GE(with.score.median_trace_corr, 0.85) << with.score.to_json();
+  EXPECT_GE(with.score.median_cosine, 0.9) << with.score.to_json();
+  // Without the ring the structured background leaks into the traces.
+  EXPECT_GT(with.score.median_trace_corr, without.score.median_trace_corr + 0.1);
+  EXPECT_GT(with.score.median_cosine, without.score.median_cosine);
+}
+
+TEST(RingBackground, FastPathWithTheRingDoesNotAllocate) {
+  sim::CalciumSimOptions so;
+  so.height = 48;
+  so.width = 48;
+  so.frames = 260;
+  so.neurons = 6;
+  so = sim::one_photon_options(so);
+  so.background_scale_px = 10;
+  sim::CalciumSimulator simulator(so);
+  CnmfOptions o;
+  o.height = so.height;
+  o.width = so.width;
+  o.neuron_radius = 7;
+  o.ring_radius = 10;
+  Eigen::MatrixXf first(48 * 48, 200);
+  for (int t = 0; t < 200; ++t) simulator.render(static_cast<std::uint32_t>(t), first.col(t).data());
+  CnmfInitResult init = cnmf_initialize(first, o);
+  ASSERT_TRUE(init.model.ring.active());
+  ASSERT_EQ(init.model.nb(), 0);
+  CnmfTracker tracker;
+  tracker.init(o, 0);
+  tracker.set_model(&init.model);
+  Eigen::VectorXf y(48 * 48);
+  rtnmf::test::AllocationGuard guard;
+  for (int t = 200; t < 260; ++t) {
+    simulator.render(static_cast<std::uint32_t>(t), y.data());
+    tracker.process(y.data());
+  }
+  if (rtnmf::test::allocation_counting_available()) {
+    EXPECT_EQ(guard.count(), 0u);
+  }
+  EXPECT_TRUE(tracker.output().denoised.head(init.model.k()).allFinite());
+}
+
+}  // namespace
+}  // namespace rtnmf::nmf
