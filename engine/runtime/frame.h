@@ -22,6 +22,9 @@ struct LaneSpec {
   // time step per frame. Trailing components never filled are trimmed at the end.
   std::string dataset;
   bool component_major = true;
+  // > 0: like lane 0, this lane carries one time step per column of the frame (header.cols steps
+  // of `column_width` floats, column-major), e.g. a per-sample VAF next to the activations.
+  std::uint32_t column_width = 0;
 };
 
 // Shape of the frames of one stream at one point of the pipeline.

@@ -44,7 +44,8 @@ void ResultFileSink::begin(const StreamSpec& spec) {
     r.lane = static_cast<int>(i);
     r.dataset = prefix_ + l.dataset;
     r.component_major = l.component_major;
-    r.width = (i == 0) ? spec.rows : l.size;
+    r.per_column = i == 0 || l.column_width > 0;
+    r.width = (i == 0) ? spec.rows : (l.column_width > 0 ? l.column_width : l.size);
     r.max_filled = 0;
     r.row.assign(r.width, 0.f);
     if (r.component_major) {
@@ -66,9 +67,9 @@ void ResultFileSink::begin(const StreamSpec& spec) {
 void ResultFileSink::write(const Frame& f) {
   for (Recorded& r : recorded_) {
     const Lane& lane = f.lane(r.lane);
-    if (r.lane == 0) {
+    if (r.per_column) {
       // Each column of the rows × cols block is one time step.
-      const std::uint32_t rows = f.header.rows;
+      const std::uint32_t rows = r.lane == 0 ? f.header.rows : r.width;
       for (std::uint32_t c = 0; c < f.header.cols; ++c) {
         std::fill(r.row.begin(), r.row.end(), 0.f);
         std::copy(lane.data + static_cast<size_t>(c) * rows,

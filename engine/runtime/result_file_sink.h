@@ -35,6 +35,7 @@ class ResultFileSink : public ResultSink {
     int lane;
     std::string dataset;
     bool component_major;
+    bool per_column;           // lane 0 or a column_width lane: one time step per frame column
     std::uint32_t width;       // floats per time step (row length)
     std::uint32_t max_filled;  // components actually used (trim at the end)
     std::unique_ptr<io::h5::Appendable<float>> rows;  // T × width (temp file if component-major)

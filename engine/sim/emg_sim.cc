@@ -1,11 +1,13 @@
 #include "engine/sim/emg_sim.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
 #include <numbers>
 #include <random>
 #include <stdexcept>
+#include <vector>
 
 #include "engine/dsp/biquad.h"
 #include "engine/dsp/butterworth.h"
@@ -58,7 +60,7 @@ Eigen::MatrixXf random_synergies(int channels, int k, std::uint64_t seed) {
     float worst = 0;
     for (int a = 0; a < k; ++a)
       for (int b = a + 1; b < k; ++b) worst = std::max(worst, g(a, b));
-    if (worst < 0.6f) return w;
+    if (worst < 0.5f) return w;
   }
   return w;
 }
@@ -74,6 +76,12 @@ EmgSimulation simulate_emg(const EmgSimConfig& config) {
           "envelope rate must divide the sample rate");
   require(config.carrier_high_hz < 0.5 * config.sample_rate_hz,
           "carrier band must lie below Nyquist (raise the sample rate)");
+  require(config.private_drive >= 0 && (config.private_drive == 0 || config.private_rate_hz > 0),
+          "private drive needs a non-negative level and a positive rate");
+  require(config.drive_noise >= 0 &&
+              (config.drive_noise == 0 ||
+               (config.drive_noise_hz > 0 && config.drive_noise_hz < 0.5 * config.sample_rate_hz)),
+          "drive noise needs a non-negative level and a bandwidth below Nyquist");
   const int nc = config.channels;
   const int k = config.synergies;
   const double fs = config.sample_rate_hz;
@@ -120,30 +128,70 @@ EmgSimulation simulate_emg(const EmgSimConfig& config) {
   for (std::int64_t i = 0; i < n / decim; ++i)
     sim.activations.col(i) = h.col(i * decim + decim - 1);
 
-  // Carriers: white noise through the carrier band-pass, scaled to unit variance (the gain of a
-  // Butterworth band-pass to white noise is measured on a long stretch first).
-  dsp::BiquadCascade band;
-  band.configure(dsp::butterworth_bandpass(2, config.carrier_low_hz, config.carrier_high_hz, fs),
-                 nc);
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  Eigen::MatrixXf muscles(nc, n);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (int c = 0; c < nc; ++c) muscles(c, i) = g(rng);
-  // Warm the filter up on noise so the recording starts in steady state.
-  {
-    Eigen::MatrixXf warm(nc, static_cast<Eigen::Index>(fs));
-    for (Eigen::Index i = 0; i < warm.size(); ++i) warm.data()[i] = g(rng);
-    band.process(warm);
-  }
-  band.process(muscles);
-  const double carrier_var = muscles.squaredNorm() / static_cast<double>(muscles.size());
-  muscles *= static_cast<float>(1.0 / std::sqrt(carrier_var));
+  // Shared drive W h, then each muscle's private bursts on top (scaled to the mean shared drive,
+  // so that weakly recruited muscles still have activity of their own).
   const std::int64_t switch_at = switches ? static_cast<std::int64_t>(config.switch_at_s * fs) : n;
-  Eigen::VectorXf drive(nc);
+  Eigen::MatrixXf drive(nc, n);
   for (std::int64_t i = 0; i < n; ++i) {
     const Eigen::MatrixXf& w = i < switch_at ? sim.synergies : sim.synergies_after;
-    drive.noalias() = w * h.col(i);
-    muscles.col(i).array() *= drive.array();
+    drive.col(i).noalias() = w * h.col(i);
+  }
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  if (config.private_drive > 0) {
+    // Each muscle's bursts are scaled to a mean of private_drive × the mean shared drive.
+    const double mean_drive = drive.mean();
+    std::vector<float> row(static_cast<std::size_t>(n));
+    for (int c = 0; c < nc; ++c) {
+      std::fill(row.begin(), row.end(), 0.0f);
+      add_bursts(rng, config.private_rate_hz, config.burst_s, fs, row.data(), n);
+      double sum = 0;
+      for (float v : row) sum += v;
+      if (sum <= 0) continue;
+      const float level =
+          static_cast<float>(config.private_drive * mean_drive * static_cast<double>(n) / sum);
+      for (std::int64_t i = 0; i < n; ++i) drive(c, i) += level * row[static_cast<std::size_t>(i)];
+    }
+  }
+  // Multiplicative drive noise: low-passed Gaussian noise, unit variance, g = max(0, 1 + s ξ).
+  if (config.drive_noise > 0) {
+    dsp::BiquadCascade lp;
+    lp.configure(dsp::butterworth_lowpass(2, config.drive_noise_hz, fs), nc);
+    Eigen::MatrixXf xi(nc, n);
+    for (Eigen::Index i = 0; i < xi.size(); ++i) xi.data()[i] = g(rng);
+    Eigen::MatrixXf warm(nc, static_cast<Eigen::Index>(4 * fs / config.drive_noise_hz) + 1);
+    for (Eigen::Index i = 0; i < warm.size(); ++i) warm.data()[i] = g(rng);
+    lp.process(warm);
+    lp.process(xi);
+    for (int c = 0; c < nc; ++c) {
+      const float sd = std::sqrt(xi.row(c).squaredNorm() / static_cast<float>(n));
+      const float s = sd > 0 ? static_cast<float>(config.drive_noise) / sd : 0.0f;
+      for (std::int64_t i = 0; i < n; ++i) drive(c, i) *= std::max(0.0f, 1.0f + s * xi(c, i));
+    }
+  }
+
+  // Carriers: white noise through each muscle's own band (motor-unit action potentials differ in
+  // shape between muscles and electrode sites), scaled to unit variance, warmed up on noise so
+  // the recording starts in steady state.
+  std::uniform_real_distribution<double> low_gain(1.0, 1.5), high_gain(0.4, 1.0);
+  Eigen::MatrixXf muscles(nc, n);
+  {
+    std::vector<float> carrier(static_cast<std::size_t>(n));
+    std::vector<float> warm(static_cast<std::size_t>(fs));
+    for (int c = 0; c < nc; ++c) {
+      const double lo = config.carrier_low_hz * low_gain(rng);
+      const double hi = std::max(lo * 1.5, config.carrier_high_hz * high_gain(rng));
+      dsp::BiquadCascade band;
+      band.configure(dsp::butterworth_bandpass(2, lo, std::min(hi, config.carrier_high_hz), fs), 1);
+      for (float& v : warm) v = g(rng);
+      band.process(warm.data(), static_cast<std::int64_t>(warm.size()));
+      for (float& v : carrier) v = g(rng);
+      band.process(carrier.data(), n);
+      double var = 0;
+      for (float v : carrier) var += static_cast<double>(v) * v;
+      const float scale = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(n)));
+      for (std::int64_t i = 0; i < n; ++i)
+        muscles(c, i) = carrier[static_cast<std::size_t>(i)] * scale * drive(c, i);
+    }
   }
   // Cross-talk to the two neighbouring channels (a ring, like electrodes around a limb).
   sim.emg.resize(nc, n);
@@ -206,6 +254,8 @@ void write_emg_truth(const std::string& path, const EmgSimulation& sim) {
   f.set_attr("/truth", "mains_hz", c.mains_hz);
   f.set_attr("/truth", "mains_amplitude", c.mains_amplitude);
   f.set_attr("/truth", "noise", c.noise);
+  f.set_attr("/truth", "private_drive", c.private_drive);
+  f.set_attr("/truth", "drive_noise", c.drive_noise);
   f.set_attr("/truth", "switch_at_s", c.switch_at_s);
 }
 

@@ -8,7 +8,8 @@ namespace {
 // Surface EMG (EDF/BDF/CSV/raw) in 4-sample blocks: band-pass 20-450 Hz (the upper edge drops
 // to 0.45 x rate below 1 kHz), 50 Hz notch
 // (--set condition.notch_hz=60 for 60 Hz mains), 6 Hz envelope at 100 Hz; synergies from a
-// 10 s calibration window with the rank chosen by VAF >= 90 %, then updated online.
+// 10 s calibration window with the rank chosen by VAF >= 90 % once the next rank adds < 1.5 %,
+// then updated online.
 constexpr const char* kEmgSynergies = R"pb(
   name: "emg-synergies"
   stream {
@@ -25,6 +26,7 @@ constexpr const char* kEmgSynergies = R"pb(
       name: "nmf"
       nmf {
         vaf_threshold: 0.9
+        vaf_gain: 0.015
         calibration_s: 10
         forgetting: 0.999
         update_every: 50

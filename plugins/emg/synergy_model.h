@@ -17,10 +17,19 @@
 
 namespace rtnmf::emg {
 
+// Rank choice (rank 0, no previous synergies): the numerical core's rank selection
+// (nmf::select_rank: `rank_runs` seeded fits per K, VAF of the best, cophenetic stability) is
+// run for K = 1, 2, ... and K is the smallest whose VAF >= vaf_threshold AND whose next rank adds
+// less than vaf_gain (the "VAF ≥ 90 % and the curve has levelled off" criterion of the synergy
+// literature, e.g. Torres-Oviedo & Ting 2006, Cheung et al. 2005). The threshold alone picks one
+// synergy too few whenever K − 1 synergies already pass it, which real recordings (and the
+// simulator) routinely do. vaf_gain <= 0: the threshold alone (the core's recommended_by_vaf).
 struct CalibrationOptions {
-  int rank = 0;      // fixed K; 0 = the smallest K with VAF >= vaf_threshold
-  int max_rank = 8;  // upper bound of the VAF search
+  int rank = 0;      // fixed K; 0 = chosen by VAF threshold and gain (above)
+  int max_rank = 8;  // upper bound of the search (K = max_rank + 1 is fitted for its gain)
   double vaf_threshold = 0.9;
+  double vaf_gain = 0.015;  // the next rank must add less VAF than this (0: threshold alone)
+  int rank_runs = 4;        // random-init fits per K in the rank selection
   nmf::Normalization normalize = nmf::Normalization::kL2;
   std::uint64_t seed = 0;
   int max_iter = 400;
@@ -33,16 +42,26 @@ struct Calibration {
   Eigen::MatrixXf synergies;    // channels × K, normalised, in stable order
   Eigen::MatrixXf activations;  // K × T
   int rank = 0;
-  double vaf = 0;
-  std::vector<double> vaf_by_rank;     // [k - 1] for every rank tried
-  std::vector<double> matched_cosine;  // per previous component (empty without previous)
+  double vaf = 0;                          // of the final fit at `rank` (best of NNDSVDA and
+                                           // rank_runs random starts; given W with `previous`)
+  std::vector<double> vaf_by_rank;         // [k - 1] for every rank tried (best of rank_runs fits)
+  std::vector<double> cophenetic_by_rank;  // [k - 1] stability over the runs (empty: fixed K)
+  int rank_by_threshold = 0;               // the threshold alone (0: not reached / fixed K)
+  std::vector<double> matched_cosine;      // per previous component (empty without previous)
   double mean_matched_cosine = 0;
 };
 
-// Fits the calibration window. Allocates; runs batch NMF (up to max_rank fits): slow path or
-// start-up only. Throws std::invalid_argument for empty/negative X or bad options.
+// Fits the calibration window. Allocates; runs batch NMF (rank_runs fits per K tried, then one
+// at the chosen K): slow path or start-up only. Throws std::invalid_argument for empty/negative
+// X or bad options.
 Calibration calibrate_synergies(const Eigen::Ref<const Eigen::MatrixXf>& x,
                                 const CalibrationOptions& options);
+
+// The rank rule above on a VAF curve (vaf_by_rank[k − 1] for k = 1..n): the smallest k <=
+// max_rank with vaf >= threshold and, when vaf_by_rank holds k + 1, a gain below `gain`; if no k
+// qualifies, the largest k <= max_rank in the curve. Returns 0 for an empty curve.
+int choose_rank(const std::vector<double>& vaf_by_rank, double threshold, double gain,
+                int max_rank);
 
 // Puts components in a canonical order: by the channel where each synergy peaks, then by the
 // peak value (descending). Permutes h's rows to match when given. Allocates a little.

@@ -105,6 +105,7 @@ StreamSpec SynergyStage::do_start(const StreamSpec& in, const StageContext& ctx)
   cal_options_.rank = rank;
   cal_options_.max_rank = k_max_;
   cal_options_.vaf_threshold = p.vaf_threshold() > 0 ? p.vaf_threshold() : 0.9;
+  if (p.vaf_gain() != 0) cal_options_.vaf_gain = std::max(0.0, p.vaf_gain());
   cal_options_.normalize = norm_;
   cal_options_.seed = p.seed();
   const double cal_s = p.calibration_s() > 0 ? p.calibration_s() : 10.0;
@@ -170,9 +171,12 @@ StreamSpec SynergyStage::do_start(const StreamSpec& in, const StageContext& ctx)
   out.lanes[0].size = std::max(out.lanes[0].size, out.rows * out.cols);
   out.lanes[0].dataset = "/activations";  // K × T at the envelope rate (unused rows trimmed)
   out.lanes[0].component_major = true;
-  vaf_lane_ = out.add_lane("vaf", 1);
-  out.lanes[vaf_lane_].dataset = "/vaf";  // sliding-window VAF after each frame, T × 1
+  // Sliding-window VAF after each envelope sample: one value per output column, T × 1 in the
+  // result file (T = the columns of /activations).
+  vaf_lane_ = out.add_lane("vaf", static_cast<std::uint32_t>(std::max(1, max_cols_)));
+  out.lanes[vaf_lane_].dataset = "/vaf";
   out.lanes[vaf_lane_].component_major = false;
+  out.lanes[vaf_lane_].column_width = 1;
   return out;
 }
 
@@ -189,6 +193,8 @@ void SynergyStage::do_process(Frame& frame) {
   const int nc = channels_;
   const int km = k_max_;  // ring slots hold K_max activations
   float* data = frame.data();
+  float* vaf_out =
+      vaf_lane_ > 0 && frame.lane_count() > vaf_lane_ ? frame.lane(vaf_lane_).data : nullptr;
   for (int j = 0; j < cols; ++j) {
     // Copy x first: output column j overlaps input column j in place (km <= nc).
     x_ = Eigen::Map<const Eigen::VectorXf>(data + static_cast<std::ptrdiff_t>(j) * nc, nc);
@@ -232,13 +238,11 @@ void SynergyStage::do_process(Frame& frame) {
         vaf_.store(1.0 - vaf_res_sum_ / vaf_energy_sum_, std::memory_order_relaxed);
       }
     }
+    if (vaf_out) vaf_out[j] = static_cast<float>(vaf_.load(std::memory_order_relaxed));
     // Output: K × cols, packed (K <= K_max <= channels, so column j never overtakes input j+1).
     std::copy(h_.data(), h_.data() + model.k, data + static_cast<std::ptrdiff_t>(j) * model.k);
   }
   frame.set_shape(static_cast<std::uint32_t>(model.k), static_cast<std::uint32_t>(cols));
-  if (vaf_lane_ > 0 && frame.lane_count() > vaf_lane_) {
-    frame.lane(vaf_lane_).data[0] = static_cast<float>(vaf_.load(std::memory_order_relaxed));
-  }
   frames_done_.store(n + 1, std::memory_order_release);
 }
 
@@ -415,6 +419,15 @@ void SynergyStage::write_synergy_results(io::h5::File& f) {
     Eigen::VectorXd v = Eigen::Map<const Eigen::VectorXd>(calibration_.vaf_by_rank.data(),
                                                           calibration_.vaf_by_rank.size());
     f.write_vector("/calibration/vaf_by_rank", v);
+    if (!calibration_.cophenetic_by_rank.empty()) {
+      Eigen::VectorXd c = Eigen::Map<const Eigen::VectorXd>(calibration_.cophenetic_by_rank.data(),
+                                                            calibration_.cophenetic_by_rank.size());
+      f.write_vector("/calibration/cophenetic_by_rank", c);
+      f.set_attr("/calibration", "rank_by_threshold_alone",
+                 static_cast<std::int64_t>(calibration_.rank_by_threshold));
+    }
+    f.set_attr("/calibration", "vaf_threshold", cal_options_.vaf_threshold);
+    f.set_attr("/calibration", "vaf_gain", cal_options_.vaf_gain);
     f.set_attr("/calibration", "vaf", calibration_.vaf);
     f.set_attr("/calibration", "samples", static_cast<std::int64_t>(cal_count_));
   }

@@ -4,7 +4,7 @@
 // Fast path (process): for every sample of the block, activations h = argmin_{h>=0} ‖x − W h‖
 // by exact NNLS (block principal pivoting, warm-started) against the current model's Gram; the
 // output frame is K × samples (K = 0 until calibrated; lane capacity K_max × samples); lane
-// "vaf" holds the sliding-window VAF.
+// "vaf" holds the sliding-window VAF after each of those samples (one value per column).
 // Blocks with 0 samples (decimation) only advance the frame counter.
 // Slow path (own thread): collects the calibration window (first calibration_s seconds), fits
 // batch NMF with K fixed or chosen by VAF >= vaf_threshold, then folds every (x, h) into the
@@ -51,7 +51,8 @@ class SynergyStage : public Stage {
 
   // Writes /synergies (channels × K, attributes channel_names, normalize, rank, ...),
   // /calibration/{synergies, vaf_by_rank}, and with a warm start /init/{synergies,
-  // matched_cosine}. /activations (K × T) and /vaf (T × 1, per frame) are streamed lanes.
+  // matched_cosine}. /activations (K × T) and /vaf (T × 1, per envelope sample) are streamed
+  // lanes.
   // Main thread after stop(). Allocates; throws std::runtime_error on HDF5 failure.
   void write_results(io::h5::File& file) override { write_synergy_results(file); }
   void write_synergy_results(io::h5::File& file);

@@ -12,7 +12,7 @@
 #include "engine/nmf/metrics.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
-#include "engine/runtime/result_file_sink.h"
+#include "engine/runtime/replay.h"
 #include "engine/sim/assemblies.h"
 #include "engine/sim/emg_sim.h"
 #include "plugins/emg/builtin_pipelines.h"
@@ -24,48 +24,38 @@ std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "rtnmf_emgpipe_" + std::to_string(::getpid()) + "_" + name;
 }
 
-struct ReplayResult {
+struct Replayed {
   Eigen::MatrixXf synergies, activations, vaf;
   std::uint64_t rejected = 0, processed = 0;
   std::vector<std::string> errors;
   std::string channel_names;
+  std::int64_t calibration_rank_by_threshold = -1;
 };
 
-ReplayResult replay(const std::string& input, const std::string& out,
-                    const std::vector<std::string>& overrides,
-                    const std::string& pipeline = "emg-synergies") {
-  const std::string text = builtin_pipeline(pipeline);
-  EXPECT_FALSE(text.empty());
-  EXPECT_EQ(text, emg::emg_builtin_pipeline(pipeline));
-  v1::PipelineConfig cfg = parse_pipeline(text, "<builtin:" + pipeline + ">");
-  cfg.mutable_stream(0)->mutable_source()->mutable_emg_file()->set_path(input);
-  cfg.mutable_stream(0)->set_overload(v1::BLOCK);
-  cfg.mutable_stream(0)->mutable_source()->set_pacing(v1::MAX);
-  cfg.mutable_publisher()->set_disabled(true);
-  for (const std::string& o : overrides) apply_override(cfg, o);
-  validate_pipeline(cfg, "", "<test>");
-  ReplayResult r;
-  {
-    Pipeline p(cfg, text);
-    auto sink = std::make_unique<ResultFileSink>(out);
-    ResultFileSink* s = sink.get();
-    p.add_sink(cfg.stream(0).id(), std::move(sink));
-    p.start();
-    while (!p.wait(1'000'000'000)) {
-    }
-    p.join();
-    for (Stage* st : p.stages(0)) st->write_results(s->file());
-    s->file().flush();
-    const v1::Stats st = p.stats();
-    r.rejected = st.streams(0).frames_rejected();
-    r.processed = st.streams(0).frames_processed();
-    r.errors = p.errors();
-  }
+// Replays `input` through a built-in pipeline exactly as `rtnmf replay` does (replay_to_file),
+// without publishing, and reads the result file back.
+Replayed replay(const std::string& input, const std::string& out,
+                const std::vector<std::string>& overrides,
+                const std::string& pipeline = "emg-synergies") {
+  EXPECT_EQ(std::string(builtin_pipeline(pipeline)), emg::emg_builtin_pipeline(pipeline));
+  ReplayRequest req;
+  req.pipeline = pipeline;
+  req.input = input;
+  req.out = out;
+  req.overrides = overrides;
+  req.publish = false;
+  const ReplayResult rr = replay_to_file(req);
+  Replayed r;
+  r.rejected = rr.stats.streams(0).frames_rejected();
+  r.processed = rr.stats.streams(0).frames_processed();
+  r.errors = rr.errors;
   io::h5::File f = io::h5::File::open(out);
   r.synergies = f.read_matrix<float>("/synergies");
   r.activations = f.read_matrix<float>("/activations");
   r.vaf = f.read_matrix<float>("/vaf");
   r.channel_names = f.attr_string("/synergies", "channel_names");
+  if (f.exists("/calibration/cophenetic_by_rank"))
+    r.calibration_rank_by_threshold = f.attr_int64("/calibration", "rank_by_threshold_alone");
   EXPECT_TRUE(f.exists("/timing/latency_ns"));
   return r;
 }
@@ -79,21 +69,23 @@ TEST(EmgPipeline, TwoReplaysOfOneFileAreBitIdenticalAndRecoverThePlantedSynergie
   sim::EmgSimulation s = sim::simulate_emg(c);
   const std::string csv = temp_path("rec.csv");
   sim::write_emg_csv(csv, s);
-  const std::vector<std::string> sets = {"nmf.calibration_s=10", "nmf.vaf_threshold=0.97"};
-  ReplayResult a = replay(csv, temp_path("a.h5"), sets);
-  ReplayResult b = replay(csv, temp_path("b.h5"), sets);
+  // The built-in pipeline's own settings (10 s calibration, rank by VAF >= 90 % and gain).
+  Replayed a = replay(csv, temp_path("a.h5"), {});
+  Replayed b = replay(csv, temp_path("b.h5"), {});
   EXPECT_TRUE(a.errors.empty());
   EXPECT_EQ(a.processed, 20000u);  // 80000 samples in 4-sample blocks
   ASSERT_EQ(a.synergies.cols(), 3);
   EXPECT_EQ(a.activations.rows(), 3);  // K × T, unused rows trimmed
   EXPECT_EQ(a.activations.cols(), 4000);
-  EXPECT_EQ(a.vaf.size(), 20000);  // one value per frame
+  EXPECT_EQ(a.vaf.size(), 4000);  // one value per envelope sample, like /activations
   EXPECT_TRUE(a.synergies == b.synergies);
   EXPECT_TRUE(a.activations == b.activations);
   EXPECT_TRUE(a.vaf == b.vaf);
   EXPECT_EQ(a.channel_names.substr(0, 12), "EMG01,EMG02,");
   EXPECT_GE(nmf::match_factors(s.synergies, a.synergies).mean_similarity, 0.95);
   EXPECT_GT(a.vaf(a.vaf.size() - 1), 0.9);
+  EXPECT_EQ(a.vaf(500), 0.0f);  // before the calibration window (10 s = 1000 samples) ended
+  EXPECT_GT(a.calibration_rank_by_threshold, 0);
 }
 
 TEST(EmgPipeline, ADamagedRowIsACountedRejectedBlockAndTheStreamGoesOn) {
@@ -114,7 +106,7 @@ TEST(EmgPipeline, ADamagedRowIsACountedRejectedBlockAndTheStreamGoesOn) {
     all += line + "\n";
   }
   std::ofstream(csv) << all;
-  ReplayResult r = replay(csv, temp_path("bad.h5"), {"nmf.calibration_s=1", "nmf.rank=2"});
+  Replayed r = replay(csv, temp_path("bad.h5"), {"nmf.calibration_s=1", "nmf.rank=2"});
   EXPECT_EQ(r.rejected, 1u);
   EXPECT_EQ(r.processed, 1999u);
   EXPECT_TRUE(r.errors.empty());
@@ -130,7 +122,7 @@ TEST(EmgPipeline, AssembliesPipelineRecoversPlantedAssembliesFromANpyCountMatrix
   sim::AssemblySimulation s = sim::simulate_assemblies(c);
   const std::string npy = temp_path("counts.npy");
   io::write_npy(npy, s.counts);  // neurons × bins
-  ReplayResult r =
+  Replayed r =
       replay(npy, temp_path("asm.h5"),
              {"nmf.calibration_s=100", "nmf.rank=4", "source.sample_rate=20"}, "assemblies");
   EXPECT_TRUE(r.errors.empty());
@@ -155,7 +147,7 @@ TEST(EmgPipeline, AssembliesFromTimeMajorHdf5WithTranspose) {
     Eigen::MatrixXf tm = s.counts.transpose();  // bins × neurons, as NumPy users often store it
     f.write_matrix("/counts", tm);
   }
-  ReplayResult r =
+  Replayed r =
       replay(h5 + ":/counts", temp_path("asm2.h5"),
              {"nmf.calibration_s=60", "nmf.rank=3", "source.transpose=true"}, "assemblies");
   EXPECT_TRUE(r.errors.empty());

@@ -105,7 +105,16 @@ TEST(EmgSynergyNumerics, PlantedSynergiesAreRecoveredThroughConditioningAndBatch
   o.rank = 4;
   o.seed = 1;
   o.max_iter = 500;
+  // Replicates, as synergy studies do: NNDSVDA and 4 random starts, the lowest objective wins
+  // (NNDSVDA alone stops in a poor local minimum on this recording: matched cosine 0.84).
   nmf::NmfResult r = nmf::fit_nmf(env.rightCols(5800), o);
+  for (int run = 0; run < 4; ++run) {
+    nmf::BatchNmfOptions ro = o;
+    ro.init = nmf::NmfInit::kRandom;
+    ro.seed = 100 + run;
+    nmf::NmfResult x = nmf::fit_nmf(env.rightCols(5800), ro);
+    if (x.objective.back() < r.objective.back()) r = std::move(x);
+  }
   sim::SynergyScore score =
       sim::score_synergies(s.synergies, r.w, s.activations.rightCols(5800), r.h);
   EXPECT_GE(score.mean_cosine, 0.95) << sim::score_json(score);

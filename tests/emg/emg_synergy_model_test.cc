@@ -39,19 +39,39 @@ sim::EmgSimulation simulate(int channels, int k, double seconds, std::uint64_t s
 }
 
 TEST(SynergyCalibration, VafRulePicksThePlantedRank) {
+  // Default options, the stage's default 10 s calibration window, two seeds per planted rank.
+  // The simulated envelopes are field-typical: not exactly rank K (the planted rank explains
+  // 94-97 %), and for K >= 4 rank K - 1 already passes 90 %, so the threshold alone would pick
+  // too few; the gain criterion (the next rank adds < 1.5 %) picks K.
+  int threshold_alone_wrong = 0;
   for (int planted : {2, 3, 4}) {
-    sim::EmgSimulation s = simulate(16, planted, 40, 20 + planted);
-    Eigen::MatrixXf env = condition(s.emg, 2000).rightCols(3800);
-    CalibrationOptions o;
-    o.vaf_threshold = 0.97;
-    o.max_rank = 8;
-    Calibration c = calibrate_synergies(env, o);
-    std::string vafs;
-    for (double v : c.vaf_by_rank) vafs += std::to_string(v) + " ";
-    EXPECT_EQ(c.rank, planted) << "VAF by rank: " << vafs;
-    EXPECT_GE(c.vaf, 0.97);
-    EXPECT_GE(nmf::match_factors(s.synergies, c.synergies).mean_similarity, 0.95) << vafs;
+    for (std::uint64_t seed : {20u + planted, 120u + planted}) {
+      sim::EmgSimulation s = simulate(16, planted, 12, seed);
+      Eigen::MatrixXf env = condition(s.emg, 2000).rightCols(1000);
+      Calibration c = calibrate_synergies(env, CalibrationOptions{});
+      std::string vafs;
+      for (double v : c.vaf_by_rank) vafs += std::to_string(v) + " ";
+      EXPECT_EQ(c.rank, planted) << "seed " << seed << ", VAF by rank: " << vafs;
+      EXPECT_GE(c.vaf, 0.9) << vafs;
+      EXPECT_LT(c.vaf, 0.985) << "the simulator should not be exactly low-rank: " << vafs;
+      EXPECT_GE(nmf::match_factors(s.synergies, c.synergies).mean_similarity, 0.95) << vafs;
+      ASSERT_EQ(c.cophenetic_by_rank.size(), c.vaf_by_rank.size());
+      if (c.rank_by_threshold != planted) ++threshold_alone_wrong;
+    }
   }
+  EXPECT_GT(threshold_alone_wrong, 0) << "the threshold alone is right everywhere: the gain "
+                                         "criterion is untested";
+}
+
+TEST(SynergyCalibration, RankRuleNeedsTheThresholdAndALevelledCurve) {
+  const std::vector<double> curve = {0.70, 0.85, 0.92, 0.96, 0.97, 0.975};
+  EXPECT_EQ(choose_rank(curve, 0.9, 0.015, 8), 4);  // 3 passes 90 % but 4 still adds 4 %
+  EXPECT_EQ(choose_rank(curve, 0.9, 0.0, 8), 3);    // threshold alone
+  EXPECT_EQ(choose_rank(curve, 0.965, 0.015, 8), 5);
+  EXPECT_EQ(choose_rank(curve, 0.9, 0.015, 3), 3);   // capped: the largest K allowed
+  EXPECT_EQ(choose_rank(curve, 0.99, 0.015, 8), 6);  // never reached: the largest K tried
+  EXPECT_EQ(choose_rank({0.95}, 0.9, 0.015, 8), 1);  // no next rank to compare with
+  EXPECT_EQ(choose_rank({}, 0.9, 0.015, 8), 0);
 }
 
 TEST(SynergyCalibration, FixedRankAndCanonicalOrder) {

@@ -12,8 +12,11 @@ namespace rtnmf::cli {
 const char* const kSimulateEmgUsage =
     R"(usage: rtnmf simulate emg --out EMG.csv --truth TRUTH.h5 [options]
 
-Simulated surface EMG: per-muscle band-limited noise carriers amplitude-modulated by synergy
-activations, cross-talk to neighbouring channels, mains hum and baseline noise. The CSV has a
+Simulated surface EMG: per-muscle band-limited noise carriers (each muscle its own band)
+amplitude-modulated by synergy activations plus each muscle's own bursts, with slow
+multiplicative drive noise, cross-talk to neighbouring channels, mains hum and baseline noise:
+like real recordings, the envelopes are not exactly rank K (the planted rank explains ~95 %).
+The CSV has a
 header `t,EMG01,...` (time in seconds); the truth file holds /truth/synergies (channels x K,
 channel_names attribute) and /truth/activations (K x T at the envelope rate).
 
@@ -26,7 +29,9 @@ channel_names attribute) and /truth/activations (K x T at the envelope rate).
   --mains HZ          hum frequency, 0 for none (default 50)
   --hum A             hum amplitude (default 0.1; a fully active muscle is ~1 rms)
   --noise S           baseline noise standard deviation (default 0.02)
-  --crosstalk F       fraction seen on each neighbouring channel (default 0.05)
+  --crosstalk F       fraction seen on each neighbouring channel (default 0.1)
+  --private F         each muscle's own bursts, mean relative to the synergy drive (default 0.2)
+  --drive-noise S     sd of the multiplicative drive noise, 0 for none (default 0.15)
   --switch-at S       replace synergy 0 by a new one from S seconds on (default: never)
 
   --kind assemblies   binned spike counts with planted assemblies instead (CSV, one row per bin,
@@ -37,9 +42,10 @@ channel_names attribute) and /truth/activations (K x T at the envelope rate).
 
 int run_simulate_emg(const std::vector<std::string>& args) {
   ArgParser p(args, {});
-  p.check_known({"out", "truth", "channels", "synergies", "rate", "seconds", "seed",
-                 "envelope-rate", "mains", "hum", "noise", "crosstalk", "switch-at", "kind",
-                 "neurons", "assemblies", "members", "bins", "bin-s"});
+  p.check_known({"out",     "truth",         "channels",  "synergies", "rate",    "seconds",
+                 "seed",    "envelope-rate", "mains",     "hum",       "noise",   "crosstalk",
+                 "private", "drive-noise",   "switch-at", "kind",      "neurons", "assemblies",
+                 "members", "bins",          "bin-s"});
   if (!p.positionals().empty())
     throw UsageError("unexpected argument '" + p.positionals()[0] + "'");
   const std::string out = p.get("out");
@@ -78,6 +84,8 @@ int run_simulate_emg(const std::vector<std::string>& args) {
   c.mains_amplitude = p.get_double("hum", c.mains_amplitude);
   c.noise = p.get_double("noise", c.noise);
   c.crosstalk = p.get_double("crosstalk", c.crosstalk);
+  c.private_drive = p.get_double("private", c.private_drive);
+  c.drive_noise = p.get_double("drive-noise", c.drive_noise);
   c.switch_at_s = p.get_double("switch-at", c.switch_at_s);
   sim::EmgSimulation s = sim::simulate_emg(c);
   sim::write_emg_csv(out, s);
