@@ -179,7 +179,12 @@ class CnmfUpdater {
   int removed_last() const { return removed_last_; }
 
  private:
+  void fold();
+  void store_frame(const float* frame);
   void detect_new_components();
+  // Candidate neurons in the residual, restricted to square patches around the peaks of a
+  // block-averaged residual; each patch searched like the initialisation. Allocates.
+  void detect_in_patch(int y0, int x0, int ph, int pw, int want);
   void merge_components();
   void remove_components();
   void update_shapes();
@@ -199,10 +204,15 @@ class CnmfUpdater {
   Eigen::MatrixXf bg_;                         // P x nb
   Eigen::MatrixXf cy_bg_;                      // P x nb: Σ f_b y
   Eigen::MatrixXf cc_;                         // (K+nb)^2: Σ x xᵀ, x = [c; f]
-  // Residual buffer (P x N ring) and the activations [c; f] of those frames.
-  Eigen::MatrixXf residual_;
+  // The last N frames (P x N ring), the same block-averaged by ds_ x ds_ (hl_*wl_ x N, for
+  // screening the residual for new neurons) and their activations [c; f]. The newest pending_
+  // frames are not yet folded into the statistics: fold() does it in one batch (a GEMM over the
+  // ring instead of P x nb work per frame), when the ring is full and before each update.
+  Eigen::MatrixXf frames_;
+  Eigen::MatrixXf lowres_;
   Eigen::MatrixXf buffer_x_;                   // (K+nb) x N
-  std::uint32_t buf_pos_ = 0, buf_count_ = 0;
+  std::uint32_t buf_pos_ = 0, buf_count_ = 0, pending_ = 0;
+  int ds_ = 1, hl_ = 1, wl_ = 1;
   Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices
   Eigen::VectorXf dense_;                      // P scratch
   // Ring background: the frame with it removed, y − A c, scratch, running mean of y − A c (b0).

@@ -2,6 +2,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -98,30 +99,46 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
     box_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, hp_r);
     s.col(t) -= tmp2;
   }
-  // Per-pixel work on the transpose (T x P: each pixel's trace contiguous; rows of the P x T
-  // movie are strided by P and miss the cache on every element).
-  Eigen::MatrixXf st = s.transpose();
-  for (Eigen::Index p = 0; p < P; ++p) {
-    float* tr = st.col(p).data();
-    std::copy(tr, tr + T, trace.begin());
-    const float m = median_of(trace);
-    st.col(p).array() -= m;
+  // Per-pixel work in blocks of pixels: each block's traces are gathered frame by frame
+  // (contiguous runs of the P x T movie) instead of transposing the whole movie.
+  constexpr Eigen::Index kBlock = 64;
+  Eigen::MatrixXf blk(T, kBlock);  // column j: the trace of pixel p0 + j
+  auto gather = [&](Eigen::Index p0, Eigen::Index nbk) {
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const float* col = s.col(t).data() + p0;
+      for (Eigen::Index j = 0; j < nbk; ++j) blk(t, j) = col[j];
+    }
+  };
+  float med[kBlock];
+  for (Eigen::Index p0 = 0; p0 < P; p0 += kBlock) {
+    const Eigen::Index nbk = std::min(kBlock, P - p0);
+    gather(p0, nbk);
+    for (Eigen::Index j = 0; j < nbk; ++j) {
+      std::copy(blk.col(j).data(), blk.col(j).data() + T, trace.begin());
+      med[j] = median_of(trace);
+    }
+    for (Eigen::Index t = 0; t < T; ++t) {
+      float* col = s.col(t).data() + p0;
+      for (Eigen::Index j = 0; j < nbk; ++j) col[j] -= med[j];
+    }
   }
-  s = st.transpose();
   // 2. Smoothed high-passed movie, its noise and peak-to-noise ratio per pixel.
   for (Eigen::Index t = 0; t < T; ++t) {
     gaussian_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, sigma);
     s.col(t) = tmp2;
   }
   Eigen::VectorXf sn(P), pnr(P);
-  st = s.transpose();
-  for (Eigen::Index p = 0; p < P; ++p) {
-    const float* tr = st.col(p).data();
-    std::copy(tr, tr + T, trace.begin());
-    sn(p) = std::max(diff_noise(trace, scratch), 1e-6f);
-    pnr(p) = st.col(p).maxCoeff() / sn(p);
+  for (Eigen::Index p0 = 0; p0 < P; p0 += kBlock) {
+    const Eigen::Index nbk = std::min(kBlock, P - p0);
+    gather(p0, nbk);
+    for (Eigen::Index j = 0; j < nbk; ++j) {
+      const float* tr = blk.col(j).data();
+      std::copy(tr, tr + T, trace.begin());
+      const Eigen::Index p = p0 + j;
+      sn(p) = std::max(diff_noise(trace, scratch), 1e-6f);
+      pnr(p) = blk.col(j).maxCoeff() / sn(p);
+    }
   }
-  st.resize(0, 0);
 
   // 3. Local correlation image of the smoothed movie's transients (CNMF-E): values below three
   // noise sd are zeroed, so smoothing-induced noise correlation does not count and sparsely
@@ -206,19 +223,37 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
     Eigen::VectorXf c = s.row(best).transpose();
     Eigen::VectorXf cc = c.array() - c.mean();
     const float var = cc.squaredNorm();
-    Eigen::VectorXf a(static_cast<Eigen::Index>(sup.size()));
-    for (std::size_t i = 0; i < sup.size(); ++i) {
-      a(static_cast<Eigen::Index>(i)) = var > 0 ? std::max(0.0f, y.row(sup[i]).dot(cc) / var) : 0.0f;
+    // Covariances with the seed trace, frame by frame (the support's pixels are short contiguous
+    // runs of each frame; a pixel's row of the P x T movie is strided by P).
+    const Eigen::Index ns = static_cast<Eigen::Index>(sup.size());
+    Eigen::VectorXf a = Eigen::VectorXf::Zero(ns), beta = Eigen::VectorXf::Zero(ns);
+    if (var > 0) {
+      for (Eigen::Index t = 0; t < T; ++t) {
+        const float* yc = y.col(t).data();
+        const float* sc = s.col(t).data();
+        const float w = cc(t);
+        for (Eigen::Index i = 0; i < ns; ++i) {
+          a(i) += w * yc[sup[static_cast<std::size_t>(i)]];
+          beta(i) += w * sc[sup[static_cast<std::size_t>(i)]];
+        }
+      }
+      a = (a / var).cwiseMax(0.0f);
+      beta /= var;
     }
     keep_connected(a, side, seed_index, 0.2f);
     // Peel the seed's signal off the smoothed movie where it lives, so the same neuron does not
     // seed again while an overlapping one still can.
-    for (std::size_t i = 0; i < sup.size(); ++i) {
-      const Eigen::Index q = sup[i];
-      const float beta = var > 0 ? s.row(q).dot(cc) / var : 0.0f;
-      if (beta > 0) s.row(q) -= beta * cc.transpose();
-      pnr(q) = s.row(q).maxCoeff() / sn(q);
+    Eigen::VectorXf peak = Eigen::VectorXf::Constant(ns, -std::numeric_limits<float>::infinity());
+    for (Eigen::Index t = 0; t < T; ++t) {
+      float* sc = s.col(t).data();
+      const float w = cc(t);
+      for (Eigen::Index i = 0; i < ns; ++i) {
+        float& v = sc[sup[static_cast<std::size_t>(i)]];
+        if (beta(i) > 0) v -= beta(i) * w;
+        peak(i) = std::max(peak(i), v);
+      }
     }
+    for (Eigen::Index i = 0; i < ns; ++i) pnr(sup[static_cast<std::size_t>(i)]) = peak(i) / sn(sup[static_cast<std::size_t>(i)]);
     if (a.sum() <= 0 || (a.array() > 0).count() < 3) continue;
     Seed sd;
     sd.values = a / a.norm();
@@ -254,17 +289,39 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   if (nb > 0) {
     // Rank-nb NMF of the movie smoothed at twice the soma radius (neurons blur into it far less
     // than the smooth background and neuropil do), started from the leading singular vectors.
-    Eigen::MatrixXf& sm = s;
-    for (Eigen::Index t = 0; t < T; ++t) {
-      detail::gaussian_filter(y.col(t).data(), sm.col(t).data(), tmp.data(), H, W, 2 * r);
+    // At that scale the background is smooth, so it is estimated on a grid downsampled by block
+    // means (ds x ds pixels, ds ~ 0.8 soma radius: 16x fewer pixels at radius 5) and upsampled
+    // bilinearly to full resolution.
+    const int ds = std::max(1, static_cast<int>(std::floor(0.8f * r)));
+    const int hl = (H + ds - 1) / ds, wl = (W + ds - 1) / ds;
+    const Eigen::Index pl = static_cast<Eigen::Index>(hl) * wl;
+    Eigen::VectorXf inv_count = Eigen::VectorXf::Zero(pl);
+    for (int yy = 0; yy < H; ++yy)
+      for (int xx = 0; xx < W; ++xx) inv_count((yy / ds) * wl + xx / ds) += 1;
+    inv_count = inv_count.cwiseInverse();
+    Eigen::MatrixXf sm(pl, T);
+    {
+      Eigen::VectorXf lo(pl), ltmp(pl);
+      for (Eigen::Index t = 0; t < T; ++t) {
+        lo.setZero();
+        const float* src = y.col(t).data();
+        for (int yy = 0; yy < H; ++yy) {
+          float* dst = lo.data() + static_cast<Eigen::Index>(yy / ds) * wl;
+          const float* row = src + static_cast<Eigen::Index>(yy) * W;
+          for (int xx = 0; xx < W; ++xx) dst[xx / ds] += row[xx];
+        }
+        lo = lo.cwiseProduct(inv_count);
+        detail::gaussian_filter(lo.data(), sm.col(t).data(), ltmp.data(), hl, wl, 2 * r / static_cast<float>(ds));
+      }
     }
+    Eigen::MatrixXf bl(pl, nb);
     // Leading singular vectors by a few power iterations with deflation (a T x T Gram would cost
-    // P T² flops: 24 G at 512 x 512 x 300).
-    Eigen::MatrixXf vs(T, nb), us(P, nb);
+    // P T² flops).
+    Eigen::MatrixXf vs(T, nb), us(pl, nb);
     for (int b = 0; b < nb; ++b) {
       Eigen::VectorXf v = Eigen::VectorXf::Ones(T) / std::sqrt(static_cast<float>(T));
       if (b > 0) v = Eigen::VectorXf::LinSpaced(T, -1.0f, 1.0f).normalized();
-      Eigen::VectorXf u(P);
+      Eigen::VectorXf u(pl);
       for (int it = 0; it < 8; ++it) {
         u.noalias() = sm * v;
         for (int q = 0; q < b; ++q) u -= us.col(q) * us.col(q).dot(u);
@@ -283,27 +340,53 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
       Eigen::VectorXf up = u.cwiseMax(0.0f), un = (-u).cwiseMax(0.0f);
       Eigen::VectorXf vp = v.cwiseMax(0.0f), vn = (-v).cwiseMax(0.0f);
       if (up.norm() * vp.norm() >= un.norm() * vn.norm()) {
-        bg.col(b) = up;
+        bl.col(b) = up;
         f.row(b) = vp.transpose();
       } else {
-        bg.col(b) = un;
+        bl.col(b) = un;
         f.row(b) = vn.transpose();
       }
-      if (bg.col(b).norm() == 0) bg.col(b).setConstant(1.0f);
-      const float n = bg.col(b).norm();
-      bg.col(b) /= n;
+      if (bl.col(b).norm() == 0) bl.col(b).setConstant(1.0f);
+      const float n = bl.col(b).norm();
+      bl.col(b) /= n;
       f.row(b) *= n;
     }
     for (int it = 0; it < 30; ++it) {
-      Eigen::MatrixXf gb = bg.transpose() * bg;
-      Eigen::MatrixXf bty = bg.transpose() * sm;
+      Eigen::MatrixXf gb = bl.transpose() * bl;
+      Eigen::MatrixXf bty = bl.transpose() * sm;
       detail::hals_rows(gb, bty, f, 1);
       Eigen::MatrixXf gf = f * f.transpose();
-      Eigen::MatrixXf ytf = sm * f.transpose();  // P x nb
+      Eigen::MatrixXf ytf = sm * f.transpose();  // pl x nb
       for (int b = 0; b < nb; ++b) {
         if (gf(b, b) <= 0) continue;
-        bg.col(b) = (bg.col(b) + (ytf.col(b) - bg * gf.col(b)) / gf(b, b)).cwiseMax(0.0f);
+        bl.col(b) = (bl.col(b) + (ytf.col(b) - bl * gf.col(b)) / gf(b, b)).cwiseMax(0.0f);
       }
+    }
+    // Bilinear upsampling (block centres at (i + 0.5) ds - 0.5), unit columns; f carries the scale.
+    for (int yy = 0; yy < H; ++yy) {
+      const float fy = std::clamp((yy + 0.5f) / ds - 0.5f, 0.0f, static_cast<float>(hl - 1));
+      const int y0 = static_cast<int>(fy), y1 = std::min(y0 + 1, hl - 1);
+      const float wy = fy - static_cast<float>(y0);
+      for (int xx = 0; xx < W; ++xx) {
+        const float fx = std::clamp((xx + 0.5f) / ds - 0.5f, 0.0f, static_cast<float>(wl - 1));
+        const int x0 = static_cast<int>(fx), x1 = std::min(x0 + 1, wl - 1);
+        const float wx = fx - static_cast<float>(x0);
+        const Eigen::Index p = static_cast<Eigen::Index>(yy) * W + xx;
+        for (int b = 0; b < nb; ++b) {
+          auto at = [&](int i, int j) { return bl(static_cast<Eigen::Index>(i) * wl + j, b); };
+          bg(p, b) = (1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x1)) +
+                     wy * ((1 - wx) * at(y1, x0) + wx * at(y1, x1));
+        }
+      }
+    }
+    for (int b = 0; b < nb; ++b) {
+      const float n = bg.col(b).norm();
+      if (n <= 0) {
+        bg.col(b).setConstant(1.0f / std::sqrt(static_cast<float>(P)));
+        continue;
+      }
+      bg.col(b) /= n;
+      f.row(b) *= n;
     }
   }
   // 1-4. Seeds on the background-free movie.
@@ -322,21 +405,48 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   int K = static_cast<int>(supports.size());
   Eigen::MatrixXf c = Eigen::MatrixXf::Zero(K, T);
   Eigen::MatrixXf& work = s;  // reuse: P x T
+  // Aᵀ(Y − b f) = AᵀY − (Aᵀb) f and bᵀ(Y − A C) = bᵀY − (bᵀA) C: no P x T temporaries; AᵀY
+  // reads only each footprint's pixels of each frame.
+  auto at_y = [&](const Eigen::SparseMatrix<float>& a) {
+    Eigen::MatrixXf r(a.cols(), T);
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const float* col = y.col(t).data();
+      for (Eigen::Index k = 0; k < a.cols(); ++k) {
+        float acc = 0;
+        for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) acc += it.value() * col[it.row()];
+        r(k, t) = acc;
+      }
+    }
+    return r;
+  };
   auto c_step = [&](int sweeps) {
     Eigen::SparseMatrix<float> a = detail::assemble(static_cast<int>(P), supports, values);
-    work = y;
-    if (nb > 0) work.noalias() -= bg * f;
-    Eigen::MatrixXf aty = Eigen::SparseMatrix<float>(a.transpose()) * work;
-    Eigen::MatrixXf ata = Eigen::MatrixXf(Eigen::SparseMatrix<float>(a.transpose()) * a);
-    detail::hals_rows(ata, aty, c, sweeps);
+    Eigen::MatrixXf aty = at_y(a);
+    if (nb > 0) aty.noalias() -= Eigen::MatrixXf(a.transpose() * bg) * f;
+    // HALS on the sparse Gram (footprints rarely overlap): K·(overlaps)·T per sweep, not K²·T.
+    Eigen::SparseMatrix<float> ata = Eigen::SparseMatrix<float>(a.transpose()) * a;
+    for (int sw = 0; sw < sweeps; ++sw) {
+      for (Eigen::Index i = 0; i < ata.outerSize(); ++i) {
+        float d = 0;
+        Eigen::RowVectorXf grad = aty.row(i);
+        for (Eigen::SparseMatrix<float>::InnerIterator it(ata, i); it; ++it) {
+          if (it.row() == i) d = it.value();
+          if (it.value() != 0) grad.noalias() -= it.value() * c.row(it.row());
+        }
+        if (d <= 0) {
+          c.row(i).setZero();
+          continue;
+        }
+        c.row(i) = (c.row(i) + grad / d).cwiseMax(0.0f);
+      }
+    }
     return a;
   };
   auto f_step = [&](const Eigen::SparseMatrix<float>& a) {
     if (nb == 0) return;
-    work = y;
-    work -= a * c;
     Eigen::MatrixXf gb = bg.transpose() * bg;
-    Eigen::MatrixXf btr = bg.transpose() * work;
+    Eigen::MatrixXf btr = bg.transpose() * y;
+    btr.noalias() -= Eigen::MatrixXf(Eigen::MatrixXf(a.transpose() * bg).transpose()) * c;
     detail::hals_rows(gb, btr, f, 3);
   };
   auto a_step = [&]() {
@@ -478,7 +588,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
     const float hi = detail::default_g(o.frame_rate_hz, o.decay_time_s * 3);
     g = std::clamp(est, lo, hi);
   }
-  detail::set_ar_coefficients(m, o, g);  // g, g2 (AR(1) or AR(2) with the rise prior)
+  m.g.setConstant(g);
   m.s_min = o.s_min_sigma * m.noise;
   m.ids.resize(static_cast<std::size_t>(K));
   std::iota(m.ids.begin(), m.ids.end(), 0);
@@ -490,7 +600,6 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   res.traces = c;
   res.background_traces = f;
   res.supports = supports;
-  if (o.ring_radius > 0) detail::fit_ring_model(y, o, res);  // one-photon ring background (cnmf.cc)
   return res;
 }
 

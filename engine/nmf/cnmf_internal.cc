@@ -14,14 +14,24 @@ void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, floa
   float sum = 0;
   for (int i = -rr; i <= rr; ++i) sum += kern[i + rr] = std::exp(-0.5f * i * i / (sigma * sigma));
   for (int i = 0; i <= 2 * rr; ++i) kern[i] /= sum;
-  // rows
+  // rows: clamped taps at the borders only; the interior is tap-major so that it vectorises
+  // over x.
+  const int x_lo = std::min(rr, w), x_hi = std::max(x_lo, w - rr);
   for (int y = 0; y < h; ++y) {
     const float* src = in + static_cast<std::ptrdiff_t>(y) * w;
     float* dst = tmp + static_cast<std::ptrdiff_t>(y) * w;
     for (int x = 0; x < w; ++x) {
+      if (x == x_lo) x = x_hi;
+      if (x >= w) break;
       float acc = 0;
       for (int i = -rr; i <= rr; ++i) acc += kern[i + rr] * src[std::clamp(x + i, 0, w - 1)];
       dst[x] = acc;
+    }
+    for (int x = x_lo; x < x_hi; ++x) dst[x] = 0;
+    for (int i = -rr; i <= rr; ++i) {
+      const float k = kern[i + rr];
+      const float* s = src + i;
+      for (int x = x_lo; x < x_hi; ++x) dst[x] += k * s[x];
     }
   }
   // columns
@@ -48,14 +58,20 @@ void box_filter(const float* in, float* out, float* tmp, int h, int w, int r) {
       acc += src[std::min(x + r + 1, w - 1)] - src[std::max(x - r, 0)];
     }
   }
-  for (int x = 0; x < w; ++x) {
-    float acc = 0;
-    for (int i = -r; i <= r; ++i) acc += tmp[static_cast<std::ptrdiff_t>(std::clamp(i, 0, h - 1)) * w + x];
-    for (int y = 0; y < h; ++y) {
-      out[static_cast<std::ptrdiff_t>(y) * w + x] = acc * inv;
-      acc += tmp[static_cast<std::ptrdiff_t>(std::min(y + r + 1, h - 1)) * w + x] -
-             tmp[static_cast<std::ptrdiff_t>(std::max(y - r, 0)) * w + x];
-    }
+  // Columns row by row (contiguous): out row y = out row y-1 + (tmp row y+r - tmp row y-r-1) / n.
+  auto row = [&](const float* base, int y) { return base + static_cast<std::ptrdiff_t>(std::clamp(y, 0, h - 1)) * w; };
+  for (int x = 0; x < w; ++x) out[x] = 0;
+  for (int i = -r; i <= r; ++i) {
+    const float* s = row(tmp, i);
+    for (int x = 0; x < w; ++x) out[x] += s[x];
+  }
+  for (int x = 0; x < w; ++x) out[x] *= inv;
+  for (int y = 1; y < h; ++y) {
+    const float* prev = out + static_cast<std::ptrdiff_t>(y - 1) * w;
+    float* dst = out + static_cast<std::ptrdiff_t>(y) * w;
+    const float* add = row(tmp, y + r);
+    const float* sub = row(tmp, y - r - 1);
+    for (int x = 0; x < w; ++x) dst[x] = prev[x] + (add[x] - sub[x]) * inv;
   }
 }
 
@@ -208,7 +224,6 @@ float default_g(double frame_rate_hz, float decay_time_s) {
 }  // namespace detail
 
 void CnmfModel::finalize() {
-  if (ring.active()) return detail::finalize_ring(*this);  // one-photon ring model (cnmf.cc)
   const int K = k(), B = nb();
   gram.resize(K + B, K + B);
   Eigen::SparseMatrix<float> at = footprints.transpose();

@@ -13,17 +13,7 @@ namespace rtnmf::nmf {
 using detail::Support;
 
 void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
-                       Eigen::Ref<const Eigen::MatrixXf> frames) {
-  // One-photon ring model: the statistics see the frames with the ring background removed.
-  const bool ring = init.model.ring.active();
-  const Eigen::MatrixXf ring_free = ring ? detail::remove_ring_background(init.model, init.traces, frames) : Eigen::MatrixXf();
-  Eigen::Ref<const Eigen::MatrixXf> y(ring ? Eigen::Ref<const Eigen::MatrixXf>(ring_free) : frames);
-  if (ring) {
-    ring_y_.resize(frames.rows());
-    ring_x_.resize(frames.rows());
-    ring_scratch_.resize(frames.rows());
-    ring_mean_ = init.model.ring.b0;
-  }
+                       Eigen::Ref<const Eigen::MatrixXf> y) {
   options_ = options;
   model_ = init.model;
   nb_ = model_.nb();
@@ -63,15 +53,19 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
     cy_[static_cast<std::size_t>(k)] = v;
   }
   cy_bg_ = nb_ > 0 ? Eigen::MatrixXf(y * xw.bottomRows(nb_).transpose()) : Eigen::MatrixXf(P, 0);
-  // Residual buffer from the last frames of the initialisation.
+  // Frame ring from the last frames of the initialisation (already in the statistics).
   const std::uint32_t n = std::max<std::uint32_t>(10, options.residual_buffer);
-  residual_ = Eigen::MatrixXf::Zero(P, n);
+  ds_ = std::max(1, static_cast<int>(std::floor(0.8f * options.neuron_radius)));
+  hl_ = (static_cast<int>(options.height) + ds_ - 1) / ds_;
+  wl_ = (static_cast<int>(options.width) + ds_ - 1) / ds_;
+  frames_ = Eigen::MatrixXf::Zero(P, n);
+  lowres_ = Eigen::MatrixXf::Zero(static_cast<Eigen::Index>(hl_) * wl_, n);
   buffer_x_ = Eigen::MatrixXf::Zero(K + nb_, n);
   buf_pos_ = 0;
   buf_count_ = 0;
+  pending_ = 0;
   for (Eigen::Index t = std::max<Eigen::Index>(0, T - n); t < T; ++t) {
-    residual_.col(buf_pos_) = y.col(t) - model_.footprints * x.col(t).head(K);
-    if (nb_ > 0) residual_.col(buf_pos_).noalias() -= bg_ * x.col(t).tail(nb_);
+    store_frame(y.col(t).data());
     buffer_x_.col(buf_pos_) = x.col(t);
     buf_pos_ = (buf_pos_ + 1) % n;
     buf_count_ = std::min(buf_count_ + 1, n);
@@ -84,7 +78,6 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
 void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
                             Eigen::Ref<const Eigen::VectorXf> background) {
   const int K = model_.k();
-  const Eigen::Index P = static_cast<Eigen::Index>(options_.height) * options_.width;
   if (x_.size() != K + nb_) x_.resize(K + nb_);
   // Map the fast path's activations (its model's ids) onto ours; components it did not have
   // count as 0 for this frame.
@@ -93,47 +86,82 @@ void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf
     const std::int32_t slot = model_.slots[static_cast<std::size_t>(k)];
     if (slot >= 0 && slot < by_slot.size()) x_(k) = by_slot(slot);
   }
-  if (model_.ring.active()) {  // one-photon: the frame without its ring background (cnmf.cc)
-    detail::remove_ring_background_frame(model_, x_.head(K), frame, ring_y_.data(), ring_x_.data(),
-                                         ring_scratch_.data());
-    ring_mean_ = lambda_ * ring_mean_ + (1.0f - lambda_) * ring_x_;  // y − A c, for b0
-    frame = ring_y_.data();
-  }
-  Eigen::Map<const Eigen::VectorXf> y(frame, P);
   if (nb_ > 0) x_.tail(nb_) = background.head(nb_);
-  // Statistics with forgetting.
-  cc_ *= lambda_;
-  cc_.noalias() += x_ * x_.transpose();
-  for (int k = 0; k < K; ++k) {
-    Eigen::VectorXf& v = cy_[static_cast<std::size_t>(k)];
-    const Support& sk = support_[static_cast<std::size_t>(k)];
-    const float c = x_(k);
-    if (c == 0) {
-      v *= lambda_;
-      continue;
-    }
-    for (std::size_t i = 0; i < sk.size(); ++i) {
-      v(static_cast<Eigen::Index>(i)) = lambda_ * v(static_cast<Eigen::Index>(i)) + c * y(sk[i]);
-    }
-  }
-  for (int b = 0; b < nb_; ++b) cy_bg_.col(b) = lambda_ * cy_bg_.col(b) + x_(K + b) * y;
-  // Residual of this frame into the ring.
-  auto r = residual_.col(buf_pos_);
-  r = y;
-  if (nb_ > 0) r.noalias() -= bg_ * x_.tail(nb_);
-  for (int k = 0; k < K; ++k) {
-    const float c = x_(k);
-    if (c == 0) continue;
-    const Support& sk = support_[static_cast<std::size_t>(k)];
-    const Eigen::VectorXf& a = values_[static_cast<std::size_t>(k)];
-    for (std::size_t i = 0; i < sk.size(); ++i) r(sk[i]) -= c * a(static_cast<Eigen::Index>(i));
-  }
+  store_frame(frame);
   if (buffer_x_.rows() != K + nb_) buffer_x_.conservativeResize(K + nb_, Eigen::NoChange);
   buffer_x_.col(buf_pos_) = x_;
-  const std::uint32_t n = static_cast<std::uint32_t>(residual_.cols());
+  const std::uint32_t n = static_cast<std::uint32_t>(frames_.cols());
   buf_pos_ = (buf_pos_ + 1) % n;
   buf_count_ = std::min(buf_count_ + 1, n);
+  ++pending_;
+  // Fold in batches of up to 10 frames: the GEMM stays efficient and update() finds little left.
+  if (pending_ >= std::min<std::uint32_t>(n, 10)) fold();
   ++t_;
+}
+
+void CnmfUpdater::store_frame(const float* frame) {
+  const int H = static_cast<int>(options_.height), W = static_cast<int>(options_.width);
+  std::copy(frame, frame + static_cast<std::ptrdiff_t>(H) * W, frames_.col(buf_pos_).data());
+  float* lo = lowres_.col(buf_pos_).data();
+  std::fill(lo, lo + lowres_.rows(), 0.0f);
+  for (int yy = 0; yy < H; ++yy) {
+    float* dst = lo + static_cast<std::ptrdiff_t>(yy / ds_) * wl_;
+    const float* row = frame + static_cast<std::ptrdiff_t>(yy) * W;
+    for (int bx = 0, xx = 0; bx < wl_; ++bx) {
+      float acc = 0;
+      for (const int e = std::min(xx + ds_, W); xx < e; ++xx) acc += row[xx];
+      dst[bx] += acc;
+    }
+  }
+  // Block means (edge blocks may be partial).
+  for (int by = 0; by < hl_; ++by) {
+    const int ny = std::min(ds_, H - by * ds_);
+    for (int bx = 0; bx < wl_; ++bx) lo[by * wl_ + bx] /= static_cast<float>(ny * std::min(ds_, W - bx * ds_));
+  }
+}
+
+// Folds the pending frames into the statistics: with m frames and weights w_j = λ^(m-1-j),
+// S ← λ^m S + Σ_j w_j (term of frame j), exactly what m single-frame updates give.
+void CnmfUpdater::fold() {
+  const std::uint32_t m = pending_;
+  if (m == 0) return;
+  pending_ = 0;
+  const int K = model_.k();
+  const std::uint32_t n = static_cast<std::uint32_t>(frames_.cols());
+  const std::uint32_t first = (buf_pos_ + n - m) % n;  // oldest pending column
+  Eigen::MatrixXf xw(K + nb_, m);
+  Eigen::MatrixXf xs(K + nb_, m);
+  std::vector<std::uint32_t> cols(m);
+  for (std::uint32_t j = 0; j < m; ++j) {
+    cols[j] = (first + j) % n;
+    xs.col(j) = buffer_x_.col(cols[j]);
+    xw.col(j) = xs.col(j) * std::pow(lambda_, static_cast<float>(m - 1 - j));
+  }
+  const float lm = std::pow(lambda_, static_cast<float>(m));
+  cc_ *= lm;
+  cc_.noalias() += xw * xs.transpose();
+  // Frame by frame (one frame, ~1 MB, stays in cache while every footprint reads it).
+  for (int k = 0; k < K; ++k) cy_[static_cast<std::size_t>(k)] *= lm;
+  for (std::uint32_t j = 0; j < m; ++j) {
+    const float* y = frames_.col(cols[j]).data();
+    for (int k = 0; k < K; ++k) {
+      const float c = xw(k, j);
+      if (c == 0) continue;
+      Eigen::VectorXf& v = cy_[static_cast<std::size_t>(k)];
+      const Support& sk = support_[static_cast<std::size_t>(k)];
+      for (std::size_t i = 0; i < sk.size(); ++i) v(static_cast<Eigen::Index>(i)) += c * y[sk[i]];
+    }
+  }
+  if (nb_ > 0) {
+    cy_bg_ *= lm;
+    // Contiguous runs of ring columns: one GEMM each.
+    std::uint32_t j = 0;
+    while (j < m) {
+      const std::uint32_t len = std::min(m - j, n - cols[j]);
+      cy_bg_.noalias() += frames_.middleCols(cols[j], len) * xw.bottomRows(nb_).middleCols(j, len).transpose();
+      j += len;
+    }
+  }
 }
 
 void CnmfUpdater::update_shapes() {
@@ -172,7 +200,6 @@ void CnmfUpdater::erase_component(int k) {
     v.swap(t);
   };
   drop_vec(model_.g);
-  if (model_.g2.size() == K) drop_vec(model_.g2);
   drop_vec(model_.s_min);
   drop_vec(model_.baseline);
   drop_vec(model_.noise);
@@ -262,22 +289,159 @@ void CnmfUpdater::detect_new_components() {
   added_last_ = 0;
   const int K = model_.k();
   if (!options_.detect_new || buf_count_ < 10 || K >= options_.max_components) return;
-  const Eigen::Index P = dense_.size();
-  const Eigen::Index n = buf_count_;
-  const std::uint32_t cap = static_cast<std::uint32_t>(residual_.cols());
-  // The buffer in time order.
-  Eigen::MatrixXf raw(P, n);
-  for (Eigen::Index q = 0; q < n; ++q) {
-    const std::uint32_t col = (buf_pos_ + cap - static_cast<std::uint32_t>(n) + static_cast<std::uint32_t>(q)) % cap;
-    raw.col(q) = residual_.col(col);
-  }
-  Eigen::MatrixXf work = raw;
   const int want = std::min(options_.max_new_per_update, options_.max_components - K);
   if (want <= 0) return;
-  std::vector<detail::Seed> seeds = detail::find_seeds(work, raw, options_, 4 * want);
+  const int H = static_cast<int>(options_.height), W = static_cast<int>(options_.width);
+  const int R = detail::support_radius(options_);
+  const int half = 2 * R + ds_;
+  const int side = 2 * half + 1;
+  // Small frames: one patch, the whole frame.
+  if (static_cast<Eigen::Index>(H) * W <= 16 * static_cast<Eigen::Index>(side) * side) {
+    detect_in_patch(0, 0, H, W, want);
+    x_.resize(static_cast<Eigen::Index>(support_.size()) + nb_);
+    return;
+  }
+  // Screening: the residual of the block-averaged frames (hl x wl), spatially high-passed, and
+  // each block's peak-to-noise ratio over the buffer; patches go around its local maxima.
+  const Eigen::Index n = buf_count_;
+  const std::uint32_t cap = static_cast<std::uint32_t>(frames_.cols());
+  const Eigen::Index pl = lowres_.rows();
+  std::vector<Eigen::Triplet<float>> trip;
+  for (int k = 0; k < K; ++k) {
+    const Support& sk = support_[static_cast<std::size_t>(k)];
+    const Eigen::VectorXf& ak = values_[static_cast<std::size_t>(k)];
+    for (std::size_t i = 0; i < sk.size(); ++i) {
+      if (ak(static_cast<Eigen::Index>(i)) == 0) continue;
+      const int py = sk[i] / W, px = sk[i] % W;
+      const int by = py / ds_, bx = px / ds_;
+      const float cnt = static_cast<float>(std::min(ds_, H - by * ds_) * std::min(ds_, W - bx * ds_));
+      trip.emplace_back(by * wl_ + bx, k, ak(static_cast<Eigen::Index>(i)) / cnt);
+    }
+  }
+  Eigen::SparseMatrix<float> alo(pl, K);
+  alo.setFromTriplets(trip.begin(), trip.end());
+  Eigen::MatrixXf blo = Eigen::MatrixXf::Zero(pl, nb_);
+  for (int b = 0; b < nb_; ++b) {
+    for (int yy = 0; yy < H; ++yy) {
+      const int by = yy / ds_;
+      const float* row = bg_.col(b).data() + static_cast<Eigen::Index>(yy) * W;
+      float* dst = blo.col(b).data() + static_cast<Eigen::Index>(by) * wl_;
+      for (int bx = 0, xx = 0; bx < wl_; ++bx) {
+        float acc = 0;
+        for (const int e = std::min(xx + ds_, W); xx < e; ++xx) acc += row[xx];
+        dst[bx] += acc;
+      }
+    }
+    for (int by = 0; by < hl_; ++by)
+      for (int bx = 0; bx < wl_; ++bx)
+        blo(static_cast<Eigen::Index>(by) * wl_ + bx, b) /=
+            static_cast<float>(std::min(ds_, H - by * ds_) * std::min(ds_, W - bx * ds_));
+  }
+  Eigen::MatrixXf rl(pl, n), xk(K, n), fb(nb_, n);
+  for (Eigen::Index q = 0; q < n; ++q) {
+    const std::uint32_t col = (buf_pos_ + cap - static_cast<std::uint32_t>(n) + static_cast<std::uint32_t>(q)) % cap;
+    rl.col(q) = lowres_.col(col);
+    xk.col(q) = buffer_x_.col(col).head(K);
+    fb.col(q) = buffer_x_.col(col).tail(nb_);
+  }
+  rl.noalias() -= alo * xk;
+  if (nb_ > 0) rl.noalias() -= blo * fb;
+  {
+    const int hp = std::max(1, static_cast<int>(std::lround(2 * options_.neuron_radius / ds_)));
+    Eigen::VectorXf sm(pl), tmp(pl);
+    for (Eigen::Index q = 0; q < n; ++q) {
+      detail::box_filter(rl.col(q).data(), sm.data(), tmp.data(), hl_, wl_, hp);
+      rl.col(q) -= sm;
+    }
+  }
+  Eigen::VectorXf score(pl);
+  {
+    std::vector<float> tr(static_cast<std::size_t>(n)), scratch;
+    Eigen::MatrixXf rt = rl.transpose();  // n x pl, small
+    for (Eigen::Index p = 0; p < pl; ++p) {
+      std::copy(rt.col(p).data(), rt.col(p).data() + n, tr.begin());
+      const float noise = std::max(detail::diff_noise(tr, scratch), 1e-6f);
+      const float med = detail::median_of(tr);
+      score(p) = (rt.col(p).maxCoeff() - med) / noise;
+    }
+  }
+  std::vector<Eigen::Index> cand;
+  for (int by = 0; by < hl_; ++by)
+    for (int bx = 0; bx < wl_; ++bx) {
+      const Eigen::Index p = static_cast<Eigen::Index>(by) * wl_ + bx;
+      if (score(p) < 0.5f * options_.min_pnr) continue;
+      bool is_max = true;
+      for (int yy = std::max(0, by - 1); yy <= std::min(hl_ - 1, by + 1) && is_max; ++yy)
+        for (int xx = std::max(0, bx - 1); xx <= std::min(wl_ - 1, bx + 1); ++xx) {
+          const Eigen::Index q = static_cast<Eigen::Index>(yy) * wl_ + xx;
+          if (score(q) > score(p) || (score(q) == score(p) && q < p)) {
+            is_max = false;
+            break;
+          }
+        }
+      if (is_max) cand.push_back(p);
+    }
+  std::stable_sort(cand.begin(), cand.end(), [&](Eigen::Index a, Eigen::Index b) { return score(a) > score(b); });
+  std::vector<std::pair<int, int>> done;  // centres of searched patches
+  int patches = 0;
+  for (Eigen::Index p : cand) {
+    if (added_last_ >= want || patches >= 8 * want) break;
+    const int cy = static_cast<int>(p / wl_) * ds_ + ds_ / 2, cx = static_cast<int>(p % wl_) * ds_ + ds_ / 2;
+    bool covered = false;
+    for (const auto& d : done)
+      if (std::abs(d.first - cy) <= half - R && std::abs(d.second - cx) <= half - R) covered = true;
+    if (covered) continue;
+    const int ph = std::min(side, H), pw = std::min(side, W);
+    const int y0 = std::clamp(cy - half, 0, H - ph), x0 = std::clamp(cx - half, 0, W - pw);
+    done.emplace_back(cy, cx);
+    ++patches;
+    detect_in_patch(y0, x0, ph, pw, want - added_last_);
+  }
+  x_.resize(static_cast<Eigen::Index>(support_.size()) + nb_);
+}
+
+void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
+  const int W = static_cast<int>(options_.width);
+  const Eigen::Index np = static_cast<Eigen::Index>(ph) * pw;
+  const Eigen::Index n = buf_count_;
+  const std::uint32_t cap = static_cast<std::uint32_t>(frames_.cols());
+  auto ring_col = [&](Eigen::Index q) {
+    return (buf_pos_ + cap - static_cast<std::uint32_t>(n) + static_cast<std::uint32_t>(q)) % cap;
+  };
+  auto to_full = [&](std::int32_t lp) { return (y0 + lp / pw) * W + x0 + lp % pw; };
+  // The residual on the patch, in time order: y − b f − A c with the current shapes.
+  Eigen::MatrixXf raw(np, n);
+  for (Eigen::Index q = 0; q < n; ++q) {
+    const std::uint32_t col = ring_col(q);
+    for (int yy = 0; yy < ph; ++yy)
+      for (int xx = 0; xx < pw; ++xx) {
+        const Eigen::Index p = static_cast<Eigen::Index>(y0 + yy) * W + x0 + xx;
+        float v = frames_(p, col);
+        for (int b = 0; b < nb_; ++b) v -= bg_(p, b) * buffer_x_(buffer_x_.rows() - nb_ + b, col);
+        raw(static_cast<Eigen::Index>(yy) * pw + xx, q) = v;
+      }
+  }
+  for (std::size_t k = 0; k < support_.size(); ++k) {
+    const Support& sk = support_[k];
+    if (sk.empty() || sk.back() / W < y0 || sk.front() / W >= y0 + ph) continue;
+    const Eigen::VectorXf& ak = values_[k];
+    for (std::size_t i = 0; i < sk.size(); ++i) {
+      const int py = sk[i] / W - y0, px = sk[i] % W - x0;
+      if (py < 0 || py >= ph || px < 0 || px >= pw || ak(static_cast<Eigen::Index>(i)) == 0) continue;
+      const Eigen::Index lp = static_cast<Eigen::Index>(py) * pw + px;
+      for (Eigen::Index q = 0; q < n; ++q)
+        raw(lp, q) -= ak(static_cast<Eigen::Index>(i)) * buffer_x_(static_cast<Eigen::Index>(k), ring_col(q));
+    }
+  }
+  Eigen::MatrixXf work = raw;
+  CnmfOptions po = options_;
+  po.height = static_cast<std::uint32_t>(ph);
+  po.width = static_cast<std::uint32_t>(pw);
+  std::vector<detail::Seed> seeds = detail::find_seeds(work, raw, po, 4 * want);
   const float g = model_.g.size() ? model_.g(0) : detail::default_g(options_.frame_rate_hz, options_.decay_time_s);
+  int added = 0;
   for (detail::Seed& sd : seeds) {
-    if (added_last_ >= want) break;
+    if (added >= want) break;
     // Trace over the buffer by regressing the residual on the footprint.
     Eigen::VectorXf c(n);
     for (Eigen::Index q = 0; q < n; ++q) {
@@ -290,15 +454,17 @@ void CnmfUpdater::detect_new_components() {
     const float snr = (c.maxCoeff() - base) / noise;
     const float rval = detail::space_correlation(raw, sd.support, sd.values, c, base, noise);
     if (snr < options_.min_snr || rval < options_.min_space_corr) continue;
+    Support full(sd.support.size());
+    for (std::size_t i = 0; i < sd.support.size(); ++i) full[i] = to_full(sd.support[i]);
     // Not a duplicate of an existing component: footprint cosine on the shared pixels.
     bool dup = false;
-    dense_.setZero();
-    for (std::size_t i = 0; i < sd.support.size(); ++i) dense_(sd.support[i]) = sd.values(static_cast<Eigen::Index>(i));
+    for (std::size_t i = 0; i < full.size(); ++i) dense_(full[i]) = sd.values(static_cast<Eigen::Index>(i));
     // A misfit of an existing neuron looks like a new one in the residual; it overlaps that
     // neuron and its trace follows that neuron's activity. Those are left to the shape update.
     Eigen::VectorXf cc_centered = c.array() - c.mean();
     for (int k = 0; k < static_cast<int>(support_.size()) && !dup; ++k) {
       const Support& sk = support_[static_cast<std::size_t>(k)];
+      if (sk.empty() || sk.back() < full.front() || sk.front() > full.back()) continue;
       const Eigen::VectorXf& ak = values_[static_cast<std::size_t>(k)];
       float dot = 0;
       for (std::size_t i = 0; i < sk.size(); ++i) dot += dense_(sk[i]) * ak(static_cast<Eigen::Index>(i));
@@ -310,19 +476,16 @@ void CnmfUpdater::detect_new_components() {
       }
       if (k < buffer_x_.rows() && dot / nk > 0.1f) {
         Eigen::VectorXf tk(n);
-        for (Eigen::Index q = 0; q < n; ++q) {
-          const std::uint32_t col = (buf_pos_ + cap - static_cast<std::uint32_t>(n) + static_cast<std::uint32_t>(q)) % cap;
-          tk(q) = buffer_x_(k, col);
-        }
+        for (Eigen::Index q = 0; q < n; ++q) tk(q) = buffer_x_(k, ring_col(q));
         tk.array() -= tk.mean();
         const float den = tk.norm() * cc_centered.norm();
         if (den > 0 && tk.dot(cc_centered) / den > 0.5f) dup = true;
       }
     }
-    for (std::size_t i = 0; i < sd.support.size(); ++i) dense_(sd.support[i]) = 0;
+    for (std::size_t i = 0; i < full.size(); ++i) dense_(full[i]) = 0;
     if (dup) continue;
-    // Accept: statistics from the buffer (the residual stands in for the data), remove it from the
-    // residual so it is not found again.
+    // Accept: statistics from the buffer (the residual stands in for the data); its activations
+    // join the buffer, so later residuals (and patches) no longer see it.
     Eigen::VectorXf cpos = (c.array() - base).cwiseMax(0.0f);
     const int k = static_cast<int>(support_.size());
     Eigen::VectorXf cy = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(sd.support.size()));
@@ -341,49 +504,41 @@ void CnmfUpdater::detect_new_components() {
     bx.topRows(k) = buffer_x_.topRows(k);
     bx.row(k).setZero();
     if (nb_ > 0) bx.bottomRows(nb_) = buffer_x_.bottomRows(nb_);
-    for (Eigen::Index q = 0; q < n; ++q) {
-      const std::uint32_t col = (buf_pos_ + cap - static_cast<std::uint32_t>(n) + static_cast<std::uint32_t>(q)) % cap;
-      bx(k, col) = cpos(q);
-    }
+    for (Eigen::Index q = 0; q < n; ++q) bx(k, ring_col(q)) = cpos(q);
     Eigen::VectorXf cross = bx * bx.row(k).transpose();
     cc.row(k) = cross.transpose();
     cc.col(k) = cross;
     cc_.swap(cc);
     buffer_x_.swap(bx);
-    support_.push_back(sd.support);
+    support_.push_back(std::move(full));
     values_.push_back(sd.values);
     cy_.push_back(cy);
     auto push = [](Eigen::VectorXf& v, float x) {
       v.conservativeResize(v.size() + 1);
       v(v.size() - 1) = x;
     };
-    if (model_.g2.size() == model_.g.size()) push(model_.g2, model_.g2.size() ? model_.g2(0) : 0.0f);
     push(model_.g, g);
     push(model_.s_min, options_.s_min_sigma * noise);
     push(model_.baseline, 0.0f);
     push(model_.noise, noise);
     model_.ids.push_back(model_.next_id++);
     model_.slots.push_back(model_.next_slot < options_.max_components ? model_.next_slot++ : -1);
-    for (Eigen::Index q = 0; q < n; ++q) {
-      const std::uint32_t col = (buf_pos_ + cap - static_cast<std::uint32_t>(n) + static_cast<std::uint32_t>(q)) % cap;
-      for (std::size_t i = 0; i < sd.support.size(); ++i) {
-        residual_(sd.support[i], col) -= cpos(q) * sd.values(static_cast<Eigen::Index>(i));
+    for (Eigen::Index q = 0; q < n; ++q)
+      for (std::size_t i = 0; i < sd.support.size(); ++i)
         raw(sd.support[i], q) -= cpos(q) * sd.values(static_cast<Eigen::Index>(i));
-      }
-    }
+    ++added;
     ++added_last_;
   }
-  x_.resize(static_cast<Eigen::Index>(support_.size()) + nb_);
 }
 
 void CnmfUpdater::rebuild_model() {
   model_.footprints = detail::assemble(static_cast<int>(dense_.size()), support_, values_);
-  if (model_.ring.active()) model_.ring.b0 = ring_mean_;  // constant baseline follows the data
   model_.background = bg_;
   model_.finalize();
 }
 
 void CnmfUpdater::update(CnmfModel& out) {
+  fold();
   if (options_.update_footprints) update_shapes();
   remove_components();
   merge_components();

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <immintrin.h>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "engine/runtime/stage.h"
@@ -22,15 +23,27 @@ namespace rtnmf {
 //   bit-identical whatever the speed or load, provided the slow path's schedule depends on frame
 //   indices only (see is_update_frame).
 // - kLive: a published model is taken at the next frame boundary; swap_frame() records where.
+// - Optionally the first model (e.g. an initialisation on the first frames, much slower than an
+//   update) gets its own, larger lag: init(..., first_update, first_lag). No update is scheduled
+//   before frame first_update; the one published after it takes effect at first_update +
+//   first_lag, and the regular schedule resumes with the first update frame n whose n + L comes
+//   later. Frames before then use the initial model (typically empty).
 template <typename Model>
 class ModelExchange {
  public:
   // Allocates three copies of `initial` (version 0). L must be >= 1 in replay mode: the update
   // from frame t cannot be ready before frame t has been processed. Throws std::invalid_argument.
-  void init(const Model& initial, RunMode mode, std::uint32_t lag, std::uint32_t update_every) {
+  // first_update = kNone: every update frame uses lag L. Else first_lag must be >= L.
+  void init(const Model& initial, RunMode mode, std::uint32_t lag, std::uint32_t update_every,
+            std::uint64_t first_update = kNone, std::uint32_t first_lag = 0) {
     if (mode == RunMode::kReplay && lag == 0)
       throw std::invalid_argument("model lag must be >= 1 frame in replay mode");
     if (update_every == 0) throw std::invalid_argument("update_every must be >= 1");
+    if (first_update != kNone && first_lag < lag)
+      throw std::invalid_argument("the first model's lag (" + std::to_string(first_lag) +
+                                  ") must be >= the model lag (" + std::to_string(lag) + ")");
+    first_ = first_update;
+    first_lag_ = first_lag;
     for (auto& s : slots_) {
       s.model = initial;
       s.version = 0;
@@ -47,7 +60,13 @@ class ModelExchange {
   }
 
   // The schedule both sides follow: the slow path publishes after frame n when this is true.
-  bool is_update_frame(std::uint64_t n) const { return (n + 1) % update_every_ == 0; }
+  bool is_update_frame(std::uint64_t n) const {
+    if (first_ == kNone) return (n + 1) % update_every_ == 0;
+    if (n <= first_) return n == first_;
+    return (n + 1) % update_every_ == 0 && n + lag_ > first_ + first_lag_;
+  }
+  // The frame at which the update published after frame n (an update frame) takes effect.
+  std::uint64_t effect_frame(std::uint64_t n) const { return n == first_ ? n + first_lag_ : n + lag_; }
 
   // Fast path, at the start of frame n. Returns the model to use for this frame (immutable until
   // the next call). Does not allocate or lock; in replay mode it may spin-wait for a late update.
@@ -56,8 +75,13 @@ class ModelExchange {
       if (middle_.load(std::memory_order_acquire) & kFresh) take(n);
       return slots_[front_].model;
     }
-    if (n >= lag_ && is_update_frame(n - lag_)) {
-      const std::uint64_t due = n - lag_;
+    std::uint64_t due = kNone;
+    if (first_ != kNone && n == first_ + first_lag_) {
+      due = first_;
+    } else if (n >= lag_ && n - lag_ != first_ && is_update_frame(n - lag_)) {
+      due = n - lag_;
+    }
+    if (due != kNone) {
       int spins = 0;
       while (!stopping()) {
         std::uint32_t m = middle_.load(std::memory_order_acquire);
@@ -148,6 +172,8 @@ class ModelExchange {
   RunMode mode_ = RunMode::kReplay;
   std::uint32_t lag_ = 1;
   std::uint32_t update_every_ = 1;
+  std::uint64_t first_ = kNone;
+  std::uint32_t first_lag_ = 0;
   std::atomic<bool> stop_{false};
 };
 

@@ -75,13 +75,6 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   if (p.merge_threshold() > 0) options_.merge_threshold = p.merge_threshold();
   if (p.residual_buffer() > 0) options_.residual_buffer = p.residual_buffer();
   if (p.fast_iterations() > 0) options_.fast_iterations = static_cast<int>(p.fast_iterations());
-  if (p.ar_order() > 2) throw ConfigError(where() + "ar_order must be 1 or 2, not " + std::to_string(p.ar_order()));
-  if (p.ar_order() > 0) options_.ar_order = static_cast<int>(p.ar_order());
-  if (p.rise_time_s() > 0) options_.rise_time_s = static_cast<float>(p.rise_time_s());
-  if (p.ring_background()) {
-    options_.ring_radius = p.ring_radius() > 0 ? static_cast<int>(std::lround(p.ring_radius()))
-                                               : nmf::default_ring_radius(options_.neuron_radius);
-  }
   options_.detect_new = !p.no_new_components();
   const double forget_s = p.forgetting_s() > 0 ? p.forgetting_s() : 100.0;
   options_.forgetting_frames = static_cast<float>(std::max(10.0, forget_s * rate_hz_));
@@ -91,7 +84,8 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   init_frames_ = std::max<std::uint32_t>(update_every_, (want + update_every_ - 1) / update_every_ * update_every_);
   mode_ = ctx.mode;
   lag_ = ctx.model_lag_frames ? ctx.model_lag_frames : 30;
-  nb_ = options_.ring_radius > 0 ? 0 : options_.background_components;  // ring: no b f
+  first_lag_ = std::max(lag_, init_frames_ / 2);
+  nb_ = options_.background_components;
   slots_ = static_cast<std::uint32_t>(options_.max_components);
   if (options_.neuron_radius * 4 > static_cast<float>(std::min(height_, width_))) {
     throw ConfigError(where() + "neuron_radius " + std::to_string(options_.neuron_radius) +
@@ -103,7 +97,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   empty.height = height_;
   empty.width = width_;
   try {
-    exchange_.init(empty, mode_, lag_, update_every_);
+    exchange_.init(empty, mode_, lag_, update_every_, init_frames_ - 1, first_lag_);
   } catch (const std::exception& e) {
     throw ConfigError(where() + e.what());
   }
@@ -113,9 +107,10 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   frame_ = 0;
   seen_version_ = ~std::uint64_t{0};
   slots_used_ = 0;
-  // The ring covers L + update_every frames (the slow path may sit in publish() that long in
-  // replay while the fast path keeps producing; see ModelExchange).
-  ring_cap_ = lag_ + update_every_ + 4;
+  // The ring covers max(L, first lag) + update_every frames (the slow path may sit in the
+  // initialisation or in publish() that long in replay while the fast path keeps producing; see
+  // ModelExchange).
+  ring_cap_ = std::max(lag_, first_lag_) + update_every_ + 4;
   ring_pixels_.assign(static_cast<std::size_t>(ring_cap_) * pixels_, 0.0f);
   ring_act_.assign(static_cast<std::size_t>(ring_cap_) * slots_, 0.0f);
   ring_bg_.assign(static_cast<std::size_t>(ring_cap_) * std::max(nb_, 1), 0.0f);
@@ -250,6 +245,23 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
     Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
     updater_.add_frame(px, act, bg.head(nb_));
+  } else if (initialised_) {
+    // No model on the fast path yet: the slow path tracks this frame with the initial model,
+    // for its statistics and for the result file.
+    catch_tracker_.process(px);
+    const nmf::CnmfFrameOutput& o = catch_tracker_.output();
+    const nmf::CnmfModel& im = init_.model;
+    catch_act_.setZero();
+    for (int k = 0; k < im.k(); ++k)
+      if (im.slots[static_cast<std::size_t>(k)] >= 0) catch_act_(im.slots[static_cast<std::size_t>(k)]) = o.activation(k);
+    updater_.add_frame(px, catch_act_, o.background.head(nb_));
+    if (t == init_frames_ + catch_count_ && catch_count_ < static_cast<std::uint64_t>(catch_raw_.cols())) {
+      const Eigen::Index c = static_cast<Eigen::Index>(catch_count_++);
+      catch_raw_.col(c) = o.raw.head(im.k());
+      catch_den_.col(c) = o.denoised.head(im.k());
+      catch_spk_.col(c) = o.spikes.head(im.k());
+      if (nb_ > 0) catch_bg_.col(c) = o.background.head(nb_);
+    }
   }
   if (!exchange_.is_update_frame(t)) return;
   nmf::CnmfModel& back = exchange_.back();
@@ -260,6 +272,14 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     updater_.init(options_, init_, init_movie_);
     back = init_.model;
     initialised_ = true;
+    catch_tracker_.init(options_, init_.model.nb());
+    catch_tracker_.set_model(&init_.model);
+    catch_act_ = Eigen::VectorXf::Zero(slots_);
+    catch_raw_.resize(init_.model.k(), first_lag_);
+    catch_den_.resize(init_.model.k(), first_lag_);
+    catch_spk_.resize(init_.model.k(), first_lag_);
+    catch_bg_.resize(nb_, first_lag_);
+    catch_count_ = 0;
   } else if (frozen_ || !initialised_) {
     back = exchange_.latest();
   } else {
@@ -330,7 +350,6 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.set_attr("/footprints", "height", static_cast<std::int64_t>(height_));
   f.set_attr("/footprints", "width", static_cast<std::int64_t>(width_));
   if (m.nb() > 0) f.write_matrix("/background/spatial", m.background);
-  if (m.ring.active()) f.write_vector("/background/ring_baseline", m.ring.b0);
   f.write<std::int64_t>("/components/id", ids, {ids.size()});
   f.write<std::int64_t>("/components/alive", alive, {alive.size()});
   f.write<float>("/components/g", g, {g.size()});
@@ -341,6 +360,7 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.set_attr("/components", "slow_path_drops", static_cast<std::int64_t>(dropped_.load()));
   f.set_attr("/components", "init_frames", static_cast<std::int64_t>(init_frames_));
   f.set_attr("/components", "model_lag_frames", static_cast<std::int64_t>(lag_));
+  f.set_attr("/components", "first_model_lag_frames", static_cast<std::int64_t>(first_lag_));
   if (!slow_error_.empty()) f.set_attr("/components", "error", slow_error_);
   // The initialisation batch's traces for the frames the fast path saw before the first model.
   if (initialised_ && init_.traces.rows() > 0) {
@@ -350,8 +370,7 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
     for (Eigen::Index k = 0; k < K0; ++k) {
       Eigen::VectorXf y = init_.traces.row(k).transpose().array() - im.baseline(k);
       Eigen::VectorXf c(T0), s(T0);
-      nmf::oasis_ar2(y, im.g(k), im.g2.size() == im.g.size() ? im.g2(k) : 0.0f, im.s_min(k), c, s);
-      s = (s.array() >= options_.spike_threshold_sigma * im.noise(k)).select(s, 0.0f);  // as the fast path
+      nmf::oasis_ar1(y, im.g(k), im.s_min(k), c, s);
       raw.row(k) = y.transpose();
       den.row(k) = c.transpose();
       spk.row(k) = s.transpose();
@@ -361,6 +380,13 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
     write_block(f, "/raw_traces", raw, 0);
     write_block(f, "/spikes", spk, 0);
     if (nb_ > 0) write_block(f, "/background/temporal", init_.background_traces, 0);
+    const Eigen::Index nc = static_cast<Eigen::Index>(catch_count_);
+    if (nc > 0) {
+      write_block(f, "/traces", Eigen::MatrixXf(catch_den_.leftCols(nc)), init_frames_);
+      write_block(f, "/raw_traces", Eigen::MatrixXf(catch_raw_.leftCols(nc)), init_frames_);
+      write_block(f, "/spikes", Eigen::MatrixXf(catch_spk_.leftCols(nc)), init_frames_);
+      if (nb_ > 0) write_block(f, "/background/temporal", Eigen::MatrixXf(catch_bg_.leftCols(nc)), init_frames_);
+    }
   }
 }
 

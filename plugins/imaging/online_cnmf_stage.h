@@ -14,8 +14,13 @@
 // ready. The fast path hands frames to the slow path through a bounded ring: in replay it waits
 // when the ring is full, live it drops the slow path's copy (counted; the model then learns from
 // fewer frames, activations are unaffected).
-// Frames before the first model (init_frames + L) get zero traces on the wire; in the result
-// file write_results replaces those columns with the initialisation batch's traces.
+// The first model (the initialisation on frames < init_frames) takes effect first_lag =
+// max(L, init_frames / 2) frames after its last frame, not L: the batch takes seconds, so under
+// real-time pacing the fast path would otherwise stall on it (and at --speed max it waits once,
+// there). Frames before the first model get zero traces on the wire (no model exists yet); in the
+// result file write_results replaces those columns with the initialisation batch's traces and,
+// for the frames between the initialisation and the first model, traces the slow path computed
+// with the initial model while catching up (it also folds those frames into its statistics).
 #pragma once
 
 #include <atomic>
@@ -64,7 +69,7 @@ class OnlineCnmfStage : public Stage {
 
   // configuration
   nmf::CnmfOptions options_;
-  std::uint32_t init_frames_ = 300, update_every_ = 100, lag_ = 30;
+  std::uint32_t init_frames_ = 300, update_every_ = 100, lag_ = 30, first_lag_ = 150;
   RunMode mode_ = RunMode::kReplay;
   bool frozen_ = false;
   std::uint32_t height_ = 0, width_ = 0, pixels_ = 0, slots_ = 0;
@@ -96,6 +101,12 @@ class OnlineCnmfStage : public Stage {
   nmf::CnmfInitResult init_;
   bool initialised_ = false;
   std::string slow_error_;
+  // Catch-up: the initial model run by the slow path on the frames it receives before the fast
+  // path has a model (at most first_lag of them, contiguous from init_frames).
+  nmf::CnmfTracker catch_tracker_;
+  Eigen::MatrixXf catch_raw_, catch_den_, catch_spk_, catch_bg_;  // K0 x first_lag, nb x first_lag
+  Eigen::VectorXf catch_act_;                                      // by slot
+  std::uint64_t catch_count_ = 0;
 
   // results / stats
   mutable std::mutex final_mutex_;

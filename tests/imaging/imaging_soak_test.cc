@@ -26,6 +26,16 @@ double soak_scale() {
 
 std::size_t heap_in_use() { return mallinfo2().uordblks; }
 
+// Resident set size from /proc/self/statm (pages -> bytes); 0 if unreadable.
+std::size_t rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * 4096ul : 0;
+}
+
 TEST(ImagingSoak, OnlineCnmfStageMemoryIsFlatOverALongStream) {
   sim::CalciumSimOptions so;
   so.height = 64;
@@ -56,6 +66,7 @@ TEST(ImagingSoak, OnlineCnmfStageMemoryIsFlatOverALongStream) {
   // The slow path allocates while it updates, so single heap samples jitter by megabytes; a leak
   // shows as a rising floor. Compare the lowest sample of the first and the second half.
   std::size_t at_start = SIZE_MAX, at_end = SIZE_MAX;
+  std::size_t rss_start = SIZE_MAX, rss_end = SIZE_MAX;
   for (std::uint64_t t = 0; t < total; ++t) {
     f.set_shape(64 * 64, 1);
     simulator.render(static_cast<std::uint32_t>(t % so.frames), f.data());
@@ -63,13 +74,19 @@ TEST(ImagingSoak, OnlineCnmfStageMemoryIsFlatOverALongStream) {
     if (t >= 2000 && t % 100 == 0) {
       std::size_t& floor = (t < 2000 + (total - 2000) / 2) ? at_start : at_end;
       floor = std::min(floor, heap_in_use());
+      std::size_t& rss = (t < 2000 + (total - 2000) / 2) ? rss_start : rss_end;
+      rss = std::min(rss, rss_bytes());
     }
   }
   st->stop();
   std::printf("heap floor after 2000 frames %zu bytes, in the second half (to %llu frames) %zu "
               "bytes\n", at_start, static_cast<unsigned long long>(total), at_end);
-  // Flat: at most 1 MB of drift over the run (no T-long arrays anywhere).
+  std::printf("RSS floor after 2000 frames %zu bytes, in the second half %zu bytes\n", rss_start,
+              rss_end);
+  // Flat: at most 1 MB of drift over the run (no T-long arrays anywhere); the resident set (what
+  // the allocator keeps from the system as well) within 4 MB.
   EXPECT_LT(static_cast<double>(at_end), static_cast<double>(at_start) + 1e6);
+  EXPECT_LT(static_cast<double>(rss_end), static_cast<double>(rss_start) + 4e6);
 }
 
 // Per seed the hard movie (overlap, low SNR, motion) scores F1 0.89-0.93 at the time of writing:

@@ -1,0 +1,105 @@
+#!/usr/bin/python3
+"""End-to-end imaging benchmark: `rtnmf replay` of a simulated movie through calcium-2p.
+
+Simulates a movie (default 512 x 512, 500 neurons, 2000 frames; reused when it exists), replays it
+at --speed max and, unless --no-realtime, at real time (30 Hz pacing), and prints one JSON object:
+per run frames/s (frames / wall time of the replay process, initialisation included), CPU
+seconds, peak RSS, and the per-frame latency (received -> activations published, from
+/timing/latency_ns) p50/p99/max over the whole run and after the first model took effect
+(frames >= init_frames + first_model_lag_frames), plus the accuracy from `rtnmf score`.
+
+  /usr/bin/python3 bench/imaging_replay.py --rtnmf build/tools/rtnmf --dir /tmp/imgbench
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def percentiles(ns):
+    if len(ns) == 0:
+        return None
+    us = np.asarray(ns, dtype=np.float64) / 1e3
+    return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+            "max_us": float(us.max()), "frames": int(len(us))}
+
+
+def replay(args, movie, out, speed):
+    cmd = ["/usr/bin/time", "-v", args.rtnmf, "replay", movie, "--pipeline", args.pipeline,
+           "--out", out, "--speed", speed, "--no-publish", "--quiet"]
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if p.returncode != 0:
+        sys.exit("replay failed:\n" + p.stderr[-4000:])
+    def field(name):
+        m = re.search(re.escape(name) + r":\s*([0-9.:]+)", p.stderr)
+        return m.group(1) if m else None
+    with h5py.File(out, "r") as f:
+        lat = f["/timing/latency_ns"][()]
+        comp = f["/components"].attrs
+        first = int(comp.get("init_frames", 0)) + int(comp.get("first_model_lag_frames",
+                                                                comp.get("model_lag_frames", 0)))
+        k = int(np.sum(f["/components/alive"][()]))
+    n = len(lat)
+    return {
+        "speed": speed,
+        "frames": int(n),
+        "wall_s": round(wall, 2),
+        "frames_per_s": round(n / wall, 1),
+        "cpu_s": round(float(field("User time (seconds)")) + float(field("System time (seconds)")), 2),
+        "peak_rss_mb": round(int(field("Maximum resident set size (kbytes)")) / 1024, 1),
+        "first_model_frame": first,
+        "latency_all": percentiles(lat),
+        "latency_after_first_model": percentiles(lat[first:]),
+        "components": k,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rtnmf", default="build/tools/rtnmf")
+    ap.add_argument("--dir", default="/tmp/rtnmf_imaging_bench")
+    ap.add_argument("--pipeline", default="calcium-2p")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--neurons", type=int, default=500)
+    ap.add_argument("--frames", type=int, default=2000)
+    ap.add_argument("--no-realtime", action="store_true")
+    ap.add_argument("--no-score", action="store_true")
+    args = ap.parse_args()
+    os.makedirs(args.dir, exist_ok=True)
+    tag = f"{args.size}x{args.size}_{args.neurons}n_{args.frames}f"
+    movie = os.path.join(args.dir, f"movie_{tag}.tif")
+    truth = os.path.join(args.dir, f"truth_{tag}.h5")
+    if not (os.path.exists(movie) and os.path.exists(truth)):
+        run([args.rtnmf, "simulate", "calcium", "--out", movie, "--truth", truth, "--height",
+             str(args.size), "--width", str(args.size), "--neurons", str(args.neurons),
+             "--frames", str(args.frames)])
+    load = os.getloadavg()
+    res = {"movie": movie, "size": args.size, "neurons": args.neurons, "pipeline": args.pipeline,
+           "loadavg_before": [round(x, 2) for x in load], "runs": []}
+    speeds = ["max"] + ([] if args.no_realtime else ["realtime"])
+    for speed in speeds:
+        out = os.path.join(args.dir, f"result_{tag}_{speed}.h5")
+        r = replay(args, movie, out, speed)
+        if not args.no_score:
+            s = json.loads(run([args.rtnmf, "score", "--truth", truth, out]).stdout)
+            r["score"] = {k: s[k] for k in ("f1", "precision", "recall", "median_footprint_cosine",
+                                            "median_trace_correlation", "median_spike_f1") if k in s}
+        res["runs"].append(r)
+    res["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
