@@ -112,6 +112,24 @@ void fit_ring_model(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o, C
     }
     const Eigen::MatrixXf cc = c * c.transpose();
     hals_shapes(supports, values, empty_bg, yc, empty_yc, cc, H, W, 0.0f, 1);
+    // A constant pedestal under a footprint times the trace's baseline is indistinguishable from
+    // b0; somata vanish at the edge of their support square, so remove the edge level.
+    for (int k = 0; k < K; ++k) {
+      const Support& sk = supports[static_cast<std::size_t>(k)];
+      Eigen::VectorXf& v = values[static_cast<std::size_t>(k)];
+      std::vector<float> edge;
+      int y0 = H, y1 = -1, x0 = W, x1 = -1;
+      for (std::int32_t q : sk) {
+        y0 = std::min(y0, q / W), y1 = std::max(y1, q / W), x0 = std::min(x0, q % W), x1 = std::max(x1, q % W);
+      }
+      for (std::size_t i = 0; i < sk.size(); ++i) {
+        const int qy = sk[i] / W, qx = sk[i] % W;
+        if (qy == y0 || qy == y1 || qx == x0 || qx == x1) edge.push_back(v(static_cast<Eigen::Index>(i)));
+      }
+      if (edge.empty()) continue;
+      const float level = median_of(edge);
+      if (level > 0) v = (v.array() - level).cwiseMax(0.0f).matrix();
+    }
     for (int k = 0; k < K; ++k) {
       const float n = values[static_cast<std::size_t>(k)].norm();
       if (n > 0) {

@@ -111,16 +111,16 @@ TEST(RingBackground, OnePhotonTracesAreFarBetterWithTheRingThanWithTheLowRankBac
                 o == &with ? "ring" : "low-rank", o->k, o->score.f1, o->score.precision,
                 o->score.recall, o->score.median_cosine, o->score.median_trace_corr);
   }
-  // Measured at the time of writing: ring F1 0.76, cosine 0.97, trace correlation 0.89; low-rank
-  // F1 0.77, cosine 0.94, trace correlation 0.66. The targets (F1 >= 0.9, correlation >=
-  // 0.95) are NOT met on this movie yet (false and missed components in the initialisation); the
-  // floors below catch regressions, the comparison is the ring's point.
-  EXPECT_GE(with.score.f1, 0.7) << with.score.to_json();
+  // Measured at the time of writing: ring F1 0.90, cosine 0.97, trace correlation 0.89; low-rank
+  // F1 0.77, cosine 0.94, trace correlation 0.66. The trace-correlation target (0.95) is NOT met
+  // on this movie yet; the floors below catch regressions, the comparison is the ring's point.
+  EXPECT_GE(with.score.f1, 0.85) << with.score.to_json();
   EXPECT_GE(with.score.median_trace_corr, 0.85) << with.score.to_json();
   EXPECT_GE(with.score.median_cosine, 0.9) << with.score.to_json();
   // Without the ring the structured background leaks into the traces.
   EXPECT_GT(with.score.median_trace_corr, without.score.median_trace_corr + 0.1);
   EXPECT_GT(with.score.median_cosine, without.score.median_cosine);
+  EXPECT_GT(with.score.f1, without.score.f1 + 0.05);
 }
 
 TEST(RingBackground, FastPathWithTheRingDoesNotAllocate) {
