@@ -1,18 +1,30 @@
 // EMG fast path: conditioning (band-pass, notch, envelope, decimation) + online synergies (NNLS
 // activations, slow-path W updates on their own thread), driven block by block as the
 // processing thread would. Reports per-block latency p50/p99/max (µs) and, for the 256-channel
-// case, how many times real time one core sustains.
+// case, how many times real time one core sustains. BM_EmgWire_64ch4kHz runs the whole live
+// pipeline (synthetic 64-channel source paced at 4 kHz in 4-sample blocks -> emg_condition ->
+// online_synergies K 8 -> publisher PUB on loopback -> a subscriber thread here) and reports
+// frame received -> activations received by the subscriber, p50/p99/max (µs), over every
+// published envelope sample (100 Hz).
 //
 //   bench/bm_emg --benchmark_counters_tabular=true [--benchmark_format=json]
+//   bench/bm_emg --benchmark_filter=Wire --benchmark_format=json   (about 20 s)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
+#include <zmq.hpp>
 
 #include "engine/runtime/clock.h"
+#include "engine/runtime/config.h"
+#include "engine/runtime/pipeline.h"
 #include "engine/runtime/registry.h"
 #include "engine/sim/emg_sim.h"
+#include "messages.pb.h"
 #include "plugins/emg/synergy_stage.h"
 
 namespace rtnmf {
@@ -158,6 +170,88 @@ void BM_EmgStream_256ch2kHz(benchmark::State& state) {
   ch->nmf->stop();
 }
 BENCHMARK(BM_EmgStream_256ch2kHz)->Arg(0)->Arg(1)->Iterations(50000)->UseRealTime();
+
+// Received -> activations on the ZMQ wire (DESIGN.md §5: p99 < 200 µs for EMG), live mode
+// (DROP_OLDEST; drops and seq gaps reported). The source's t_received is taken when it hands
+// the block over; latency = subscriber receipt - t_received, both CLOCK_MONOTONIC. Only blocks
+// that complete an envelope sample (1 in 10 at 4 kHz / 100 Hz) publish activations.
+void BM_EmgWire_64ch4kHz(benchmark::State& state) {  // (and other sizes, see the Args)
+  const double seconds = static_cast<double>(state.range(0));
+  // range(1): spin_us of the processing thread and the publisher (0: their defaults, 200 µs).
+  // Blocks come every 1 ms, activations every 10 ms: with the default the threads sleep between
+  // them and each hop pays a wake-up.
+  const std::string spin =
+      state.range(1) > 0 ? " spin_us: " + std::to_string(state.range(1)) + " " : " ";
+  const std::string text = R"(
+publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none")" +
+                           spin + R"(}
+stream { id: "emg" overload: DROP_OLDEST model_lag_frames: 50)" +
+                           spin + R"(
+  source { pacing: REALTIME synthetic { kind: EMG channels: )" +
+                           std::to_string(state.range(2)) + R"( block_samples: 4 rate_hz: )" +
+                           std::to_string(state.range(3)) + R"( components: 8 seed: 3 } }
+  stage { type: "emg_condition" name: "condition" emg { notch_hz: 50 } }
+  stage { type: "online_synergies" name: "nmf"
+          nmf { rank: 8 calibration_s: 2 update_every: 50 forgetting: 0.999 } }
+})";
+  const std::uint64_t per_env = static_cast<std::uint64_t>(state.range(3) / 100 / 4);
+  for (auto _ : state) {
+    Pipeline pipeline(parse_pipeline(text, "<bm_emg wire>"), text);
+    pipeline.start();
+    std::vector<std::int64_t> ns;
+    ns.reserve(static_cast<std::size_t>(seconds * 100 * 1.2) + 16);
+    std::atomic<bool> done{false};
+    std::uint64_t gaps = 0, empty = 0;
+    const std::int64_t t_start = now_ns();
+    const std::int64_t t_measure = t_start + 4'000'000'000;  // past calibration (2 s) + warm-up
+    std::thread subscriber([&] {
+      zmq::context_t ctx(1);
+      zmq::socket_t sub(ctx, zmq::socket_type::sub);
+      sub.set(zmq::sockopt::rcvtimeo, 100);
+      sub.set(zmq::sockopt::subscribe, "act/emg");
+      sub.set(zmq::sockopt::rcvhwm, 100000);
+      sub.connect(pipeline.endpoint());
+      v1::Activations act;
+      std::uint64_t next = 0;
+      bool have = false;
+      while (!done.load()) {
+        zmq::message_t t, b;
+        if (!sub.recv(t)) continue;
+        if (!t.more() || !sub.recv(b)) continue;
+        const std::int64_t now = now_ns();
+        if (!act.ParseFromArray(b.data(), static_cast<int>(b.size()))) continue;
+        if (now < t_measure) continue;
+        if (have && act.seq() >= next + per_env) gaps += (act.seq() + 1 - next) / per_env - 1;
+        next = act.seq() + 1;
+        have = true;
+        if (act.values_size() == 0) ++empty;
+        ns.push_back(now - act.t_received_ns());
+      }
+    });
+    const std::int64_t t_end = t_start + static_cast<std::int64_t>((4 + seconds) * 1e9);
+    while (now_ns() < t_end) sleep_until_ns(std::min(t_end, now_ns() + 50'000'000));
+    pipeline.request_stop();
+    pipeline.wait(10'000'000'000);
+    pipeline.join();
+    done = true;
+    subscriber.join();
+    const v1::Stats st = pipeline.stats();
+    state.counters["messages"] = static_cast<double>(ns.size());
+    state.counters["uncalibrated"] = static_cast<double>(empty);
+    state.counters["seq_gaps"] = static_cast<double>(gaps);
+    state.counters["frames_dropped"] = static_cast<double>(st.streams(0).frames_dropped());
+    state.counters["send_failed"] = static_cast<double>(st.messages_send_failed());
+    report_latency(state, ns);
+  }
+}
+// Args: seconds, spin_us (0: default), channels, sample rate. 256 channels at 2 kHz: drops on
+// a live stream (frames_dropped) show whether one processing thread keeps up.
+BENCHMARK(BM_EmgWire_64ch4kHz)
+    ->Args({15, 0, 64, 4000})
+    ->Args({15, 0, 256, 2000})
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kSecond);
 
 }  // namespace
 }  // namespace rtnmf
