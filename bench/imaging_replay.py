@@ -6,7 +6,8 @@ at --speed max and, unless --no-realtime, at real time (30 Hz pacing), and print
 per run frames/s (frames / wall time of the replay process, initialisation included), CPU
 seconds, peak RSS, and the per-frame latency (received -> activations published, from
 /timing/latency_ns) p50/p99/max over the whole run and after the first model took effect
-(frames >= init_frames + first_model_lag_frames), plus the accuracy from `rtnmf score`.
+(frames >= init_frames + first_model_lag_frames) and over the second half of the frames
+(steady state), plus the accuracy from `rtnmf score`.
 
   /usr/bin/python3 bench/imaging_replay.py --rtnmf build/tools/rtnmf --dir /tmp/imgbench
 """
@@ -62,6 +63,8 @@ def replay(args, movie, out, speed):
         "first_model_frame": first,
         "latency_all": percentiles(lat),
         "latency_after_first_model": percentiles(lat[first:]),
+        # Steady state: the second half (any backlog from the first model cleared).
+        "latency_second_half": percentiles(lat[n // 2:]),
         "components": k,
     }
 

@@ -84,7 +84,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   init_frames_ = std::max<std::uint32_t>(update_every_, (want + update_every_ - 1) / update_every_ * update_every_);
   mode_ = ctx.mode;
   lag_ = ctx.model_lag_frames ? ctx.model_lag_frames : 30;
-  first_lag_ = std::max(lag_, init_frames_ / 2);
+  first_lag_ = std::max(lag_, init_frames_);
   nb_ = options_.background_components;
   slots_ = static_cast<std::uint32_t>(options_.max_components);
   if (options_.neuron_radius * 4 > static_cast<float>(std::min(height_, width_))) {

@@ -15,9 +15,10 @@
 // when the ring is full, live it drops the slow path's copy (counted; the model then learns from
 // fewer frames, activations are unaffected).
 // The first model (the initialisation on frames < init_frames) takes effect first_lag =
-// max(L, init_frames / 2) frames after its last frame, not L: the batch takes seconds, so under
-// real-time pacing the fast path would otherwise stall on it (and at --speed max it waits once,
-// there). Frames before the first model get zero traces on the wire (no model exists yet); in the
+// max(L, init_frames) frames after its last frame, not L: the batch takes seconds (about 8 s of
+// one core at 512 x 512 x 300), so under real-time pacing the fast path would otherwise stall on
+// it; with as many frames to compute as it was given, it fits at any frame rate on a machine that
+// keeps up (at --speed max the fast path waits once, there). Frames before the first model get zero traces on the wire (no model exists yet); in the
 // result file write_results replaces those columns with the initialisation batch's traces and,
 // for the frames between the initialisation and the first model, traces the slow path computed
 // with the initial model while catching up (it also folds those frames into its statistics).
@@ -69,7 +70,7 @@ class OnlineCnmfStage : public Stage {
 
   // configuration
   nmf::CnmfOptions options_;
-  std::uint32_t init_frames_ = 300, update_every_ = 100, lag_ = 30, first_lag_ = 150;
+  std::uint32_t init_frames_ = 300, update_every_ = 100, lag_ = 30, first_lag_ = 300;
   RunMode mode_ = RunMode::kReplay;
   bool frozen_ = false;
   std::uint32_t height_ = 0, width_ = 0, pixels_ = 0, slots_ = 0;
