@@ -588,7 +588,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
     const float hi = detail::default_g(o.frame_rate_hz, o.decay_time_s * 3);
     g = std::clamp(est, lo, hi);
   }
-  m.g.setConstant(g);
+  detail::set_ar_coefficients(m, o, g);  // g, g2 (AR(1) or AR(2) with the rise prior)
   m.s_min = o.s_min_sigma * m.noise;
   m.ids.resize(static_cast<std::size_t>(K));
   std::iota(m.ids.begin(), m.ids.end(), 0);
@@ -600,6 +600,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   res.traces = c;
   res.background_traces = f;
   res.supports = supports;
+  if (o.ring_radius > 0) detail::fit_ring_model(y, o, res);  // one-photon ring background (cnmf.cc)
   return res;
 }
 

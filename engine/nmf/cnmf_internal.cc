@@ -224,6 +224,7 @@ float default_g(double frame_rate_hz, float decay_time_s) {
 }  // namespace detail
 
 void CnmfModel::finalize() {
+  if (ring.active()) return detail::finalize_ring(*this);  // one-photon ring model (cnmf.cc)
   const int K = k(), B = nb();
   gram.resize(K + B, K + B);
   Eigen::SparseMatrix<float> at = footprints.transpose();

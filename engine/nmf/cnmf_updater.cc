@@ -13,7 +13,17 @@ namespace rtnmf::nmf {
 using detail::Support;
 
 void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
-                       Eigen::Ref<const Eigen::MatrixXf> y) {
+                       Eigen::Ref<const Eigen::MatrixXf> frames) {
+  // One-photon ring model: the statistics see the frames with the ring background removed.
+  const bool ring = init.model.ring.active();
+  const Eigen::MatrixXf ring_free = ring ? detail::remove_ring_background(init.model, init.traces, frames) : Eigen::MatrixXf();
+  Eigen::Ref<const Eigen::MatrixXf> y(ring ? Eigen::Ref<const Eigen::MatrixXf>(ring_free) : frames);
+  if (ring) {
+    ring_y_.resize(frames.rows());
+    ring_x_.resize(frames.rows());
+    ring_scratch_.resize(frames.rows());
+    ring_mean_ = init.model.ring.b0;
+  }
   options_ = options;
   model_ = init.model;
   nb_ = model_.nb();
@@ -85,6 +95,12 @@ void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf
   for (int k = 0; k < K; ++k) {
     const std::int32_t slot = model_.slots[static_cast<std::size_t>(k)];
     if (slot >= 0 && slot < by_slot.size()) x_(k) = by_slot(slot);
+  }
+  if (model_.ring.active()) {  // one-photon: the frame without its ring background (cnmf.cc)
+    detail::remove_ring_background_frame(model_, x_.head(K), frame, ring_y_.data(), ring_x_.data(),
+                                         ring_scratch_.data());
+    ring_mean_ = lambda_ * ring_mean_ + (1.0f - lambda_) * ring_x_;  // y − A c, for b0
+    frame = ring_y_.data();
   }
   if (nb_ > 0) x_.tail(nb_) = background.head(nb_);
   store_frame(frame);
@@ -200,6 +216,7 @@ void CnmfUpdater::erase_component(int k) {
     v.swap(t);
   };
   drop_vec(model_.g);
+  if (model_.g2.size() == K) drop_vec(model_.g2);
   drop_vec(model_.s_min);
   drop_vec(model_.baseline);
   drop_vec(model_.noise);
@@ -517,6 +534,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
       v.conservativeResize(v.size() + 1);
       v(v.size() - 1) = x;
     };
+    if (model_.g2.size() == model_.g.size()) push(model_.g2, model_.g2.size() ? model_.g2(0) : 0.0f);
     push(model_.g, g);
     push(model_.s_min, options_.s_min_sigma * noise);
     push(model_.baseline, 0.0f);
@@ -533,6 +551,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
 
 void CnmfUpdater::rebuild_model() {
   model_.footprints = detail::assemble(static_cast<int>(dense_.size()), support_, values_);
+  if (model_.ring.active()) model_.ring.b0 = ring_mean_;  // constant baseline follows the data
   model_.background = bg_;
   model_.finalize();
 }
