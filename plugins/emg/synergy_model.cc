@@ -162,9 +162,20 @@ Calibration calibrate_synergies(const Eigen::Ref<const Eigen::MatrixXf>& x,
     ro.nmf.normalize = options.normalize;
     ro.nmf.threads = 1;
     const int last_k = std::min(knee ? max_k + 1 : max_k, channels);
+    // select_rank's consensus matrix is samples² (and its clustering twice that in doubles):
+    // long windows go in as an evenly strided subset of at most kRankSamples samples (envelopes
+    // are smooth, so VAF on the subset estimates VAF on the whole); the final fit uses all.
+    constexpr Eigen::Index kRankSamples = 2000;
+    const Eigen::Index stride = (x.cols() + kRankSamples - 1) / kRankSamples;
+    Eigen::MatrixXf subset;
+    if (stride > 1) {
+      subset.resize(x.rows(), (x.cols() + stride - 1) / stride);
+      for (Eigen::Index t = 0; t < subset.cols(); ++t) subset.col(t) = x.col(t * stride);
+    }
     for (int k = 1; k <= last_k; ++k) {
       ro.min_rank = ro.max_rank = k;
-      const nmf::RankSelection rs = nmf::select_rank(x, ro);
+      const nmf::RankSelection rs =
+          stride > 1 ? nmf::select_rank(subset, ro) : nmf::select_rank(x, ro);
       cal.vaf_by_rank.push_back(rs.rows.front().vaf);
       cal.cophenetic_by_rank.push_back(rs.rows.front().cophenetic);
       if (cal.rank_by_threshold == 0 && rs.recommended_by_vaf == k) cal.rank_by_threshold = k;

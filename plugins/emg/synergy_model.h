@@ -24,6 +24,8 @@ namespace rtnmf::emg {
 // literature, e.g. Torres-Oviedo & Ting 2006, Cheung et al. 2005). The threshold alone picks one
 // synergy too few whenever K − 1 synergies already pass it, which real recordings (and the
 // simulator) routinely do. vaf_gain <= 0: the threshold alone (the core's recommended_by_vaf).
+// Windows longer than 2000 samples are ranked on an evenly strided subset of 2000 (select_rank's
+// consensus matrix is samples²); the final fit always uses the whole window.
 struct CalibrationOptions {
   int rank = 0;      // fixed K; 0 = chosen by VAF threshold and gain (above)
   int max_rank = 8;  // upper bound of the search (K = max_rank + 1 is fitted for its gain)

@@ -63,6 +63,18 @@ TEST(SynergyCalibration, VafRulePicksThePlantedRank) {
                                          "criterion is untested";
 }
 
+TEST(SynergyCalibration, LongWindowsAreRankedOnAStridedSubsetAndFittedWhole) {
+  // 40 s at 100 Hz = 3800 samples: select_rank sees every 2nd sample (its consensus matrix is
+  // samples²); the final fit, its activations and VAF cover the whole window.
+  sim::EmgSimulation s = simulate(16, 4, 40, 24);
+  Eigen::MatrixXf env = condition(s.emg, 2000).rightCols(3800);
+  Calibration c = calibrate_synergies(env, CalibrationOptions{});
+  EXPECT_EQ(c.rank, 4);
+  EXPECT_EQ(c.activations.cols(), 3800);
+  EXPECT_NEAR(c.vaf, nmf::vaf(env, c.synergies, c.activations), 1e-6);
+  EXPECT_GE(nmf::match_factors(s.synergies, c.synergies).mean_similarity, 0.95);
+}
+
 TEST(SynergyCalibration, RankRuleNeedsTheThresholdAndALevelledCurve) {
   const std::vector<double> curve = {0.70, 0.85, 0.92, 0.96, 0.97, 0.975};
   EXPECT_EQ(choose_rank(curve, 0.9, 0.015, 8), 4);  // 3 passes 90 % but 4 still adds 4 %
