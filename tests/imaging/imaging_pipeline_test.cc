@@ -4,6 +4,7 @@
 // the stream with an error naming the frame while the frames before it are kept.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "engine/io/tiff_writer.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
+#include "engine/runtime/replay.h"
 #include "engine/runtime/result_file_sink.h"
 #include "engine/sim/calcium.h"
 #include "engine/sim/score_imaging.h"
@@ -31,38 +33,55 @@ struct Replay {
   std::uint64_t processed = 0;
 };
 
-Replay replay(const std::string& movie, const std::string& out, bool paced) {
-  const std::string text = builtin_pipeline("calcium-2p");
-  EXPECT_EQ(text, imaging::imaging_builtin_pipeline("calcium-2p"));
-  v1::PipelineConfig cfg = parse_pipeline(text, "<builtin:calcium-2p>");
-  v1::StreamConfig* s = cfg.mutable_stream(0);
-  s->mutable_source()->mutable_imaging_file()->set_path(movie);
-  s->set_overload(v1::BLOCK);
-  if (paced) {
-    s->mutable_source()->set_pacing(v1::REALTIME);
-    s->mutable_source()->set_speed(10.0);  // 300 frames/s
-  } else {
-    s->mutable_source()->set_pacing(v1::MAX);
-  }
-  cfg.mutable_publisher()->set_disabled(true);
-  apply_override(cfg, "cnmf.init_frames=200");
-  apply_override(cfg, "cnmf.update_every=50");
-  apply_override(cfg, "cnmf.max_components=200");
-  validate_pipeline(cfg, "", "<test>");
+// The flow `rtnmf replay` runs (engine/runtime/replay.h), without ZeroMQ.
+Replay replay(const std::string& movie, const std::string& out, bool paced,
+              const std::string& pipeline = "calcium-2p", bool small_init = true) {
+  EXPECT_EQ(builtin_pipeline(pipeline), imaging::imaging_builtin_pipeline(pipeline));
+  ReplayRequest rq;
+  rq.pipeline = pipeline;
+  rq.input = movie;
+  rq.out = out;
+  rq.speed = paced ? "10" : "max";  // 10x real time: 300 frames/s
+  rq.publish = false;
+  if (small_init) rq.overrides = {"cnmf.init_frames=200", "cnmf.update_every=50"};
+  rq.overrides.push_back("cnmf.max_components=200");
+  const ReplayResult res = replay_to_file(rq);
   Replay r;
-  Pipeline p(cfg, text);
-  auto sink = std::make_unique<ResultFileSink>(out);
-  ResultFileSink* sp = sink.get();
-  p.add_sink(cfg.stream(0).id(), std::move(sink));
-  p.start();
-  while (!p.wait(1'000'000'000)) {
-  }
-  p.join();
-  for (Stage* st : p.stages(0)) st->write_results(sp->file());
-  sp->file().flush();
-  r.errors = p.errors();
-  r.processed = p.stats().streams(0).frames_processed();
+  r.errors = res.errors;
+  r.processed = res.stats.streams(0).frames_processed();
   return r;
+}
+
+// Result footprints without the empty columns of removed components, and their traces.
+sim::ImagingScore score_result(io::h5::File& f, const sim::CalciumTruth& truth, int skip) {
+  Eigen::SparseMatrix<float> fp = io::read_csc(f, "/footprints");
+  std::vector<int> keep;
+  for (int k = 0; k < fp.cols(); ++k)
+    if (fp.col(k).nonZeros() > 0) keep.push_back(k);
+  Eigen::MatrixXf traces = f.read_matrix<float>("/traces");
+  Eigen::SparseMatrix<float> kept(fp.rows(), static_cast<Eigen::Index>(keep.size()));
+  Eigen::MatrixXf kt(keep.size(), traces.cols() - skip);
+  std::vector<Eigen::Triplet<float>> trip;
+  for (std::size_t j = 0; j < keep.size(); ++j) {
+    for (Eigen::SparseMatrix<float>::InnerIterator it(fp, keep[j]); it; ++it)
+      trip.emplace_back(static_cast<int>(it.row()), static_cast<int>(j), it.value());
+    kt.row(static_cast<Eigen::Index>(j)) = traces.row(keep[j]).tail(traces.cols() - skip);
+  }
+  kept.setFromTriplets(trip.begin(), trip.end());
+  return sim::score_imaging(truth.footprints, truth.traces.rightCols(truth.traces.cols() - skip),
+                            Eigen::MatrixXf(), kept, kt, Eigen::MatrixXf());
+}
+
+void write_movie(sim::CalciumSimulator& simulator, const std::string& movie) {
+  const sim::CalciumSimOptions& so = simulator.options();
+  io::TiffWriteOptions wo;
+  wo.software = "SI.hRoiManager.scanFrameRate = 30\n";
+  io::TiffWriter w(movie, so.height, so.width, wo);
+  std::vector<float> f(static_cast<std::size_t>(so.height) * so.width);
+  for (std::uint32_t t = 0; t < so.frames; ++t) {
+    simulator.render(t, f.data());
+    w.write_frame(f.data());
+  }
 }
 
 TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) {
@@ -76,16 +95,7 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   so.seed = 9;
   sim::CalciumSimulator simulator(so);
   const std::string movie = temp_path("movie.tif");
-  {
-    io::TiffWriteOptions wo;
-    wo.software = "SI.hRoiManager.scanFrameRate = 30\n";
-    io::TiffWriter w(movie, so.height, so.width, wo);
-    std::vector<float> f(64 * 64);
-    for (std::uint32_t t = 0; t < so.frames; ++t) {
-      simulator.render(t, f.data());
-      w.write_frame(f.data());
-    }
-  }
+  write_movie(simulator, movie);
   const std::string a = temp_path("a.h5"), b = temp_path("b.h5");
   Replay ra = replay(movie, a, false);
   Replay rb = replay(movie, b, true);
@@ -108,21 +118,7 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   EXPECT_EQ(fp.rows(), 64 * 64);
   EXPECT_EQ(static_cast<std::uint64_t>(fp.cols()), td[0]);
   // Scored against the truth (empty columns are components that were removed).
-  std::vector<int> keep;
-  for (int k = 0; k < fp.cols(); ++k)
-    if (fp.col(k).nonZeros() > 0) keep.push_back(k);
-  Eigen::MatrixXf traces = fa.read_matrix<float>("/traces");
-  Eigen::SparseMatrix<float> kept(fp.rows(), static_cast<Eigen::Index>(keep.size()));
-  Eigen::MatrixXf kt(keep.size(), traces.cols());
-  std::vector<Eigen::Triplet<float>> trip;
-  for (std::size_t j = 0; j < keep.size(); ++j) {
-    for (Eigen::SparseMatrix<float>::InnerIterator it(fp, keep[j]); it; ++it)
-      trip.emplace_back(static_cast<int>(it.row()), static_cast<int>(j), it.value());
-    kt.row(static_cast<Eigen::Index>(j)) = traces.row(keep[j]);
-  }
-  kept.setFromTriplets(trip.begin(), trip.end());
-  sim::ImagingScore sc = sim::score_imaging(simulator.truth().footprints, simulator.truth().traces,
-                                            Eigen::MatrixXf(), kept, kt, Eigen::MatrixXf());
+  sim::ImagingScore sc = score_result(fa, simulator.truth(), 0);
   // A sanity check of the plumbing (the accuracy targets are tested in cnmf_test.cc on larger
   // movies): most planted neurons are found, with their traces.
   EXPECT_GE(sc.f1, 0.8) << sc.to_json();
@@ -130,6 +126,37 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   std::filesystem::remove(movie);
   std::filesystem::remove(a);
   std::filesystem::remove(b);
+}
+
+// The calcium-1p pipeline with its defaults on a one-photon-like movie: the ring background is
+// used (its baseline written, no low-rank background) and the planted neurons are found.
+TEST(ImagingPipeline, OnePhotonPipelineUsesTheRingBackgroundAndFindsThePlantedNeurons) {
+  sim::CalciumSimOptions so;
+  so.height = 96;
+  so.width = 96;
+  so.frames = 900;
+  so.neurons = 20;
+  so.seed = 4;
+  so = sim::one_photon_options(so);
+  sim::CalciumSimulator simulator(so);
+  const std::string movie = temp_path("movie1p.tif"), out = temp_path("r1p.h5");
+  write_movie(simulator, movie);
+  Replay r = replay(movie, out, false, "calcium-1p", false);
+  EXPECT_TRUE(r.errors.empty());
+  EXPECT_EQ(r.processed, 900u);
+  io::h5::File f = io::h5::File::open(out);
+  EXPECT_EQ(f.dims("/background/ring_baseline"), (io::h5::Dims{96 * 96}));
+  EXPECT_FALSE(f.exists("/background/spatial"));
+  sim::ImagingScore sc = score_result(f, simulator.truth(), 300);
+  std::printf("calcium-1p: F1 %.3f cosine %.3f trace corr %.3f\n", sc.f1, sc.median_cosine,
+              sc.median_trace_corr);
+  // Measured at the time of writing: F1 0.84, cosine 0.97, trace correlation 0.89 (targets 0.9 /
+  // 0.9 / 0.95 not all met on one-photon data yet); floors against regressions.
+  EXPECT_GE(sc.f1, 0.75) << sc.to_json();
+  EXPECT_GE(sc.median_cosine, 0.9) << sc.to_json();
+  EXPECT_GE(sc.median_trace_corr, 0.8) << sc.to_json();
+  std::filesystem::remove(movie);
+  std::filesystem::remove(out);
 }
 
 TEST(ImagingPipeline, TruncatedMovieStopsWithTheFrameIndexAndKeepsEarlierFrames) {
