@@ -89,6 +89,13 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   if (p.merge_threshold() > 0) options_.merge_threshold = p.merge_threshold();
   if (p.residual_buffer() > 0) options_.residual_buffer = p.residual_buffer();
   if (p.fast_iterations() > 0) options_.fast_iterations = static_cast<int>(p.fast_iterations());
+  if (p.ar_order() > 2) throw ConfigError(where() + "ar_order must be 1 or 2, not " + std::to_string(p.ar_order()));
+  if (p.ar_order() > 0) options_.ar_order = static_cast<int>(p.ar_order());
+  if (p.rise_time_s() > 0) options_.rise_time_s = static_cast<float>(p.rise_time_s());
+  if (p.ring_background()) {
+    options_.ring_radius = p.ring_radius() > 0 ? static_cast<int>(std::lround(p.ring_radius()))
+                                               : nmf::default_ring_radius(options_.neuron_radius);
+  }
   options_.detect_new = !p.no_new_components();
   const double forget_s = p.forgetting_s() > 0 ? p.forgetting_s() : 100.0;
   options_.forgetting_frames = static_cast<float>(std::max(10.0, forget_s * rate_hz_));
@@ -99,7 +106,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   mode_ = ctx.mode;
   lag_ = ctx.model_lag_frames ? ctx.model_lag_frames : 30;
   first_lag_ = std::max(lag_, init_frames_);
-  nb_ = options_.background_components;
+  nb_ = options_.ring_radius > 0 ? 0 : options_.background_components;  // ring: no b f
   slots_ = static_cast<std::uint32_t>(options_.max_components);
   if (options_.neuron_radius * 4 > static_cast<float>(std::min(height_, width_))) {
     throw ConfigError(where() + "neuron_radius " + std::to_string(options_.neuron_radius) +
@@ -364,6 +371,7 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.set_attr("/footprints", "height", static_cast<std::int64_t>(height_));
   f.set_attr("/footprints", "width", static_cast<std::int64_t>(width_));
   if (m.nb() > 0) f.write_matrix("/background/spatial", m.background);
+  if (m.ring.active()) f.write_vector("/background/ring_baseline", m.ring.b0);
   f.write<std::int64_t>("/components/id", ids, {ids.size()});
   f.write<std::int64_t>("/components/alive", alive, {alive.size()});
   f.write<float>("/components/g", g, {g.size()});
@@ -384,7 +392,8 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
     for (Eigen::Index k = 0; k < K0; ++k) {
       Eigen::VectorXf y = init_.traces.row(k).transpose().array() - im.baseline(k);
       Eigen::VectorXf c(T0), s(T0);
-      nmf::oasis_ar1(y, im.g(k), im.s_min(k), c, s);
+      nmf::oasis_ar2(y, im.g(k), im.g2.size() == im.g.size() ? im.g2(k) : 0.0f, im.s_min(k), c, s);
+      s = (s.array() >= options_.spike_threshold_sigma * im.noise(k)).select(s, 0.0f);  // as the fast path
       raw.row(k) = y.transpose();
       den.row(k) = c.transpose();
       spk.row(k) = s.transpose();
