@@ -70,10 +70,14 @@ def sigint_stops_cleanly(rtnmf, proto_dir, tag):
         err = proc.stderr.read()
         assert rc == 0, "rtnmf exited %d after SIGINT: %s" % (rc, err)
         assert "stopping" in err and "stream sig:" in err, err
-        # frames in = processed + dropped: nothing unaccounted for.
+        # frames in = processed + dropped (overload) + discarded at stop: nothing unaccounted for.
+        import re
         line = [l for l in err.splitlines() if l.startswith("stream sig:")][0]
-        nums = [int(w) for w in line.replace(",", " ").split() if w.isdigit()]
-        assert nums[0] == nums[1] + nums[2], line
+        def count(what):
+            m = re.search(r"(\d+) " + what, line)
+            return int(m.group(1)) if m else 0
+        assert count("frames in") == (count("processed") + count("dropped") +
+                                      count("queued at stop discarded")), line
     finally:
         if proc.poll() is None:
             proc.kill()
