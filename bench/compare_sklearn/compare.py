@@ -5,6 +5,7 @@ Run with Debian's interpreter (python3-sklearn, and libopenblas0-pthread so nump
 
     /usr/bin/python3 bench/compare_sklearn/compare.py --driver build-nmf/bench/bm_nmf_compare_driver
     /usr/bin/python3 bench/compare_sklearn/compare.py --quick     # skips the 65,536 x 2,000 case
+    /usr/bin/python3 bench/compare_sklearn/compare.py --only 2 --tasks online  # one row, ~1 min
 
 Cases (features x samples, rank): 512 x 20,000 (K 20); 64 x 200,000 (K 6); 65,536 x 2,000 with a
 sparse W (K 100, localised 12 x 12 footprints on a 256 x 256 image). X = W H + Gaussian noise
@@ -17,9 +18,12 @@ Rows of the table
              pass over X per iteration when M <= 2048). Time includes init and input checks.
   online     sklearn MiniBatchNMF(batch_size=1024, init=nndsvda, tol=1e-4, max_iter=200; 10 on
              the 65,536 x 2,000 case, --minibatch-large-max-iter) vs rtnmf OnlineNmf (Mairal
-             et al., mini-batches of 1024, one pass, dictionary initialised by 30 HALS
-             iterations on the first mini-batch). Error: H recomputed for all samples with the
-             final W on both sides (not timed).
+             et al., mini-batches of 1024, one pass). rtnmf's start (initialize_from_data): a
+             short HALS fit (seeded random W, one sweep per factor) on the first 4K samples,
+             clamp(4*1024/4K, 5, 30) iterations (30 for K 20 and K 6, 10 for K 100), whose
+             statistics seed the online model; the other samples stream once. Time includes
+             the start. Error: H recomputed for all samples with the final W on both sides
+             (not timed).
   1-sample   activations of one sample with the planted W: sklearn NMF.transform on one row
              (components_ set to the planted W) vs rtnmf NnlsSolver::solve, cold start (and
              warm start from the previous sample, the streaming case). Cold: the fastest
@@ -92,6 +96,8 @@ def main():
                     help="max_iter (epochs) for sklearn MiniBatchNMF on 65,536 x 2,000 (default 10)")
     ap.add_argument("--rtnmf-only", action="store_true", help="skip every scikit-learn run")
     ap.add_argument("--only", default=None, help="comma list of case indices to run (0,1,2)")
+    ap.add_argument("--tasks", default="batch,online,1-sample",
+                    help="comma list of rows to run: batch, online, 1-sample (default all)")
     args = ap.parse_args()
 
     driver = args.driver
@@ -125,6 +131,7 @@ def main():
         keep = [int(i) for i in args.only.split(",")]
         cases = [c for i, c in enumerate(cases) if i in keep]
 
+    tasks = set(args.tasks.split(","))
     rows = []
     with tempfile.TemporaryDirectory(prefix="rtnmf_cmp_") as tmp:
         for (name, m, n, k, seed, sparse) in cases:
@@ -139,86 +146,93 @@ def main():
             sys.stdout.flush()
 
             # ---- batch ----
-            ours = run_driver(driver, ["batch", xp, k, "--threads", 2, "--max-iter", 200,
-                                       "--tol", "1e-4"])
-            rows.append((name, "batch", "rtnmf HALS", ours["seconds"], ours["cpu_seconds"],
-                         ours["rel_err"], "%d it" % ours["iterations"]))
-            print("rtnmf batch: %.3f s (cpu %.3f s) err %.4f (%d it)" % (
-                ours["seconds"], ours["cpu_seconds"], ours["rel_err"], ours["iterations"]))
-            sys.stdout.flush()
-            model = None
-            if not args.rtnmf_only and not (sparse and args.skip_sklearn_batch_large):
-                model = NMF(n_components=k, solver="cd", init="nndsvda", tol=1e-4, max_iter=200,
-                            random_state=0)
-                t0, c0 = time.perf_counter(), time.process_time()
-                hs = model.fit_transform(xs)
-                ts, cs = time.perf_counter() - t0, time.process_time() - c0
-                es = rel_err(xs, hs, model.components_)
-                rows.append((name, "batch", "sklearn NMF(cd)", ts, cs, es, "%d it" % model.n_iter_))
-                print("sklearn NMF(cd): %.3f s (cpu %.3f s) err %.4f (%d it)" % (ts, cs, es,
-                                                                             model.n_iter_))
+            if "batch" in tasks:
+                ours = run_driver(driver, ["batch", xp, k, "--threads", 2, "--max-iter", 200,
+                                           "--tol", "1e-4"])
+                rows.append((name, "batch", "rtnmf HALS", ours["seconds"], ours["cpu_seconds"],
+                             ours["rel_err"], "%d it" % ours["iterations"]))
+                print("rtnmf batch: %.3f s (cpu %.3f s) err %.4f (%d it)" % (
+                    ours["seconds"], ours["cpu_seconds"], ours["rel_err"], ours["iterations"]))
                 sys.stdout.flush()
+                model = None
+                if not args.rtnmf_only and not (sparse and args.skip_sklearn_batch_large):
+                    model = NMF(n_components=k, solver="cd", init="nndsvda", tol=1e-4, max_iter=200,
+                                random_state=0)
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    hs = model.fit_transform(xs)
+                    ts, cs = time.perf_counter() - t0, time.process_time() - c0
+                    es = rel_err(xs, hs, model.components_)
+                    rows.append((name, "batch", "sklearn NMF(cd)", ts, cs, es,
+                                 "%d it" % model.n_iter_))
+                    print("sklearn NMF(cd): %.3f s (cpu %.3f s) err %.4f (%d it)" % (ts, cs, es,
+                                                                                 model.n_iter_))
+                    sys.stdout.flush()
 
             # ---- online ----
-            ours = run_driver(driver, ["online", xp, k, "--batch", 1024, "--passes", 1,
-                                       "--threads", 2])
-            rows.append((name, "online", "rtnmf OnlineNmf", ours["seconds"], ours["cpu_seconds"],
-                         ours["rel_err"], "1 pass"))
-            print("rtnmf online: %.3f s (cpu %.3f s) err %.4f" % (ours["seconds"],
-                                                                  ours["cpu_seconds"],
-                                                                  ours["rel_err"]))
-            sys.stdout.flush()
-            if not args.rtnmf_only:
-                # The large case would run for hours at max_iter=200 (each epoch is two
-                # mini-batches of 65,536 x 1,024 at K 100, many MU steps each): bounded, and the
-                # bound is printed in the note column.
-                mb_iter = args.minibatch_large_max_iter if sparse else 200
-                mb = MiniBatchNMF(n_components=k, batch_size=1024, init="nndsvda", random_state=0,
-                                  tol=1e-4, max_iter=mb_iter)
-                t0, c0 = time.perf_counter(), time.process_time()
-                mb.fit(xs)
-                ts, cs = time.perf_counter() - t0, time.process_time() - c0
-                hs = mb.transform(xs)
-                es = rel_err(xs, hs, mb.components_)
-                rows.append((name, "online", "sklearn MiniBatchNMF", ts, cs, es,
-                             "%d ep (max_iter %d)" % (mb.n_iter_, mb_iter)))
-                print("sklearn MiniBatchNMF: %.3f s (cpu %.3f s) err %.4f" % (ts, cs, es))
+            if "online" in tasks:
+                ours = run_driver(driver, ["online", xp, k, "--batch", 1024, "--passes", 1,
+                                           "--threads", 2])
+                rows.append((name, "online", "rtnmf OnlineNmf", ours["seconds"],
+                             ours["cpu_seconds"],
+                             ours["rel_err"], "1 pass, start %d it on %d" % (
+                                 ours["init_iter"], ours["init_block"])))
+                print("rtnmf online: %.3f s (cpu %.3f s) err %.4f" % (ours["seconds"],
+                                                                      ours["cpu_seconds"],
+                                                                      ours["rel_err"]))
                 sys.stdout.flush()
+                if not args.rtnmf_only:
+                    # The large case would run for hours at max_iter=200 (each epoch is two
+                    # mini-batches of 65,536 x 1,024 at K 100, many MU steps each): bounded, and the
+                    # bound is printed in the note column.
+                    mb_iter = args.minibatch_large_max_iter if sparse else 200
+                    mb = MiniBatchNMF(n_components=k, batch_size=1024, init="nndsvda",
+                                      random_state=0, tol=1e-4, max_iter=mb_iter)
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    mb.fit(xs)
+                    ts, cs = time.perf_counter() - t0, time.process_time() - c0
+                    hs = mb.transform(xs)
+                    es = rel_err(xs, hs, mb.components_)
+                    rows.append((name, "online", "sklearn MiniBatchNMF", ts, cs, es,
+                                 "%d ep (max_iter %d)" % (mb.n_iter_, mb_iter)))
+                    print("sklearn MiniBatchNMF: %.3f s (cpu %.3f s) err %.4f" % (ts, cs, es))
+                    sys.stdout.flush()
 
             # ---- single-sample activations with the planted W ----
-            samples = 5 if sparse else 20
-            ours = run_driver(driver, ["transform", xp, wp, "--samples", samples, "--reps",
-                                       5 if sparse else 50] + (["--sparse"] if sparse else []))
-            rows.append((name, "1-sample", "rtnmf NNLS cold (%s)" % ours["method"],
-                         ours["seconds_min"], float("nan"), ours["rel_err"],
-                         "min of %d (mean %s)" % (samples, "%.2f us" % (ours["seconds"] * 1e6))))
-            rows.append((name, "1-sample", "rtnmf NNLS warm (%s)" % ours["method"],
-                         ours["seconds_warm"], float("nan"), float("nan"), ""))
-            print("1-sample rtnmf: %.2f us (warm %.2f us) err %.4f" % (
-                ours["seconds"] * 1e6, ours["seconds_warm"] * 1e6, ours["rel_err"]))
-            if args.rtnmf_only:
-                continue
-            tm = NMF(n_components=k, solver="cd", init="custom", tol=1e-4, max_iter=1)
-            # A fitted model with the planted W: one iteration on a tiny slice to set the fitted
-            # attributes, then components_ := planted W and the default 200 iterations back.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tm.fit(xs[:8].astype(np.float64), W=np.full((8, k), 0.1),
-                       H=w.T.astype(np.float64) + 1e-3)
-            tm.components_ = w.T.astype(np.float64)
-            tm.max_iter = 200
-            errs, times = [], []
-            for j in range(samples):
-                xj = xs[j:j + 1].astype(np.float64)
-                t0 = time.perf_counter()
-                hj = tm.transform(xj)
-                times.append(time.perf_counter() - t0)
-                errs.append(rel_err(xj, hj, tm.components_))
-            rows.append((name, "1-sample", "sklearn transform", float(np.min(times)),
-                         float("nan"), float(np.mean(errs)), "min of %d" % samples))
-            print("1-sample sklearn: %.3f ms (min %.3f ms) err %.4f" % (
-                np.mean(times) * 1e3, np.min(times) * 1e3, np.mean(errs)))
-            sys.stdout.flush()
+            if "1-sample" in tasks:
+                samples = 5 if sparse else 20
+                ours = run_driver(driver, ["transform", xp, wp, "--samples", samples, "--reps",
+                                           5 if sparse else 50] + (["--sparse"] if sparse else []))
+                rows.append((name, "1-sample", "rtnmf NNLS cold (%s)" % ours["method"],
+                             ours["seconds_min"], float("nan"), ours["rel_err"],
+                             "min of %d (mean %s)" % (samples,
+                                                      "%.2f us" % (ours["seconds"] * 1e6))))
+                rows.append((name, "1-sample", "rtnmf NNLS warm (%s)" % ours["method"],
+                             ours["seconds_warm"], float("nan"), float("nan"), ""))
+                print("1-sample rtnmf: %.2f us (warm %.2f us) err %.4f" % (
+                    ours["seconds"] * 1e6, ours["seconds_warm"] * 1e6, ours["rel_err"]))
+                if args.rtnmf_only:
+                    continue
+                tm = NMF(n_components=k, solver="cd", init="custom", tol=1e-4, max_iter=1)
+                # A fitted model with the planted W: one iteration on a tiny slice to set the fitted
+                # attributes, then components_ := planted W and the default 200 iterations back.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    tm.fit(xs[:8].astype(np.float64), W=np.full((8, k), 0.1),
+                           H=w.T.astype(np.float64) + 1e-3)
+                tm.components_ = w.T.astype(np.float64)
+                tm.max_iter = 200
+                errs, times = [], []
+                for j in range(samples):
+                    xj = xs[j:j + 1].astype(np.float64)
+                    t0 = time.perf_counter()
+                    hj = tm.transform(xj)
+                    times.append(time.perf_counter() - t0)
+                    errs.append(rel_err(xj, hj, tm.components_))
+                rows.append((name, "1-sample", "sklearn transform", float(np.min(times)),
+                             float("nan"), float(np.mean(errs)), "min of %d" % samples))
+                print("1-sample sklearn: %.3f ms (min %.3f ms) err %.4f" % (
+                    np.mean(times) * 1e3, np.min(times) * 1e3, np.mean(errs)))
+                sys.stdout.flush()
 
     def fmt(t):
         if t != t:

@@ -1,6 +1,8 @@
 // Online NMF (Mairal et al. 2010). See online_nmf.h.
 #include "engine/nmf/online_nmf.h"
 
+#include "engine/nmf/batch_nmf.h"
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -31,6 +33,31 @@ void OnlineNmf::initialize_random(std::uint64_t seed) {
   }
   reset_statistics();
   refresh_gram();
+}
+
+double OnlineNmf::initialize_from_data(const Eigen::Ref<const Eigen::MatrixXf>& x,
+                                       int iterations, std::uint64_t seed, int threads) {
+  if (x.rows() != w_.rows())
+    throw std::invalid_argument("OnlineNmf::initialize_from_data: X has " +
+                                std::to_string(x.rows()) + " rows, expected " +
+                                std::to_string(w_.rows()));
+  if (x.cols() < 1) throw std::invalid_argument("OnlineNmf::initialize_from_data: X is empty");
+  if (iterations < 0)
+    throw std::invalid_argument("OnlineNmf::initialize_from_data: iterations must be >= 0");
+  BatchNmfOptions o;
+  o.rank = w_.cols();
+  o.init = NmfInit::kRandom;
+  o.seed = seed;
+  o.max_iter = iterations;
+  o.max_inner_sweeps = 1;
+  o.threads = std::max(1, threads);
+  o.normalize = Normalization::kL2;
+  NmfResult r = fit_nmf(x, o);
+  w_ = r.w;
+  reset_statistics();
+  accumulate_batch(x, r.h);
+  refresh_gram();
+  return r.relative_error;
 }
 
 void OnlineNmf::set_dictionary(const Eigen::Ref<const Eigen::MatrixXf>& w) {

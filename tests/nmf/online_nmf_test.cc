@@ -178,5 +178,32 @@ TEST(OnlineNmf, MiniBatchesGiveTheSameActivationsAsSingleSamples) {
             relative_error(p.x, single.dictionary(), h_before));
 }
 
+TEST(OnlineNmf, StartsFromABlockOfDataAndStreamsOn) {
+  testdata::Planted p = synergy_stream(3000, 701);
+  OnlineNmf online(16, 4, online_options(1.f));
+  const double start_err = online.initialize_from_data(p.x.leftCols(200), 30, 3);
+  EXPECT_EQ(online.samples_seen(), 200);
+  EXPECT_LT(start_err, 0.1);
+  // Unit columns, and the statistics are those of the start block: A = H Hᵀ is symmetric.
+  EXPECT_LT((online.dictionary().colwise().norm().array() - 1.f).abs().maxCoeff(), 1e-4f);
+  EXPECT_LT((online.stats_a() - online.stats_a().transpose()).norm(),
+            1e-4f * online.stats_a().norm());
+  EXPECT_GT(online.stats_a().trace(), 0.f);
+  // Same seed, same start.
+  OnlineNmf again(16, 4, online_options(1.f));
+  again.initialize_from_data(p.x.leftCols(200), 30, 3);
+  EXPECT_EQ(again.dictionary(), online.dictionary());
+
+  Eigen::MatrixXf h = Eigen::MatrixXf::Zero(4, 3000);
+  for (Eigen::Index j = 200; j < 3000; j += 256) {
+    const Eigen::Index n = std::min<Eigen::Index>(256, 3000 - j);
+    online.partial_fit_batch(p.x.middleCols(j, n), h.middleCols(j, n));
+  }
+  EXPECT_EQ(online.samples_seen(), 3000);
+  EXPECT_GE(match_factors(p.w, online.dictionary()).min_similarity, 0.98);
+  EXPECT_THROW(online.initialize_from_data(Eigen::MatrixXf::Ones(15, 10)), std::invalid_argument);
+  EXPECT_THROW(online.initialize_from_data(p.x.leftCols(0)), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace rtnmf::nmf
