@@ -10,6 +10,7 @@
 //   bench/bm_emg --benchmark_counters_tabular=true [--benchmark_format=json]
 //   bench/bm_emg --benchmark_filter=Wire --benchmark_format=json   (about 20 s)
 #include <benchmark/benchmark.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,6 +23,7 @@
 #include "engine/runtime/clock.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
+#include "engine/runtime/realtime.h"
 #include "engine/runtime/registry.h"
 #include "engine/sim/emg_sim.h"
 #include "messages.pb.h"
@@ -177,12 +179,16 @@ BENCHMARK(BM_EmgStream_256ch2kHz)->Arg(0)->Arg(1)->Iterations(50000)->UseRealTim
 // that complete an envelope sample (1 in 10 at 4 kHz / 100 Hz) publish activations.
 void BM_EmgWire_64ch4kHz(benchmark::State& state) {  // (and other sizes, see the Args)
   const double seconds = static_cast<double>(state.range(0));
-  // range(1): spin_us of the processing thread and the publisher (0: their defaults, 200 µs).
-  // Blocks come every 1 ms, activations every 10 ms: with the default the threads sleep between
-  // them and each hop pays a wake-up.
+  // range(1): spin_us of the processing thread and the publisher (0: their defaults: no spin on
+  // machines under 4 cores). range(4): SCHED_FIFO priority for the frame-carrying threads, all
+  // pinned to CPU 1, and the subscriber with them (0: normal scheduling).
   const std::string spin =
       state.range(1) > 0 ? " spin_us: " + std::to_string(state.range(1)) + " " : " ";
-  const std::string text = R"(
+  const int rt = static_cast<int>(state.range(4));
+  const std::string text = (rt > 0 ? "realtime_priority: " + std::to_string(rt) +
+                                         "\nrealtime_cpus: 1\n"
+                                   : std::string()) +
+                           R"(
 publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none")" +
                            spin + R"(}
 stream { id: "emg" overload: DROP_OLDEST model_lag_frames: 50)" +
@@ -205,7 +211,15 @@ stream { id: "emg" overload: DROP_OLDEST model_lag_frames: 50)" +
     const std::int64_t t_start = now_ns();
     const std::int64_t t_measure = t_start + 4'000'000'000;  // past calibration (2 s) + warm-up
     std::thread subscriber([&] {
+      pin_current_thread(pipeline.realtime_cpus());
+      make_current_thread_realtime(pipeline.realtime_priority());
       zmq::context_t ctx(1);
+      if (pipeline.realtime_priority() > 0) {
+        zmq_ctx_set(ctx.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_FIFO);
+        zmq_ctx_set(ctx.handle(), ZMQ_THREAD_PRIORITY, pipeline.realtime_priority());
+      }
+      for (unsigned c : pipeline.realtime_cpus())
+        zmq_ctx_set(ctx.handle(), ZMQ_THREAD_AFFINITY_CPU_ADD, static_cast<int>(c));
       zmq::socket_t sub(ctx, zmq::socket_type::sub);
       sub.set(zmq::sockopt::rcvtimeo, 100);
       sub.set(zmq::sockopt::subscribe, "act/emg");
@@ -240,15 +254,19 @@ stream { id: "emg" overload: DROP_OLDEST model_lag_frames: 50)" +
     state.counters["uncalibrated"] = static_cast<double>(empty);
     state.counters["seq_gaps"] = static_cast<double>(gaps);
     state.counters["frames_dropped"] = static_cast<double>(st.streams(0).frames_dropped());
+    state.counters["realtime_priority"] = pipeline.realtime_priority();
     state.counters["send_failed"] = static_cast<double>(st.messages_send_failed());
     report_latency(state, ns);
   }
 }
-// Args: seconds, spin_us (0: default), channels, sample rate. 256 channels at 2 kHz: drops on
-// a live stream (frames_dropped) show whether one processing thread keeps up.
+// Args: seconds, spin_us (0: default), channels, sample rate, real-time priority (0: off).
+// 256 channels at 2 kHz: drops on a live stream (frames_dropped) show whether one processing
+// thread keeps up.
 BENCHMARK(BM_EmgWire_64ch4kHz)
-    ->Args({15, 0, 64, 4000})
-    ->Args({15, 0, 256, 2000})
+    ->Args({15, 0, 64, 4000, 0})
+    ->Args({15, 0, 64, 4000, 80})
+    ->Args({15, 0, 256, 2000, 0})
+    ->Args({15, 0, 256, 2000, 80})
     ->Iterations(1)
     ->UseRealTime()
     ->Unit(benchmark::kSecond);

@@ -83,6 +83,7 @@ v1::PipelineConfig replay_config(const ReplayRequest& request, std::string* text
   }
   if (!request.endpoint.empty()) cfg.mutable_publisher()->set_endpoint(request.endpoint);
   if (!request.publish) cfg.mutable_publisher()->set_disabled(true);
+  if (request.adjust) request.adjust(cfg);
   validate_pipeline(cfg, "", origin + (request.overrides.empty() ? "" : " (after --set)"));
   if (text) *text = body;
   return cfg;

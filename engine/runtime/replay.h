@@ -25,6 +25,8 @@ struct ReplayRequest {
   std::vector<std::string> overrides;  // --set STAGE.PARAM=VALUE, applied after the input
   bool publish = true;                 // false: no ZeroMQ sockets
   std::string endpoint;                // "" = the pipeline's own
+  // Last adjustment before validation (the CLI applies --rt-priority / --rt-cpus here).
+  std::function<void(v1::PipelineConfig&)> adjust;
 };
 
 struct ReplayResult {

@@ -111,6 +111,7 @@ stream { id: "m" overload: DROP_OLDEST
   req.speed = "50";  // paced: 500 frames/s
   req.overrides = {"source.rate_hz=25"};
   req.publish = false;
+  req.adjust = [](v1::PipelineConfig& cfg) { cfg.add_realtime_cpus(0); };
   ReplayResult r = replay_to_file(req);
   ASSERT_EQ(r.rc, 0);
   EXPECT_TRUE(r.errors.empty());
@@ -133,6 +134,8 @@ stream { id: "m" overload: DROP_OLDEST
   EXPECT_EQ(cfg.stream(0).source().pacing(), v1::REALTIME);
   EXPECT_EQ(cfg.stream(0).source().speed(), 50.0);
   EXPECT_EQ(cfg.stream(0).source().raw().path(), raw);
+  ASSERT_EQ(cfg.realtime_cpus_size(), 1);  // the last adjustment was applied
+
   std::remove(raw.c_str());
   std::remove(req.out.c_str());
   std::remove(pbtxt.c_str());

@@ -11,7 +11,8 @@ namespace {
 
 int replay_cmd(const std::vector<std::string>& args) {
   ArgParser p(args, {"quiet", "no-publish"});
-  p.check_known({"pipeline", "out", "speed", "set", "quiet", "endpoint", "no-publish"});
+  p.check_known({"pipeline", "out", "speed", "set", "quiet", "endpoint", "no-publish",
+                 "rt-priority", "rt-cpus"});
   if (p.positionals().size() != 1) throw UsageError("expected one INPUT file");
   if (!p.has("pipeline")) throw UsageError("--pipeline NAME|FILE is required");
   ReplayRequest req;
@@ -22,6 +23,7 @@ int replay_cmd(const std::vector<std::string>& args) {
   req.overrides = p.get_all("set");
   req.publish = !p.has("no-publish");
   req.endpoint = p.get("endpoint");
+  req.adjust = [&p](v1::PipelineConfig& cfg) { apply_realtime_args(p, cfg); };
   const bool quiet = p.has("quiet");
   ReplayResult r = replay_to_file(req, [quiet](Pipeline& pipeline) {
     RunOptions opt;
@@ -45,6 +47,7 @@ int replay_cmd(const std::vector<std::string>& args) {
 
 const char* kUsage = R"(usage: rtnmf replay INPUT --pipeline NAME|FILE [--out RESULT.h5]
                     [--speed max|realtime|FACTOR] [--set STAGE.PARAM=VALUE ...] [--quiet]
+                    [--rt-priority P] [--rt-cpus LIST]
 
 Replays a recorded file through a pipeline exactly as in live mode (same stages, activations
 published over ZeroMQ), except that no frame is ever dropped (overload BLOCK) and model updates
@@ -55,6 +58,8 @@ INPUT fills the `path` of the pipeline's source (a TIFF/HDF5/raw movie, EDF/BDF/
   --speed      max (default), realtime, or a factor of real time (e.g. 4)
   --set        override a parameter, e.g. --set nmf.init_from=previous.h5
   --no-publish do not open ZeroMQ sockets
+  --rt-priority, --rt-cpus  SCHED_FIFO priority / CPU pinning for the frame-carrying threads (as
+               for rtnmf run); paced replays then keep their latency while slow-path updates run
 A progress bar (frames, frames/s, ETA, components) is shown on a terminal.)";
 
 CommandRegistration reg({"replay", "replay a recorded file through a pipeline, results to HDF5",
