@@ -10,7 +10,6 @@
 //   bench/bm_emg --benchmark_counters_tabular=true [--benchmark_format=json]
 //   bench/bm_emg --benchmark_filter=Wire --benchmark_format=json   (about 20 s)
 #include <benchmark/benchmark.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +19,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "engine/net/publisher.h"
 #include "engine/runtime/clock.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
@@ -214,12 +214,7 @@ stream { id: "emg" overload: DROP_OLDEST model_lag_frames: 50)" +
       pin_current_thread(pipeline.realtime_cpus());
       make_current_thread_realtime(pipeline.realtime_priority());
       zmq::context_t ctx(1);
-      if (pipeline.realtime_priority() > 0) {
-        zmq_ctx_set(ctx.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_FIFO);
-        zmq_ctx_set(ctx.handle(), ZMQ_THREAD_PRIORITY, pipeline.realtime_priority());
-      }
-      for (unsigned c : pipeline.realtime_cpus())
-        zmq_ctx_set(ctx.handle(), ZMQ_THREAD_AFFINITY_CPU_ADD, static_cast<int>(c));
+      set_zmq_io_scheduling(ctx.handle(), pipeline.realtime_priority(), pipeline.realtime_cpus());
       zmq::socket_t sub(ctx, zmq::socket_type::sub);
       sub.set(zmq::sockopt::rcvtimeo, 100);
       sub.set(zmq::sockopt::subscribe, "act/emg");

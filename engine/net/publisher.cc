@@ -13,12 +13,7 @@ namespace rtnmf {
 struct Publisher::Sockets {
   // ZeroMQ starts its I/O thread with the first socket, so its scheduling is set before that.
   Sockets(int realtime_priority, const std::vector<unsigned>& cpus) {
-    if (realtime_priority > 0) {
-      zmq_ctx_set(context.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_FIFO);
-      zmq_ctx_set(context.handle(), ZMQ_THREAD_PRIORITY, realtime_priority);
-    }
-    for (unsigned c : cpus)
-      zmq_ctx_set(context.handle(), ZMQ_THREAD_AFFINITY_CPU_ADD, static_cast<int>(c));
+    set_zmq_io_scheduling(context.handle(), realtime_priority, cpus);
     pub = zmq::socket_t(context, zmq::socket_type::pub);
     rep = zmq::socket_t(context, zmq::socket_type::rep);
   }
@@ -27,6 +22,14 @@ struct Publisher::Sockets {
   zmq::socket_t rep;
   bool has_rep = false;
 };
+
+void set_zmq_io_scheduling(void* zmq_context, int priority, const std::vector<unsigned>& cpus) {
+  if (priority > 0) {
+    zmq_ctx_set(zmq_context, ZMQ_THREAD_SCHED_POLICY, SCHED_FIFO);
+    zmq_ctx_set(zmq_context, ZMQ_THREAD_PRIORITY, priority);
+  }
+  for (unsigned c : cpus) zmq_ctx_set(zmq_context, ZMQ_THREAD_AFFINITY_CPU_ADD, static_cast<int>(c));
+}
 
 bool is_local_endpoint(const std::string& e) {
   if (e.rfind("ipc://", 0) == 0 || e.rfind("inproc://", 0) == 0) return true;

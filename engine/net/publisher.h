@@ -99,6 +99,12 @@ class Publisher : public Outbox {
 // Above this many values an Activations message carries them as a raw third frame.
 constexpr std::uint32_t kRawValuesThreshold = 4096;
 
+// Gives the ZeroMQ I/O thread of `zmq_context` (a zmq::context_t's handle(), before its first
+// socket starts that thread) SCHED_FIFO `priority` (0: unchanged) and pins it to `cpus` (empty:
+// any). The caller must know the priority is allowed (realtime_refusal): libzmq aborts otherwise.
+// The publisher uses it; so can a subscriber that should react as fast as rtnmf publishes.
+void set_zmq_io_scheduling(void* zmq_context, int priority, const std::vector<unsigned>& cpus);
+
 // True for endpoints that cannot leave the machine (loopback TCP, ipc://, inproc://).
 bool is_local_endpoint(const std::string& endpoint);
 

@@ -1,12 +1,11 @@
 // `rtnmf bench latency`: synthetic source → N pass-through stages → ZMQ PUB → a subscriber on
 // loopback; prints JSON with frames/s and latency from t_received to receipt.
-#include <sched.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <thread>
 #include <zmq.hpp>
 
+#include "engine/net/publisher.h"
 #include "engine/runtime/clock.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
@@ -78,12 +77,7 @@ int bench_latency(const std::vector<std::string>& args) {
     make_current_thread_realtime(pipeline.realtime_priority());
     zmq::context_t ctx(1);
     // Its ZeroMQ I/O thread too (set before the first socket starts it).
-    if (pipeline.realtime_priority() > 0) {
-      zmq_ctx_set(ctx.handle(), ZMQ_THREAD_SCHED_POLICY, SCHED_FIFO);
-      zmq_ctx_set(ctx.handle(), ZMQ_THREAD_PRIORITY, pipeline.realtime_priority());
-    }
-    for (unsigned c : pipeline.realtime_cpus())
-      zmq_ctx_set(ctx.handle(), ZMQ_THREAD_AFFINITY_CPU_ADD, static_cast<int>(c));
+    set_zmq_io_scheduling(ctx.handle(), pipeline.realtime_priority(), pipeline.realtime_cpus());
     zmq::socket_t sub(ctx, zmq::socket_type::sub);
     sub.set(zmq::sockopt::rcvtimeo, 100);
     sub.set(zmq::sockopt::subscribe, "act/");
