@@ -192,6 +192,7 @@ void Publisher::run() {
         act.set_t_received_ns(h.t_received_ns);
         act.set_t_processed_ns(h.t_processed_ns);
         act.set_model_version(h.model_version);
+        act.set_message_seq(in.next_message++);  // counted even if the send fails: a visible gap
         const Lane& v = f->lane(0);
         act.set_value_count(v.size);
         const bool raw = v.size > kRawValuesThreshold;

@@ -70,6 +70,7 @@ class Publisher : public Outbox {
     int spikes_lane;
     int event_lane;
     std::string event_topic;
+    std::uint64_t next_message = 0;  // Activations.message_seq
   };
   void run();
   // [topic][payload] or, with `extra`, [topic][payload][extra bytes].

@@ -86,7 +86,7 @@ stream { id: "dec" overload: BLOCK
   g_gate_open = true;
   ASSERT_TRUE(p.wait(30'000'000'000));
   p.join();
-  std::vector<std::uint64_t> seqs;
+  std::vector<std::uint64_t> seqs, message_seqs;
   for (;;) {
     zmq::message_t t, b;
     if (!sub.recv(t)) break;
@@ -95,9 +95,13 @@ stream { id: "dec" overload: BLOCK
     v1::Activations act;
     ASSERT_TRUE(act.ParseFromArray(b.data(), static_cast<int>(b.size())));
     seqs.push_back(act.seq());
+    message_seqs.push_back(act.message_seq());
   }
   ASSERT_EQ(seqs.size(), 100u);
-  for (std::size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], 2 * i);
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    ASSERT_EQ(seqs[i], 2 * i);        // frame seq skips the frames that published nothing
+    ASSERT_EQ(message_seqs[i], i);    // the message counter does not: no message was lost
+  }
 }
 
 TEST(ZmqLoopback, EverySeqArrivesUnderBlockAtAModerateRate) {

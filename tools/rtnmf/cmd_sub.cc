@@ -85,8 +85,10 @@ int sub_cmd(const std::vector<std::string>& args) {
         std::printf("%s: malformed Activations (%zu bytes)\n", name.c_str(), body.size());
         continue;
       }
-      if (ts.have_seq && act.seq() > ts.next_seq) ts.gaps += act.seq() - ts.next_seq;
-      ts.next_seq = act.seq() + 1;
+      // Gaps in message_seq are lost messages; seq itself may skip frames that published nothing.
+      if (ts.have_seq && act.message_seq() > ts.next_seq)
+        ts.gaps += act.message_seq() - ts.next_seq;
+      ts.next_seq = act.message_seq() + 1;
       ts.have_seq = true;
       const std::int64_t lat = t_recv - act.t_received_ns();
       ts.latency.record(lat);
@@ -138,7 +140,8 @@ const char* kUsage = R"(usage: rtnmf sub ENDPOINT [TOPIC] [--summary] [--count N
 Subscribes to a running pipeline (e.g. tcp://127.0.0.1:5555) and prints one line per message:
 act/<stream> activations with seq, latency (rtnmf receipt -> here) and the first values; stats;
 model/<stream> snapshots; event/<stream> triggers. TOPIC is a prefix filter (e.g. act/cam0).
-  --summary    one line per topic per second: rate, latency p50/p99/max, seq gaps
+  --summary    one line per topic per second: rate, latency p50/p99/max, seq gaps (lost
+               messages, from Activations.message_seq)
   --count N    exit after N messages
   --seconds S  exit after S seconds)";
 
