@@ -234,8 +234,10 @@ void Publisher::run() {
       }
     }
     {
-      std::lock_guard<std::mutex> lock(outbox_mutex_);
-      pending.swap(outbox_);
+      // Never wait here for a (normal-priority) slow-path thread that is posting: if it holds
+      // the lock, it rings the doorbell after releasing it and the next round takes the messages.
+      std::unique_lock<std::mutex> lock(outbox_mutex_, std::try_to_lock);
+      if (lock.owns_lock()) pending.swap(outbox_);
     }
     for (auto& [topic, payload] : pending) {
       send(topic, payload);
