@@ -17,13 +17,11 @@
 #include <string>
 #include <thread>
 #include <vector>
-#include <zmq.hpp>
 
 #include "engine/net/publisher.h"
 #include "engine/runtime/clock.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
-#include "engine/runtime/realtime.h"
 #include "engine/runtime/registry.h"
 #include "engine/sim/emg_sim.h"
 #include "messages.pb.h"
@@ -211,31 +209,18 @@ stream { id: "emg" overload: DROP_OLDEST model_lag_frames: 50)" +
     const std::int64_t t_start = now_ns();
     const std::int64_t t_measure = t_start + 4'000'000'000;  // past calibration (2 s) + warm-up
     std::thread subscriber([&] {
-      pin_current_thread(pipeline.realtime_cpus());
-      make_current_thread_realtime(pipeline.realtime_priority());
-      zmq::context_t ctx(1);
-      set_zmq_io_scheduling(ctx.handle(), pipeline.realtime_priority(), pipeline.realtime_cpus());
-      zmq::socket_t sub(ctx, zmq::socket_type::sub);
-      sub.set(zmq::sockopt::rcvtimeo, 100);
-      sub.set(zmq::sockopt::subscribe, "act/emg");
-      sub.set(zmq::sockopt::rcvhwm, 100000);
-      sub.connect(pipeline.endpoint());
-      v1::Activations act;
       std::uint64_t next = 0;
       bool have = false;
-      while (!done.load()) {
-        zmq::message_t t, b;
-        if (!sub.recv(t)) continue;
-        if (!t.more() || !sub.recv(b)) continue;
-        const std::int64_t now = now_ns();
-        if (!act.ParseFromArray(b.data(), static_cast<int>(b.size()))) continue;
-        if (now < t_measure) continue;
-        if (have && act.seq() >= next + per_env) gaps += (act.seq() + 1 - next) / per_env - 1;
-        next = act.seq() + 1;
-        have = true;
-        if (act.values_size() == 0) ++empty;
-        ns.push_back(now - act.t_received_ns());
-      }
+      receive_activations(
+          pipeline.endpoint(), "act/emg", pipeline.realtime_priority(), pipeline.realtime_cpus(),
+          done, [&](const v1::Activations& act, std::int64_t now) {
+            if (now < t_measure) return;
+            if (have && act.seq() >= next + per_env) gaps += (act.seq() + 1 - next) / per_env - 1;
+            next = act.seq() + 1;
+            have = true;
+            if (act.values_size() == 0) ++empty;
+            ns.push_back(now - act.t_received_ns());
+          });
     });
     const std::int64_t t_end = t_start + static_cast<std::int64_t>((4 + seconds) * 1e9);
     while (now_ns() < t_end) sleep_until_ns(std::min(t_end, now_ns() + 50'000'000));

@@ -31,6 +31,32 @@ void set_zmq_io_scheduling(void* zmq_context, int priority, const std::vector<un
   for (unsigned c : cpus) zmq_ctx_set(zmq_context, ZMQ_THREAD_AFFINITY_CPU_ADD, static_cast<int>(c));
 }
 
+void receive_activations(
+    const std::string& endpoint, const std::string& topic, int priority,
+    const std::vector<unsigned>& cpus, const std::atomic<bool>& done,
+    const std::function<void(const v1::Activations&, std::int64_t receipt_ns)>& on_message) {
+  pin_current_thread(cpus);
+  make_current_thread_realtime(priority);
+  zmq::context_t ctx(1);
+  set_zmq_io_scheduling(ctx.handle(), priority, cpus);  // before the first socket starts it
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::rcvtimeo, 100);
+  sub.set(zmq::sockopt::subscribe, topic);
+  sub.set(zmq::sockopt::rcvhwm, 100000);
+  sub.connect(endpoint);
+  v1::Activations act;
+  while (!done.load()) {
+    zmq::message_t t, b;
+    if (!sub.recv(t)) continue;
+    if (!t.more() || !sub.recv(b)) continue;
+    zmq::message_t raw;  // large outputs arrive as a third, raw float32 part
+    if (b.more() && !sub.recv(raw)) continue;
+    const std::int64_t now = now_ns();
+    if (!act.ParseFromArray(b.data(), static_cast<int>(b.size()))) continue;
+    on_message(act, now);
+  }
+}
+
 bool is_local_endpoint(const std::string& e) {
   if (e.rfind("ipc://", 0) == 0 || e.rfind("inproc://", 0) == 0) return true;
   if (e.rfind("tcp://", 0) != 0) return false;

@@ -106,6 +106,16 @@ constexpr std::uint32_t kRawValuesThreshold = 4096;
 // The publisher uses it; so can a subscriber that should react as fast as rtnmf publishes.
 void set_zmq_io_scheduling(void* zmq_context, int priority, const std::vector<unsigned>& cpus);
 
+// The receiving side of the latency benchmarks: subscribes to `topic` at `endpoint` and, on the
+// calling thread until `done` is set, calls on_message(activations, receipt_ns) for each
+// Activations message (a raw third part, if any, is received and skipped). The thread and its
+// ZeroMQ I/O thread get SCHED_FIFO `priority` (0: unchanged) on `cpus` (empty: any), like the
+// pipeline's frame threads — a closed-loop client would run so.
+void receive_activations(
+    const std::string& endpoint, const std::string& topic, int priority,
+    const std::vector<unsigned>& cpus, const std::atomic<bool>& done,
+    const std::function<void(const v1::Activations&, std::int64_t receipt_ns)>& on_message);
+
 // True for endpoints that cannot leave the machine (loopback TCP, ipc://, inproc://).
 bool is_local_endpoint(const std::string& endpoint);
 

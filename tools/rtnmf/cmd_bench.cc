@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <thread>
-#include <zmq.hpp>
 
 #include "engine/net/publisher.h"
 #include "engine/runtime/clock.h"
@@ -61,8 +60,7 @@ int bench_latency(const std::vector<std::string>& args) {
     text += "  stage { type: \"passthrough\" name: \"pass" + std::to_string(i) + "\" }\n";
   text += "}\n";
   v1::PipelineConfig cfg = parse_pipeline(text, "<bench latency>");
-  apply_realtime_args(p, cfg);
-  validate_pipeline(cfg, "", "<bench latency>");
+  if (apply_realtime_args(p, cfg)) validate_pipeline(cfg, "", "<bench latency>");
   Pipeline pipeline(cfg, text);
   pipeline.start();
 
@@ -72,39 +70,23 @@ int bench_latency(const std::vector<std::string>& args) {
   const std::int64_t t_measure = t_start + static_cast<std::int64_t>(warmup * 1e9);
   std::int64_t t_first = 0, t_last = 0;
   std::thread subscriber([&] {
-    // The subscriber stands for the experiment's own closed-loop process: same priority.
-    pin_current_thread(pipeline.realtime_cpus());
-    make_current_thread_realtime(pipeline.realtime_priority());
-    zmq::context_t ctx(1);
-    // Its ZeroMQ I/O thread too (set before the first socket starts it).
-    set_zmq_io_scheduling(ctx.handle(), pipeline.realtime_priority(), pipeline.realtime_cpus());
-    zmq::socket_t sub(ctx, zmq::socket_type::sub);
-    sub.set(zmq::sockopt::rcvtimeo, 100);
-    sub.set(zmq::sockopt::subscribe, "act/");
-    sub.set(zmq::sockopt::rcvhwm, 100000);
-    sub.connect(pipeline.endpoint());
-    v1::Activations act;
+    // The subscriber stands for the experiment's own closed-loop process: same scheduling.
     std::uint64_t next = 0;
     bool have = false;
     rx.latency_ns.reserve(static_cast<size_t>(rate * seconds * 1.2) + 16);
-    while (!done.load()) {
-      zmq::message_t t, b;
-      if (!sub.recv(t)) continue;
-      if (!t.more() || !sub.recv(b)) continue;
-      zmq::message_t raw;  // large outputs arrive as a third, raw float32 part
-      if (b.more() && !sub.recv(raw)) continue;
-      const std::int64_t now = now_ns();
-      if (!act.ParseFromArray(b.data(), static_cast<int>(b.size()))) continue;
-      if (now < t_measure) continue;
-      if (have && act.seq() > next) rx.gaps += act.seq() - next;
-      next = act.seq() + 1;
-      if (!have) t_first = now;
-      have = true;
-      t_last = now;
-      ++rx.messages;
-      rx.latency_ns.push_back(now - act.t_received_ns());
-      rx.wire_ns.push_back(now - act.t_processed_ns());
-    }
+    receive_activations(pipeline.endpoint(), "act/", pipeline.realtime_priority(),
+                        pipeline.realtime_cpus(), done,
+                        [&](const v1::Activations& act, std::int64_t now) {
+                          if (now < t_measure) return;
+                          if (have && act.seq() > next) rx.gaps += act.seq() - next;
+                          next = act.seq() + 1;
+                          if (!have) t_first = now;
+                          have = true;
+                          t_last = now;
+                          ++rx.messages;
+                          rx.latency_ns.push_back(now - act.t_received_ns());
+                          rx.wire_ns.push_back(now - act.t_processed_ns());
+                        });
   });
   const std::int64_t t_end = t_start + static_cast<std::int64_t>((warmup + seconds) * 1e9);
   while (now_ns() < t_end) sleep_until_ns(std::min(t_end, now_ns() + 50'000'000));
