@@ -8,11 +8,19 @@
 
 namespace rtnmf {
 
-bool make_current_thread_realtime(int priority) {
-  if (priority <= 0) return true;
+namespace {
+
+// SCHED_FIFO at `priority` for the calling thread: 0 or the error number.
+int set_fifo(int priority) {
   sched_param sp{};
   sp.sched_priority = priority;
-  return pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
+  return pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+}
+
+}  // namespace
+
+bool make_current_thread_realtime(int priority) {
+  return priority <= 0 || set_fifo(priority) == 0;
 }
 
 bool pin_current_thread(const std::vector<unsigned>& cpus) {
@@ -27,11 +35,7 @@ std::string realtime_refusal(int priority) {
   if (priority < 1 || priority > kMaxRealtimePriority)
     return "priority must be between 1 and " + std::to_string(kMaxRealtimePriority);
   int rc = 0;
-  std::thread probe([&] {
-    sched_param sp{};
-    sp.sched_priority = priority;
-    rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-  });
+  std::thread probe([&] { rc = set_fifo(priority); });
   probe.join();
   return rc == 0 ? std::string() : std::string(std::strerror(rc));
 }

@@ -55,8 +55,7 @@ int run_cmd(const std::vector<std::string>& args, bool demo) {
   std::string text;
   v1::PipelineConfig cfg = load_pipeline_arg(target, p.get_all("set"), &text);
   if (p.has("endpoint")) cfg.mutable_publisher()->set_endpoint(p.get("endpoint"));
-  apply_realtime_args(p, cfg);
-  validate_pipeline(cfg, "", target + " (after --rt-cpus)");
+  if (apply_realtime_args(p, cfg)) validate_pipeline(cfg, "", target + " (after --rt-cpus)");
   Pipeline pipeline(cfg, text);
   RunOptions opt;
   opt.seconds = p.get_double("seconds", 0);

@@ -29,7 +29,7 @@ std::string fmt_us(double ns) {
 }
 }  // namespace
 
-void apply_realtime_args(const ArgParser& p, v1::PipelineConfig& cfg) {
+bool apply_realtime_args(const ArgParser& p, v1::PipelineConfig& cfg) {
   if (p.has("rt-priority")) {
     const long long rt = p.get_int("rt-priority", 0);
     if (rt < 0 || rt > kMaxRealtimePriority)
@@ -49,6 +49,7 @@ void apply_realtime_args(const ArgParser& p, v1::PipelineConfig& cfg) {
       cfg.add_realtime_cpus(static_cast<std::uint32_t>(v));
     }
   }
+  return p.has("rt-priority") || p.has("rt-cpus");
 }
 
 v1::PipelineConfig load_pipeline_arg(const std::string& name_or_path,

@@ -24,8 +24,8 @@ struct RunOptions {
 int run_pipeline(Pipeline& pipeline, const RunOptions& options);
 
 // Applies --rt-priority P and --rt-cpus LIST (e.g. "1" or "0,1") to the configuration when
-// given; throws UsageError on bad values.
-void apply_realtime_args(const ArgParser& p, v1::PipelineConfig& cfg);
+// given; throws UsageError on bad values. Returns whether anything changed (then validate again).
+bool apply_realtime_args(const ArgParser& p, v1::PipelineConfig& cfg);
 
 // Reads a pipeline: a built-in name or a *.pbtxt path; applies --set overrides and validates.
 // Returns the text (for result files) through `text`.
