@@ -91,15 +91,20 @@ void report_latency(benchmark::State& state, std::vector<double>& us) {
   state.SetItemsProcessed(state.iterations());
 }
 
-// Fast path alone: Aᵀy and bᵀy, warm HALS on the Gram of [A b], OASIS, baselines.
-void BM_CnmfTracker_Frame(benchmark::State& state) {
-  Scene& sc = scene();
+// The fast path of the scene's model: 512×512, kNeurons footprints, 2 background components.
+void init_tracker(CnmfTracker& tracker, Scene& sc) {
   CnmfOptions o;
   o.height = o.width = kSide;
   o.max_components = kNeurons;
-  CnmfTracker tracker;
   tracker.init(o, 2);
   tracker.set_model(&sc.model);
+}
+
+// Fast path alone: Aᵀy and bᵀy, warm HALS on the Gram of [A b], OASIS, baselines.
+void BM_CnmfTracker_Frame(benchmark::State& state) {
+  Scene& sc = scene();
+  CnmfTracker tracker;
+  init_tracker(tracker, sc);
   std::vector<double> us;
   us.reserve(1 << 16);
   double err = 0, norm = 0;
@@ -145,12 +150,8 @@ BENCHMARK(BM_Registration_Frame)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::
 // Whole per-frame chain of calcium-2p on one core: registration (256 window) + fast path.
 void BM_ImagingChain_Frame(benchmark::State& state) {
   Scene& sc = scene();
-  CnmfOptions o;
-  o.height = o.width = kSide;
-  o.max_components = kNeurons;
   CnmfTracker tracker;
-  tracker.init(o, 2);
-  tracker.set_model(&sc.model);
+  init_tracker(tracker, sc);
   rtnmf::dsp::RigidRegistration reg;
   reg.init(kSide, kSide, {});
   reg.set_template(sc.frames.col(0).data());

@@ -12,26 +12,15 @@
 #include "engine/nmf/metrics.h"
 #include "engine/sim/emg_sim.h"
 #include "plugins/emg/synergy_model.h"
+#include "tests/emg/emg_test_util.h"
+#include "tests/support/soak.h"
 
 namespace rtnmf::emg {
 namespace {
 
-double soak_scale() {
-  const char* s = std::getenv("RTNMF_SOAK_SCALE");
-  return s ? std::max(0.01, std::atof(s)) : 1.0;
-}
+using rtnmf::test::soak_scale;
 
-Eigen::MatrixXf condition(const Eigen::MatrixXf& emg, double fs) {
-  dsp::EmgConditionerConfig cfg;
-  cfg.channels = static_cast<int>(emg.rows());
-  cfg.sample_rate_hz = fs;
-  cfg.notch_hz = 50;
-  dsp::EmgConditioner cond;
-  cond.configure(cfg);
-  Eigen::MatrixXf env(emg.rows(), cond.max_output_cols(emg.cols()));
-  const std::int64_t n = cond.process(emg.data(), emg.cols(), env.data());
-  return env.leftCols(n);
-}
+using rtnmf::test::condition;
 
 TEST(SynergyCalibrationSoak, DefaultRankRulePicksThePlantedRankOnMostRecordings) {
   const int seeds = std::max(1, static_cast<int>(8 * soak_scale()));

@@ -15,6 +15,7 @@
 #include "engine/nmf/metrics.h"
 #include "engine/sim/assemblies.h"
 #include "engine/sim/score_emg.h"
+#include "tests/emg/emg_test_util.h"
 
 namespace rtnmf {
 namespace {
@@ -23,22 +24,7 @@ std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "rtnmf_emgsim_" + std::to_string(::getpid()) + "_" + name;
 }
 
-// Conditions a whole recording in blocks of `block` samples, as the stage would.
-Eigen::MatrixXf condition(const Eigen::MatrixXf& emg, double fs, int block, double notch_hz) {
-  dsp::EmgConditionerConfig cfg;
-  cfg.channels = static_cast<int>(emg.rows());
-  cfg.sample_rate_hz = fs;
-  cfg.notch_hz = notch_hz;
-  dsp::EmgConditioner cond;
-  cond.configure(cfg);
-  Eigen::MatrixXf env(emg.rows(), cond.max_output_cols(emg.cols()) + 1);
-  std::int64_t n = 0;
-  for (Eigen::Index t = 0; t < emg.cols(); t += block) {
-    const Eigen::Index s = std::min<Eigen::Index>(block, emg.cols() - t);
-    n += cond.process(emg.col(t).data(), s, env.col(n).data());
-  }
-  return env.leftCols(n);
-}
+using rtnmf::test::condition;
 
 TEST(EmgSimulator, IsDeterministicForASeedAndHasTheRequestedShape) {
   sim::EmgSimConfig c;

@@ -10,22 +10,13 @@
 #include "engine/nmf/nnls.h"
 #include "engine/sim/emg_sim.h"
 #include "plugins/emg/synergy_model.h"
+#include "tests/emg/emg_test_util.h"
 #include "tests/support/alloc_counter.h"
 
 namespace rtnmf::emg {
 namespace {
 
-Eigen::MatrixXf condition(const Eigen::MatrixXf& emg, double fs) {
-  dsp::EmgConditionerConfig cfg;
-  cfg.channels = static_cast<int>(emg.rows());
-  cfg.sample_rate_hz = fs;
-  cfg.notch_hz = 50;
-  dsp::EmgConditioner cond;
-  cond.configure(cfg);
-  Eigen::MatrixXf env(emg.rows(), cond.max_output_cols(emg.cols()));
-  const std::int64_t n = cond.process(emg.data(), emg.cols(), env.data());
-  return env.leftCols(n);
-}
+using rtnmf::test::condition;
 
 sim::EmgSimulation simulate(int channels, int k, double seconds, std::uint64_t seed,
                             double switch_at = -1) {

@@ -15,14 +15,12 @@
 #include "engine/runtime/registry.h"
 #include "engine/sim/calcium.h"
 #include "engine/sim/score_imaging.h"
+#include "tests/support/soak.h"
 
 namespace rtnmf {
 namespace {
 
-double soak_scale() {
-  const char* s = std::getenv("RTNMF_SOAK_SCALE");
-  return s ? std::max(0.01, std::atof(s)) : 1.0;
-}
+using rtnmf::test::soak_scale;
 
 std::size_t heap_in_use() { return mallinfo2().uordblks; }
 

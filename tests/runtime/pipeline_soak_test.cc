@@ -8,14 +8,12 @@
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
 #include "tests/runtime/test_util.h"
+#include "tests/support/soak.h"
 
 namespace rtnmf {
 namespace {
 
-double soak_scale() {
-  const char* s = std::getenv("RTNMF_SOAK_SCALE");
-  return s ? std::max(0.001, std::atof(s)) : 1.0;
-}
+double soak_scale() { return test::soak_scale(0.001); }
 
 long rss_kib() {
   std::ifstream f("/proc/self/statm");
