@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 
@@ -47,131 +48,136 @@ float peak_offset(float l, float c, float r) {
   return 0.0f;
 }
 
+// d[j] (+)= s[b j] + ... + s[b j + b - 1], j < n: the horizontal half of b x b binning, with
+// the usual factors unrolled so that the compiler vectorises them.
+template <int B>
+void hbin(const float* s, float* d, int n, bool add) {
+  for (int j = 0; j < n; ++j) {
+    float acc = 0;
+    for (int k = 0; k < B; ++k) acc += s[B * j + k];
+    d[j] = add ? d[j] + acc : acc;
+  }
+}
+void hbin(const float* s, float* d, int n, int b, bool add) {
+  switch (b) {
+    case 2: return hbin<2>(s, d, n, add);
+    case 4: return hbin<4>(s, d, n, add);
+    case 8: return hbin<8>(s, d, n, add);
+    default:
+      for (int j = 0; j < n; ++j) {
+        float acc = 0;
+        for (int k = 0; k < b; ++k) acc += s[b * j + k];
+        d[j] = add ? d[j] + acc : acc;
+      }
+  }
+}
+
+std::uint32_t pow2_floor(std::uint32_t n) {
+  std::uint32_t p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}
+
 }  // namespace
 
-RigidRegistration::~RigidRegistration() { release(); }
+// ------------------------------------------------------------------------------ Correlator
 
-void RigidRegistration::release() {
-  std::lock_guard<std::mutex> lock(planner_mutex());
-  if (fwd_) fftwf_destroy_plan(static_cast<fftwf_plan>(fwd_));
-  if (inv_) fftwf_destroy_plan(static_cast<fftwf_plan>(inv_));
-  fftwf_free(real_);
-  fftwf_free(spec_);
-  fftwf_free(tmpl_spec_);
-  fwd_ = inv_ = nullptr;
-  real_ = nullptr;
-  spec_ = tmpl_spec_ = nullptr;
-}
-
-void RigidRegistration::init(std::uint32_t height, std::uint32_t width,
-                             const RegistrationOptions& options) {
-  if (height < 4 || width < 4) throw std::invalid_argument("registration: frame smaller than 4x4");
+void RigidRegistration::Correlator::init(std::uint32_t hh, std::uint32_t ww,
+                                         const RegistrationOptions& o) {
   release();
-  options_ = options;
-  height_ = height;
-  width_ = width;
-  // Power-of-two windows: FFTW's plans for other sizes may allocate buffers on every execute.
-  auto pow2_floor = [](std::uint32_t n) {
-    std::uint32_t p = 1;
-    while (p * 2 <= n) p *= 2;
-    return p;
-  };
-  win_h_ = pow2_floor(options.max_window ? std::min(height, options.max_window) : height);
-  win_w_ = pow2_floor(options.max_window ? std::min(width, options.max_window) : width);
-  off_y_ = (height - win_h_) / 2;
-  off_x_ = (width - win_w_) / 2;
-  max_shift_ = options.max_shift ? options.max_shift : std::min(win_h_, win_w_) / 4;
-  max_shift_ = std::min(max_shift_, std::min(win_h_, win_w_) / 2 - 1);
-  has_template_ = false;
-
-  const std::vector<float> ty = taper_1d(win_h_, options.taper_fraction);
-  const std::vector<float> tx = taper_1d(win_w_, options.taper_fraction);
-  taper_.resize(static_cast<std::size_t>(win_h_) * win_w_);
-  for (std::uint32_t y = 0; y < win_h_; ++y)
-    for (std::uint32_t x = 0; x < win_w_; ++x) taper_[y * win_w_ + x] = ty[y] * tx[x];
-
-  const std::uint32_t cw = win_w_ / 2 + 1;
-  gauss_.resize(static_cast<std::size_t>(win_h_) * cw);
-  const double s2 = 2.0 * M_PI * M_PI * options.smooth_sigma * options.smooth_sigma;
-  gauss_sum_ = 0;
-  for (std::uint32_t y = 0; y < win_h_; ++y) {
-    const double fy = freq(y, win_h_);
-    for (std::uint32_t x = 0; x < win_w_; ++x) {
-      const double fx = freq(x, win_w_);
+  h = hh;
+  w = ww;
+  const std::vector<float> ty = taper_1d(h, o.taper_fraction);
+  const std::vector<float> tx = taper_1d(w, o.taper_fraction);
+  taper.resize(static_cast<std::size_t>(h) * w);
+  for (std::uint32_t y = 0; y < h; ++y)
+    for (std::uint32_t x = 0; x < w; ++x) taper[y * w + x] = ty[y] * tx[x];
+  const std::uint32_t cw = w / 2 + 1;
+  gauss.resize(static_cast<std::size_t>(h) * cw);
+  const double s2 = 2.0 * M_PI * M_PI * o.smooth_sigma * o.smooth_sigma;
+  gauss_sum = 0;
+  for (std::uint32_t y = 0; y < h; ++y) {
+    const double fy = freq(y, h);
+    for (std::uint32_t x = 0; x < w; ++x) {
+      const double fx = freq(x, w);
       const double g = std::exp(-s2 * (fy * fy + fx * fx));
-      gauss_sum_ += g;
-      if (x < cw) gauss_[y * cw + x] = static_cast<float>(g);
+      gauss_sum += g;
+      if (x < cw) gauss[y * cw + x] = static_cast<float>(g);
     }
   }
-
-  {
-    std::lock_guard<std::mutex> lock(planner_mutex());
-    real_ = fftwf_alloc_real(static_cast<std::size_t>(win_h_) * win_w_);
-    spec_ = fftwf_alloc_complex(static_cast<std::size_t>(win_h_) * cw);
-    tmpl_spec_ = fftwf_alloc_complex(static_cast<std::size_t>(win_h_) * cw);
-    if (!real_ || !spec_ || !tmpl_spec_) throw std::bad_alloc();
-    // FFTW_ESTIMATE: the same algorithm every run, so shifts are bit-identical across runs.
-    fwd_ = fftwf_plan_dft_r2c_2d(static_cast<int>(win_h_), static_cast<int>(win_w_), real_,
-                                 static_cast<fftwf_complex*>(spec_), FFTW_ESTIMATE);
-    inv_ = fftwf_plan_dft_c2r_2d(static_cast<int>(win_h_), static_cast<int>(win_w_),
-                                 static_cast<fftwf_complex*>(spec_), real_, FFTW_ESTIMATE);
-    if (!fwd_ || !inv_) throw std::runtime_error("registration: FFTW planning failed");
-  }
-  col0_.resize(width);
-  col1_.resize(width);
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  real = fftwf_alloc_real(static_cast<std::size_t>(h) * w);
+  spec = fftwf_alloc_complex(static_cast<std::size_t>(h) * cw);
+  tmpl_spec = fftwf_alloc_complex(static_cast<std::size_t>(h) * cw);
+  if (!real || !spec || !tmpl_spec) throw std::bad_alloc();
+  // FFTW_ESTIMATE: the same algorithm every run, so shifts are bit-identical across runs.
+  fwd = fftwf_plan_dft_r2c_2d(static_cast<int>(h), static_cast<int>(w), real,
+                              static_cast<fftwf_complex*>(spec), FFTW_ESTIMATE);
+  inv = fftwf_plan_dft_c2r_2d(static_cast<int>(h), static_cast<int>(w),
+                              static_cast<fftwf_complex*>(spec), real, FFTW_ESTIMATE);
+  if (!fwd || !inv) throw std::runtime_error("registration: FFTW planning failed");
 }
 
-void RigidRegistration::load_window(const float* frame, float* dst) const {
+void RigidRegistration::Correlator::release() {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  if (fwd) fftwf_destroy_plan(static_cast<fftwf_plan>(fwd));
+  if (inv) fftwf_destroy_plan(static_cast<fftwf_plan>(inv));
+  fftwf_free(real);
+  fftwf_free(spec);
+  fftwf_free(tmpl_spec);
+  fwd = inv = nullptr;
+  real = nullptr;
+  spec = tmpl_spec = nullptr;
+}
+
+void RigidRegistration::Correlator::load(const float* src, std::size_t stride) {
   double sum = 0;
-  for (std::uint32_t y = 0; y < win_h_; ++y) {
-    const float* src = frame + static_cast<std::size_t>(y + off_y_) * width_ + off_x_;
-    for (std::uint32_t x = 0; x < win_w_; ++x) sum += src[x];
+  for (std::uint32_t y = 0; y < h; ++y) {
+    const float* s = src + y * stride;
+    float row = 0;
+    for (std::uint32_t x = 0; x < w; ++x) row += s[x];
+    sum += row;
   }
-  const float mean = static_cast<float>(sum / (static_cast<double>(win_h_) * win_w_));
-  for (std::uint32_t y = 0; y < win_h_; ++y) {
-    const float* src = frame + static_cast<std::size_t>(y + off_y_) * width_ + off_x_;
-    const float* t = taper_.data() + static_cast<std::size_t>(y) * win_w_;
-    float* d = dst + static_cast<std::size_t>(y) * win_w_;
-    for (std::uint32_t x = 0; x < win_w_; ++x) d[x] = (src[x] - mean) * t[x];
+  const float mean = static_cast<float>(sum / (static_cast<double>(h) * w));
+  for (std::uint32_t y = 0; y < h; ++y) {
+    const float* s = src + y * stride;
+    const float* t = taper.data() + static_cast<std::size_t>(y) * w;
+    float* d = real + static_cast<std::size_t>(y) * w;
+    for (std::uint32_t x = 0; x < w; ++x) d[x] = (s[x] - mean) * t[x];
   }
+  fftwf_execute(static_cast<fftwf_plan>(fwd));
 }
 
-void RigidRegistration::set_template(const float* tmpl) {
-  load_window(tmpl, real_);
-  fftwf_execute(static_cast<fftwf_plan>(fwd_));
-  const std::size_t n = static_cast<std::size_t>(win_h_) * (win_w_ / 2 + 1);
-  auto* s = static_cast<fftwf_complex*>(spec_);
-  auto* t = static_cast<fftwf_complex*>(tmpl_spec_);
+void RigidRegistration::Correlator::set_template(const float* src, std::size_t stride) {
+  load(src, stride);
+  const std::size_t n = static_cast<std::size_t>(h) * (w / 2 + 1);
+  auto* s = static_cast<fftwf_complex*>(spec);
+  auto* t = static_cast<fftwf_complex*>(tmpl_spec);
   for (std::size_t i = 0; i < n; ++i) {
     t[i][0] = s[i][0];
     t[i][1] = -s[i][1];
   }
-  has_template_ = true;
 }
 
-Shift RigidRegistration::estimate(const float* frame) {
-  Shift out;
-  if (!has_template_) return out;
-  load_window(frame, real_);
-  fftwf_execute(static_cast<fftwf_plan>(fwd_));
-  const std::size_t n = static_cast<std::size_t>(win_h_) * (win_w_ / 2 + 1);
-  auto* s = static_cast<fftwf_complex*>(spec_);
-  const auto* t = static_cast<const fftwf_complex*>(tmpl_spec_);
+Shift RigidRegistration::Correlator::estimate(const float* src, std::size_t stride, int m) {
+  load(src, stride);
+  const std::size_t n = static_cast<std::size_t>(h) * (w / 2 + 1);
+  auto* s = static_cast<fftwf_complex*>(spec);
+  const auto* t = static_cast<const fftwf_complex*>(tmpl_spec);
   for (std::size_t i = 0; i < n; ++i) {
     const float re = s[i][0] * t[i][0] - s[i][1] * t[i][1];
     const float im = s[i][0] * t[i][1] + s[i][1] * t[i][0];
     const float mag = std::sqrt(re * re + im * im) + 1e-12f;
-    const float g = gauss_[i] / mag;
+    const float g = gauss[i] / mag;
     s[i][0] = re * g;
     s[i][1] = im * g;
   }
-  fftwf_execute(static_cast<fftwf_plan>(inv_));
-  // Peak search over |dy|, |dx| <= max_shift (indices wrap around).
-  const int H = static_cast<int>(win_h_), W = static_cast<int>(win_w_);
-  const int m = static_cast<int>(max_shift_);
+  fftwf_execute(static_cast<fftwf_plan>(inv));
+  // Peak search over |dy|, |dx| <= m (indices wrap around).
+  const int H = static_cast<int>(h), W = static_cast<int>(w);
   auto at = [&](int dy, int dx) {
     const int y = (dy + H) % H, x = (dx + W) % W;
-    return real_[static_cast<std::size_t>(y) * W + x];
+    return real[static_cast<std::size_t>(y) * W + x];
   };
   float best = -1e30f;
   int by = 0, bx = 0;
@@ -185,44 +191,240 @@ Shift RigidRegistration::estimate(const float* frame) {
       }
     }
   }
+  Shift out;
   out.dy = static_cast<float>(by) + peak_offset(at(by - 1, bx), best, at(by + 1, bx));
   out.dx = static_cast<float>(bx) + peak_offset(at(by, bx - 1), best, at(by, bx + 1));
-  out.peak = static_cast<float>(best / gauss_sum_);
+  out.peak = static_cast<float>(best / gauss_sum);
   return out;
 }
 
-void RigidRegistration::apply(const float* frame, const Shift& shift, float* out) {
+// ------------------------------------------------------------------------ RigidRegistration
+
+RigidRegistration::~RigidRegistration() { release(); }
+
+void RigidRegistration::release() {
+  coarse_.release();
+  fine_.release();
+}
+
+void RigidRegistration::init(std::uint32_t height, std::uint32_t width,
+                             const RegistrationOptions& options) {
+  if (height < 4 || width < 4) throw std::invalid_argument("registration: frame smaller than 4x4");
+  release();
+  height_ = height;
+  width_ = width;
+  std::uint32_t b = options.downsample;
+  if (b == 0) {
+    b = 1;
+    while (options.max_window && std::max(height, width) / b > options.max_window &&
+           std::min(height, width) / (2 * b) >= 16)
+      b *= 2;
+  }
+  if ((b & (b - 1)) != 0) throw std::invalid_argument("registration: downsample must be a power of two");
+  if (height / b < 4 || width / b < 4)
+    throw std::invalid_argument("registration: downsample leaves fewer than 4x4 binned pixels");
+  bin_ = b;
+  // Power-of-two windows: FFTW's plans for other sizes may allocate buffers on every execute.
+  const std::uint32_t hb = height / b, wb = width / b;
+  const std::uint32_t win_h = pow2_floor(options.max_window ? std::min(hb, options.max_window) : hb);
+  const std::uint32_t win_w = pow2_floor(options.max_window ? std::min(wb, options.max_window) : wb);
+  off_y_ = (hb - win_h) / 2;
+  off_x_ = (wb - win_w) / 2;
+  max_shift_ = options.max_shift ? (options.max_shift + b - 1) / b : std::min(win_h, win_w) / 4;
+  max_shift_ = std::min(max_shift_, std::min(win_h, win_w) / 2 - 1);
+  coarse_.init(win_h, win_w, options);
+  binned_.assign(b > 1 ? static_cast<std::size_t>(win_h) * win_w : 0, 0.0f);
+  tmpl_coarse_.assign(static_cast<std::size_t>(win_h) * win_w, 0.0f);
+  refine_ = b > 1 && options.refine_window >= 8;
+  if (refine_) {
+    const std::uint32_t rh = pow2_floor(std::min(height, options.refine_window));
+    const std::uint32_t rw = pow2_floor(std::min(width, options.refine_window));
+    roff_y_ = (height - rh) / 2;
+    roff_x_ = (width - rw) / 2;
+    fine_.init(rh, rw, options);
+    tmpl_fine_.assign(static_cast<std::size_t>(rh) * rw, 0.0f);
+  } else {
+    tmpl_fine_.clear();
+  }
+  has_template_ = false;
+  for (auto& r : hrow_) r.assign(width, 0.0f);
+  col0_.resize(width);
+  col1_.resize(width);
+}
+
+void RigidRegistration::bin_window(const float* frame, float* dst) {
+  const std::uint32_t b = bin_, h = coarse_.h, w = coarse_.w;
+  const std::size_t W = width_;
+  float* acc = hrow_[0].data();  // scratch: hrow_ is only meaningful inside shift_rows()
+  const std::uint32_t x0 = off_x_ * b, n = w * b;
+  for (std::uint32_t by = 0; by < h; ++by) {
+    const float* r = frame + static_cast<std::size_t>((off_y_ + by) * b) * W + x0;
+    const float* r1 = r + W;  // b >= 2 here
+    for (std::uint32_t x = 0; x < n; ++x) acc[x] = r[x] + r1[x];
+    for (std::uint32_t k = 2; k < b; ++k) {
+      const float* rk = r + k * W;
+      for (std::uint32_t x = 0; x < n; ++x) acc[x] += rk[x];
+    }
+    hbin(acc, dst + static_cast<std::size_t>(by) * w, static_cast<int>(w), static_cast<int>(b), false);
+  }
+}
+
+void RigidRegistration::set_template(const float* tmpl) {
+  const std::size_t W = width_;
+  if (bin_ > 1) {
+    bin_window(tmpl, tmpl_coarse_.data());
+  } else {
+    for (std::uint32_t y = 0; y < coarse_.h; ++y) {
+      const float* s = tmpl + (off_y_ + y) * W + off_x_;
+      std::copy(s, s + coarse_.w, tmpl_coarse_.data() + static_cast<std::size_t>(y) * coarse_.w);
+    }
+  }
+  if (refine_) {
+    for (std::uint32_t y = 0; y < fine_.h; ++y) {
+      const float* s = tmpl + (roff_y_ + y) * W + roff_x_;
+      std::copy(s, s + fine_.w, tmpl_fine_.data() + static_cast<std::size_t>(y) * fine_.w);
+    }
+  }
+  refresh_template();
+}
+
+void RigidRegistration::blend_template(const float* frame, float weight) {
+  if (bin_ > 1) bin_window(frame, binned_.data());
+  blend_reduced(frame, binned_.data(), weight);
+}
+
+void RigidRegistration::blend_reduced(const float* frame, const float* binned, float weight) {
+  const std::size_t W = width_;
+  if (bin_ > 1) {
+    for (std::size_t i = 0; i < tmpl_coarse_.size(); ++i)
+      tmpl_coarse_[i] += weight * (binned[i] - tmpl_coarse_[i]);
+  } else {
+    for (std::uint32_t y = 0; y < coarse_.h; ++y) {
+      const float* s = frame + (off_y_ + y) * W + off_x_;
+      float* t = tmpl_coarse_.data() + static_cast<std::size_t>(y) * coarse_.w;
+      for (std::uint32_t x = 0; x < coarse_.w; ++x) t[x] += weight * (s[x] - t[x]);
+    }
+  }
+  if (refine_) {
+    for (std::uint32_t y = 0; y < fine_.h; ++y) {
+      const float* s = frame + (roff_y_ + y) * W + roff_x_;
+      float* t = tmpl_fine_.data() + static_cast<std::size_t>(y) * fine_.w;
+      for (std::uint32_t x = 0; x < fine_.w; ++x) t[x] += weight * (s[x] - t[x]);
+    }
+  }
+}
+
+void RigidRegistration::refresh_template() {
+  coarse_.set_template(tmpl_coarse_.data(), coarse_.w);
+  if (refine_) fine_.set_template(tmpl_fine_.data(), fine_.w);
+  has_template_ = true;
+}
+
+Shift RigidRegistration::estimate(const float* frame) {
+  if (!has_template_) return Shift{};
+  const std::size_t W = width_;
+  Shift c;
+  if (bin_ > 1) {
+    bin_window(frame, binned_.data());
+    c = coarse_.estimate(binned_.data(), coarse_.w, static_cast<int>(max_shift_));
+  } else {
+    c = coarse_.estimate(frame + off_y_ * W + off_x_, W, static_cast<int>(max_shift_));
+  }
+  const float b = static_cast<float>(bin_);
+  if (!refine_) return Shift{c.dy * b, c.dx * b, c.peak};
+  // Full resolution: the crop read displaced by the whole-pixel part of the coarse shift, so what
+  // is left is within about one binned pixel.
+  const int H = static_cast<int>(height_), Wi = static_cast<int>(width_);
+  const int rh = static_cast<int>(fine_.h), rw = static_cast<int>(fine_.w);
+  const int ry = static_cast<int>(roff_y_), rx = static_cast<int>(roff_x_);
+  const int want_y = static_cast<int>(std::lround(c.dy * b)), want_x = static_cast<int>(std::lround(c.dx * b));
+  const int iy = std::clamp(ry + want_y, 0, H - rh) - ry;
+  const int ix = std::clamp(rx + want_x, 0, Wi - rw) - rx;
+  const int extra = std::max(std::abs(want_y - iy), std::abs(want_x - ix));
+  const int m = std::min(static_cast<int>(bin_) + 2 + extra, std::min(rh, rw) / 2 - 1);
+  const Shift f = fine_.estimate(frame + static_cast<std::size_t>(ry + iy) * W + static_cast<std::size_t>(rx + ix), W, m);
+  return Shift{static_cast<float>(iy) + f.dy, static_cast<float>(ix) + f.dx, f.peak};
+}
+
+void RigidRegistration::shift_rows(const float* src, float* dst, const Shift& shift, float* bin_out) {
   const int H = static_cast<int>(height_), W = static_cast<int>(width_);
-  // Rigid: every row uses the same column taps, so the interior is two contiguous loads per
-  // pixel; only the border columns need clamping.
   const float fy = std::floor(shift.dy), fx = std::floor(shift.dx);
   const int iy = static_cast<int>(fy), ix = static_cast<int>(fx);
   const float wy = shift.dy - fy, wx = shift.dx - fx;
-  const int x_lo = std::clamp(-ix, 0, W), x_hi = std::clamp(W - 1 - ix - 1, x_lo - 1, W - 1);
+  // Columns whose taps x+ix and x+ix+1 both lie inside the row: contiguous loads; the rest clamp.
+  const int x_lo = std::clamp(-ix, 0, W), x_hi = std::clamp(W - 2 - ix, x_lo - 1, W - 1);
   for (int x = 0; x < W; ++x) {
-    const int a = std::clamp(x + ix, 0, W - 1), b = std::clamp(x + ix + 1, 0, W - 1);
-    col0_[x] = a;
-    col1_[x] = b;
+    col0_[static_cast<std::size_t>(x)] = std::clamp(x + ix, 0, W - 1);
+    col1_[static_cast<std::size_t>(x)] = std::clamp(x + ix + 1, 0, W - 1);
   }
-  for (int y = 0; y < H; ++y) {
-    const float* r0 = frame + static_cast<std::size_t>(std::clamp(y + iy, 0, H - 1)) * W;
-    const float* r1 = frame + static_cast<std::size_t>(std::clamp(y + iy + 1, 0, H - 1)) * W;
-    float* o = out + static_cast<std::size_t>(y) * W;
-    auto px = [&](int x0, int x1, int x) {
-      const float a = r0[x0] + wx * (r0[x1] - r0[x0]);
-      const float b = r1[x0] + wx * (r1[x1] - r1[x0]);
-      o[x] = a + wy * (b - a);
-    };
-    for (int x = 0; x < x_lo; ++x) px(col0_[x], col1_[x], x);
-    const float* a0 = r0 + ix;
-    const float* b0 = r1 + ix;
-    for (int x = x_lo; x <= x_hi; ++x) {
-      const float a = a0[x] + wx * (a0[x + 1] - a0[x]);
-      const float b = b0[x] + wx * (b0[x + 1] - b0[x]);
-      o[x] = a + wy * (b - a);
+  int tag[2] = {-1, -1};
+  // Source row r interpolated horizontally into a slot not holding row `keep`.
+  auto row = [&](int r, int keep) -> const float* {
+    if (tag[0] == r) return hrow_[0].data();
+    if (tag[1] == r) return hrow_[1].data();
+    const int s = tag[0] == keep ? 1 : 0;
+    tag[s] = r;
+    float* o = hrow_[static_cast<std::size_t>(s)].data();
+    const float* a = src + static_cast<std::size_t>(r) * W;
+    for (int x = 0; x < x_lo; ++x) {
+      const float l = a[col0_[static_cast<std::size_t>(x)]], h = a[col1_[static_cast<std::size_t>(x)]];
+      o[x] = l + wx * (h - l);
     }
-    for (int x = std::max(x_hi + 1, x_lo); x < W; ++x) px(col0_[x], col1_[x], x);
+    if (wx == 0.0f) {
+      if (x_hi >= x_lo) std::memcpy(o + x_lo, a + x_lo + ix, sizeof(float) * static_cast<std::size_t>(x_hi - x_lo + 1));
+    } else {
+      const float* a0 = a + ix;
+      for (int x = x_lo; x <= x_hi; ++x) o[x] = a0[x] + wx * (a0[x + 1] - a0[x]);
+    }
+    for (int x = std::max(x_hi + 1, x_lo); x < W; ++x) {
+      const float l = a[col0_[static_cast<std::size_t>(x)]], h = a[col1_[static_cast<std::size_t>(x)]];
+      o[x] = l + wx * (h - l);
+    }
+    return o;
+  };
+  // In place, output row y reads source rows y+iy and y+iy+1: visiting rows upwards when iy < 0
+  // and downwards otherwise reads each source row (into hrow_) before it is overwritten.
+  const bool down = iy >= 0;
+  const int bin = static_cast<int>(bin_);
+  const int by0 = static_cast<int>(off_y_) * bin, by1 = by0 + static_cast<int>(coarse_.h) * bin;
+  const int bx0 = static_cast<int>(off_x_) * bin, bw = static_cast<int>(coarse_.w);
+  if (bin_out) std::fill(bin_out, bin_out + static_cast<std::size_t>(coarse_.h) * coarse_.w, 0.0f);
+  for (int i = 0; i < H; ++i) {
+    const int y = down ? i : H - 1 - i;
+    const int r0 = std::clamp(y + iy, 0, H - 1), r1 = std::clamp(y + iy + 1, 0, H - 1);
+    float* o = dst + static_cast<std::size_t>(y) * W;
+    if (wy == 0.0f) {
+      const float* a = row(r0, -1);
+      std::memcpy(o, a, sizeof(float) * static_cast<std::size_t>(W));
+    } else {
+      const float* a = row(r0, r1);
+      const float* b = row(r1, r0);
+      for (int x = 0; x < W; ++x) o[x] = a[x] + wy * (b[x] - a[x]);
+    }
+    if (bin_out && y >= by0 && y < by1) {  // the row is in L1: binning it here is nearly free
+      hbin(o + bx0, bin_out + static_cast<std::size_t>((y - by0) / bin) * bw, bw, bin, true);
+    }
   }
+}
+
+void RigidRegistration::apply(const float* frame, const Shift& shift, float* out) {
+  shift_rows(frame, out, shift, nullptr);
+}
+
+void RigidRegistration::apply_in_place(float* frame, const Shift& shift) {
+  shift_rows(frame, frame, shift, nullptr);
+}
+
+Shift RigidRegistration::correct(float* frame, float weight) {
+  const Shift s = estimate(frame);
+  const bool blend = weight > 0;
+  if (s.dy != 0.0f || s.dx != 0.0f) {
+    shift_rows(frame, frame, s, blend && bin_ > 1 ? binned_.data() : nullptr);
+  } else if (blend && bin_ > 1) {
+    bin_window(frame, binned_.data());
+  }
+  if (blend) blend_reduced(frame, binned_.data(), weight);
+  return s;
 }
 
 }  // namespace rtnmf::dsp

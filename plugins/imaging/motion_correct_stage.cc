@@ -25,10 +25,6 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
   const double tau_s = p.template_tau_s() > 0 ? p.template_tau_s() : 10.0;
   const double rate = in.sample_rate_hz > 0 ? in.sample_rate_hz : 30.0;
   alpha_ = static_cast<float>(1.0 / std::max(1.0, tau_s * rate));
-  const std::size_t P = static_cast<std::size_t>(height_) * width_;
-  corrected_.assign(P, 0.0f);
-  template_.assign(P, 0.0f);
-  sum_.assign(P, 0.0f);
   n_ = 0;
   StreamSpec out = in;
   shifts_lane_ = out.add_lane("shifts", 2);
@@ -37,28 +33,18 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
 }
 
 void MotionCorrectStage::do_process(Frame& frame) {
-  const std::size_t P = static_cast<std::size_t>(height_) * width_;
   float* data = frame.data();
   const std::uint64_t n = n_++;
   dsp::Shift s;
   if (n == 0) {
     reg_.set_template(data);  // frame 0 is the provisional template
-    std::memcpy(corrected_.data(), data, P * sizeof(float));
+  } else if (n < template_frames_) {
+    // Registered to frame 0 while the first frames are averaged (running mean, weight 1/(n+1)).
+    s = reg_.correct(data, 1.0f / static_cast<float>(n + 1));
+    if (n + 1 == template_frames_) reg_.refresh_template();
   } else {
-    s = reg_.estimate(data);
-    reg_.apply(data, s, corrected_.data());
-    std::memcpy(data, corrected_.data(), P * sizeof(float));
-  }
-  if (n < template_frames_) {
-    for (std::size_t i = 0; i < P; ++i) sum_[i] += corrected_[i];
-    if (n + 1 == template_frames_) {
-      const float inv = 1.0f / static_cast<float>(template_frames_);
-      for (std::size_t i = 0; i < P; ++i) template_[i] = sum_[i] * inv;
-      reg_.set_template(template_.data());
-    }
-  } else {
-    for (std::size_t i = 0; i < P; ++i) template_[i] += alpha_ * (corrected_[i] - template_[i]);
-    if ((n - template_frames_) % 32 == 31) reg_.set_template(template_.data());
+    s = reg_.correct(data, alpha_);
+    if ((n - template_frames_) % 32 == 31) reg_.refresh_template();
   }
   Lane& lane = frame.lane(shifts_lane_);
   lane.data[0] = s.dy;

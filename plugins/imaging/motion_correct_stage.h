@@ -1,8 +1,10 @@
 // Stage "motion_correct": online rigid registration of imaging frames to a running template by
-// FFT phase correlation with a sub-pixel peak (engine/dsp/registration.h). The first
-// `template_frames` frames are registered to frame 0 and averaged into the template; afterwards
-// the template follows the corrected frames with time constant template_tau_s and is re-set every
-// 32 frames. Lane "shifts" (dy, dx: the frame's displacement from the template, pixels) is
+// FFT phase correlation with a sub-pixel peak (engine/dsp/registration.h: a binned whole-frame
+// estimate refined on a full-resolution crop for large frames). The first `template_frames`
+// frames are registered to frame 0 and averaged into the template; afterwards the template
+// follows the corrected frames with time constant template_tau_s and its spectra are refreshed
+// every 32 frames. The template lives inside the registration in reduced form only (binned window
+// and crop), and frames are corrected in place, so a frame costs no full-frame copies. Lane "shifts" (dy, dx: the frame's displacement from the template, pixels) is
 // recorded as /motion/shifts (T x 2). Deterministic (FFTW_ESTIMATE plans, fixed schedule).
 #pragma once
 
@@ -33,7 +35,6 @@ class MotionCorrectStage : public Stage {
   float alpha_ = 0;  // running-template weight per frame
   int shifts_lane_ = -1;
   std::uint64_t n_ = 0;
-  std::vector<float> corrected_, template_, sum_;
   std::atomic<float> last_shift_{0};
 };
 
