@@ -16,6 +16,15 @@
 // - β-divergence (β = 1 is Kullback–Leibler, β = 0 Itakura–Saito, β = 2 Frobenius): multiplicative
 //   updates with the exponent γ(β) of Févotte & Idier (2011), which make every update
 //   non-increasing.
+// - Compressed HALS (Frobenius, both factors free; Erichson et al. 2018, Tepper & Sapiro 2016):
+//   for a large X with K ≪ min(M, N), first HALS on X̂ = Q B, X projected on its leading range
+//   (Q M × l orthonormal from the randomised range finder that NNDSVD already runs, B = Qᵀ X,
+//   l = K + 10), where Xᵀ W ≈ Bᵀ (Qᵀ W) and X Hᵀ ≈ Q (B Hᵀ) cost M l K instead of M N K; it
+//   stops when the compressed objective ½‖X̂ − W H‖² + penalties changes by ≤ tol relative.
+//   Then exact HALS iterations on X polish that point under the usual stopping rule, so the
+//   reported error and objective are the exact ones. Chosen automatically (Compression::kAuto)
+//   for a large X (M N ≥ 2²⁴) that is not a short X with a thin rank (the fused path's case) and
+//   l ≤ min(M, N) / 8.
 // Objective minimised (recorded once per iteration, entry 0 is the initial point):
 //   D_β(X | W H) + l1_w Σ W + l2_w/2 ‖W‖² + l1_h Σ H + l2_h/2 ‖H‖²,  D_2 = 1/2 ‖X − W H‖².
 // Stopping: |f_{t−1} − f_t| ≤ tol · f_{t−1} (relative objective change), or max_iter.
@@ -40,14 +49,18 @@ namespace rtnmf::nmf {
 enum class NmfLoss { kFrobenius, kKullbackLeibler, kBeta };
 enum class NmfInit { kNndsvd, kNndsvda, kRandom, kGiven };
 enum class Normalization { kNone, kL1, kL2 };
+// Compressed HALS before the exact iterations (Frobenius only): automatic, always, never.
+enum class Compression { kAuto, kOn, kOff };
 
 // Parsers for the tools; throw std::invalid_argument naming the value and the choices.
 NmfLoss parse_loss(const std::string& s);          // frobenius | kl | beta
 NmfInit parse_init(const std::string& s);          // nndsvd | nndsvda | random
 Normalization parse_normalization(const std::string& s);  // l1 | l2 | none
+Compression parse_compression(const std::string& s);      // auto | on | off
 std::string to_string(NmfLoss l);
 std::string to_string(NmfInit i);
 std::string to_string(Normalization n);
+std::string to_string(Compression c);
 
 struct BatchNmfOptions {
   Eigen::Index rank = 0;
@@ -65,14 +78,22 @@ struct BatchNmfOptions {
   int max_inner_sweeps = 0;
   bool update_w = true;  // false: W stays as initialised (e.g. given), only H is fitted
   bool update_h = true;
+  // Frobenius: compressed HALS phase first (see above). kOn with another loss or a frozen factor
+  // throws; kOn with init random or given runs its own range finder (seeded by `seed`).
+  Compression compress = Compression::kAuto;
 };
 
 struct NmfResult {
   Eigen::MatrixXf w;               // features × K
   Eigen::MatrixXf h;               // K × samples
-  std::vector<double> objective;   // objective[0] at the initial point, then one per iteration
-  int iterations = 0;
-  bool converged = false;          // stopped on tol rather than max_iter
+  // Exact objective: objective[0] at the initial point, then (compressed runs only) one at the
+  // end of the compressed phase, then one per exact iteration.
+  std::vector<double> objective;
+  int iterations = 0;              // exact iterations (each phase is capped at max_iter)
+  int compressed_iterations = 0;   // 0 when the compressed phase did not run
+  // ½‖Q Qᵀ X − W H‖² + penalties after each compressed iteration (non-increasing).
+  std::vector<double> compressed_objective;
+  bool converged = false;          // the exact phase stopped on tol rather than max_iter
   double relative_error = 0.0;     // ‖X − W H‖ / ‖X‖ at the end
 };
 
@@ -81,6 +102,11 @@ struct NmfResult {
 // std::invalid_argument for rank < 1, negative or non-finite X, or bad options.
 NmfResult fit_nmf(const Eigen::Ref<const Eigen::MatrixXf>& x, const BatchNmfOptions& options,
                   const Eigen::MatrixXf* w0 = nullptr, const Eigen::MatrixXf* h0 = nullptr);
+
+// Whether fit_nmf on an X of rows × cols runs the compressed HALS phase under `options` (the
+// kAuto rule above; kOn/kOff as asked). Throws std::invalid_argument, as fit_nmf would, for kOn
+// with a loss other than Frobenius or a frozen factor. Does not allocate.
+bool uses_compression(Eigen::Index rows, Eigen::Index cols, const BatchNmfOptions& options);
 
 // Initial factors by options.init (kGiven is not handled here). Deterministic for options.seed.
 void initialize_factors(const Eigen::Ref<const Eigen::MatrixXf>& x, const BatchNmfOptions& options,
@@ -125,10 +151,21 @@ void parallel_product(const Eigen::Ref<const Eigen::MatrixXf>& a,
 // out = aᵀ a for a tall a (rows split across threads, partial products summed in fixed order).
 void parallel_gram(const Eigen::Ref<const Eigen::MatrixXf>& a, Eigen::MatrixXf& out, int threads);
 
-// Truncated SVD by randomised range finding (Halko et al. 2011), rank k, seeded.
+// Orthonormal basis Q (M × l) of the leading range of X by randomised range finding with
+// `power_iterations` power iterations (Halko et al. 2011), and Bᵀ = Xᵀ Q (N × l). Seeded.
+void randomized_range(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::Index l,
+                      std::uint64_t seed, int power_iterations, int threads, Eigen::MatrixXf& q,
+                      Eigen::MatrixXf& bt);
+
+// Truncated SVD by randomised range finding (Halko et al. 2011), rank k (l = k + 10), seeded.
 void randomized_svd(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::Index k, std::uint64_t seed,
                     int power_iterations, int threads, Eigen::MatrixXf& u, Eigen::VectorXf& s,
                     Eigen::MatrixXf& v);
+// The same, also keeping the range found: q (M × l, orthonormal) and bt = Xᵀ q (N × l).
+void randomized_svd_keep_range(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::Index k,
+                               std::uint64_t seed, int power_iterations, int threads,
+                               Eigen::MatrixXf& u, Eigen::VectorXf& s, Eigen::MatrixXf& v,
+                               Eigen::MatrixXf& q, Eigen::MatrixXf& bt);
 }  // namespace detail
 
 }  // namespace rtnmf::nmf

@@ -35,15 +35,23 @@ options
   --tol T                  stop when the relative objective change is below T (default 1e-4)
   --normalize l1|l2|none   scale W's columns to unit norm, H rescaled (default l2)
   --threads N              threads for the large products (default 2)
+  --compress auto|on|off   frobenius only: first fit X projected on its leading range
+                           (randomised, rank K + 10; products cost K + 10 rows instead of
+                           all of X), then exact iterations on X until --tol holds, so the
+                           reported error is the real one. auto (default): only for a large
+                           X (rows x cols >= 2^24) with K + 10 <= min(rows, cols) / 8 that is
+                           not a short X (<= 2048 rows) with K <= 40
   --transpose              transpose INPUT after reading (rows = samples in the file)
-  --out RESULT.h5          output: /W (features x K), /H (K x samples), /objective,
-                           parameters and fit statistics as attributes of /
+  --out RESULT.h5          output: /W (features x K), /H (K x samples), /objective (initial
+                           point, [end of the compressed phase,] then each exact iteration),
+                           /compressed_objective (when compressed), parameters and fit
+                           statistics as attributes of /
 )";
 
 int run_fit(const std::vector<std::string>& args) {
   ArgParser p(args, {"transpose"});
   p.check_known({"rank", "loss", "beta", "l1-w", "l2-w", "l1-h", "l2-h", "init", "seed",
-                 "max-iter", "tol", "normalize", "threads", "transpose", "out"});
+                 "max-iter", "tol", "normalize", "threads", "compress", "transpose", "out"});
   if (p.positionals().size() != 1) throw UsageError("expected exactly one INPUT");
   const std::string input = p.positionals()[0];
   if (!p.has("rank")) throw UsageError("option --rank is required");
@@ -56,6 +64,7 @@ int run_fit(const std::vector<std::string>& args) {
   try {
     o.loss = nmf::parse_loss(p.get("loss", "frobenius"));
     o.normalize = nmf::parse_normalization(p.get("normalize", "l2"));
+    o.compress = nmf::parse_compression(p.get("compress", "auto"));
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
@@ -100,6 +109,11 @@ int run_fit(const std::vector<std::string>& args) {
     }
   }
 
+  try {
+    nmf::uses_compression(x.rows(), x.cols(), o);  // --compress on where it cannot run
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("option --compress: ") + e.what());
+  }
   const auto t0 = std::chrono::steady_clock::now();
   nmf::NmfResult r = nmf::fit_nmf(x, o, w0p, h0p);
   const double seconds =
@@ -111,6 +125,9 @@ int run_fit(const std::vector<std::string>& args) {
   f.write_matrix("/W", r.w);
   f.write_matrix("/H", r.h);
   f.write<double>("/objective", r.objective, {r.objective.size()});
+  if (!r.compressed_objective.empty())
+    f.write<double>("/compressed_objective", r.compressed_objective,
+                    {r.compressed_objective.size()});
   f.set_attr("/", "tool", "rtnmf fit");
   f.set_attr("/", "input", input);
   f.set_attr("/", "transpose", std::int64_t{transpose});
@@ -129,6 +146,8 @@ int run_fit(const std::vector<std::string>& args) {
   f.set_attr("/", "l2_h", static_cast<double>(o.l2_h));
   f.set_attr("/", "normalize", nmf::to_string(o.normalize));
   f.set_attr("/", "threads", static_cast<std::int64_t>(o.threads));
+  f.set_attr("/", "compress", nmf::to_string(o.compress));
+  f.set_attr("/", "compressed_iterations", static_cast<std::int64_t>(r.compressed_iterations));
   f.set_attr("/", "iterations", static_cast<std::int64_t>(r.iterations));
   f.set_attr("/", "converged", std::int64_t{r.converged});
   f.set_attr("/", "relative_error", r.relative_error);
@@ -142,10 +161,14 @@ int run_fit(const std::vector<std::string>& args) {
     f.set_attr("/", transpose ? "feature_names" : "sample_names", names);
   }
   std::printf("rtnmf fit: %lld x %lld, rank %lld, %s: relative error %.6f, VAF %.4f, R2 %.4f, "
-              "%d iterations%s, %.3f s -> %s\n",
+              "%s%d iterations%s, %.3f s -> %s\n",
               static_cast<long long>(x.rows()), static_cast<long long>(x.cols()),
               static_cast<long long>(o.rank), nmf::to_string(o.loss).c_str(), r.relative_error,
-              v, r2, r.iterations, r.converged ? " (converged)" : " (iteration cap)", seconds,
+              v, r2,
+              r.compressed_iterations > 0
+                  ? (std::to_string(r.compressed_iterations) + " compressed + ").c_str()
+                  : "",
+              r.iterations, r.converged ? " (converged)" : " (iteration cap)", seconds,
               out_path.c_str());
   return 0;
 }
