@@ -1041,9 +1041,12 @@ bool uses_compression(Eigen::Index m, Eigen::Index n, const BatchNmfOptions& o) 
                                   "update_h true)");
     return true;
   }
+  // Not for a warm start (given factors): it starts near a solution, where the range finder's
+  // passes over X would cost more than the exact iterations it saves.
   const Eigen::Index k = o.rank, l = k + kCompressOversampling;
   const bool fused = m <= kFusedMaxRows && k <= kSkinnyMax;
   return o.loss == NmfLoss::kFrobenius && o.update_w && o.update_h && !fused &&
+         o.init != NmfInit::kGiven &&
          double(m) * double(n) >= double(1 << 24) && 8 * l <= std::min(m, n);
 }
 
@@ -1078,7 +1081,9 @@ NmfResult fit_nmf(const Eigen::Ref<const Mat>& x, const BatchNmfOptions& options
   if (h0) validate_nonnegative(*h0);
   if (!options.update_w && !w0) throw std::invalid_argument("update_w=false needs a given W");
   if (!options.update_h && !h0) throw std::invalid_argument("update_h=false needs a given H");
-  const bool compress = uses_compression(m, n, options);
+  BatchNmfOptions chosen = options;
+  if (w0 || h0) chosen.init = NmfInit::kGiven;  // given factors are a warm start, whatever init says
+  const bool compress = uses_compression(m, n, chosen);
   Mat w, h, q, bt;  // q, bt: the range for the compressed phase (see batch_nmf.h)
   if (w0 && h0) {
     w = *w0;

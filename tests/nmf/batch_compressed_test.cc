@@ -135,6 +135,10 @@ TEST(BatchNmfCompressed, AutomaticChoiceCompressesOnlyLargeProblemsWithALowRank)
   o.update_w = false;
   EXPECT_FALSE(uses_compression(20000, 4096, o));  // a frozen factor
   o.update_w = true;
+  o.init = NmfInit::kGiven;
+  EXPECT_FALSE(uses_compression(20000, 4096, o));  // a warm start
+  o.init = NmfInit::kRandom;
+  EXPECT_TRUE(uses_compression(20000, 4096, o));
   o.compress = Compression::kOff;
   EXPECT_FALSE(uses_compression(65536, 2000, o));
   o.compress = Compression::kOn;
