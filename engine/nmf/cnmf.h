@@ -215,6 +215,7 @@ class CnmfUpdater {
   int ds_ = 1, hl_ = 1, wl_ = 1;
   Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices
   Eigen::VectorXf dense_;                      // P scratch
+  Eigen::VectorXf row_scratch_;                // width scratch (store_frame)
   // Ring background: the frame with it removed, y − A c, scratch, running mean of y − A c (b0).
   Eigen::VectorXf ring_y_, ring_x_, ring_scratch_, ring_mean_;
   int added_last_ = 0, merged_last_ = 0, removed_last_ = 0;
