@@ -78,6 +78,16 @@ void keep_connected(Eigen::VectorXf& a, int side, int seed_index, float frac) {
 }
 
 
+SomaSize soma_size(const Eigen::VectorXf& values, std::size_t support_pixels, const CnmfOptions& o) {
+  const float thr = values.size() ? 0.2f * values.maxCoeff() : 0.0f;
+  if (thr <= 0) return SomaSize::kTooSmall;
+  const float area = static_cast<float>((values.array() >= thr).count());
+  const float pi = 3.14159265f;
+  if (area < pi * 0.25f * o.neuron_radius * o.neuron_radius) return SomaSize::kTooSmall;
+  if (area > 0.25f * pi * static_cast<float>(support_pixels)) return SomaSize::kTooLarge;
+  return SomaSize::kPlausible;
+}
+
 int support_radius(const CnmfOptions& o) {
   return std::max(3, static_cast<int>(std::ceil(1.8f * o.neuron_radius)));
 }
@@ -496,7 +506,10 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
 
   Eigen::SparseMatrix<float> a = c_step(30);
   const int iters = std::max(1, o.init_iterations);
-  for (int it = 0; it < iters; ++it) {
+  // One HALS round, then empty components removed, duplicates merged and, when `test`, those of
+  // the components flagged in `tested` that fail the SNR, spatial-consistency or soma-size test
+  // (detail::soma_size) rejected. Returns the flags of the components left.
+  auto refine_round = [&](bool test, std::vector<char> tested) {
     f_step(a);
     a_step();
     a = c_step(5);
@@ -535,23 +548,74 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
         }
       }
     }
-    if (it == iters / 2) {
+    if (test) {
       work = y;
       if (nb > 0) work.noalias() -= bg * f;
       for (int k = 0; k < K; ++k) {
-        if (remove[static_cast<std::size_t>(k)]) continue;
+        if (remove[static_cast<std::size_t>(k)] || !tested[static_cast<std::size_t>(k)]) continue;
         Eigen::VectorXf ck = c.row(k).transpose();
         const float noise = std::max(estimate_noise_sd(ck), 1e-6f);
         const float base = detail::trace_baseline(ck, noise);
         const float snr = (ck.maxCoeff() - base) / noise;
         const float rval = detail::space_correlation(work, supports[static_cast<std::size_t>(k)],
                                              values[static_cast<std::size_t>(k)], ck, base, noise);
-        if (snr < o.min_snr || rval < o.min_space_corr) remove[static_cast<std::size_t>(k)] = 1;
+        const bool soma = detail::soma_size(values[static_cast<std::size_t>(k)], supports[static_cast<std::size_t>(k)].size(), o) == detail::SomaSize::kPlausible;
+        if (snr < o.min_snr || rval < o.min_space_corr || !soma) remove[static_cast<std::size_t>(k)] = 1;
       }
     }
     if (std::find(remove.begin(), remove.end(), 1) != remove.end()) {
+      for (int k = 0, w = 0; k < K; ++k)
+        if (!remove[static_cast<std::size_t>(k)]) tested[static_cast<std::size_t>(w++)] = tested[static_cast<std::size_t>(k)];
       drop(remove);
+      tested.resize(static_cast<std::size_t>(K));
       a = c_step(10);
+    }
+    return tested;
+  };
+  {
+    std::vector<char> all(static_cast<std::size_t>(K), 1);
+    for (int it = 0; it < iters; ++it) all = refine_round(it == iters / 2, std::move(all));
+  }
+  // 6. Neurons missed by the first seeding, from the residual Y − A C − b f (CNMF-E looks for
+  // them the same way after its first updates): neighbours of stronger neurons whose peak-to-noise
+  // ratio the peeling lowered, and neurons the smoothing merged into one peak with a brighter
+  // neighbour. Seeds come from the residual; footprints from the movie's covariance with the
+  // seed trace. They must pass the same tests as the first ones.
+  if (K < o.max_components) {
+    for (Eigen::Index t = 0; t < T; ++t) {
+      s.col(t) = y.col(t);
+      if (nb > 0) s.col(t).noalias() -= bg * f.col(t);
+      for (int k = 0; k < K; ++k) {
+        const float ck = c(k, t);
+        if (ck == 0) continue;
+        for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) s(it.row(), t) -= ck * it.value();
+      }
+    }
+    Eigen::VectorXf dense = Eigen::VectorXf::Zero(P);
+    const int k0 = K;
+    for (detail::Seed& sd : detail::find_seeds(s, y, o, o.max_components - K)) {
+      // A misfit of a component already there is not a new neuron: skip seeds whose footprint is
+      // mostly that component's (cosine > 0.7, as for new neurons online).
+      for (std::size_t i = 0; i < sd.support.size(); ++i) dense(sd.support[i]) = sd.values(static_cast<Eigen::Index>(i));
+      bool dup = false;
+      for (Eigen::Index k = 0; k < a.cols() && !dup; ++k) {
+        float dot = 0;
+        for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) dot += it.value() * dense(it.row());
+        dup = dot > 0.7f;
+      }
+      for (std::int32_t p : sd.support) dense(p) = 0;
+      if (dup) continue;
+      supports.push_back(std::move(sd.support));
+      values.push_back(std::move(sd.values));
+      c.conservativeResize(K + 1, Eigen::NoChange);
+      c.row(K).setZero();
+      ++K;
+    }
+    if (K > k0) {
+      a = c_step(30);
+      std::vector<char> fresh(static_cast<std::size_t>(K), 0);
+      for (int k = k0; k < K; ++k) fresh[static_cast<std::size_t>(k)] = 1;
+      for (int it = 0; it < std::max(2, iters / 2); ++it) fresh = refine_round(it == 1, std::move(fresh));
     }
   }
   f_step(a);

@@ -51,6 +51,14 @@ float space_correlation(const Eigen::MatrixXf& yb, const Support& support, const
 // 4-connected to seed_index; zeroes the rest.
 void keep_connected(Eigen::VectorXf& a, int side, int seed_index, float frac);
 
+// Footprint size test, CaImAn's remove_small_large_neurons with bounds taken from the soma
+// radius: the pixels of `values` >= 0.2 of its maximum must cover at least a disc of half the
+// expected radius (smaller is noise or a border artefact) and at most the disc inscribed in the
+// support square, pi/4 of `support_pixels` (the support is sized for the largest soma expected;
+// a footprint filling it is diffuse background or neuropil, not a soma). Does not allocate.
+enum class SomaSize { kTooSmall, kPlausible, kTooLarge };
+SomaSize soma_size(const Eigen::VectorXf& values, std::size_t support_pixels, const CnmfOptions& o);
+
 // Half-side of a neuron's fixed support square.
 int support_radius(const CnmfOptions& o);
 

@@ -3,6 +3,7 @@
 // with the low-rank background alone.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -121,6 +122,38 @@ TEST(RingBackground, OnePhotonTracesAreFarBetterWithTheRingThanWithTheLowRankBac
   EXPECT_GT(with.score.median_trace_corr, without.score.median_trace_corr + 0.1);
   EXPECT_GT(with.score.median_cosine, without.score.median_cosine);
   EXPECT_GT(with.score.f1, without.score.f1 + 0.05);
+}
+
+// End to end on one-photon movies with the calcium-1p settings, over four seeds (about 3 s each).
+// Measured at the time of writing (seeds 1-4): F1 0.857 / 0.850 / 0.857 / 0.927, footprint cosine
+// 0.954 / 0.951 / 0.941 / 0.988, median trace correlation 0.788 / 0.809 / 0.796 / 0.933 (before
+// the initialisation's residual pass and soma-size test: F1 0.88 / 0.81 / 0.89 / 0.90, trace
+// correlation 0.77 / 0.85 / 0.52 / 0.89). The trace-correlation target (0.95) is NOT met
+// on one-photon data: the traces are about as good in the initialisation window, where the ring
+// was fitted on the same frames, so a stale ring is not the cause; what is lost comes from
+// neurons found late or merged with an overlapping neighbour, whose activity then leaks through the
+// ring into their neighbours' traces. The floors below are the measured figures, to catch
+// regressions.
+TEST(RingBackground, OnePhotonMoviesEndToEndAcrossSeeds) {
+  double f1 = 0, corr = 0, cosine = 0, worst_corr = 1;
+  const int seeds = 4;
+  for (int seed = 1; seed <= seeds; ++seed) {
+    const OnePhotonOutcome r = run_one_photon(true, static_cast<std::uint64_t>(seed));
+    std::printf("[1p seed %d] K %d F1 %.3f precision %.3f recall %.3f cosine %.3f trace corr %.3f\n",
+                seed, r.k, r.score.f1, r.score.precision, r.score.recall, r.score.median_cosine,
+                r.score.median_trace_corr);
+    EXPECT_GE(r.score.f1, 0.8) << "seed " << seed << " " << r.score.to_json();
+    EXPECT_GE(r.score.median_cosine, 0.9) << "seed " << seed << " " << r.score.to_json();
+    f1 += r.score.f1 / seeds;
+    corr += r.score.median_trace_corr / seeds;
+    cosine += r.score.median_cosine / seeds;
+    worst_corr = std::min(worst_corr, r.score.median_trace_corr);
+  }
+  std::printf("[1p mean over %d seeds] F1 %.3f cosine %.3f trace corr %.3f\n", seeds, f1, cosine, corr);
+  EXPECT_GE(f1, 0.85);
+  EXPECT_GE(cosine, 0.93);
+  EXPECT_GE(corr, 0.8);
+  EXPECT_GE(worst_corr, 0.75);
 }
 
 TEST(RingBackground, FastPathWithTheRingDoesNotAllocate) {
