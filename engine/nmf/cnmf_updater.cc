@@ -12,6 +12,55 @@ namespace rtnmf::nmf {
 
 using detail::Support;
 
+namespace {
+
+// A sorted support as runs of consecutive pixels (footprint supports are squares: one run per
+// row), so that statistics gather whole rows with vector loads instead of one index per pixel.
+struct Run {
+  std::int32_t pixel, offset, length;  // first pixel, position in the support, run length
+};
+// Appends the runs of `s` to `runs`.
+void append_runs(const Support& s, std::vector<Run>& runs) {
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t j = i + 1;
+    while (j < s.size() && s[j] == s[j - 1] + 1) ++j;
+    runs.push_back({s[i], static_cast<std::int32_t>(i), static_cast<std::int32_t>(j - i)});
+    i = j;
+  }
+}
+// v[support] += c * y[support], one run at a time.
+void gather_axpy(const Run* r, const Run* end, float c, const float* y, float* v) {
+  for (; r != end; ++r) {
+    const float* src = y + r->pixel;
+    float* dst = v + r->offset;
+    for (std::int32_t i = 0; i < r->length; ++i) dst[i] += c * src[i];
+  }
+}
+// cy (P x nb) = scale * cy + Σ_j w(b, j) frame_j for m frames: pixel blocks of cy stay in cache
+// while the frames stream through once (Eigen's GEMM would first pack the P x m frames: a copy of
+// all of them per call).
+void accumulate_background(Eigen::MatrixXf& cy, float scale, const float* const* frames,
+                           const Eigen::Ref<const Eigen::MatrixXf>& w) {
+  const Eigen::Index P = cy.rows(), nb = cy.cols(), m = w.cols();
+  constexpr Eigen::Index kBlock = 2048;
+  for (Eigen::Index p0 = 0; p0 < P; p0 += kBlock) {
+    const Eigen::Index len = std::min(kBlock, P - p0);
+    for (Eigen::Index b = 0; b < nb; ++b) {
+      float* dst = cy.col(b).data() + p0;
+      if (scale != 1.0f)
+        for (Eigen::Index i = 0; i < len; ++i) dst[i] *= scale;
+      for (Eigen::Index j = 0; j < m; ++j) {
+        const float c = w(b, j);
+        if (c == 0) continue;
+        const float* src = frames[j] + p0;
+        for (Eigen::Index i = 0; i < len; ++i) dst[i] += c * src[i];
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
                        Eigen::Ref<const Eigen::MatrixXf> frames) {
   // One-photon ring model: the statistics see the frames with the ring background removed.
@@ -52,17 +101,26 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   Eigen::MatrixXf xw = x * w.asDiagonal();
   cc_ = xw * x.transpose();
   cy_.assign(static_cast<std::size_t>(K), Eigen::VectorXf());
+  std::vector<Run> runs;
   for (int k = 0; k < K; ++k) {
     const Support& sk = support_[static_cast<std::size_t>(k)];
     Eigen::VectorXf v = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(sk.size()));
+    runs.clear();
+    append_runs(sk, runs);
     for (Eigen::Index t = 0; t < T; ++t) {
       const float c = xw(k, t);
       if (c == 0) continue;
-      for (std::size_t i = 0; i < sk.size(); ++i) v(static_cast<Eigen::Index>(i)) += c * y(sk[i], t);
+      gather_axpy(runs.data(), runs.data() + runs.size(), c, y.col(t).data(), v.data());
     }
     cy_[static_cast<std::size_t>(k)] = v;
   }
-  cy_bg_ = nb_ > 0 ? Eigen::MatrixXf(y * xw.bottomRows(nb_).transpose()) : Eigen::MatrixXf(P, 0);
+  cy_bg_ = Eigen::MatrixXf::Zero(P, nb_);
+  if (nb_ > 0) {
+    std::vector<const float*> cols(static_cast<std::size_t>(T));
+    for (Eigen::Index t = 0; t < T; ++t) cols[static_cast<std::size_t>(t)] = y.col(t).data();
+    accumulate_background(cy_bg_, 1.0f, cols.data(), xw.bottomRows(nb_));
+  }
+  row_scratch_ = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(options.width));
   // Frame ring from the last frames of the initialisation (already in the statistics).
   const std::uint32_t n = std::max<std::uint32_t>(10, options.residual_buffer);
   ds_ = std::max(1, static_cast<int>(std::floor(0.8f * options.neuron_radius)));
@@ -117,22 +175,31 @@ void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf
 
 void CnmfUpdater::store_frame(const float* frame) {
   const int H = static_cast<int>(options_.height), W = static_cast<int>(options_.width);
-  std::copy(frame, frame + static_cast<std::ptrdiff_t>(H) * W, frames_.col(buf_pos_).data());
+  float* dst = frames_.col(buf_pos_).data();
   float* lo = lowres_.col(buf_pos_).data();
-  std::fill(lo, lo + lowres_.rows(), 0.0f);
-  for (int yy = 0; yy < H; ++yy) {
-    float* dst = lo + static_cast<std::ptrdiff_t>(yy / ds_) * wl_;
-    const float* row = frame + static_cast<std::ptrdiff_t>(yy) * W;
-    for (int bx = 0, xx = 0; bx < wl_; ++bx) {
-      float acc = 0;
-      for (const int e = std::min(xx + ds_, W); xx < e; ++xx) acc += row[xx];
-      dst[bx] += acc;
-    }
-  }
-  // Block means (edge blocks may be partial).
+  float* acc = row_scratch_.data();
+  // One pass over the frame: each row is copied into the ring and summed into its block row
+  // (vector adds), then the block row is reduced across columns. Block means (edge blocks may
+  // be partial).
   for (int by = 0; by < hl_; ++by) {
-    const int ny = std::min(ds_, H - by * ds_);
-    for (int bx = 0; bx < wl_; ++bx) lo[by * wl_ + bx] /= static_cast<float>(ny * std::min(ds_, W - bx * ds_));
+    const int y0 = by * ds_, y1 = std::min(y0 + ds_, H);
+    for (int yy = y0; yy < y1; ++yy) {
+      const float* row = frame + static_cast<std::ptrdiff_t>(yy) * W;
+      float* out = dst + static_cast<std::ptrdiff_t>(yy) * W;
+      std::copy(row, row + W, out);
+      if (yy == y0) {
+        std::copy(row, row + W, acc);
+      } else {
+        for (int x = 0; x < W; ++x) acc[x] += row[x];
+      }
+    }
+    float* l = lo + static_cast<std::ptrdiff_t>(by) * wl_;
+    for (int bx = 0; bx < wl_; ++bx) {
+      const int x0 = bx * ds_, x1 = std::min(x0 + ds_, W);
+      float sum = 0;
+      for (int x = x0; x < x1; ++x) sum += acc[x];
+      l[bx] = sum / static_cast<float>((y1 - y0) * (x1 - x0));
+    }
   }
 }
 
@@ -156,27 +223,29 @@ void CnmfUpdater::fold() {
   const float lm = std::pow(lambda_, static_cast<float>(m));
   cc_ *= lm;
   cc_.noalias() += xw * xs.transpose();
-  // Frame by frame (one frame, ~1 MB, stays in cache while every footprint reads it).
-  for (int k = 0; k < K; ++k) cy_[static_cast<std::size_t>(k)] *= lm;
+  // Frame by frame (one frame, ~1 MB, stays in cache while every footprint reads it), each
+  // support as runs of whole rows.
+  std::vector<Run> runs;
+  std::vector<std::size_t> first_run(static_cast<std::size_t>(K) + 1, 0);
+  for (int k = 0; k < K; ++k) {
+    cy_[static_cast<std::size_t>(k)] *= lm;
+    append_runs(support_[static_cast<std::size_t>(k)], runs);
+    first_run[static_cast<std::size_t>(k) + 1] = runs.size();
+  }
   for (std::uint32_t j = 0; j < m; ++j) {
     const float* y = frames_.col(cols[j]).data();
     for (int k = 0; k < K; ++k) {
       const float c = xw(k, j);
       if (c == 0) continue;
-      Eigen::VectorXf& v = cy_[static_cast<std::size_t>(k)];
-      const Support& sk = support_[static_cast<std::size_t>(k)];
-      for (std::size_t i = 0; i < sk.size(); ++i) v(static_cast<Eigen::Index>(i)) += c * y[sk[i]];
+      gather_axpy(runs.data() + first_run[static_cast<std::size_t>(k)],
+                  runs.data() + first_run[static_cast<std::size_t>(k) + 1], c, y,
+                  cy_[static_cast<std::size_t>(k)].data());
     }
   }
   if (nb_ > 0) {
-    cy_bg_ *= lm;
-    // Contiguous runs of ring columns: one GEMM each.
-    std::uint32_t j = 0;
-    while (j < m) {
-      const std::uint32_t len = std::min(m - j, n - cols[j]);
-      cy_bg_.noalias() += frames_.middleCols(cols[j], len) * xw.bottomRows(nb_).middleCols(j, len).transpose();
-      j += len;
-    }
+    std::vector<const float*> ptrs(m);
+    for (std::uint32_t j = 0; j < m; ++j) ptrs[j] = frames_.col(cols[j]).data();
+    accumulate_background(cy_bg_, lm, ptrs.data(), xw.bottomRows(nb_));
   }
 }
 
