@@ -87,12 +87,15 @@ TEST(ImagingSoak, OnlineCnmfStageMemoryIsFlatOverALongStream) {
   EXPECT_LT(static_cast<double>(rss_end), static_cast<double>(rss_start) + 4e6);
 }
 
-// Per seed the hard movie (overlap, low SNR, motion) scores F1 0.89-0.93 at the time of writing:
+// Per seed the hard movie (overlap, low SNR, motion) scores, at the time of writing, F1 0.925 /
+// 0.911 / 0.897 / 0.932 / 0.911 / 0.957 / 0.872 / 0.957 for seeds 11-18, trace correlation >= 0.977
+// and footprint cosine >= 0.975 on every seed. Not every seed reaches the 0.9 F1 target (13 and 17
+// do not: overlapping somata captured by one component, partial footprints of large somata), so
 // every seed must reach 0.85 and their mean the 0.9 target; traces and footprints the targets.
 TEST(ImagingSoak, HardMoviesAcrossSeedsMeetTheTargets) {
-  // The target is a mean over seeds, so even the short CI form runs all four (about a minute);
-  // longer soaks add seeds.
-  const int seeds = std::max(4, static_cast<int>(4 * soak_scale()));
+  // The target is a mean over seeds, so even the short CI form runs four (about a minute); the
+  // full soak runs eight (seeds 11-18), more with a larger scale.
+  const int seeds = std::max(4, static_cast<int>(8 * soak_scale()));
   double f1_sum = 0;
   for (int seed = 11; seed < 11 + seeds; ++seed) {
     sim::CalciumSimOptions so;
