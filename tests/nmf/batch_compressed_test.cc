@@ -52,17 +52,21 @@ TEST(BatchNmfCompressed, RecoversPlantedFactorsUnderNoise) {
 // the same stopping rule as the exact solver, so the error must come out as low.
 TEST(BatchNmfCompressed, EndsAtAnErrorNoWorseThanTheExactSolver) {
   testdata::Planted p = testdata::planted(400, 12, 2000, 121);
-  Eigen::MatrixXf x = noisy(p, 0.2f, 122);
-  BatchNmfOptions on = compressed(12);
-  BatchNmfOptions off = on;
-  off.compress = Compression::kOff;
-  NmfResult a = fit_nmf(x, on), b = fit_nmf(x, off);
-  ASSERT_GT(a.compressed_iterations, 0);
-  ASSERT_EQ(b.compressed_iterations, 0);
-  EXPECT_TRUE(a.converged);
-  EXPECT_LE(a.relative_error, b.relative_error * (1 + 1e-3));
-  // And the reported error is the real ‖X − W H‖ / ‖X‖, not the compressed problem's.
-  EXPECT_NEAR(a.relative_error, (x - a.w * a.h).norm() / x.norm(), 1e-4);
+  const Eigen::MatrixXf wide = noisy(p, 0.2f, 122);
+  const Eigen::MatrixXf tall = wide.transpose();  // the range finder's other branch
+  for (const Eigen::MatrixXf* x : {&wide, &tall}) {
+    const std::string what = x == &wide ? "wide" : "tall";
+    BatchNmfOptions on = compressed(12);
+    BatchNmfOptions off = on;
+    off.compress = Compression::kOff;
+    NmfResult a = fit_nmf(*x, on), b = fit_nmf(*x, off);
+    ASSERT_GT(a.compressed_iterations, 0) << what;
+    ASSERT_EQ(b.compressed_iterations, 0) << what;
+    EXPECT_TRUE(a.converged) << what;
+    EXPECT_LE(a.relative_error, b.relative_error * (1 + 1e-3)) << what;
+    // And the reported error is the real ‖X − W H‖ / ‖X‖, not the compressed problem's.
+    EXPECT_NEAR(a.relative_error, (*x - a.w * a.h).norm() / x->norm(), 1e-4) << what;
+  }
 }
 
 TEST(BatchNmfCompressed, IsDeterministicForASeedAndThreadCount) {
