@@ -157,6 +157,13 @@ class CnmfTracker {
   CnmfFrameOutput out_;
 };
 
+namespace detail {
+// A run of consecutive pixels of a sorted support: first pixel, position in the support, length.
+struct SupportRun {
+  std::int32_t pixel, offset, length;
+};
+}  // namespace detail
+
 // Slow path. Owns the statistics; produces new models. One thread (the updater thread).
 class CnmfUpdater {
  public:
@@ -216,6 +223,14 @@ class CnmfUpdater {
   Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices
   Eigen::VectorXf dense_;                      // P scratch
   Eigen::VectorXf row_scratch_;                // width scratch (store_frame)
+  // Supports as runs of consecutive pixels (component k's are
+  // [run_start_[k], run_start_[k+1])), and CY of the frames not yet folded (add_frame gathers it
+  // while the frame is in cache, weighted λ^(-j); fold() scales it in).
+  std::vector<detail::SupportRun> runs_;
+  std::vector<std::size_t> run_start_;
+  std::vector<Eigen::VectorXf> cy_pending_;
+  float pending_weight_ = 1.0f;
+  void prepare_runs();
   // Ring background: the frame with it removed, y − A c, scratch, running mean of y − A c (b0).
   Eigen::VectorXf ring_y_, ring_x_, ring_scratch_, ring_mean_;
   int added_last_ = 0, merged_last_ = 0, removed_last_ = 0;

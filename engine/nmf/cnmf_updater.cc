@@ -16,9 +16,7 @@ namespace {
 
 // A sorted support as runs of consecutive pixels (footprint supports are squares: one run per
 // row), so that statistics gather whole rows with vector loads instead of one index per pixel.
-struct Run {
-  std::int32_t pixel, offset, length;  // first pixel, position in the support, run length
-};
+using Run = detail::SupportRun;
 // Appends the runs of `s` to `runs`.
 void append_runs(const Support& s, std::vector<Run>& runs) {
   for (std::size_t i = 0; i < s.size();) {
@@ -141,6 +139,21 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   x_ = Eigen::VectorXf::Zero(K + nb_);
   dense_ = Eigen::VectorXf::Zero(P);
   t_ = static_cast<std::uint64_t>(T);
+  prepare_runs();
+}
+
+void CnmfUpdater::prepare_runs() {
+  const int K = model_.k();
+  runs_.clear();
+  run_start_.assign(static_cast<std::size_t>(K) + 1, 0);
+  for (int k = 0; k < K; ++k) {
+    append_runs(support_[static_cast<std::size_t>(k)], runs_);
+    run_start_[static_cast<std::size_t>(k) + 1] = runs_.size();
+  }
+  cy_pending_.resize(static_cast<std::size_t>(K));
+  for (int k = 0; k < K; ++k)
+    cy_pending_[static_cast<std::size_t>(k)].setZero(static_cast<Eigen::Index>(support_[static_cast<std::size_t>(k)].size()));
+  pending_weight_ = 1.0f;
 }
 
 void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
@@ -162,6 +175,18 @@ void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf
   }
   if (nb_ > 0) x_.tail(nb_) = background.head(nb_);
   store_frame(frame);
+  // CY while the frame is in cache: into the pending statistic with weight λ^(-j) for the j-th
+  // pending frame, which fold() scales by λ^(m-1) (gathered from the cold ring there instead,
+  // the supports cost a cache miss per row).
+  if (run_start_.size() != static_cast<std::size_t>(K) + 1) prepare_runs();
+  const Run* runs = runs_.data();
+  for (int k = 0; k < K; ++k) {
+    const float c = x_(k) * pending_weight_;
+    if (c == 0) continue;
+    gather_axpy(runs + run_start_[static_cast<std::size_t>(k)], runs + run_start_[static_cast<std::size_t>(k) + 1],
+                c, frame, cy_pending_[static_cast<std::size_t>(k)].data());
+  }
+  pending_weight_ /= lambda_;
   if (buffer_x_.rows() != K + nb_) buffer_x_.conservativeResize(K + nb_, Eigen::NoChange);
   buffer_x_.col(buf_pos_) = x_;
   const std::uint32_t n = static_cast<std::uint32_t>(frames_.cols());
@@ -223,25 +248,14 @@ void CnmfUpdater::fold() {
   const float lm = std::pow(lambda_, static_cast<float>(m));
   cc_ *= lm;
   cc_.noalias() += xw * xs.transpose();
-  // Frame by frame (one frame, ~1 MB, stays in cache while every footprint reads it), each
-  // support as runs of whole rows.
-  std::vector<Run> runs;
-  std::vector<std::size_t> first_run(static_cast<std::size_t>(K) + 1, 0);
+  // CY: add_frame() gathered Σ_j λ^(-j) c_j y_j; S ← λ^m S + λ^(m-1) that.
+  const float lp = std::pow(lambda_, static_cast<float>(m - 1));
   for (int k = 0; k < K; ++k) {
-    cy_[static_cast<std::size_t>(k)] *= lm;
-    append_runs(support_[static_cast<std::size_t>(k)], runs);
-    first_run[static_cast<std::size_t>(k) + 1] = runs.size();
+    Eigen::VectorXf& p = cy_pending_[static_cast<std::size_t>(k)];
+    cy_[static_cast<std::size_t>(k)] = lm * cy_[static_cast<std::size_t>(k)] + lp * p;
+    p.setZero();
   }
-  for (std::uint32_t j = 0; j < m; ++j) {
-    const float* y = frames_.col(cols[j]).data();
-    for (int k = 0; k < K; ++k) {
-      const float c = xw(k, j);
-      if (c == 0) continue;
-      gather_axpy(runs.data() + first_run[static_cast<std::size_t>(k)],
-                  runs.data() + first_run[static_cast<std::size_t>(k) + 1], c, y,
-                  cy_[static_cast<std::size_t>(k)].data());
-    }
-  }
+  pending_weight_ = 1.0f;
   if (nb_ > 0) {
     std::vector<const float*> ptrs(m);
     for (std::uint32_t j = 0; j < m; ++j) ptrs[j] = frames_.col(cols[j]).data();
@@ -639,6 +653,7 @@ void CnmfUpdater::update(CnmfModel& out) {
   merge_components();
   detect_new_components();
   rebuild_model();
+  prepare_runs();  // supports changed (added, merged, removed components); nothing is pending
   out = model_;
 }
 
