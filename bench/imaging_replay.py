@@ -2,12 +2,20 @@
 """End-to-end imaging benchmark: `rtnmf replay` of a simulated movie through calcium-2p.
 
 Simulates a movie (default 512 x 512, 500 neurons, 2000 frames; reused when it exists), replays it
-at --speed max and, unless --no-realtime, at real time (30 Hz pacing), and prints one JSON object:
-per run frames/s (frames / wall time of the replay process, initialisation included), CPU
-seconds, peak RSS, and the per-frame latency (received -> activations published, from
-/timing/latency_ns) p50/p99/max over the whole run and after the first model took effect
-(frames >= init_frames + first_model_lag_frames) and over the second half of the frames
-(steady state), plus the accuracy from `rtnmf score`.
+at --speed max and, unless --no-realtime, at real time (30 Hz pacing, with --rt-priority /
+--rt-cpus for the frame-carrying threads), and prints one JSON object. Per run:
+- frames_per_s: frames / wall time of the replay process (end to end: reading, the batch
+  initialisation and the wait for it included);
+- online_frames_per_s: the online phase alone, frames from the one where the first model took
+  effect to the last / the fast path's wall time between them (attributes online_frames,
+  online_wall_s written by the online_cnmf stage); with fast_path_model_wait_s, the time the fast
+  path spent waiting for slow-path models (replay waits so that results are bit-identical), and
+  online_model_wait_s, the part of it after the first model (inside online_wall_s);
+- CPU seconds, peak RSS;
+- per-frame latency (received -> activations published, /timing/latency_ns) p50/p99/max over the
+  whole run, after the first model took effect, and over the second half (steady state). At
+  --speed max frames queue behind the one in process, so latency there is not per-frame cost;
+- accuracy from `rtnmf score`.
 
   /usr/bin/python3 bench/imaging_replay.py --rtnmf build/tools/rtnmf --dir /tmp/imgbench
 """
@@ -38,6 +46,12 @@ def percentiles(ns):
 def replay(args, movie, out, speed):
     cmd = ["/usr/bin/time", "-v", args.rtnmf, "replay", movie, "--pipeline", args.pipeline,
            "--out", out, "--speed", speed, "--no-publish", "--quiet"]
+    if speed != "max" and args.rt_priority > 0:
+        cmd += ["--rt-priority", str(args.rt_priority)]
+        if args.rt_cpus:
+            cmd += ["--rt-cpus", args.rt_cpus]
+    for s in args.set:
+        cmd += ["--set", s]
     t0 = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.monotonic() - t0
@@ -52,12 +66,23 @@ def replay(args, movie, out, speed):
         first = int(comp.get("init_frames", 0)) + int(comp.get("first_model_lag_frames",
                                                                 comp.get("model_lag_frames", 0)))
         k = int(np.sum(f["/components/alive"][()]))
+        online_frames = int(comp.get("online_frames", 0))
+        online_wall = float(comp.get("online_wall_s", 0.0))
+        waits = int(comp.get("fast_path_model_waits", 0))
+        wait_s = float(comp.get("fast_path_model_wait_s", 0.0))
+        online_wait_s = float(comp.get("online_model_wait_s", 0.0))
     n = len(lat)
     return {
         "speed": speed,
         "frames": int(n),
         "wall_s": round(wall, 2),
         "frames_per_s": round(n / wall, 1),
+        "online_frames": online_frames,
+        "online_wall_s": round(online_wall, 3),
+        "online_frames_per_s": round(online_frames / online_wall, 1) if online_wall > 0 else None,
+        "fast_path_model_waits": waits,
+        "fast_path_model_wait_s": round(wait_s, 3),
+        "online_model_wait_s": round(online_wait_s, 3),
         "cpu_s": round(float(field("User time (seconds)")) + float(field("System time (seconds)")), 2),
         "peak_rss_mb": round(int(field("Maximum resident set size (kbytes)")) / 1024, 1),
         "first_model_frame": first,
@@ -79,6 +104,11 @@ def main():
     ap.add_argument("--frames", type=int, default=2000)
     ap.add_argument("--no-realtime", action="store_true")
     ap.add_argument("--no-score", action="store_true")
+    ap.add_argument("--no-max", action="store_true", help="skip the --speed max run")
+    ap.add_argument("--rt-priority", type=int, default=80,
+                    help="SCHED_FIFO priority for the paced run (0 = normal scheduling)")
+    ap.add_argument("--rt-cpus", default="1", help="CPU list the paced run's frame threads use")
+    ap.add_argument("--set", action="append", default=[], help="replay --set override (repeatable)")
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     tag = f"{args.size}x{args.size}_{args.neurons}n_{args.frames}f"
@@ -90,8 +120,9 @@ def main():
              "--frames", str(args.frames)])
     load = os.getloadavg()
     res = {"movie": movie, "size": args.size, "neurons": args.neurons, "pipeline": args.pipeline,
+           "overrides": args.set,
            "loadavg_before": [round(x, 2) for x in load], "runs": []}
-    speeds = ["max"] + ([] if args.no_realtime else ["realtime"])
+    speeds = ([] if args.no_max else ["max"]) + ([] if args.no_realtime else ["realtime"])
     for speed in speeds:
         out = os.path.join(args.dir, f"result_{tag}_{speed}.h5")
         r = replay(args, movie, out, speed)

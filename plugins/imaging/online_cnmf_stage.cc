@@ -36,6 +36,17 @@ void idle_backoff(int& spins) {
   }
 }
 
+// The fast path's wait for a late model in replay: the slow path may need many milliseconds (an
+// update) or seconds (the initialisation at --speed max), and a thread yielding in a loop keeps
+// a core busy that, on a small machine, the slow path needs. Spin briefly, then sleep 50 us.
+void model_backoff(int& spins) {
+  if (++spins < 2000) {
+    _mm_pause();
+  } else {
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
 // Overwrites the block [0, rows) x [col0, col0 + cols) of a 2-d float dataset (rows x T) with
 // a row-major buffer. Throws naming the dataset.
 void write_block(io::h5::File& f, const std::string& path, const Eigen::MatrixXf& block,
@@ -105,7 +116,17 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   init_frames_ = std::max<std::uint32_t>(update_every_, (want + update_every_ - 1) / update_every_ * update_every_);
   mode_ = ctx.mode;
   lag_ = ctx.model_lag_frames ? ctx.model_lag_frames : 30;
-  first_lag_ = std::max(lag_, init_frames_);
+  // The first model's lag: at least init_frames, and enough frames that the batch needs at most
+  // kInitCoreShare of one core at the stream's frame rate. Its cost is ~1e-7 s of one core per
+  // pixel and frame (7.8 s for 300 frames of 512 x 512 on the 2-core reference machine): with a
+  // lag of init_frames it had to get 80 % of a core at 30 Hz, and any load beyond that made it
+  // overrun and the paced fast path stall at the first model (1.46 s measured). Shape, rate and
+  // config only, so replays stay bit-identical; small frames keep a lag of init_frames.
+  constexpr double kInitSecondsPerPixelFrame = 1e-7;
+  constexpr double kInitCoreShare = 0.4;
+  const double init_s = kInitSecondsPerPixelFrame * static_cast<double>(pixels_) * init_frames_;
+  const auto need = static_cast<std::uint32_t>(std::ceil(init_s * rate_hz_ / kInitCoreShare));
+  first_lag_ = std::max({lag_, init_frames_, need});
   nb_ = options_.ring_radius > 0 ? 0 : options_.background_components;  // ring: no b f
   slots_ = static_cast<std::uint32_t>(options_.max_components);
   if (options_.neuron_radius * 4 > static_cast<float>(std::min(height_, width_))) {
@@ -126,6 +147,8 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   tracking_ = false;
   in_use_ = nullptr;
   frame_ = 0;
+  wait_ns_ = online_wait_ns_ = first_model_ns_ = last_frame_ns_ = 0;
+  waits_ = first_model_frame_ = 0;
   seen_version_ = ~std::uint64_t{0};
   slots_used_ = 0;
   // The ring covers max(L, first lag) + update_every frames (the slow path may sit in the
@@ -138,6 +161,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   ring_has_model_.assign(ring_cap_, 0);
   ring_frame_.assign(ring_cap_, 0);
   head_ = tail_ = 0;
+  published_through_ = 0;
   init_movie_.resize(pixels_, init_frames_);
   initialised_ = false;
   final_model_ = empty;
@@ -161,8 +185,41 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
 
 void OnlineCnmfStage::do_process(Frame& frame) {
   const std::uint64_t n = frame_++;
+  // Clock reads (vDSO, no system call): how long the fast path waits for the slow path's models,
+  // and the wall time of the online phase (from the first model on), for the benchmarks.
+  const std::int64_t t0 = std::chrono::steady_clock::now().time_since_epoch().count();
+  if (mode_ == RunMode::kReplay) {
+    // The model due at this frame (ModelExchange's schedule): wait for it here, sleeping, so that
+    // acquire() finds it published instead of spinning with yields.
+    using Exchange = ModelExchange<nmf::CnmfModel>;
+    const std::uint64_t first = init_frames_ - 1;
+    std::uint64_t due = Exchange::kNone;
+    if (n == first + first_lag_) {
+      due = first;
+    } else if (n >= lag_ && n - lag_ != first && exchange_.is_update_frame(n - lag_)) {
+      due = n - lag_;
+    }
+    if (due != Exchange::kNone) {
+      int spins = 0;
+      while (published_through_.load(std::memory_order_acquire) <= due && !exchange_.stopping() &&
+             !stop_.load(std::memory_order_relaxed)) {
+        model_backoff(spins);
+      }
+    }
+  }
   const nmf::CnmfModel& m = exchange_.acquire(n);
+  const std::int64_t t1 = std::chrono::steady_clock::now().time_since_epoch().count();
+  last_frame_ns_ = t1;
+  if (t1 - t0 > 100'000) {  // > 0.1 ms: the fast path waited for a model
+    wait_ns_ += t1 - t0;
+    ++waits_;
+    if (first_model_ns_ != 0) online_wait_ns_ += t1 - t0;  // after the first model
+  }
   if (exchange_.version() != seen_version_) {
+    if (first_model_ns_ == 0 && exchange_.version() > 0) {
+      first_model_ns_ = t1;
+      first_model_frame_ = n;
+    }
     seen_version_ = exchange_.version();
     tracking_ = m.k() > 0 || m.nb() > 0;
     in_use_ = &m;
@@ -314,7 +371,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     final_model_ = back;
   }
   updates_.fetch_add(1, std::memory_order_relaxed);
-  exchange_.publish(t);
+  if (exchange_.publish(t)) published_through_.store(t + 1, std::memory_order_release);
   if (t + 1 == init_frames_) {
     init_movie_.resize(0, 0);  // the batch is no longer needed: memory stays flat
   }
@@ -383,6 +440,14 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.set_attr("/components", "init_frames", static_cast<std::int64_t>(init_frames_));
   f.set_attr("/components", "model_lag_frames", static_cast<std::int64_t>(lag_));
   f.set_attr("/components", "first_model_lag_frames", static_cast<std::int64_t>(first_lag_));
+  // Timing of this run (not part of the replayed result: differs between runs).
+  if (first_model_ns_ > 0) {
+    f.set_attr("/components", "online_frames", static_cast<std::int64_t>(frame_ - first_model_frame_));
+    f.set_attr("/components", "online_wall_s", static_cast<double>(last_frame_ns_ - first_model_ns_) * 1e-9);
+  }
+  f.set_attr("/components", "fast_path_model_waits", static_cast<std::int64_t>(waits_));
+  f.set_attr("/components", "fast_path_model_wait_s", static_cast<double>(wait_ns_) * 1e-9);
+  f.set_attr("/components", "online_model_wait_s", static_cast<double>(online_wait_ns_) * 1e-9);
   if (!slow_error_.empty()) f.set_attr("/components", "error", slow_error_);
   // The initialisation batch's traces for the frames the fast path saw before the first model.
   if (initialised_ && init_.traces.rows() > 0) {

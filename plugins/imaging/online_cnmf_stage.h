@@ -14,11 +14,11 @@
 // ready. The fast path hands frames to the slow path through a bounded ring: in replay it waits
 // when the ring is full, live it drops the slow path's copy (counted; the model then learns from
 // fewer frames, activations are unaffected).
-// The first model (the initialisation on frames < init_frames) takes effect first_lag =
-// max(L, init_frames) frames after its last frame, not L: the batch takes seconds (about 8 s of
-// one core at 512 x 512 x 300), so under real-time pacing the fast path would otherwise stall on
-// it; with as many frames to compute as it was given, it fits at any frame rate on a machine that
-// keeps up (at --speed max the fast path waits once, there). Frames before the first model get zero traces on the wire (no model exists yet); in the
+// The first model (the initialisation on frames < init_frames) takes effect first_lag frames
+// after its last frame, not L: the batch takes seconds (about 8 s of one core at 512 x 512 x 300),
+// so under real-time pacing the fast path would otherwise stall on it. first_lag =
+// max(L, init_frames, frames the batch needs at 40 % of a core by a per-pixel cost estimate):
+// 300 at 64 x 64, 590 at 512 x 512 and 30 Hz (at --speed max the fast path waits once, there). Frames before the first model get zero traces on the wire (no model exists yet); in the
 // result file write_results replaces those columns with the initialisation batch's traces and,
 // for the frames between the initialisation and the first model, traces the slow path computed
 // with the initial model while catching up (it also folds those frames into its statistics).
@@ -84,6 +84,10 @@ class OnlineCnmfStage : public Stage {
   bool tracking_ = false;
   const nmf::CnmfModel* in_use_ = nullptr;  // the model of the last processed frame
   std::uint64_t frame_ = 0, seen_version_ = ~std::uint64_t{0};
+  // Timing (fast-path thread; read by write_results after stop): waits for a model longer than
+  // 0.1 ms, and the steady-clock times of the first model's frame and of the last frame.
+  std::int64_t wait_ns_ = 0, online_wait_ns_ = 0, first_model_ns_ = 0, last_frame_ns_ = 0;
+  std::uint64_t waits_ = 0, first_model_frame_ = 0;
   std::int32_t slots_used_ = 0;
 
   // fast -> slow ring (single producer, single consumer)
@@ -94,6 +98,9 @@ class OnlineCnmfStage : public Stage {
   alignas(64) std::atomic<std::uint64_t> head_{0};
   alignas(64) std::atomic<std::uint64_t> tail_{0};
   std::atomic<bool> stop_{false};
+  // 1 + the last frame a published model was computed from (0 = none): the fast path sleeps on
+  // it in replay instead of spinning in ModelExchange::acquire().
+  alignas(64) std::atomic<std::uint64_t> published_through_{0};
   std::thread slow_;
 
   // slow path
