@@ -24,7 +24,8 @@
 //   Then exact HALS iterations on X polish that point under the usual stopping rule, so the
 //   reported error and objective are the exact ones. Chosen automatically (Compression::kAuto)
 //   for a large X (M N ≥ 2²⁴) that is not a short X with a thin rank (the fused path's case),
-//   with l ≤ min(M, N) / 8 and no given factors (a warm start is near a solution already).
+//   with l ≤ min(M, N) / 8 and init NNDSVD(a) (which finds the range anyway; not for a random
+//   start, nor given factors: a warm start is near a solution already).
 // Objective minimised (recorded once per iteration, entry 0 is the initial point):
 //   D_β(X | W H) + l1_w Σ W + l2_w/2 ‖W‖² + l1_h Σ H + l2_h/2 ‖H‖²,  D_2 = 1/2 ‖X − W H‖².
 // Stopping: |f_{t−1} − f_t| ≤ tol · f_{t−1} (relative objective change), or max_iter.

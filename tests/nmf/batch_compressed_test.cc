@@ -121,6 +121,36 @@ TEST(BatchNmfCompressed, ObjectivesAreNonIncreasingInBothPhases) {
   EXPECT_NEAR(u.objective.back(), data + pen, 1e-3 * (data + pen));
 }
 
+// K > 40 takes the L1-tiled HALS sweeps (hals_rows_tile) with a row tail (130 and 1000 are not
+// multiples of the 64-row tile), in both phases and in the exact solver.
+TEST(BatchNmfCompressed, RecoversPlantedFactorsAtAWideRank) {
+  testdata::Planted p = testdata::planted(130, 44, 600, 171);
+  for (Compression c : {Compression::kOn, Compression::kOff}) {
+    BatchNmfOptions o = compressed(44);
+    o.compress = c;
+    o.max_iter = 1000;
+    o.tol = 1e-8;
+    NmfResult r = fit_nmf(p.x, o);
+    EXPECT_GE(match_factors(p.w, r.w).min_similarity, 0.999) << to_string(c);
+    EXPECT_GE(match_factors(p.h.transpose(), r.h.transpose()).min_similarity, 0.999)
+        << to_string(c);
+  }
+  // Monotone on noisy data (noise-free, the objective's expansion ‖X‖² − 2⟨X, WH⟩ + ‖WH‖²
+  // cancels to rounding near 0).
+  Eigen::MatrixXf x = noisy(p, 0.2f, 172);
+  for (Compression c : {Compression::kOn, Compression::kOff}) {
+    BatchNmfOptions o = compressed(44);
+    o.compress = c;
+    o.tol = 0;
+    o.max_iter = 30;
+    NmfResult r = fit_nmf(x, o);
+    for (size_t i = 2; i < r.objective.size(); ++i)
+      EXPECT_LE(r.objective[i], r.objective[i - 1] * (1 + 1e-6)) << to_string(c) << " " << i;
+    for (size_t i = 1; i < r.compressed_objective.size(); ++i)
+      EXPECT_LE(r.compressed_objective[i], r.compressed_objective[i - 1] * (1 + 1e-6)) << i;
+  }
+}
+
 TEST(BatchNmfCompressed, AutomaticChoiceCompressesOnlyLargeProblemsWithALowRank) {
   BatchNmfOptions o;
   o.compress = Compression::kAuto;
@@ -142,6 +172,8 @@ TEST(BatchNmfCompressed, AutomaticChoiceCompressesOnlyLargeProblemsWithALowRank)
   o.init = NmfInit::kGiven;
   EXPECT_FALSE(uses_compression(20000, 4096, o));  // a warm start
   o.init = NmfInit::kRandom;
+  EXPECT_FALSE(uses_compression(20000, 4096, o));  // the range would cost extra passes
+  o.init = NmfInit::kNndsvd;
   EXPECT_TRUE(uses_compression(20000, 4096, o));
   o.compress = Compression::kOff;
   EXPECT_FALSE(uses_compression(65536, 2000, o));
