@@ -38,9 +38,10 @@ options
   --compress auto|on|off   frobenius only: first fit X projected on its leading range
                            (randomised, rank K + 10; products cost K + 10 rows instead of
                            all of X), then exact iterations on X until --tol holds, so the
-                           reported error is the real one. auto (default): only for a large
-                           X (rows x cols >= 2^24) with K + 10 <= min(rows, cols) / 8 that is
-                           not a short X (<= 2048 rows) with K <= 40
+                           reported error is the real one. auto (default): only with
+                           --init nndsvd|nndsvda, for a large X (rows x cols >= 2^24) with
+                           K + 10 <= min(rows, cols) / 8 that is not a short X (<= 2048 rows)
+                           with K <= 40
   --transpose              transpose INPUT after reading (rows = samples in the file)
   --out RESULT.h5          output: /W (features x K), /H (K x samples), /objective (initial
                            point, [end of the compressed phase,] then each exact iteration),
