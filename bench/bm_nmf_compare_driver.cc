@@ -4,7 +4,7 @@
 //
 //   bm_nmf_compare_driver batch     X.npy K [--threads T] [--max-iter N] [--tol T] [--inner S] [--init nndsvd|nndsvda|random]
 //   bm_nmf_compare_driver online    X.npy K [--batch B] [--passes P] [--threads T]
-//                                   [--init-block N] [--init-iter I]
+//                                   [--init-block N] [--init-iter I] [--prune P]
 //   bm_nmf_compare_driver transform X.npy W.npy [--sparse] [--samples S] [--reps R]
 //
 // X is features × samples (float32, C order), W features × K. Errors are ‖X − W H‖/‖X‖ with H
@@ -72,23 +72,30 @@ int online(int argc, char** argv) {
   const int threads = std::stoi(opt(argc, argv, "--threads", "2"));
   const auto t0 = Clock::now();
   const double c0 = cpu_now();
-  // The start (OnlineNmf::initialize_from_data): a short HALS fit from a seeded random W, one
-  // coordinate sweep per factor and iteration, on the first 4K samples; its statistics seed the
-  // online model and the remaining samples stream through in mini-batches of b. Its work is
-  // bounded to about that of 4 mini-batches: iterations = clamp(4 b / n0, 5, 30). The earlier start
-  // (30 iterations with 4-8 sweeps from NNDSVDa on max(b, 4K) samples, then all samples streamed)
-  // took 92 % of the time at 65,536 features and K 100 (13.9 of 15.0 s).
+  // The start (OnlineNmf::initialize_from_data) on the first n0 samples, then the others stream
+  // through in mini-batches of b. Its work (rounds × n0 samples) is bounded by one pass over the
+  // data: n0 = min(4K, N/10), rounds = clamp(N/n0, 10, 30) — 30 rounds on 4K samples for the
+  // small cases, 10 on 200 at N 2,000 (K 100), where 10 rounds on 400 took 1.4 of 2.3 s.
+  // With prune_w (default 0.1 here) W's entries below a tenth of their column's largest are
+  // dropped when the column stays footprint-like (≤ 25 % non-zero), and the start runs HALS
+  // rounds that keep W sparse; where round 0 gives dense columns (synergies) it falls back to the
+  // batch HALS start and nothing is pruned (see online_nmf.h).
   const Eigen::Index n0 = std::min<Eigen::Index>(
-      x.cols(), std::stoll(opt(argc, argv, "--init-block", std::to_string(4 * k).c_str())));
-  const long auto_iter = std::clamp<long>(static_cast<long>(4 * b / n0), 5, 30);
+      x.cols(), std::stoll(opt(argc, argv, "--init-block",
+                               std::to_string(std::max<Eigen::Index>(
+                                   1, std::min<Eigen::Index>(4 * k, x.cols() / 10))).c_str())));
+  const long auto_iter = std::clamp<long>(static_cast<long>(x.cols() / n0), 10, 30);
   const int init_iter =
       std::stoi(opt(argc, argv, "--init-iter", std::to_string(auto_iter).c_str()));
   rtnmf::nmf::OnlineNmfOptions oo;
   oo.activations.method = rtnmf::nmf::NnlsMethod::kAuto;
   oo.activations.tol = 1e-3f;
+  oo.threads = threads;
+  oo.prune_w = std::stof(opt(argc, argv, "--prune", "0.1"));
   rtnmf::nmf::OnlineNmf model(x.rows(), k, oo);
-  model.initialize_from_data(x.leftCols(n0), init_iter, 0, threads);
+  const double start_err = model.initialize_from_data(x.leftCols(n0), init_iter, 0);
   const double init_s = seconds_since(t0), init_cpu = cpu_now() - c0;
+  const double start_density = model.dictionary_density();
   Eigen::MatrixXf h = Eigen::MatrixXf::Zero(k, x.cols());
   for (int p = 0; p < passes; ++p) {
     for (Eigen::Index j = p == 0 ? n0 : 0; j < x.cols(); j += b) {
@@ -97,8 +104,11 @@ int online(int argc, char** argv) {
     }
   }
   const double s = seconds_since(t0), cpu = cpu_now() - c0;
-  std::fprintf(stderr, "online: init %.3f s (cpu %.3f s), stream %.3f s (cpu %.3f s)\n", init_s,
-               init_cpu, s - init_s, cpu - init_cpu);
+  std::fprintf(stderr,
+               "online: init %.3f s (cpu %.3f s, err %.4f, W density %.4f), stream %.3f s (cpu "
+               "%.3f s, W density %.4f, %s)\n",
+               init_s, init_cpu, start_err, start_density, s - init_s, cpu - init_cpu,
+               model.dictionary_density(), model.sparse_dictionary() ? "sparse" : "dense");
   Eigen::MatrixXf hall;
   rtnmf::nmf::solve_activations(x, model.dictionary(), hall, 0.f, 0.f, 100, 1e-4, threads);
   const double err = rtnmf::nmf::relative_error(x, model.dictionary(), hall);
