@@ -10,7 +10,8 @@
 //   first; then the same for W with X Hᵀ and H Hᵀ. For a short X (M ≤ 2048) and K ≤ 40 the H
 //   half and both products run in one pass over X: per block of samples that stays in cache,
 //   Xᵀ W for the block, its HALS sweeps, then X Hᵀ and H Hᵀ accumulated. Thin products use
-//   register-tiled kernels that read X in place (no packed copy). The products and sweeps are
+//   register-tiled kernels that read X in place (no packed copy); for K > 40 the sweeps run on
+//   64-row tiles of the factor held in L1. The products and sweeps are
 //   split over `threads` std::threads by fixed row/column blocks, so a run is deterministic for
 //   a given seed and thread count (not across thread counts: summation order changes).
 // - β-divergence (β = 1 is Kullback–Leibler, β = 0 Itakura–Saito, β = 2 Frobenius): multiplicative
@@ -21,6 +22,7 @@
 //   (Q M × l orthonormal from the randomised range finder that NNDSVD already runs, B = Qᵀ X,
 //   l = K + 10), where Xᵀ W ≈ Bᵀ (Qᵀ W) and X Hᵀ ≈ Q (B Hᵀ) cost M l K instead of M N K; it
 //   stops when the compressed objective ½‖X̂ − W H‖² + penalties changes by ≤ tol relative.
+//   W gets fewer sweeps there (by the same cost ratio, now ≈ l / K: 2), H the usual count.
 //   Then exact HALS iterations on X polish that point under the usual stopping rule, so the
 //   reported error and objective are the exact ones. Chosen automatically (Compression::kAuto)
 //   for a large X (M N ≥ 2²⁴) that is not a short X with a thin rank (the fused path's case),
