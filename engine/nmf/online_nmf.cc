@@ -422,26 +422,32 @@ void OnlineNmf::sparse_column_update(Eigen::Index k, float akk, float l1, float 
     top = std::max(top, t[i]);
   }
   float cut = options_.prune_w > 0.f ? options_.prune_w * top : 0.f;
-  if (cut > 0.f && !force_prune_) {
-    Eigen::Index kept = 0;
-    for (Eigen::Index i = 0; i < m; ++i) kept += t[i] >= cut;
-    if (kept > max_pruned_support()) cut = 0.f;
-  }
   std::vector<int>& rows = support_rows_[static_cast<size_t>(k)];
   std::vector<float>& values = support_values_[static_cast<size_t>(k)];
-  rows.clear();
-  values.clear();
   float* w = w_.col(k).data();
+  // W's column is zero off its support: clear the old support, write the new one (no full-column
+  // store). The prune is undone (cut 0, a second pass) when the column turns out not to be
+  // footprint-like.
+  for (int r : rows) w[r] = 0.f;
+  const size_t max_kept = force_prune_ ? static_cast<size_t>(m)
+                                       : static_cast<size_t>(max_pruned_support());
   float sq = 0.f;
-  for (Eigen::Index i = 0; i < m; ++i) {
-    const float v = t[i] < cut ? 0.f : t[i];
-    w[i] = v;
-    if (v != 0.f) {
-      rows.push_back(static_cast<int>(i));
-      values.push_back(v);
-      sq += v * v;
+  for (int pass = 0; pass < 2; ++pass) {
+    rows.clear();
+    values.clear();
+    sq = 0.f;
+    for (Eigen::Index i = 0; i < m; ++i) {
+      const float v = t[i];
+      if (v > 0.f && v >= cut) {
+        rows.push_back(static_cast<int>(i));
+        values.push_back(v);
+        sq += v * v;
+      }
     }
+    if (cut == 0.f || rows.size() <= max_kept) break;
+    cut = 0.f;
   }
+  for (size_t p = 0; p < rows.size(); ++p) w[rows[p]] = values[p];
   if (options_.unit_ball && sq > 1.f) {
     const float n = std::sqrt(sq);
     for (size_t p = 0; p < rows.size(); ++p) {
