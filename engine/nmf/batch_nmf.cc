@@ -682,7 +682,13 @@ void gram_tall(const Eigen::Ref<const Mat>& a, Mat& out, int threads) {
   detail::parallel_blocks(t, t, [&](Eigen::Index b, Eigen::Index e) {
     for (Eigen::Index p = b; p < e; ++p) {
       const Eigen::Index r0 = p * chunk, r1 = std::min(n, r0 + chunk);
-      if (r0 < r1) {
+      if (r0 >= r1) continue;
+      if (k > kSkinnyMax) {
+        // One triangle (SYRK): half the multiply-adds, which at K 100 and 65,536 rows is a
+        // product as large as a compressed one, once per iteration.
+        parts[static_cast<size_t>(p)].selfadjointView<Eigen::Lower>().rankUpdate(
+            a.middleRows(r0, r1 - r0).transpose());
+      } else {
         parts[static_cast<size_t>(p)].noalias() =
             a.middleRows(r0, r1 - r0).transpose() * a.middleRows(r0, r1 - r0);
       }
@@ -690,6 +696,10 @@ void gram_tall(const Eigen::Ref<const Mat>& a, Mat& out, int threads) {
   });
   out = parts[0];
   for (size_t p = 1; p < parts.size(); ++p) out += parts[p];
+  if (k > kSkinnyMax) {  // mirror the lower triangle (an in-place transpose would alias)
+    for (Eigen::Index j = 1; j < k; ++j)
+      for (Eigen::Index i = 0; i < j; ++i) out(i, j) = out(j, i);
+  }
 }
 
 // HALS on a tall factor F (n × K; the rows are independent problems):
