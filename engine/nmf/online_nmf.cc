@@ -15,13 +15,15 @@ namespace rtnmf::nmf {
 namespace {
 
 // Runs fn(block, begin, end) on `threads` contiguous blocks of [0, n) (block sizes a multiple of
-// `align` except the last), block 0 on the calling thread. Blocks depend only on n, threads and
-// align, so every reduction order is fixed for a thread count. Spawns threads − 1 std::threads
-// per call (slow path only).
+// `align` except the last), block 0 on the calling thread; one block when `work` (multiply-adds)
+// is below `min_work`. Blocks depend only on n, threads, align and work, so every
+// reduction order is fixed for a thread count and shape. Spawns threads − 1 std::threads per
+// call (slow path only).
 template <typename Fn>
-void run_blocks(int threads, Eigen::Index n, Eigen::Index align, Fn&& fn) {
+void run_blocks(int threads, Eigen::Index n, Eigen::Index align, double work, double min_work,
+                Fn&& fn) {
   Eigen::Index chunk = n;
-  if (threads > 1 && n > align) {
+  if (threads > 1 && n > align && work >= min_work) {
     chunk = (n + threads - 1) / threads;
     chunk = (chunk + align - 1) / align * align;
   }
@@ -282,7 +284,9 @@ void OnlineNmf::dictionary_transpose_times(const Eigen::Ref<const Eigen::MatrixX
       for (int r : rk) line_seen_[static_cast<size_t>(r >> 4)] = 1;
     for (size_t l = 0; l < line_seen_.size(); ++l)
       if (line_seen_[l]) prefetch_lines_.push_back(static_cast<int>(l) * 16);
-    run_blocks(options_.threads, x.cols(), 1, [&](int, Eigen::Index b, Eigen::Index e) {
+    const double work = density_ * static_cast<double>(w_.size()) * static_cast<double>(x.cols());
+    run_blocks(options_.threads, x.cols(), 1, work, options_.parallel_min_work,
+               [&](int, Eigen::Index b, Eigen::Index e) {
       for (Eigen::Index j = b; j < e; ++j) {
         const float* xj = x.col(j).data();
         if (j + 1 < e) {
@@ -299,7 +303,9 @@ void OnlineNmf::dictionary_transpose_times(const Eigen::Ref<const Eigen::MatrixX
       }
     });
   } else {
-    run_blocks(options_.threads, x.cols(), 8, [&](int, Eigen::Index b, Eigen::Index e) {
+    const double work = static_cast<double>(w_.size()) * static_cast<double>(x.cols());
+    run_blocks(options_.threads, x.cols(), 8, work, options_.parallel_min_work,
+               [&](int, Eigen::Index b, Eigen::Index e) {
       out.middleCols(b, e - b).noalias() = w_.transpose() * x.middleCols(b, e - b);
     });
   }
@@ -307,7 +313,10 @@ void OnlineNmf::dictionary_transpose_times(const Eigen::Ref<const Eigen::MatrixX
 
 void OnlineNmf::solve_batch(Eigen::Ref<Eigen::MatrixXf> h) {
   for (NnlsSolver& s : helper_solvers_) s.set_gram(solver_.gram());
-  run_blocks(options_.threads, h.cols(), 1, [&](int block, Eigen::Index b, Eigen::Index e) {
+  // A few sweeps of K² each per column.
+  const double work = 4.0 * static_cast<double>(h.rows() * h.rows() * h.cols());
+  run_blocks(options_.threads, h.cols(), 1, work, options_.parallel_min_work,
+             [&](int block, Eigen::Index b, Eigen::Index e) {
     NnlsSolver& s = block == 0 ? solver_ : helper_solvers_[static_cast<size_t>(block - 1)];
     for (Eigen::Index j = b; j < e; ++j) s.solve_gram(batch_wtx_.col(j), h.col(j), true);
   });
@@ -357,7 +366,9 @@ void OnlineNmf::accumulate_batch(const Eigen::Ref<const Eigen::MatrixXf>& x,
   if (decay != 1.f) a_ *= decay;
   a_.noalias() += h * h.transpose();
   // B's rows in fixed blocks, one per thread: each row's sum is over the same samples.
-  run_blocks(options_.threads, x.rows(), 64, [&](int, Eigen::Index b, Eigen::Index e) {
+  const double work = static_cast<double>(x.rows()) * static_cast<double>(x.cols() * h.rows());
+  run_blocks(options_.threads, x.rows(), 64, work, options_.parallel_min_work,
+             [&](int, Eigen::Index b, Eigen::Index e) {
     auto rows = b_.middleRows(b, e - b);
     if (decay != 1.f) rows *= decay;
     rows.noalias() += x.middleRows(b, e - b) * h.transpose();

@@ -69,6 +69,11 @@ struct OnlineNmfOptions {
   // the activations, rows for X Hᵀ): deterministic for a given count; activations are identical
   // across counts, W and B agree to float rounding. The per-sample calls are single-threaded.
   int threads = 1;
+  // A product or solve of fewer multiply-adds runs on one thread: a thread start and join costs
+  // ~30-50 µs here, and far more when the machine is loaded and the helper waits for a core
+  // (64 × 200,000, K 6, whose mini-batch X Hᵀ is 0.4M: two threads made the stream 1.3-2×
+  // slower; 512 × 20,000, K 20, 10M: 1.9× slower at load 3.6).
+  double parallel_min_work = 32.0 * (1 << 20);
 };
 
 class OnlineNmf {

@@ -48,6 +48,7 @@ OnlineNmfOptions footprint_options(int threads) {
   o.activations.tol = 1e-3f;
   o.prune_w = 0.1f;
   o.threads = threads;
+  o.parallel_min_work = 0;  // these small problems would otherwise run on one thread
   return o;
 }
 
