@@ -96,8 +96,6 @@ double OnlineNmf::initialize_from_data(const Eigen::Ref<const Eigen::MatrixXf>& 
     for (Eigen::Index j = 0; j < h.cols(); ++j)
       for (Eigen::Index i = 0; i < kk; ++i) h(i, j) = std::abs(normal(rng));
   }
-  w_.setZero();
-  refresh_gram();
   // Inside the rounds: one HALS sweep for H; no unit-ball cap (capping a column mid-sweep when
   // H's scale wants it longer breaks the W–H balance HALS relies on: 10 rounds, 0.48 with the
   // cap; the scale is fixed after each round instead, H, A and B rescaled); every column pruned
@@ -115,16 +113,21 @@ double OnlineNmf::initialize_from_data(const Eigen::Ref<const Eigen::MatrixXf>& 
     force_prune_ = on;
   };
   set_round_mode(true);
+  w_.setZero();
+  refresh_gram();
   for (int it = 0; it < iterations; ++it) {
     if (it > 0) {
       dictionary_transpose_times(x, batch_wtx_);
       solve_batch(h);
     }
-    reset_statistics();
+    // The statistics of this round's H replace the last round's (accumulate_batch assigns when
+    // samples_ = 0; no need to clear B first).
+    samples_ = 0;
     accumulate_batch(x, h);
     bcd_sweeps();
-    // Unit ℓ2 columns; H, A and B rescaled so that W H and the statistics stay those of the
-    // same fit.
+    // Unit ℓ2 columns; H rescaled so that W H stays the same fit, and A and B with it after the
+    // last round (earlier rounds' statistics are replaced anyway).
+    const bool last = it + 1 == iterations;
     for (Eigen::Index k = 0; k < kk; ++k) {
       float n;
       if (sparse_) {
@@ -142,9 +145,11 @@ double OnlineNmf::initialize_from_data(const Eigen::Ref<const Eigen::MatrixXf>& 
         w_.col(k) /= n;
       }
       h.row(k) *= n;
-      b_.col(k) *= n;
-      a_.row(k) *= n;
-      a_.col(k) *= n;
+      if (last) {
+        b_.col(k) *= n;
+        a_.row(k) *= n;
+        a_.col(k) *= n;
+      }
     }
     refresh_gram(true);
     if (it == 0 && density_ > static_cast<double>(options_.prune_max_density)) {
@@ -156,6 +161,7 @@ double OnlineNmf::initialize_from_data(const Eigen::Ref<const Eigen::MatrixXf>& 
     }
   }
   set_round_mode(false);
+  refresh_gram(true);  // the solver's copy of W (fast path), skipped inside the rounds
   // ‖X − W H‖² = ‖X‖² − 2 Σ W∘B + Σ (WᵀW)∘A with B = X Hᵀ, A = H Hᵀ: no extra product.
   const double xx = x.cast<double>().squaredNorm();
   const double wb = (w_.cast<double>().array() * b_.cast<double>().array()).sum();
@@ -267,7 +273,13 @@ void OnlineNmf::refresh_gram(bool supports_current) {
     }
     for (int r : rk) t[r] = 0.f;
   }
-  solver_.set_dictionary(w_, sparse_gram_);
+  // Inside initialize_from_data's rounds only the Gram is used (solve_gram); the solver's copy
+  // of W (features × K, ~7 ms at 65,536 × 100) is made once at the end.
+  if (force_prune_) {
+    solver_.set_gram(sparse_gram_);
+  } else {
+    solver_.set_dictionary(w_, sparse_gram_);
+  }
 }
 
 void OnlineNmf::dictionary_transpose_times(const Eigen::Ref<const Eigen::MatrixXf>& x,
@@ -363,13 +375,24 @@ void OnlineNmf::accumulate_batch(const Eigen::Ref<const Eigen::MatrixXf>& x,
     decay *= std::pow(static_cast<float>(samples_) / static_cast<float>(samples_ + x.cols()),
                       options_.warmup_power);
   }
-  if (decay != 1.f) a_ *= decay;
-  a_.noalias() += h * h.transpose();
+  // No statistics yet (A = B = 0 whenever samples_ = 0): assign instead of adding, which saves
+  // reading B (features × K) back.
+  const bool first = samples_ == 0;
+  if (first) {
+    a_.noalias() = h * h.transpose();
+  } else {
+    if (decay != 1.f) a_ *= decay;
+    a_.noalias() += h * h.transpose();
+  }
   // B's rows in fixed blocks, one per thread: each row's sum is over the same samples.
   const double work = static_cast<double>(x.rows()) * static_cast<double>(x.cols() * h.rows());
   run_blocks(options_.threads, x.rows(), 64, work, options_.parallel_min_work,
              [&](int, Eigen::Index b, Eigen::Index e) {
     auto rows = b_.middleRows(b, e - b);
+    if (first) {
+      rows.noalias() = x.middleRows(b, e - b) * h.transpose();
+      return;
+    }
     if (decay != 1.f) rows *= decay;
     rows.noalias() += x.middleRows(b, e - b) * h.transpose();
   });
