@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -450,11 +451,9 @@ void OnlineNmf::sparse_column_update(Eigen::Index k, float akk, float l1, float 
     for (size_t p = 0; p < rj.size(); ++p) t[rj[p]] -= ajk * vj[p];
   }
   const float denom = akk + l2;
-  float top = 0.f;
-  for (Eigen::Index i = 0; i < m; ++i) {
-    t[i] = std::max(t[i] - l1, 0.f) / denom;
-    top = std::max(top, t[i]);
-  }
+  // Eigen's packet max reduction (a scalar std::max loop is not vectorised without fast-math).
+  scratch_.array() = (scratch_.array() - l1).max(0.f) / denom;
+  const float top = scratch_.maxCoeff();
   float cut = options_.prune_w > 0.f ? options_.prune_w * top : 0.f;
   std::vector<int>& rows = support_rows_[static_cast<size_t>(k)];
   std::vector<float>& values = support_values_[static_cast<size_t>(k)];
@@ -470,12 +469,27 @@ void OnlineNmf::sparse_column_update(Eigen::Index k, float akk, float l1, float 
     rows.clear();
     values.clear();
     sq = 0.f;
-    for (Eigen::Index i = 0; i < m; ++i) {
-      const float v = t[i];
-      if (v > 0.f && v >= cut) {
+    // 16 entries at a time, most of them below the cut (off every footprint): a branch-free
+    // test per block, the scalar collection only where something is kept.
+    const float keep = cut > 0.f ? cut : std::numeric_limits<float>::denorm_min();  // v > 0
+    Eigen::Index i0 = 0;
+    for (; i0 + 16 <= m; i0 += 16) {
+      int any = 0;
+      for (int q = 0; q < 16; ++q) any |= t[i0 + q] >= keep;
+      if (!any) continue;
+      for (Eigen::Index i = i0; i < i0 + 16; ++i) {
+        if (t[i] >= keep) {
+          rows.push_back(static_cast<int>(i));
+          values.push_back(t[i]);
+          sq += t[i] * t[i];
+        }
+      }
+    }
+    for (Eigen::Index i = i0; i < m; ++i) {
+      if (t[i] >= keep) {
         rows.push_back(static_cast<int>(i));
-        values.push_back(v);
-        sq += v * v;
+        values.push_back(t[i]);
+        sq += t[i] * t[i];
       }
     }
     if (cut == 0.f || rows.size() <= max_kept) break;
