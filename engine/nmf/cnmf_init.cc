@@ -119,8 +119,33 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
       for (Eigen::Index j = 0; j < nbk; ++j) blk(t, j) = col[j];
     }
   };
+  // Short movies (the updater's patches): 8 pixels at a time through the branch-free order
+  // statistics, their values of one frame being contiguous in s.
+  const bool lanes = T >= 2 && T <= kLaneMaxN;
+  std::vector<float> lx, lwork;
+  if (lanes) {
+    lx.resize(static_cast<std::size_t>(T) * kLanes);
+    lwork.resize(static_cast<std::size_t>(kLaneMaxN) * kLanes);
+  }
+  auto gather8 = [&](Eigen::Index p0) {
+    const int nl = static_cast<int>(std::min<Eigen::Index>(kLanes, P - p0));
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const float* col = s.col(t).data() + p0;
+      float* dst = lx.data() + t * kLanes;
+      for (int l = 0; l < kLanes; ++l) dst[l] = l < nl ? col[l] : 0.0f;
+    }
+    return nl;
+  };
   float med[kBlock];
-  for (Eigen::Index p0 = 0; p0 < P; p0 += kBlock) {
+  for (Eigen::Index p0 = 0; lanes && p0 < P; p0 += kLanes) {
+    const int nl = gather8(p0);
+    median_and_noise8(lx.data(), static_cast<int>(T), lwork.data(), med, nullptr);
+    for (Eigen::Index t = 0; t < T; ++t) {
+      float* col = s.col(t).data() + p0;
+      for (int l = 0; l < nl; ++l) col[l] -= med[l];
+    }
+  }
+  for (Eigen::Index p0 = 0; !lanes && p0 < P; p0 += kBlock) {
     const Eigen::Index nbk = std::min(kBlock, P - p0);
     gather(p0, nbk);
     for (Eigen::Index j = 0; j < nbk; ++j) {
@@ -138,7 +163,19 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
     s.col(t) = tmp2;
   }
   Eigen::VectorXf sn(P), pnr(P);
-  for (Eigen::Index p0 = 0; p0 < P; p0 += kBlock) {
+  for (Eigen::Index p0 = 0; lanes && p0 < P; p0 += kLanes) {
+    const int nl = gather8(p0);
+    float noise[kLanes], peak[kLanes];
+    median_and_noise8(lx.data(), static_cast<int>(T), lwork.data(), nullptr, noise);
+    std::fill(peak, peak + kLanes, -std::numeric_limits<float>::infinity());
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (int l = 0; l < kLanes; ++l) peak[l] = std::max(peak[l], lx[static_cast<std::size_t>(t * kLanes + l)]);
+    for (int l = 0; l < nl; ++l) {
+      sn(p0 + l) = std::max(noise[l], 1e-6f);
+      pnr(p0 + l) = peak[l] / sn(p0 + l);
+    }
+  }
+  for (Eigen::Index p0 = 0; !lanes && p0 < P; p0 += kBlock) {
     const Eigen::Index nbk = std::min(kBlock, P - p0);
     gather(p0, nbk);
     for (Eigen::Index j = 0; j < nbk; ++j) {

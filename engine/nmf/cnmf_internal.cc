@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace rtnmf::nmf {
 
@@ -72,6 +73,66 @@ void box_filter(const float* in, float* out, float* tmp, int h, int w, int r) {
     const float* add = row(tmp, y + r);
     const float* sub = row(tmp, y - r - 1);
     for (int x = 0; x < w; ++x) dst[x] = prev[x] + (add[x] - sub[x]) * inv;
+  }
+}
+
+namespace {
+
+// Sorts each of the 8 lanes of `a` (m rows of 8, m a power of two) ascending: a bitonic network
+// in its all-ascending form (a flip, then half-cleaners), so every compare-exchange is a vector
+// min and max.
+void sort_lanes8(float* a, int m) {
+  auto ce = [a](int i, int j) {
+    float* x = a + static_cast<std::ptrdiff_t>(i) * kLanes;
+    float* y = a + static_cast<std::ptrdiff_t>(j) * kLanes;
+    for (int l = 0; l < kLanes; ++l) {
+      const float lo = x[l] < y[l] ? x[l] : y[l];
+      const float hi = x[l] < y[l] ? y[l] : x[l];
+      x[l] = lo;
+      y[l] = hi;
+    }
+  };
+  for (int k = 2; k <= m; k <<= 1) {
+    for (int base = 0; base < m; base += k)
+      for (int t = 0; t < k / 2; ++t) ce(base + t, base + k - 1 - t);
+    for (int j = k / 4; j > 0; j >>= 1)
+      for (int base = 0; base < m; base += 2 * j)
+        for (int t = 0; t < j; ++t) ce(base + t, base + t + j);
+  }
+}
+
+int lane_rows(int n) {
+  int m = 1;
+  while (m < n) m <<= 1;
+  return m;
+}
+
+}  // namespace
+
+void median_and_noise8(const float* x, int n, float* work, float* median, float* noise) {
+  const float kInf = std::numeric_limits<float>::infinity();
+  // Padding with +inf keeps the j-th smallest of the n values at row j once sorted.
+  auto pad = [work, kInf](int from, int to) { std::fill(work + from * kLanes, work + to * kLanes, kInf); };
+  if (median) {
+    const int m = lane_rows(n);
+    std::copy(x, x + n * kLanes, work);
+    pad(n, m);
+    sort_lanes8(work, m);
+    for (int l = 0; l < kLanes; ++l) median[l] = work[(n / 2) * kLanes + l];
+  }
+  if (noise) {
+    const int nd = n - 1, m = lane_rows(nd);
+    for (int i = 0; i < nd; ++i)
+      for (int l = 0; l < kLanes; ++l) work[i * kLanes + l] = x[(i + 1) * kLanes + l] - x[i * kLanes + l];
+    pad(nd, m);
+    sort_lanes8(work, m);
+    float md[kLanes];
+    for (int l = 0; l < kLanes; ++l) md[l] = work[(nd / 2) * kLanes + l];
+    for (int i = 0; i < nd; ++i)
+      for (int l = 0; l < kLanes; ++l) work[i * kLanes + l] = std::fabs(work[i * kLanes + l] - md[l]);
+    pad(nd, m);
+    sort_lanes8(work, m);
+    for (int l = 0; l < kLanes; ++l) noise[l] = work[(nd / 2) * kLanes + l] / (0.6745f * std::sqrt(2.0f));
   }
 }
 

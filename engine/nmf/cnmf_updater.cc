@@ -2,6 +2,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -461,7 +462,26 @@ void CnmfUpdater::detect_new_components() {
     }
   }
   Eigen::VectorXf score(pl);
-  {
+  if (n <= detail::kLaneMaxN) {
+    // 8 blocks at a time: their values of one frame are contiguous in rl.
+    constexpr int L = detail::kLanes;
+    std::vector<float> x(static_cast<std::size_t>(n) * L), work(static_cast<std::size_t>(detail::kLaneMaxN) * L);
+    float med[L], noise[L], peak[L];
+    for (Eigen::Index p0 = 0; p0 < pl; p0 += L) {
+      const int nl = static_cast<int>(std::min<Eigen::Index>(L, pl - p0));
+      std::fill(peak, peak + L, -std::numeric_limits<float>::infinity());
+      for (Eigen::Index q = 0; q < n; ++q) {
+        const float* src = rl.col(q).data() + p0;
+        float* dst = x.data() + q * L;
+        for (int l = 0; l < L; ++l) {
+          dst[l] = l < nl ? src[l] : 0.0f;
+          peak[l] = std::max(peak[l], dst[l]);
+        }
+      }
+      detail::median_and_noise8(x.data(), static_cast<int>(n), work.data(), med, noise);
+      for (int l = 0; l < nl; ++l) score(p0 + l) = (peak[l] - med[l]) / std::max(noise[l], 1e-6f);
+    }
+  } else {
     std::vector<float> tr(static_cast<std::size_t>(n)), scratch;
     Eigen::MatrixXf rt = rl.transpose();  // n x pl, small
     for (Eigen::Index p = 0; p < pl; ++p) {
