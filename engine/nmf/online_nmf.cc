@@ -162,6 +162,7 @@ double OnlineNmf::initialize_from_data(const Eigen::Ref<const Eigen::MatrixXf>& 
     }
   }
   set_round_mode(false);
+  since_update_ = 0;
   refresh_gram(true);  // the solver's copy of W (fast path), skipped inside the rounds
   // ‖X − W H‖² = ‖X‖² − 2 Σ W∘B + Σ (WᵀW)∘A with B = X Hᵀ, A = H Hᵀ: no extra product.
   const double xx = x.cast<double>().squaredNorm();
