@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace rtnmf::nmf {
 
@@ -85,12 +88,19 @@ void sort_lanes8(float* a, int m) {
   auto ce = [a](int i, int j) {
     float* x = a + static_cast<std::ptrdiff_t>(i) * kLanes;
     float* y = a + static_cast<std::ptrdiff_t>(j) * kLanes;
+#if defined(__AVX__)
+    static_assert(kLanes == 8);
+    const __m256 u = _mm256_loadu_ps(x), v = _mm256_loadu_ps(y);
+    _mm256_storeu_ps(x, _mm256_min_ps(u, v));
+    _mm256_storeu_ps(y, _mm256_max_ps(u, v));
+#else
     for (int l = 0; l < kLanes; ++l) {
       const float lo = x[l] < y[l] ? x[l] : y[l];
       const float hi = x[l] < y[l] ? y[l] : x[l];
       x[l] = lo;
       y[l] = hi;
     }
+#endif
   };
   for (int k = 2; k <= m; k <<= 1) {
     for (int base = 0; base < m; base += k)

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 #include <numeric>
 #include <stdexcept>
 
@@ -212,11 +215,23 @@ void CnmfUpdater::store_frame(const float* frame) {
     for (int yy = y0; yy < y1; ++yy) {
       const float* row = frame + static_cast<std::ptrdiff_t>(yy) * W;
       float* out = dst + static_cast<std::ptrdiff_t>(yy) * W;
-      std::copy(row, row + W, out);
-      if (yy == y0) {
-        std::copy(row, row + W, acc);
-      } else {
-        for (int x = 0; x < W; ++x) acc[x] += row[x];
+      // Plain loops, not std::copy: memmove's rep-movsb path for rows of a few KB ran at a third
+      // of the vector loop's speed here (42% of add_frame at 512 x 512).
+      int x = 0;
+#if defined(__AVX__)
+      // Streaming stores: the ring is far larger than the caches and is read back only at the
+      // next fold; a normal store would first read each line in.
+      if (reinterpret_cast<std::uintptr_t>(out) % 32 == 0) {
+        for (; x + 8 <= W; x += 8) {
+          const __m256 v = _mm256_loadu_ps(row + x);
+          _mm256_stream_ps(out + x, v);
+          _mm256_storeu_ps(acc + x, yy == y0 ? v : _mm256_add_ps(_mm256_loadu_ps(acc + x), v));
+        }
+      }
+#endif
+      for (; x < W; ++x) {
+        out[x] = row[x];
+        acc[x] = yy == y0 ? row[x] : acc[x] + row[x];
       }
     }
     float* l = lo + static_cast<std::ptrdiff_t>(by) * wl_;
@@ -227,6 +242,9 @@ void CnmfUpdater::store_frame(const float* frame) {
       l[bx] = sum / static_cast<float>((y1 - y0) * (x1 - x0));
     }
   }
+#if defined(__AVX__)
+  _mm_sfence();  // order the streaming stores before later ones (another thread may read the ring)
+#endif
 }
 
 // Folds the pending frames into the statistics: with m frames and weights w_j = λ^(m-1-j),
