@@ -5,6 +5,7 @@
 //   bm_nmf_compare_driver batch     X.npy K [--threads T] [--max-iter N] [--tol T] [--inner S] [--init nndsvd|nndsvda|random]
 //   bm_nmf_compare_driver online    X.npy K [--batch B] [--passes P] [--threads T]
 //                                   [--init-block N] [--init-iter I] [--prune P]
+//                                   [--min-work W]  (OnlineNmfOptions::parallel_min_work)
 //   bm_nmf_compare_driver transform X.npy W.npy [--sparse] [--samples S] [--reps R]
 //
 // X is features × samples (float32, C order), W features × K. Errors are ‖X − W H‖/‖X‖ with H
@@ -92,6 +93,8 @@ int online(int argc, char** argv) {
   oo.activations.tol = 1e-3f;
   oo.threads = threads;
   oo.prune_w = std::stof(opt(argc, argv, "--prune", "0.1"));
+  oo.parallel_min_work =
+      std::stod(opt(argc, argv, "--min-work", std::to_string(oo.parallel_min_work).c_str()));
   rtnmf::nmf::OnlineNmf model(x.rows(), k, oo);
   const double start_err = model.initialize_from_data(x.leftCols(n0), init_iter, 0);
   const double init_s = seconds_since(t0), init_cpu = cpu_now() - c0;
