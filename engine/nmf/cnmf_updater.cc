@@ -553,10 +553,15 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
     return (buf_pos_ + cap - static_cast<std::uint32_t>(n) + static_cast<std::uint32_t>(q)) % cap;
   };
   auto to_full = [&](std::int32_t lp) { return (y0 + lp / pw) * W + x0 + lp % pw; };
-  // The residual on the patch, in time order: y − b f − A c with the current shapes.
+  // The residual on the patch, in time order: y − b f − A c with the current shapes. Ring
+  // columns and activations are looked up once, not per pixel (a modulo per pixel and frame was
+  // most of this loop's time).
+  std::vector<std::uint32_t> cols(static_cast<std::size_t>(n));
+  for (Eigen::Index q = 0; q < n; ++q) cols[static_cast<std::size_t>(q)] = ring_col(q);
+  Eigen::VectorXf ck(n);
   Eigen::MatrixXf raw(np, n);
   for (Eigen::Index q = 0; q < n; ++q) {
-    const std::uint32_t col = ring_col(q);
+    const std::uint32_t col = cols[static_cast<std::size_t>(q)];
     for (int yy = 0; yy < ph; ++yy)
       for (int xx = 0; xx < pw; ++xx) {
         const Eigen::Index p = static_cast<Eigen::Index>(y0 + yy) * W + x0 + xx;
@@ -569,12 +574,17 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
     const Support& sk = support_[k];
     if (sk.empty() || sk.back() / W < y0 || sk.front() / W >= y0 + ph) continue;
     const Eigen::VectorXf& ak = values_[k];
+    bool gathered = false;
     for (std::size_t i = 0; i < sk.size(); ++i) {
       const int py = sk[i] / W - y0, px = sk[i] % W - x0;
       if (py < 0 || py >= ph || px < 0 || px >= pw || ak(static_cast<Eigen::Index>(i)) == 0) continue;
+      if (!gathered) {
+        for (Eigen::Index q = 0; q < n; ++q) ck(q) = buffer_x_(static_cast<Eigen::Index>(k), cols[static_cast<std::size_t>(q)]);
+        gathered = true;
+      }
       const Eigen::Index lp = static_cast<Eigen::Index>(py) * pw + px;
-      for (Eigen::Index q = 0; q < n; ++q)
-        raw(lp, q) -= ak(static_cast<Eigen::Index>(i)) * buffer_x_(static_cast<Eigen::Index>(k), ring_col(q));
+      const float a = ak(static_cast<Eigen::Index>(i));
+      for (Eigen::Index q = 0; q < n; ++q) raw(lp, q) -= a * ck(q);
     }
   }
   Eigen::MatrixXf work = raw;
