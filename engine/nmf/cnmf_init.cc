@@ -119,8 +119,9 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
       for (Eigen::Index j = 0; j < nbk; ++j) blk(t, j) = col[j];
     }
   };
-  // Short movies (the updater's patches): 8 pixels at a time through the branch-free order
-  // statistics, their values of one frame being contiguous in s.
+  // Up to kLaneMaxN frames (the updater's patches, a 300-frame initialisation): 8 pixels at a
+  // time through the branch-free order statistics, their values of one frame being contiguous
+  // in s.
   const bool lanes = T >= 2 && T <= kLaneMaxN;
   std::vector<float> lx, lwork;
   if (lanes) {

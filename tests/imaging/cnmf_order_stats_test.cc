@@ -15,7 +15,7 @@ TEST(CnmfOrderStats, LaneMediansAndNoiseEqualTheScalarOnesForEveryLength) {
   std::normal_distribution<float> noise(0.0f, 1.0f);
   std::uniform_int_distribution<int> coin(0, 9);
   std::vector<float> work(static_cast<std::size_t>(kLaneMaxN) * kLanes);
-  for (int n : {2, 3, 4, 5, 10, 31, 59, 60, 61, 64, 65, 100, 127, 128}) {
+  for (int n : {2, 3, 4, 5, 10, 31, 59, 60, 61, 64, 65, 100, 127, 128, 300, 511, 512}) {
     // Lanes of different kinds: noise, noise with transients, repeated values (ties), a constant.
     std::vector<float> x(static_cast<std::size_t>(n) * kLanes);
     for (int i = 0; i < n; ++i)
