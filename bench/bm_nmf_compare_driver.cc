@@ -6,7 +6,8 @@
 //                                   (prints exact and compressed-phase iteration counts)
 //   bm_nmf_compare_driver online    X.npy K [--batch B] [--passes P] [--threads T]
 //                                   [--init-block N] [--init-iter I] [--prune P]
-//                                   [--min-work W]  (OnlineNmfOptions::parallel_min_work)
+//                                   [--min-work W] (OnlineNmfOptions::parallel_min_work)
+//                                   [--nnls auto|hals|bpp] (activations solver)
 //   bm_nmf_compare_driver transform X.npy W.npy [--sparse] [--samples S] [--reps R]
 //
 // X is features × samples (float32, C order), W features × K. Errors are ‖X − W H‖/‖X‖ with H
@@ -91,7 +92,7 @@ int online(int argc, char** argv) {
   const int init_iter =
       std::stoi(opt(argc, argv, "--init-iter", std::to_string(auto_iter).c_str()));
   rtnmf::nmf::OnlineNmfOptions oo;
-  oo.activations.method = rtnmf::nmf::NnlsMethod::kAuto;
+  oo.activations.method = rtnmf::nmf::parse_nnls_method(opt(argc, argv, "--nnls", "auto").c_str());
   oo.activations.tol = 1e-3f;
   oo.threads = threads;
   oo.prune_w = std::stof(opt(argc, argv, "--prune", "0.1"));
