@@ -325,7 +325,51 @@ void OnlineNmf::dictionary_transpose_times(const Eigen::Ref<const Eigen::MatrixX
   }
 }
 
+// Up to this rank the mini-batch activations run as one coordinate descent over the whole batch
+// (solve_batch_cd). Measured on 64 × 200,000, K 6, mini-batches of 1,024: a per-sample BPP solve
+// (the auto choice there) was ~60 % of the stream, ~250 ns a sample; a sweep over the batch costs
+// K products of 1,024 × K, a few µs.
+constexpr Eigen::Index kBatchCdMaxK = 32;
+
+void OnlineNmf::solve_batch_cd(Eigen::Ref<Eigen::MatrixXf> h) {
+  const NnlsOptions& o = solver_.options();
+  const Eigen::MatrixXf& g = solver_.gram();
+  const Eigen::Index n = h.cols(), K = h.rows();
+  batch_ht_ = h.transpose().cwiseMax(0.f);
+  batch_bt_ = batch_wtx_.leftCols(n).transpose();
+  batch_grad_.resize(n);
+  batch_next_.resize(n);
+  batch_step_.resize(n);
+  batch_size_.resize(n);
+  const float tol2 = o.tol * o.tol;
+  for (int sweep = 0; sweep < o.max_iter; ++sweep) {
+    batch_step_.setZero();
+    batch_size_.setZero();
+    for (Eigen::Index k = 0; k < K; ++k) {
+      auto hk = batch_ht_.col(k).array();
+      const float d = g(k, k) + o.l2;
+      if (!(d > 0.f)) {  // an all-zero dictionary column explains nothing
+        hk.setZero();
+        continue;
+      }
+      // ∂/∂h_k of 1/2 hᵀ(G + l2 I)h − bᵀh + l1 Σh, for every sample of the batch.
+      batch_grad_.matrix().noalias() = batch_ht_ * g.col(k);
+      batch_grad_ += o.l2 * hk - batch_bt_.col(k).array() + o.l1;
+      batch_next_ = (hk - batch_grad_ / d).max(0.f);
+      batch_step_ += d * (batch_next_ - hk).square();
+      batch_size_ += d * batch_next_.square();
+      hk = batch_next_;
+    }
+    if ((batch_step_ <= tol2 * batch_size_).all()) break;
+  }
+  h = batch_ht_.transpose();
+}
+
 void OnlineNmf::solve_batch(Eigen::Ref<Eigen::MatrixXf> h) {
+  if (h.rows() <= kBatchCdMaxK) {
+    solve_batch_cd(h);
+    return;
+  }
   for (NnlsSolver& s : helper_solvers_) s.set_gram(solver_.gram());
   // A few sweeps of K² each per column.
   const double work = 4.0 * static_cast<double>(h.rows() * h.rows() * h.cols());

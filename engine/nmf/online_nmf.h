@@ -185,13 +185,20 @@ class OnlineNmf {
   // out (K × n) = Wᵀ X, sparse or dense by sparse_, columns split over threads.
   void dictionary_transpose_times(const Eigen::Ref<const Eigen::MatrixXf>& x,
                                   Eigen::MatrixXf& out);
-  // Activations of every column of H from batch_wtx_ against the current Gram, split over threads.
+  // Activations of every column of H from batch_wtx_ against the current Gram: for K ≤
+  // kBatchCdMaxK by solve_batch_cd, else per column with the solver, split over threads.
   void solve_batch(Eigen::Ref<Eigen::MatrixXf> h);
+  // Coordinate descent (HALS) on every column at once, warm from H's content: per coordinate one
+  // (batch × K)(K) product, vectorised across samples, instead of a K-long loop per sample. Each
+  // column is converged to the solver's tol (its own HALS rule), at most max_iter sweeps.
+  void solve_batch_cd(Eigen::Ref<Eigen::MatrixXf> h);
 
   OnlineNmfOptions options_;
   Eigen::MatrixXf w_, a_, b_;
   Eigen::VectorXf scratch_;  // features
   Eigen::MatrixXf batch_wtx_;  // K × batch, for partial_fit_batch
+  Eigen::MatrixXf batch_ht_, batch_bt_;  // batch × K: H and Wᵀ X transposed (solve_batch_cd)
+  Eigen::ArrayXf batch_grad_, batch_next_, batch_step_, batch_size_;  // batch
   Eigen::MatrixXf sparse_gram_;  // K × K, the Gram from the supports
   NnlsSolver solver_;
   std::vector<NnlsSolver> helper_solvers_;  // threads − 1, for the mini-batch activations

@@ -165,5 +165,52 @@ TEST(OnlineNmfBatch, SparseStartFallsBackToTheBatchStartOnDenseSynergies) {
   EXPECT_GE(match_factors(p.w, b.w).min_similarity, 0.95);
 }
 
+// The mini-batch activations for K ≤ 32 run as one coordinate descent over the whole batch:
+// converged to a tight tol it must give the exact NNLS solution of every column (BPP, per
+// column), with and without an l1 penalty, on dense correlated synergies (the case where auto
+// picks BPP for single samples).
+TEST(OnlineNmfBatch, BatchCoordinateDescentActivationsMatchExactNnlsPerColumn) {
+  for (const float l1 : {0.f, 0.05f}) {
+    SCOPED_TRACE(l1);
+    const Eigen::Index m = 64, k = 6, n = 300;
+    Eigen::MatrixXf w = testdata::uniform(m, k, 61);
+    for (Eigen::Index c = 0; c < k; ++c) w.col(c).normalize();
+    const Eigen::MatrixXf x = (w * testdata::sparse_uniform(k, n, 0.5f, 62) +
+                               testdata::gaussian(m, n, 0.05f, 63)).cwiseMax(0.f);
+    OnlineNmfOptions o;
+    o.activations.tol = 1e-6f;
+    o.activations.max_iter = 5000;
+    o.activations.l1 = l1;
+    OnlineNmf online(m, k, o);
+    online.set_dictionary(w);
+    online.set_frozen(true);
+    Eigen::MatrixXf h = Eigen::MatrixXf::Zero(k, n);
+    online.partial_fit_batch(x, h);
+    EXPECT_EQ(online.dictionary(), w);  // frozen: only the activations were computed
+
+    NnlsOptions exact;
+    exact.method = NnlsMethod::kBpp;
+    exact.l1 = l1;
+    NnlsSolver bpp(k, exact);
+    bpp.set_dictionary(w);
+    const Eigen::MatrixXf g = w.transpose() * w;
+    Eigen::VectorXf he(k);
+    double worst = 0;
+    for (Eigen::Index j = 0; j < n; ++j) {
+      he.setZero();
+      bpp.solve(x.col(j), he, false);
+      const Eigen::VectorXf b = w.transpose() * x.col(j);
+      auto cost = [&](const Eigen::VectorXf& v) {
+        return 0.5 * v.dot(g * v) - b.dot(v) + l1 * v.sum();
+      };
+      EXPECT_GE(h.col(j).minCoeff(), 0.f);
+      EXPECT_LE(cost(h.col(j)), cost(he) + 1e-5 * std::max(1.0, std::abs(cost(he)))) << j;
+      worst = std::max(worst, static_cast<double>((h.col(j) - he).norm() /
+                                                  std::max(he.norm(), 1e-6f)));
+    }
+    EXPECT_LT(worst, 2e-3);
+  }
+}
+
 }  // namespace
 }  // namespace rtnmf::nmf
