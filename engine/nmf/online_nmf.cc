@@ -10,16 +10,15 @@
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 namespace rtnmf::nmf {
 namespace {
 
 // Runs fn(block, begin, end) on `threads` contiguous blocks of [0, n) (block sizes a multiple of
-// `align` except the last), block 0 on the calling thread; one block when `work` (multiply-adds)
-// is below `min_work`. Blocks depend only on n, threads, align and work, so every
-// reduction order is fixed for a thread count and shape. Spawns threads − 1 std::threads per
-// call (slow path only).
+// `align` except the last), one block per thread through detail::parallel_blocks; one block when
+// `work` (multiply-adds) is below `min_work`. Blocks depend only on n, threads, align and work,
+// so every reduction order is fixed for a thread count and shape. Spawns threads per call (slow
+// path only).
 template <typename Fn>
 void run_blocks(int threads, Eigen::Index n, Eigen::Index align, double work, double min_work,
                 Fn&& fn) {
@@ -32,14 +31,11 @@ void run_blocks(int threads, Eigen::Index n, Eigen::Index align, double work, do
     fn(0, Eigen::Index{0}, n);
     return;
   }
-  std::vector<std::thread> pool;
-  int block = 1;
-  for (Eigen::Index b = chunk; b < n; b += chunk, ++block) {
-    const Eigen::Index e = std::min(n, b + chunk);
-    pool.emplace_back([&fn, block, b, e] { fn(block, b, e); });
-  }
-  fn(0, Eigen::Index{0}, chunk);
-  for (auto& t : pool) t.join();
+  const Eigen::Index blocks = (n + chunk - 1) / chunk;
+  detail::parallel_blocks(static_cast<int>(blocks), blocks, [&](Eigen::Index p0, Eigen::Index p1) {
+    for (Eigen::Index p = p0; p < p1; ++p)
+      fn(static_cast<int>(p), p * chunk, std::min(n, (p + 1) * chunk));
+  });
 }
 
 }  // namespace
