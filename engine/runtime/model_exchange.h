@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <immintrin.h>
 #include <stdexcept>
@@ -151,11 +152,15 @@ class ModelExchange {
     swaps_.fetch_add(1, std::memory_order_relaxed);
     version_seen_.store(slots_[front_].version, std::memory_order_relaxed);
   }
+  // Replay-mode waits (a late model, or the fast path yet to take the previous one): spin
+  // briefly, then sleep. The other side may need milliseconds (an update) or seconds (an imaging
+  // initialisation at --speed max); a thread yielding in a loop keeps a core busy that, on a small
+  // machine, the side it waits for needs.
   static void backoff(int& spins) {
     if (++spins < 2000) {
       _mm_pause();
     } else {
-      std::this_thread::yield();
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
 

@@ -36,17 +36,6 @@ void idle_backoff(int& spins) {
   }
 }
 
-// The fast path's wait for a late model in replay: the slow path may need many milliseconds (an
-// update) or seconds (the initialisation at --speed max), and a thread yielding in a loop keeps
-// a core busy that, on a small machine, the slow path needs. Spin briefly, then sleep 50 us.
-void model_backoff(int& spins) {
-  if (++spins < 2000) {
-    _mm_pause();
-  } else {
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
-}
-
 // Overwrites the block [0, rows) x [col0, col0 + cols) of a 2-d float dataset (rows x T) with
 // a row-major buffer. Throws naming the dataset.
 void write_block(io::h5::File& f, const std::string& path, const Eigen::MatrixXf& block,
@@ -161,7 +150,6 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   ring_has_model_.assign(ring_cap_, 0);
   ring_frame_.assign(ring_cap_, 0);
   head_ = tail_ = 0;
-  published_through_ = 0;
   init_movie_.resize(pixels_, init_frames_);
   initialised_ = false;
   final_model_ = empty;
@@ -188,25 +176,6 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   // Clock reads (vDSO, no system call): how long the fast path waits for the slow path's models,
   // and the wall time of the online phase (from the first model on), for the benchmarks.
   const std::int64_t t0 = std::chrono::steady_clock::now().time_since_epoch().count();
-  if (mode_ == RunMode::kReplay) {
-    // The model due at this frame (ModelExchange's schedule): wait for it here, sleeping, so that
-    // acquire() finds it published instead of spinning with yields.
-    using Exchange = ModelExchange<nmf::CnmfModel>;
-    const std::uint64_t first = init_frames_ - 1;
-    std::uint64_t due = Exchange::kNone;
-    if (n == first + first_lag_) {
-      due = first;
-    } else if (n >= lag_ && n - lag_ != first && exchange_.is_update_frame(n - lag_)) {
-      due = n - lag_;
-    }
-    if (due != Exchange::kNone) {
-      int spins = 0;
-      while (published_through_.load(std::memory_order_acquire) <= due && !exchange_.stopping() &&
-             !stop_.load(std::memory_order_relaxed)) {
-        model_backoff(spins);
-      }
-    }
-  }
   const nmf::CnmfModel& m = exchange_.acquire(n);
   const std::int64_t t1 = std::chrono::steady_clock::now().time_since_epoch().count();
   last_frame_ns_ = t1;
@@ -371,7 +340,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     final_model_ = back;
   }
   updates_.fetch_add(1, std::memory_order_relaxed);
-  if (exchange_.publish(t)) published_through_.store(t + 1, std::memory_order_release);
+  exchange_.publish(t);
   if (t + 1 == init_frames_) {
     init_movie_.resize(0, 0);  // the batch is no longer needed: memory stays flat
   }

@@ -98,9 +98,6 @@ class OnlineCnmfStage : public Stage {
   alignas(64) std::atomic<std::uint64_t> head_{0};
   alignas(64) std::atomic<std::uint64_t> tail_{0};
   std::atomic<bool> stop_{false};
-  // 1 + the last frame a published model was computed from (0 = none): the fast path sleeps on
-  // it in replay instead of spinning in ModelExchange::acquire().
-  alignas(64) std::atomic<std::uint64_t> published_through_{0};
   std::thread slow_;
 
   // slow path
