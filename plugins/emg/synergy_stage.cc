@@ -249,7 +249,11 @@ void SynergyStage::do_process(Frame& frame) {
 bool SynergyStage::wait_for_frames(std::uint64_t count) {
   int spins = 0;
   while (frames_done_.load(std::memory_order_acquire) < count) {
-    if (stop_.load(std::memory_order_acquire) || exchange_.stopping()) return false;
+    if (stop_.load(std::memory_order_acquire) || exchange_.stopping()) {
+      // stop() comes after the fast path's last frame, which may have landed between the load
+      // above and this one: look again, or the tail update of a replay would depend on timing.
+      return frames_done_.load(std::memory_order_acquire) >= count;
+    }
     if (++spins < 2000) {
       _mm_pause();
     } else if (spins < 4000) {

@@ -264,7 +264,8 @@ void OnlineCnmfStage::slow_loop() {
     const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
     int spins = 0;
     while (head_.load(std::memory_order_acquire) == tail) {
-      if (stop_.load(std::memory_order_acquire)) return;
+      // Look at the head again after seeing stop: the last frame may have landed in between.
+      if (stop_.load(std::memory_order_acquire) && head_.load(std::memory_order_acquire) == tail) return;
       idle_backoff(spins);
     }
     const std::uint32_t slot = static_cast<std::uint32_t>(tail % ring_cap_);
