@@ -177,6 +177,7 @@ void Pipeline::start_impl() {
     ctx.model_lag_frames = s.cfg.model_lag_frames();
     ctx.outbox = publisher_.get();
     ctx.config_text = config_text_;
+    ctx.slow_cpus = cpus_outside(realtime_cpus_);
     std::vector<const StreamSpec*> specs{&s.in_spec};
     std::vector<StreamSpec> outs;
     outs.reserve(s.cfg.stage_size());
@@ -346,6 +347,8 @@ void Pipeline::process_loop(Stream& s) {
 }
 
 void Pipeline::sink_loop(Stream& s, size_t i) {
+  // Result-file writing is slow-path work: off the CPUs reserved for the frame-carrying threads.
+  pin_current_thread(cpus_outside(realtime_cpus_));
   auto& slot = s.sinks[i];
   bool failed = false;
   try {

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -29,6 +30,18 @@ bool pin_current_thread(const std::vector<unsigned>& cpus) {
   CPU_ZERO(&set);
   for (unsigned c : cpus) CPU_SET(c, &set);
   return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+}
+
+std::vector<unsigned> cpus_outside(const std::vector<unsigned>& realtime) {
+  std::vector<unsigned> out;
+  if (realtime.empty()) return out;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return out;
+  for (unsigned c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed) && std::find(realtime.begin(), realtime.end(), c) == realtime.end())
+      out.push_back(c);
+  return out;
 }
 
 std::string realtime_refusal(int priority) {

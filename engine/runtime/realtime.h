@@ -24,6 +24,12 @@ bool make_current_thread_realtime(int priority);
 // Pins the calling thread to `cpus` (empty: leaves it alone). Returns false when refused.
 bool pin_current_thread(const std::vector<unsigned>& cpus);
 
+// The CPUs this process may use that are not in `realtime` (empty when `realtime` is empty or
+// covers them all). Slow-path threads (footprint updates, result-file writers) run there so that
+// they neither preempt nor, between frames, evict the caches of the frame-carrying threads pinned
+// to `realtime`.
+std::vector<unsigned> cpus_outside(const std::vector<unsigned>& realtime);
+
 // How long a consumer thread spins for the next frame before it sleeps when the configuration
 // leaves it unset: 50 µs with 4 or more hardware threads, otherwise 0 — on a 2-core machine the
 // spinning threads hold both CPUs while ZeroMQ's I/O threads wait to move the frame on.

@@ -47,6 +47,9 @@ struct StageContext {
   std::uint32_t model_lag_frames = 0;  // L, see DESIGN.md §1
   Outbox* outbox = nullptr;            // may be null (tests, benchmarks)
   std::string config_text;             // the whole pipeline text, for result-file attributes
+  // CPUs for the stage's slow-path threads (pin_current_thread at their start): the CPUs outside
+  // the pipeline's realtime_cpus, or empty (no pinning) when those are not set.
+  std::vector<unsigned> slow_cpus;
 };
 
 // Base class of every stage. Subclasses implement do_start/do_process (and optionally the rest).

@@ -11,6 +11,7 @@
 
 #include "engine/io/h5.h"
 #include "engine/nmf/metrics.h"
+#include "engine/runtime/realtime.h"
 #include "engine/runtime/registry.h"
 #include "plugins/emg/channel_names.h"
 
@@ -161,6 +162,7 @@ StreamSpec SynergyStage::do_start(const StreamSpec& in, const StageContext& ctx)
     throw ConfigError(where() + e.what());
   }
   stop_ = false;
+  slow_cpus_ = ctx.slow_cpus;
   slow_ = std::thread([this] { slow_loop(); });
 
   StreamSpec out = in;
@@ -277,6 +279,7 @@ void SynergyStage::run_calibration(SynergyModelState& model) {
 }
 
 void SynergyStage::slow_loop() {
+  pin_current_thread(slow_cpus_);  // off the realtime CPUs, if the pipeline reserved some
   // Schedule (frame indices only, so replays repeat it exactly): after frame t with
   // is_update_frame(t), fold every sample of frames <= t, then publish a model computed from
   // them. Replay: the fast path waits at t + L for it, and the ring holds L + update_every

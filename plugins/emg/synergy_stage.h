@@ -122,6 +122,7 @@ class SynergyStage : public Stage {
 
   // --- slow path ---
   std::thread slow_;
+  std::vector<unsigned> slow_cpus_;  // StageContext::slow_cpus
   std::atomic<bool> stop_{false};
   Eigen::MatrixXf cal_x_;  // channels × cal_samples
   std::int64_t cal_count_ = 0;

@@ -34,6 +34,7 @@
 #include <Eigen/Core>
 
 #include "engine/nmf/cnmf.h"
+#include "engine/runtime/huge_buffer.h"
 #include "engine/runtime/model_exchange.h"
 #include "engine/runtime/stage.h"
 
@@ -92,13 +93,15 @@ class OnlineCnmfStage : public Stage {
 
   // fast -> slow ring (single producer, single consumer)
   std::uint32_t ring_cap_ = 0;
-  std::vector<float> ring_pixels_, ring_act_, ring_bg_;
+  HugeBuffer ring_pixels_;  // ring_cap_ frames of pixels (hundreds of MiB at 512 x 512)
+  std::vector<float> ring_act_, ring_bg_;
   std::vector<std::uint8_t> ring_has_model_;
   std::vector<std::uint64_t> ring_frame_;
   alignas(64) std::atomic<std::uint64_t> head_{0};
   alignas(64) std::atomic<std::uint64_t> tail_{0};
   std::atomic<bool> stop_{false};
   std::thread slow_;
+  std::vector<unsigned> slow_cpus_;  // StageContext::slow_cpus
 
   // slow path
   nmf::CnmfUpdater updater_;

@@ -3,8 +3,15 @@
 // start from a result file, and zero allocations in process().
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
+#include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/io/h5.h"
@@ -39,7 +46,8 @@ v1::StageConfig nmf_config(std::uint32_t rank, double calibration_s) {
 }
 
 std::unique_ptr<Chain> make_chain(int channels, int block, double fs, const v1::StageConfig& nmf,
-                                  RunMode mode = RunMode::kReplay) {
+                                  RunMode mode = RunMode::kReplay,
+                                  std::vector<unsigned> slow_cpus = {}) {
   auto ch = std::make_unique<Chain>();
   v1::StageConfig cond;
   cond.set_type("emg_condition");
@@ -50,6 +58,7 @@ std::unique_ptr<Chain> make_chain(int channels, int block, double fs, const v1::
   ctx.stream_id = "emg";
   ctx.mode = mode;
   ctx.model_lag_frames = 3;
+  ctx.slow_cpus = std::move(slow_cpus);
   ch->in = StreamSpec::make("emg", channels, block, fs);
   ch->mid = ch->condition->start(ch->in, ctx);
   ch->out = ch->nmf->start(ch->mid, ctx);
@@ -145,6 +154,44 @@ TEST(EmgStages, TwoReplaysGiveBitIdenticalActivationsAndSynergies) {
   EXPECT_TRUE(na->synergies() == nb->synergies());
   EXPECT_GT(na->components(), 0);
   EXPECT_GT(na->model_version(), 10u);
+}
+
+// Threads of this process whose allowed-CPU list reads exactly `list` (/proc/self/task).
+int threads_allowed_exactly(const std::string& list) {
+  int count = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) {
+        std::string v = line.substr(line.find(':') + 1);
+        v.erase(0, v.find_first_not_of(" \t"));
+        if (v == list) ++count;
+      }
+  }
+  return count;
+}
+
+TEST(EmgStages, SlowPathRunsOnTheCpusTheContextGivesIt) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  if (CPU_COUNT(&allowed) < 2) GTEST_SKIP() << "needs two CPUs";
+  unsigned last = 0;
+  for (unsigned c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) last = c;
+  const std::string want = std::to_string(last);
+  ASSERT_EQ(threads_allowed_exactly(want), 0);
+  auto ch = make_chain(8, 4, 2000, nmf_config(2, 1), RunMode::kReplay, {last});
+  int pinned = 0;
+  for (int i = 0; i < 200 && pinned == 0; ++i) {  // the slow thread pins itself as it starts
+    pinned = threads_allowed_exactly(want);
+    if (pinned == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(pinned, 1);
+  ch->condition->stop();
+  ch->nmf->stop();
+  EXPECT_EQ(threads_allowed_exactly(want), 0);
 }
 
 TEST(EmgStages, WarmStartFromAnEarlierResultFileKeepsItsOrderAndReportsTheCosine) {
