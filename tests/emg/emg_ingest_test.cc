@@ -134,6 +134,17 @@ stream { id: "emg" overload: BLOCK queue_depth: 64 model_lag_frames: 20
       for (float v : a.values()) negative += v < 0;
     }
   }
+  // The stream may end between two stats messages (every 20 ms): read on until one carries the
+  // VAF of the calibrated model (the pipeline keeps publishing stats until it is stopped).
+  const std::int64_t stats_deadline = now_ns() + 10'000'000'000;
+  while (!(last_stats_vaf > 0) && now_ns() < stats_deadline) {
+    zmq::message_t t, b;
+    if (!sub.recv(t) || !t.more() || !sub.recv(b) || t.to_string() != "stats") continue;
+    v1::Stats st;
+    ASSERT_TRUE(st.ParseFromArray(b.data(), static_cast<int>(b.size())));
+    const auto& sc = st.streams(0).scalars();
+    if (auto it = sc.find("nmf.vaf"); it != sc.end()) last_stats_vaf = it->second;
+  }
   sender.join();
   p.request_stop();
   ASSERT_TRUE(p.wait(20'000'000'000));
