@@ -186,6 +186,30 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
   t_ = 0;
 }
 
+namespace {
+std::uint32_t touch_bytes(const void* p, std::size_t bytes) {
+  const auto* c = static_cast<const volatile unsigned char*>(p);
+  std::uint32_t acc = 0;
+  for (std::size_t i = 0; i < bytes; i += 64) acc += c[i];
+  if (bytes > 0) acc += c[bytes - 1];
+  return acc;
+}
+std::uint32_t touch_sparse(const Eigen::SparseMatrix<float>& a) {
+  if (a.outerSize() == 0 || a.nonZeros() == 0) return 0;
+  const auto nnz = static_cast<std::size_t>(a.nonZeros());
+  return touch_bytes(a.valuePtr(), nnz * sizeof(float)) +
+         touch_bytes(a.innerIndexPtr(), nnz * sizeof(int)) +
+         touch_bytes(a.outerIndexPtr(), (static_cast<std::size_t>(a.outerSize()) + 1) * sizeof(int));
+}
+}  // namespace
+
+std::uint32_t touch_model(const CnmfModel& m) {
+  std::uint32_t acc = touch_sparse(m.footprints) + touch_sparse(m.ring_footprints) +
+                      touch_sparse(m.gram_sparse);
+  acc += touch_bytes(m.background.data(), static_cast<std::size_t>(m.background.size()) * sizeof(float));
+  return acc;
+}
+
 void CnmfTracker::set_model(const CnmfModel* model) {
   const int K = model->k();
   if (K > kmax_) throw std::length_error("cnmf: model has more components than max_components");

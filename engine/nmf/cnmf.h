@@ -106,6 +106,12 @@ struct CnmfModel {
 };
 
 // What the initialisation produced besides the model (the traces over the initial frames).
+// Reads one byte of every cache line of the arrays CnmfTracker::process walks (footprints, ring
+// footprints, background, sparse Gram): call it on the tracking thread for a model another
+// thread built, between frames, so the first frame using it does not pay for the transfer.
+// No allocation. Returns a value derived from the bytes (so the reads are not optimised away).
+std::uint32_t touch_model(const CnmfModel& m);
+
 struct CnmfInitResult {
   CnmfModel model;
   Eigen::MatrixXf traces;      // K x T0 raw activations c

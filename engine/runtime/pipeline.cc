@@ -338,6 +338,7 @@ void Pipeline::process_loop(Stream& s) {
     s.frames_processed.fetch_add(1, std::memory_order_relaxed);
     s.last_ns.store(h.t_processed_ns, std::memory_order_relaxed);
     s.input->release(f);
+    for (auto& stage : s.stages) stage->after_frame();
   }
   // Let a source blocked on a full queue go (abort), and count what is left under drop_oldest.
   s.input->cancel();

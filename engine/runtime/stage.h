@@ -73,6 +73,12 @@ class Stage {
     latency_.record(clock_ns() - t0);
   }
 
+  // Processing thread, after each frame has left for the publisher and the result sinks (so
+  // outside the frame's latency), before the next one is taken: housekeeping that must not delay
+  // a frame, e.g. taking and cache-warming the model the next frame will use. Same rules as
+  // process(): no allocation, lock, log or I/O. Default: nothing.
+  void after_frame() { do_after_frame(); }
+
   // Stops slow-path threads; after stop() process() is not called again. Processing thread.
   void stop() { do_stop(); }
 
@@ -100,6 +106,7 @@ class Stage {
  protected:
   virtual StreamSpec do_start(const StreamSpec& in, const StageContext& ctx) = 0;
   virtual void do_process(Frame& frame) = 0;
+  virtual void do_after_frame() {}
   virtual void do_stop() {}
   // "stage 'name' (type): " prefix for error messages.
   std::string where() const;

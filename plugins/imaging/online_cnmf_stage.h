@@ -63,9 +63,13 @@ class OnlineCnmfStage : public Stage {
  protected:
   StreamSpec do_start(const StreamSpec& in, const StageContext& ctx) override;
   void do_process(Frame& frame) override;
+  // Takes (and cache-warms) the model of the next frame once this one has left.
+  void do_after_frame() override;
   void do_stop() override;
 
  private:
+  // Acquires the model frame n uses and follows a version change (tracker, counters).
+  void prepare(std::uint64_t n);
   void slow_loop();
   void slow_frame(std::uint64_t t, std::uint32_t slot);
 
@@ -84,6 +88,8 @@ class OnlineCnmfStage : public Stage {
   nmf::CnmfTracker tracker_;
   bool tracking_ = false;
   const nmf::CnmfModel* in_use_ = nullptr;  // the model of the last processed frame
+  const nmf::CnmfModel* model_ = nullptr;   // the model prepared for frame prepared_
+  std::uint64_t prepared_ = ~std::uint64_t{0};
   std::uint64_t frame_ = 0, seen_version_ = ~std::uint64_t{0};
   // Timing (fast-path thread; read by write_results after stop): waits for a model longer than
   // 0.1 ms, and the steady-clock times of the first model's frame and of the last frame.

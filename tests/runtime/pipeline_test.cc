@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <random>
+#include <string>
 #include <thread>
 
 #include "engine/runtime/model_exchange.h"
@@ -263,6 +265,8 @@ std::atomic<int> g_process_policy{-1};
 std::atomic<int> g_slow_policy{-1};
 std::atomic<int> g_process_cpus{-1};    // CPUs the processing thread may run on
 std::atomic<bool> g_process_on_cpu0{false};
+std::atomic<int> g_slow_cpus_given{-1};       // StageContext::slow_cpus.size()
+std::atomic<bool> g_slow_cpus_has_cpu0{true};
 
 class SchedProbeStage : public Stage {
  public:
@@ -272,8 +276,11 @@ class SchedProbeStage : public Stage {
   }
 
  protected:
-  StreamSpec do_start(const StreamSpec& in, const StageContext&) override {
+  StreamSpec do_start(const StreamSpec& in, const StageContext& ctx) override {
     slow_ = std::thread([] { g_slow_policy.store(sched_getscheduler(0)); });
+    g_slow_cpus_given.store(static_cast<int>(ctx.slow_cpus.size()));
+    g_slow_cpus_has_cpu0.store(std::find(ctx.slow_cpus.begin(), ctx.slow_cpus.end(), 0u) !=
+                               ctx.slow_cpus.end());
     return in;
   }
   void do_process(Frame&) override {
@@ -315,7 +322,44 @@ stream { id: "rt" overload: BLOCK
   }
   EXPECT_EQ(g_process_cpus.load(), 1);  // pinned to CPU 0 alone
   EXPECT_TRUE(g_process_on_cpu0.load());
+  // Stages are told to keep their slow paths on the other CPUs.
+  EXPECT_FALSE(g_slow_cpus_has_cpu0.load());
+  EXPECT_EQ(g_slow_cpus_given.load(), static_cast<int>(cpus_outside({0}).size()));
+  if (std::thread::hardware_concurrency() >= 2) EXPECT_GE(g_slow_cpus_given.load(), 1);
   EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);  // the caller's thread is left alone
+}
+
+// Logs the processing thread's calls: 'p' for process(), 'a' for after_frame().
+std::string g_call_log;
+
+class AfterFrameProbeStage : public Stage {
+ public:
+  using Stage::Stage;
+
+ protected:
+  StreamSpec do_start(const StreamSpec& in, const StageContext&) override {
+    g_call_log.reserve(4096);
+    return in;
+  }
+  void do_process(Frame&) override { g_call_log.push_back('p'); }
+  void do_after_frame() override { g_call_log.push_back('a'); }
+};
+RTNMF_REGISTER_STAGE("test_after_frame_probe", "test only", AfterFrameProbeStage);
+
+TEST(Pipeline, AfterFrameRunsOncePerFrameAfterTheFrameIsProcessed) {
+  g_call_log.clear();
+  Pipeline p(parse_pipeline(R"(
+publisher { disabled: true }
+stream { id: "af" overload: BLOCK
+  source { pacing: MAX max_frames: 300 synthetic { kind: EMG channels: 4 block_samples: 2 } }
+  stage { type: "test_after_frame_probe" } })",
+                            "af.pbtxt"));
+  test::CollectSink* out = test::run_collecting(p, "af", 30);
+  ASSERT_NE(out, nullptr) << "the pipeline did not end";
+  EXPECT_EQ(out->seqs().size(), 300u);
+  std::string want;
+  for (int i = 0; i < 300; ++i) want += "pa";
+  EXPECT_EQ(g_call_log, want);
 }
 
 TEST(Pipeline, RealtimeCpuThatDoesNotExistIsAConfigError) {
