@@ -22,7 +22,8 @@ const char* kImagingUsage = R"(usage: rtnmf score --truth TRUTH.h5 RESULT.h5 [op
 Calcium imaging (truth from `rtnmf simulate calcium`): matches result footprints to true ones
 one-to-one (Hungarian on mask overlap, Jaccard >= --min-iou), then prints JSON with precision,
 recall, F1, footprint cosine, trace correlation and spike-detection F1 of matched pairs.
-Result columns with an empty footprint (components removed or merged during the run) are ignored.
+Result columns with an empty footprint (components removed or merged during the run) are ignored;
+each pair's "found" is the result file's column (the /footprints column and /traces row).
 
   --min-iou J          mask overlap needed for a match (0.3)
   --skip N             ignore the first N frames in trace and spike figures (0)
@@ -77,6 +78,9 @@ int score_imaging_cmd(const std::vector<std::string>& args) {
   sim::ImagingScore sc = sim::score_imaging(
       truth.footprints, tail(truth.traces.leftCols(T)), tail(truth.spikes.leftCols(std::min(truth.spikes.cols(), T))),
       a, tail(c.leftCols(T)), tail(s.leftCols(std::min(s.cols(), T))), o);
+  // Name the result file's own columns in the pairs (the /footprints column and /traces row a
+  // user would look up), not positions among the non-empty ones.
+  for (sim::MatchedPair& pr : sc.pairs) pr.found = keep[static_cast<std::size_t>(pr.found)];
   const std::string json = sc.to_json();
   std::fputs(json.c_str(), stdout);
   if (p.has("out")) {
