@@ -18,19 +18,28 @@ void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, floa
   float sum = 0;
   for (int i = -rr; i <= rr; ++i) sum += kern[i + rr] = std::exp(-0.5f * i * i / (sigma * sigma));
   for (int i = 0; i <= 2 * rr; ++i) kern[i] /= sum;
-  // rows: clamped taps at the borders only; the interior is tap-major so that it vectorises
-  // over x.
+  // rows, tap-major so that the loops vectorise over x. The borders (rr pixels each side, a
+  // third of a 49-pixel detection patch's row) read a short copy of their neighbourhood with
+  // the edge pixel replicated (at most 3 rr + 1 <= 94 values), in the same order of taps as the
+  // interior, so every output is the same sum as with clamped indices.
   const int x_lo = std::min(rr, w), x_hi = std::max(x_lo, w - rr);
+  float pad[96], acc[32];
+  auto border = [&](const float* src, float* dst, int x0, int x1) {
+    const int n = x1 - x0;
+    for (int j = 0; j < n + 2 * rr; ++j) pad[j] = src[std::clamp(x0 + j - rr, 0, w - 1)];
+    for (int x = 0; x < n; ++x) acc[x] = 0;
+    for (int i = -rr; i <= rr; ++i) {
+      const float k = kern[i + rr];
+      const float* q = pad + i + rr;
+      for (int x = 0; x < n; ++x) acc[x] += k * q[x];
+    }
+    for (int x = 0; x < n; ++x) dst[x0 + x] = acc[x];
+  };
   for (int y = 0; y < h; ++y) {
     const float* src = in + static_cast<std::ptrdiff_t>(y) * w;
     float* dst = tmp + static_cast<std::ptrdiff_t>(y) * w;
-    for (int x = 0; x < w; ++x) {
-      if (x == x_lo) x = x_hi;
-      if (x >= w) break;
-      float acc = 0;
-      for (int i = -rr; i <= rr; ++i) acc += kern[i + rr] * src[std::clamp(x + i, 0, w - 1)];
-      dst[x] = acc;
-    }
+    border(src, dst, 0, x_lo);
+    if (x_hi < w) border(src, dst, x_hi, w);
     for (int x = x_lo; x < x_hi; ++x) dst[x] = 0;
     for (int i = -rr; i <= rr; ++i) {
       const float k = kern[i + rr];
