@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#if defined(__AVX__)
+#if defined(__AVX__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -11,51 +11,75 @@ namespace rtnmf::nmf {
 
 namespace detail {
 
+namespace {
+// dst[x] = sum over t of k[t] * rows[t][x], x < n, summed in the order of t from 0 with fused
+// multiply-adds. Each output stays in a register over the taps (a tap-major loop over dst
+// would load and store every output once per tap).
+void weighted_rows(const float* const* rows, const float* k, int taps, int n, float* dst) {
+  int x = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  for (; x + 32 <= n; x += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int t = 0; t < taps; ++t) {
+      const __m256 kt = _mm256_set1_ps(k[t]);
+      const float* r = rows[t] + x;
+      a0 = _mm256_fmadd_ps(kt, _mm256_loadu_ps(r), a0);
+      a1 = _mm256_fmadd_ps(kt, _mm256_loadu_ps(r + 8), a1);
+      a2 = _mm256_fmadd_ps(kt, _mm256_loadu_ps(r + 16), a2);
+      a3 = _mm256_fmadd_ps(kt, _mm256_loadu_ps(r + 24), a3);
+    }
+    _mm256_storeu_ps(dst + x, a0);
+    _mm256_storeu_ps(dst + x + 8, a1);
+    _mm256_storeu_ps(dst + x + 16, a2);
+    _mm256_storeu_ps(dst + x + 24, a3);
+  }
+  for (; x + 8 <= n; x += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int t = 0; t < taps; ++t) a = _mm256_fmadd_ps(_mm256_set1_ps(k[t]), _mm256_loadu_ps(rows[t] + x), a);
+    _mm256_storeu_ps(dst + x, a);
+  }
+#endif
+  for (; x < n; ++x) {
+    float a = 0;
+    for (int t = 0; t < taps; ++t) a = std::fma(k[t], rows[t][x], a);
+    dst[x] = a;
+  }
+}
+}  // namespace
+
 void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, float sigma) {
   const int r = std::max(1, static_cast<int>(std::ceil(3 * sigma)));
   float kern[64];
   const int rr = std::min(r, 31);
+  const int taps = 2 * rr + 1;
   float sum = 0;
   for (int i = -rr; i <= rr; ++i) sum += kern[i + rr] = std::exp(-0.5f * i * i / (sigma * sigma));
-  for (int i = 0; i <= 2 * rr; ++i) kern[i] /= sum;
-  // rows, tap-major so that the loops vectorise over x. The borders (rr pixels each side, a
-  // third of a 49-pixel detection patch's row) read a short copy of their neighbourhood with
-  // the edge pixel replicated (at most 3 rr + 1 <= 94 values), in the same order of taps as the
-  // interior, so every output is the same sum as with clamped indices.
+  for (int i = 0; i < taps; ++i) kern[i] /= sum;
+  const float* rows[64];
+  // Rows. The borders (rr pixels each side, a third of a 49-pixel detection patch's row) read a
+  // short copy of their neighbourhood with the edge pixel replicated (at most 3 rr + 1 <= 94
+  // values), so every output is the same sum as with clamped indices.
   const int x_lo = std::min(rr, w), x_hi = std::max(x_lo, w - rr);
-  float pad[96], acc[32];
+  float pad[96];
   auto border = [&](const float* src, float* dst, int x0, int x1) {
     const int n = x1 - x0;
     for (int j = 0; j < n + 2 * rr; ++j) pad[j] = src[std::clamp(x0 + j - rr, 0, w - 1)];
-    for (int x = 0; x < n; ++x) acc[x] = 0;
-    for (int i = -rr; i <= rr; ++i) {
-      const float k = kern[i + rr];
-      const float* q = pad + i + rr;
-      for (int x = 0; x < n; ++x) acc[x] += k * q[x];
-    }
-    for (int x = 0; x < n; ++x) dst[x0 + x] = acc[x];
+    for (int t = 0; t < taps; ++t) rows[t] = pad + t;
+    weighted_rows(rows, kern, taps, n, dst + x0);
   };
   for (int y = 0; y < h; ++y) {
     const float* src = in + static_cast<std::ptrdiff_t>(y) * w;
     float* dst = tmp + static_cast<std::ptrdiff_t>(y) * w;
     border(src, dst, 0, x_lo);
     if (x_hi < w) border(src, dst, x_hi, w);
-    for (int x = x_lo; x < x_hi; ++x) dst[x] = 0;
-    for (int i = -rr; i <= rr; ++i) {
-      const float k = kern[i + rr];
-      const float* s = src + i;
-      for (int x = x_lo; x < x_hi; ++x) dst[x] += k * s[x];
-    }
+    for (int t = 0; t < taps; ++t) rows[t] = src + x_lo + t - rr;
+    if (x_hi > x_lo) weighted_rows(rows, kern, taps, x_hi - x_lo, dst + x_lo);
   }
-  // columns
+  // Columns: row y of the output weighs rows y - rr .. y + rr of the row pass (clamped).
   for (int y = 0; y < h; ++y) {
-    float* dst = out + static_cast<std::ptrdiff_t>(y) * w;
-    for (int x = 0; x < w; ++x) dst[x] = 0;
-    for (int i = -rr; i <= rr; ++i) {
-      const float* src = tmp + static_cast<std::ptrdiff_t>(std::clamp(y + i, 0, h - 1)) * w;
-      const float k = kern[i + rr];
-      for (int x = 0; x < w; ++x) dst[x] += k * src[x];
-    }
+    for (int t = 0; t < taps; ++t)
+      rows[t] = tmp + static_cast<std::ptrdiff_t>(std::clamp(y + t - rr, 0, h - 1)) * w;
+    weighted_rows(rows, kern, taps, w, out + static_cast<std::ptrdiff_t>(y) * w);
   }
 }
 
