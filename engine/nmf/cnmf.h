@@ -73,6 +73,10 @@ struct CnmfOptions {
   float merge_threshold = 0.85f;       // trace correlation of overlapping components
   bool detect_new = true;
   bool update_footprints = true;
+  // Threads for the initialisation's per-frame filters and per-pixel statistics (fixed blocks
+  // of frames or pixels: the result is the same for any count). The online CNMF stage uses 2
+  // when replaying with no CPUs reserved for frame threads, else 1.
+  int init_threads = 1;
 };
 
 // The model the fast path uses. Immutable once handed to a tracker.

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "engine/nmf/batch_nmf.h"
 #include "engine/nmf/cnmf.h"
 #include "engine/nmf/cnmf_internal.h"
 
@@ -101,92 +102,118 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
   const float sigma = std::max(1.0f, 0.5f * r);
   const int hp_r = std::max(2, static_cast<int>(std::lround(2 * r)));
   const int R = support_radius(o);
-  Eigen::VectorXf tmp(P), tmp2(P);
-  std::vector<float> trace(static_cast<std::size_t>(T)), scratch;
+  const int threads = std::max(1, o.init_threads);
   // 1. High-passed residual movie: (frame - background) minus its local box mean, then minus
-  // each pixel's median.
-  for (Eigen::Index t = 0; t < T; ++t) {
-    box_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, hp_r);
-    s.col(t) -= tmp2;
-  }
+  // each pixel's median. Frames (and below, pixels) are split over `threads` in fixed blocks,
+  // each with its own scratch: every value is computed as on one thread.
+  parallel_blocks(threads, T, [&](Eigen::Index t0, Eigen::Index t1) {
+    Eigen::VectorXf tmp(P), tmp2(P);
+    for (Eigen::Index t = t0; t < t1; ++t) {
+      box_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, hp_r);
+      s.col(t) -= tmp2;
+    }
+  });
   // Per-pixel work in blocks of pixels: each block's traces are gathered frame by frame
   // (contiguous runs of the P x T movie) instead of transposing the whole movie.
   constexpr Eigen::Index kBlock = 64;
-  Eigen::MatrixXf blk(T, kBlock);  // column j: the trace of pixel p0 + j
-  auto gather = [&](Eigen::Index p0, Eigen::Index nbk) {
-    for (Eigen::Index t = 0; t < T; ++t) {
-      const float* col = s.col(t).data() + p0;
-      for (Eigen::Index j = 0; j < nbk; ++j) blk(t, j) = col[j];
-    }
-  };
   // Up to kLaneMaxN frames (the updater's patches, a 300-frame initialisation): 8 pixels at a
   // time through the branch-free order statistics, their values of one frame being contiguous
   // in s.
   const bool lanes = T >= 2 && T <= kLaneMaxN;
-  std::vector<float> lx, lwork;
-  if (lanes) {
-    lx.resize(static_cast<std::size_t>(T) * kLanes);
-    lwork.resize(static_cast<std::size_t>(kLaneMaxN) * kLanes);
-  }
-  auto gather8 = [&](Eigen::Index p0) {
+  const Eigen::Index groups = lanes ? (P + kLanes - 1) / kLanes : (P + kBlock - 1) / kBlock;
+  struct PixelScratch {
+    std::vector<float> lx, lwork, trace, scratch;
+    Eigen::MatrixXf blk;  // column j: the trace of pixel p0 + j
+  };
+  auto make_scratch = [&]() {
+    PixelScratch w;
+    if (lanes) {
+      w.lx.resize(static_cast<std::size_t>(T) * kLanes);
+      w.lwork.resize(static_cast<std::size_t>(kLaneMaxN) * kLanes);
+    } else {
+      w.blk.resize(T, kBlock);
+      w.trace.resize(static_cast<std::size_t>(T));
+    }
+    return w;
+  };
+  auto gather = [&](PixelScratch& w, Eigen::Index p0, Eigen::Index nbk) {
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const float* col = s.col(t).data() + p0;
+      for (Eigen::Index j = 0; j < nbk; ++j) w.blk(t, j) = col[j];
+    }
+  };
+  auto gather8 = [&](PixelScratch& w, Eigen::Index p0) {
     const int nl = static_cast<int>(std::min<Eigen::Index>(kLanes, P - p0));
     for (Eigen::Index t = 0; t < T; ++t) {
       const float* col = s.col(t).data() + p0;
-      float* dst = lx.data() + t * kLanes;
+      float* dst = w.lx.data() + t * kLanes;
       for (int l = 0; l < kLanes; ++l) dst[l] = l < nl ? col[l] : 0.0f;
     }
     return nl;
   };
-  float med[kBlock];
-  for (Eigen::Index p0 = 0; lanes && p0 < P; p0 += kLanes) {
-    const int nl = gather8(p0);
-    median_and_noise8(lx.data(), static_cast<int>(T), lwork.data(), med, nullptr);
-    for (Eigen::Index t = 0; t < T; ++t) {
-      float* col = s.col(t).data() + p0;
-      for (int l = 0; l < nl; ++l) col[l] -= med[l];
+  parallel_blocks(threads, groups, [&](Eigen::Index g0, Eigen::Index g1) {
+    PixelScratch w = make_scratch();
+    float med[kBlock];
+    for (Eigen::Index g = g0; g < g1; ++g) {
+      if (lanes) {
+        const Eigen::Index p0 = g * kLanes;
+        const int nl = gather8(w, p0);
+        median_and_noise8(w.lx.data(), static_cast<int>(T), w.lwork.data(), med, nullptr);
+        for (Eigen::Index t = 0; t < T; ++t) {
+          float* col = s.col(t).data() + p0;
+          for (int l = 0; l < nl; ++l) col[l] -= med[l];
+        }
+      } else {
+        const Eigen::Index p0 = g * kBlock, nbk = std::min(kBlock, P - p0);
+        gather(w, p0, nbk);
+        for (Eigen::Index j = 0; j < nbk; ++j) {
+          std::copy(w.blk.col(j).data(), w.blk.col(j).data() + T, w.trace.begin());
+          med[j] = median_of(w.trace);
+        }
+        for (Eigen::Index t = 0; t < T; ++t) {
+          float* col = s.col(t).data() + p0;
+          for (Eigen::Index j = 0; j < nbk; ++j) col[j] -= med[j];
+        }
+      }
     }
-  }
-  for (Eigen::Index p0 = 0; !lanes && p0 < P; p0 += kBlock) {
-    const Eigen::Index nbk = std::min(kBlock, P - p0);
-    gather(p0, nbk);
-    for (Eigen::Index j = 0; j < nbk; ++j) {
-      std::copy(blk.col(j).data(), blk.col(j).data() + T, trace.begin());
-      med[j] = median_of(trace);
-    }
-    for (Eigen::Index t = 0; t < T; ++t) {
-      float* col = s.col(t).data() + p0;
-      for (Eigen::Index j = 0; j < nbk; ++j) col[j] -= med[j];
-    }
-  }
+  });
   // 2. Smoothed high-passed movie, its noise and peak-to-noise ratio per pixel.
-  for (Eigen::Index t = 0; t < T; ++t) {
-    gaussian_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, sigma);
-    s.col(t) = tmp2;
-  }
+  parallel_blocks(threads, T, [&](Eigen::Index t0, Eigen::Index t1) {
+    Eigen::VectorXf tmp(P), tmp2(P);
+    for (Eigen::Index t = t0; t < t1; ++t) {
+      gaussian_filter(s.col(t).data(), tmp2.data(), tmp.data(), H, W, sigma);
+      s.col(t) = tmp2;
+    }
+  });
   Eigen::VectorXf sn(P), pnr(P);
-  for (Eigen::Index p0 = 0; lanes && p0 < P; p0 += kLanes) {
-    const int nl = gather8(p0);
-    float noise[kLanes], peak[kLanes];
-    median_and_noise8(lx.data(), static_cast<int>(T), lwork.data(), nullptr, noise);
-    std::fill(peak, peak + kLanes, -std::numeric_limits<float>::infinity());
-    for (Eigen::Index t = 0; t < T; ++t)
-      for (int l = 0; l < kLanes; ++l) peak[l] = std::max(peak[l], lx[static_cast<std::size_t>(t * kLanes + l)]);
-    for (int l = 0; l < nl; ++l) {
-      sn(p0 + l) = std::max(noise[l], 1e-6f);
-      pnr(p0 + l) = peak[l] / sn(p0 + l);
+  parallel_blocks(threads, groups, [&](Eigen::Index g0, Eigen::Index g1) {
+    PixelScratch w = make_scratch();
+    for (Eigen::Index g = g0; g < g1; ++g) {
+      if (lanes) {
+        const Eigen::Index p0 = g * kLanes;
+        const int nl = gather8(w, p0);
+        float noise[kLanes], peak[kLanes];
+        median_and_noise8(w.lx.data(), static_cast<int>(T), w.lwork.data(), nullptr, noise);
+        std::fill(peak, peak + kLanes, -std::numeric_limits<float>::infinity());
+        for (Eigen::Index t = 0; t < T; ++t)
+          for (int l = 0; l < kLanes; ++l) peak[l] = std::max(peak[l], w.lx[static_cast<std::size_t>(t * kLanes + l)]);
+        for (int l = 0; l < nl; ++l) {
+          sn(p0 + l) = std::max(noise[l], 1e-6f);
+          pnr(p0 + l) = peak[l] / sn(p0 + l);
+        }
+      } else {
+        const Eigen::Index p0 = g * kBlock, nbk = std::min(kBlock, P - p0);
+        gather(w, p0, nbk);
+        for (Eigen::Index j = 0; j < nbk; ++j) {
+          const float* tr = w.blk.col(j).data();
+          std::copy(tr, tr + T, w.trace.begin());
+          const Eigen::Index p = p0 + j;
+          sn(p) = std::max(diff_noise(w.trace, w.scratch), 1e-6f);
+          pnr(p) = w.blk.col(j).maxCoeff() / sn(p);
+        }
+      }
     }
-  }
-  for (Eigen::Index p0 = 0; !lanes && p0 < P; p0 += kBlock) {
-    const Eigen::Index nbk = std::min(kBlock, P - p0);
-    gather(p0, nbk);
-    for (Eigen::Index j = 0; j < nbk; ++j) {
-      const float* tr = blk.col(j).data();
-      std::copy(tr, tr + T, trace.begin());
-      const Eigen::Index p = p0 + j;
-      sn(p) = std::max(diff_noise(trace, scratch), 1e-6f);
-      pnr(p) = blk.col(j).maxCoeff() / sn(p);
-    }
-  }
+  });
 
   // 3. Local correlation image of the smoothed movie's transients (CNMF-E): values below three
   // noise sd are zeroed, so smoothing-induced noise correlation does not count and sparsely
@@ -195,25 +222,32 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
   const int dirs[4][2] = {{0, 1}, {1, 0}, {1, 1}, {1, -1}};
   Eigen::MatrixXd xy = Eigen::MatrixXd::Zero(P, 4);
   Eigen::VectorXf thr = 3.0f * sn;
-  Eigen::VectorXf col(P);
-  for (Eigen::Index t = 0; t < T; ++t) {
-    col = s.col(t).cwiseMax(0.0f);
-    col = (col.array() >= thr.array()).select(col, 0.0f);
-    const float* f = col.data();
-    for (Eigen::Index p = 0; p < P; ++p) {
-      sum(p) += f[p];
-      sq(p) += static_cast<double>(f[p]) * f[p];
-    }
-    for (int d = 0; d < 4; ++d) {
-      for (int yy = 0; yy + dirs[d][0] < H; ++yy) {
-        for (int xx = std::max(0, -dirs[d][1]); xx < W && xx + dirs[d][1] < W; ++xx) {
-          const Eigen::Index p = static_cast<Eigen::Index>(yy) * W + xx;
-          const Eigen::Index q = static_cast<Eigen::Index>(yy + dirs[d][0]) * W + xx + dirs[d][1];
-          xy(p, d) += static_cast<double>(f[p]) * f[q];
+  // Rows split over threads: each accumulates its own pixels' sums over all frames, in frame
+  // order, reading the next row (the neighbours below) as well.
+  parallel_blocks(threads, H, [&](Eigen::Index r0, Eigen::Index r1) {
+    const int y0 = static_cast<int>(r0), y1 = static_cast<int>(r1);
+    const int rows = std::min(y1 + 1, H) - y0;
+    const Eigen::Index off = static_cast<Eigen::Index>(y0) * W;
+    Eigen::VectorXf buf(static_cast<Eigen::Index>(rows) * W);
+    for (Eigen::Index t = 0; t < T; ++t) {
+      buf = s.col(t).segment(off, buf.size()).cwiseMax(0.0f);
+      buf = (buf.array() >= thr.segment(off, buf.size()).array()).select(buf, 0.0f);
+      const float* f = buf.data();  // pixel p at f[p - off]
+      for (Eigen::Index p = off; p < static_cast<Eigen::Index>(y1) * W; ++p) {
+        sum(p) += f[p - off];
+        sq(p) += static_cast<double>(f[p - off]) * f[p - off];
+      }
+      for (int d = 0; d < 4; ++d) {
+        for (int yy = y0; yy < y1 && yy + dirs[d][0] < H; ++yy) {
+          for (int xx = std::max(0, -dirs[d][1]); xx < W && xx + dirs[d][1] < W; ++xx) {
+            const Eigen::Index p = static_cast<Eigen::Index>(yy) * W + xx;
+            const Eigen::Index q = static_cast<Eigen::Index>(yy + dirs[d][0]) * W + xx + dirs[d][1];
+            xy(p, d) += static_cast<double>(f[p - off]) * f[q - off];
+          }
         }
       }
     }
-  }
+  });
   Eigen::VectorXd mean = sum / static_cast<double>(T);
   Eigen::VectorXd sd = (sq / static_cast<double>(T) - mean.cwiseAbs2()).cwiseMax(1e-12).cwiseSqrt();
   Eigen::VectorXf cn = Eigen::VectorXf::Zero(P);

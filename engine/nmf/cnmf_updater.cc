@@ -590,6 +590,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
   Eigen::MatrixXf work = raw;
   CnmfOptions po = options_;
   po.height = static_cast<std::uint32_t>(ph);
+  po.init_threads = 1;  // a patch is small: threads would cost more than they save
   po.width = static_cast<std::uint32_t>(pw);
   std::vector<detail::Seed> seeds = detail::find_seeds(work, raw, po, 4 * want);
   const float g = model_.g.size() ? model_.g(0) : detail::default_g(options_.frame_rate_hz, options_.decay_time_s);

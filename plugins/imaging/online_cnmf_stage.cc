@@ -105,6 +105,11 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   const std::uint32_t want = p.init_frames() ? p.init_frames() : 300;
   init_frames_ = std::max<std::uint32_t>(update_every_, (want + update_every_ - 1) / update_every_ * update_every_);
   mode_ = ctx.mode;
+  // The initialisation (~10 s of CPU at 512 x 512) on two threads when replaying with no CPU
+  // reserved for the frame threads: then nothing paced waits on this core. Live, or with
+  // --rt-cpus (the slow path then has the other CPUs only), one thread. Same result either way.
+  options_.init_threads =
+      mode_ == RunMode::kReplay && ctx.slow_cpus.empty() && std::thread::hardware_concurrency() >= 2 ? 2 : 1;
   lag_ = ctx.model_lag_frames ? ctx.model_lag_frames : 30;
   // The first model's lag: at least init_frames, and enough frames that the batch needs at most
   // kInitCoreShare of one core at the stream's frame rate. Its cost is ~1e-7 s of one core per

@@ -97,6 +97,33 @@ TEST(OnlineCnmf, RecoversPlantedNeuronsOnAHardMovieWithOverlapLowSnrAndMotion) {
   expect_targets(run_movie(so, true), "hard");
 }
 
+TEST(CnmfInitialize, TwoThreadsGiveTheSameModelAsOne) {
+  // Odd sizes, so blocks of frames, pixel lanes and rows split unevenly.
+  sim::CalciumSimOptions so;
+  so.height = 61;
+  so.width = 67;
+  so.frames = 203;
+  so.neurons = 14;
+  so.seed = 9;
+  sim::CalciumSimulator simulator(so);
+  const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
+  Eigen::MatrixXf movie(P, so.frames);
+  for (std::uint32_t t = 0; t < so.frames; ++t) simulator.render(t, movie.col(t).data());
+  CnmfOptions o;
+  o.height = so.height;
+  o.width = so.width;
+  o.init_threads = 1;
+  const CnmfInitResult one = cnmf_initialize(movie, o);
+  o.init_threads = 2;
+  const CnmfInitResult two = cnmf_initialize(movie, o);
+  ASSERT_GE(one.model.k(), 10);
+  ASSERT_EQ(one.model.k(), two.model.k());
+  EXPECT_TRUE(Eigen::MatrixXf(one.model.footprints) == Eigen::MatrixXf(two.model.footprints));
+  EXPECT_TRUE(one.traces == two.traces);
+  EXPECT_TRUE(one.model.background == two.model.background);
+  EXPECT_TRUE(one.background_traces == two.background_traces);
+}
+
 TEST(OnlineCnmf, FastPathAndModelSwapsDoNotAllocate) {
   sim::CalciumSimOptions so;
   so.height = 64;
