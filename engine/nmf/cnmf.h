@@ -1,4 +1,5 @@
-// Online CNMF for calcium imaging: Y ≈ A C + B, pure Eigen, no threads, no I/O.
+// Online CNMF for calcium imaging: Y ≈ A C + B, pure Eigen, no I/O; no threads of its own except
+// the batch initialisation's optional helpers (CnmfOptions::init_threads, joined before it returns).
 //
 // Letters (one frame at a time): P pixels (row * width + column), K neurons, nb background
 // components. A Footprints (P x K, sparse, unit ℓ2 columns), b background spatial (P x nb, dense,
