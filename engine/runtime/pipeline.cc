@@ -140,6 +140,7 @@ void Pipeline::start_impl() {
 
   realtime_priority_ = 0;
   realtime_cpus_.assign(config_.realtime_cpus().begin(), config_.realtime_cpus().end());
+  slow_cpus_ = cpus_outside(realtime_cpus_);
   if (const int rt = static_cast<int>(config_.realtime_priority()); rt > 0) {
     const std::string why = realtime_refusal(rt);
     if (why.empty())
@@ -177,7 +178,7 @@ void Pipeline::start_impl() {
     ctx.model_lag_frames = s.cfg.model_lag_frames();
     ctx.outbox = publisher_.get();
     ctx.config_text = config_text_;
-    ctx.slow_cpus = cpus_outside(realtime_cpus_);
+    ctx.slow_cpus = slow_cpus_;
     std::vector<const StreamSpec*> specs{&s.in_spec};
     std::vector<StreamSpec> outs;
     outs.reserve(s.cfg.stage_size());
@@ -349,7 +350,7 @@ void Pipeline::process_loop(Stream& s) {
 
 void Pipeline::sink_loop(Stream& s, size_t i) {
   // Result-file writing is slow-path work: off the CPUs reserved for the frame-carrying threads.
-  pin_current_thread(cpus_outside(realtime_cpus_));
+  pin_current_thread(slow_cpus_);
   auto& slot = s.sinks[i];
   bool failed = false;
   try {

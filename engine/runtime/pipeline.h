@@ -108,6 +108,7 @@ class Pipeline {
   bool started_ = false;
   int realtime_priority_ = 0;  // in effect (0 when not asked for or refused)
   std::vector<unsigned> realtime_cpus_;
+  std::vector<unsigned> slow_cpus_;  // cpus_outside(realtime_cpus_): stage slow paths, sinks
   bool joined_ = false;
   std::int64_t start_ns_ = 0;
   mutable std::mutex errors_mutex_;

@@ -325,7 +325,9 @@ stream { id: "rt" overload: BLOCK
   // Stages are told to keep their slow paths on the other CPUs.
   EXPECT_FALSE(g_slow_cpus_has_cpu0.load());
   EXPECT_EQ(g_slow_cpus_given.load(), static_cast<int>(cpus_outside({0}).size()));
-  if (std::thread::hardware_concurrency() >= 2) EXPECT_GE(g_slow_cpus_given.load(), 1);
+  if (std::thread::hardware_concurrency() >= 2) {
+    EXPECT_GE(g_slow_cpus_given.load(), 1);
+  }
   EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);  // the caller's thread is left alone
 }
 
