@@ -18,8 +18,7 @@ HugeBuffer::~HugeBuffer() { release(); }
 HugeBuffer::HugeBuffer(HugeBuffer&& o) noexcept
     : data_(std::exchange(o.data_, nullptr)),
       size_(std::exchange(o.size_, 0)),
-      mapped_(std::exchange(o.mapped_, 0)),
-      advised_(std::exchange(o.advised_, false)) {}
+      mapped_(std::exchange(o.mapped_, 0)) {}
 
 HugeBuffer& HugeBuffer::operator=(HugeBuffer&& o) noexcept {
   if (this != &o) {
@@ -27,7 +26,6 @@ HugeBuffer& HugeBuffer::operator=(HugeBuffer&& o) noexcept {
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
     mapped_ = std::exchange(o.mapped_, 0);
-    advised_ = std::exchange(o.advised_, false);
   }
   return *this;
 }
@@ -36,7 +34,6 @@ void HugeBuffer::release() {
   if (data_) munmap(data_, mapped_);
   data_ = nullptr;
   size_ = mapped_ = 0;
-  advised_ = false;
 }
 
 void HugeBuffer::assign(std::size_t n, float v) {
@@ -55,7 +52,7 @@ void HugeBuffer::assign(std::size_t n, float v) {
   mapped_ = bytes;
   size_ = n;
 #ifdef MADV_HUGEPAGE
-  advised_ = madvise(data_, mapped_, MADV_HUGEPAGE) == 0;
+  (void)madvise(data_, mapped_, MADV_HUGEPAGE);  // best effort
 #endif
   std::fill(data_, data_ + n, v);
 }

@@ -19,21 +19,18 @@ class HugeBuffer {
   HugeBuffer& operator=(HugeBuffer&& o) noexcept;
 
   // Replaces the contents with n copies of v (allocates; throws std::bad_alloc when the memory
-  // cannot be mapped). n = 0 frees it.
+  // cannot be mapped). n = 0 frees it. Where the kernel has no THP the advice is refused and the
+  // buffer works on normal pages.
   void assign(std::size_t n, float v);
   float* data() { return data_; }
   const float* data() const { return data_; }
   std::size_t size() const { return size_; }
-  // Whether the kernel accepted the huge-page advice (false on kernels without THP: the buffer
-  // still works with normal pages).
-  bool huge_pages_advised() const { return advised_; }
 
  private:
   void release();
   float* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t mapped_ = 0;  // bytes mapped (rounded up to 2 MiB)
-  bool advised_ = false;
 };
 
 // dst[0, n) = src[0, n) with non-temporal stores where dst is 32-byte aligned (a frame handed to

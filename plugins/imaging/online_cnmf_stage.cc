@@ -285,7 +285,6 @@ void OnlineCnmfStage::do_process(Frame& frame) {
 
 void OnlineCnmfStage::slow_loop() {
   pin_current_thread(slow_cpus_);  // off the realtime CPUs, if the pipeline reserved some
-  std::uint64_t next = 0;  // next frame index the schedule expects
   while (true) {
     const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
     int spins = 0;
@@ -297,8 +296,7 @@ void OnlineCnmfStage::slow_loop() {
     const std::uint32_t slot = static_cast<std::uint32_t>(tail % ring_cap_);
     const std::uint64_t t = ring_frame_[slot];
     try {
-      // Live mode may have dropped frames: keep the update schedule on frame indices anyway.
-      next = t + 1;
+      // Live mode may have dropped frames: the update schedule stays on frame indices (t).
       slow_frame(t, slot);
     } catch (const std::exception& e) {
       slow_error_ = e.what();
@@ -308,7 +306,6 @@ void OnlineCnmfStage::slow_loop() {
     tail_.store(tail + 1, std::memory_order_release);
     if (exchange_.stopping()) return;
   }
-  (void)next;
 }
 
 void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
