@@ -2,7 +2,7 @@
 // simulator's defaults otherwise). Times the batch initialisation on the first 300 frames, the
 // per-frame fold into the statistics (CnmfUpdater::add_frame) and one model update
 // (CnmfUpdater::update: shapes, background, new neurons, merges, removals) after 100 frames,
-// and a second update on the same frames.
+// and a second update on the same frames, each with CnmfOptions::update_threads 1 and 2.
 // The fast path is bm_imaging. Counters: components found, added by the update.
 #include <benchmark/benchmark.h>
 
@@ -69,11 +69,13 @@ struct Fed {
   Eigen::MatrixXf bg;   // nb x kMore
 };
 
-std::unique_ptr<Fed> feed(bool add) {
+std::unique_ptr<Fed> feed(bool add, int update_threads = 1) {
   Movie& mv = movie();
   CnmfInitResult& init = initialised();
   auto f = std::make_unique<Fed>();
-  f->updater.init(mv.options, init, mv.frames.leftCols(kInit));
+  CnmfOptions options = mv.options;
+  options.update_threads = update_threads;
+  f->updater.init(options, init, mv.frames.leftCols(kInit));
   CnmfTracker tracker;
   tracker.init(mv.options, init.model.nb());
   tracker.set_model(&init.model);
@@ -105,7 +107,7 @@ void BM_CnmfUpdater_Update(benchmark::State& state) {
   int added = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    std::unique_ptr<Fed> f = feed(true);
+    std::unique_ptr<Fed> f = feed(true, static_cast<int>(state.range(0)));
     CnmfModel out;
     state.ResumeTiming();
     f->updater.update(out);
@@ -113,7 +115,7 @@ void BM_CnmfUpdater_Update(benchmark::State& state) {
   }
   state.counters["added"] = added;
 }
-BENCHMARK(BM_CnmfUpdater_Update)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_CnmfUpdater_Update)->Unit(benchmark::kMillisecond)->Iterations(3)->ArgName("threads")->Arg(1)->Arg(2);
 
 // A second update on the same frames: the screening and the patch searches start from a model
 // that already holds what the first update found (online, every update after the first).
@@ -121,7 +123,7 @@ void BM_CnmfUpdater_UpdateAgain(benchmark::State& state) {
   int added = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    std::unique_ptr<Fed> f = feed(true);
+    std::unique_ptr<Fed> f = feed(true, static_cast<int>(state.range(0)));
     CnmfModel out;
     f->updater.update(out);
     state.ResumeTiming();
@@ -130,7 +132,7 @@ void BM_CnmfUpdater_UpdateAgain(benchmark::State& state) {
   }
   state.counters["added"] = added;
 }
-BENCHMARK(BM_CnmfUpdater_UpdateAgain)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_CnmfUpdater_UpdateAgain)->Unit(benchmark::kMillisecond)->Iterations(3)->ArgName("threads")->Arg(1)->Arg(2);
 
 }  // namespace
 

@@ -1,5 +1,6 @@
 // Online CNMF for calcium imaging: Y ≈ A C + B, pure Eigen, no I/O; no threads of its own except
-// the batch initialisation's optional helpers (CnmfOptions::init_threads, joined before it returns).
+// the optional helpers of the batch initialisation and of the model updates
+// (CnmfOptions::init_threads, update_threads; joined before the call returns).
 //
 // Letters (one frame at a time): P pixels (row * width + column), K neurons, nb background
 // components. A Footprints (P x K, sparse, unit ℓ2 columns), b background spatial (P x nb, dense,
@@ -78,6 +79,10 @@ struct CnmfOptions {
   // of frames or pixels: the result is the same for any count). The online CNMF stage uses 2
   // when replaying with no CPUs reserved for frame threads, else 1.
   int init_threads = 1;
+  // Threads for the slow path's model updates (the background's smoothing, new-neuron
+  // detection's screening, residuals and seeding): fixed blocks again, the same model for any
+  // count. The stage sets it as init_threads.
+  int update_threads = 1;
 };
 
 // The model the fast path uses. Immutable once handed to a tracker.
@@ -249,8 +254,10 @@ class CnmfUpdater {
 
 namespace detail {
 // Separable Gaussian smoothing (sigma px, radius ceil(3 sigma)) of one H x W image, replicated
-// borders; `tmp` is scratch of H*W. Does not allocate.
-void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, float sigma);
+// borders; `tmp` is scratch of H*W. Does not allocate with threads = 1; with more, rows are split
+// over that many threads in fixed blocks (the same output for any count).
+void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, float sigma,
+                     int threads = 1);
 // Box mean over (2r+1)^2 with replicated borders. Does not allocate (tmp H*W).
 void box_filter(const float* in, float* out, float* tmp, int h, int w, int r);
 // Sets the model's deconvolution coefficients for all K neurons from the decay factor per frame

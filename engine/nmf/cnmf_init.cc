@@ -549,7 +549,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
     if (nb > 0) all.bottomRows(nb) = f;
     Eigen::MatrixXf cc = all * all.transpose();
     Eigen::MatrixXf yc_bg = nb > 0 ? Eigen::MatrixXf(y * f.transpose()) : Eigen::MatrixXf(P, 0);
-    detail::hals_shapes(supports, values, bg, yc, yc_bg, cc, H, W, 2 * r, 1);
+    detail::hals_shapes(supports, values, bg, yc, yc_bg, cc, H, W, 2 * r, 1, std::max(1, o.init_threads));
     // Unit ℓ2 footprints; traces carry the scale.
     for (int k = 0; k < K; ++k) {
       const float n = values[static_cast<std::size_t>(k)].norm();

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include "engine/nmf/batch_nmf.h"
 #if defined(__AVX__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -47,7 +49,7 @@ void weighted_rows(const float* const* rows, const float* k, int taps, int n, fl
 }
 }  // namespace
 
-void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, float sigma) {
+void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, float sigma, int threads) {
   const int r = std::max(1, static_cast<int>(std::ceil(3 * sigma)));
   float kern[64];
   const int rr = std::min(r, 31);
@@ -55,32 +57,37 @@ void gaussian_filter(const float* in, float* out, float* tmp, int h, int w, floa
   float sum = 0;
   for (int i = -rr; i <= rr; ++i) sum += kern[i + rr] = std::exp(-0.5f * i * i / (sigma * sigma));
   for (int i = 0; i < taps; ++i) kern[i] /= sum;
-  const float* rows[64];
   // Rows. The borders (rr pixels each side, a third of a 49-pixel detection patch's row) read a
   // short copy of their neighbourhood with the edge pixel replicated (at most 3 rr + 1 <= 94
   // values), so every output is the same sum as with clamped indices.
   const int x_lo = std::min(rr, w), x_hi = std::max(x_lo, w - rr);
-  float pad[96];
-  auto border = [&](const float* src, float* dst, int x0, int x1) {
-    const int n = x1 - x0;
-    for (int j = 0; j < n + 2 * rr; ++j) pad[j] = src[std::clamp(x0 + j - rr, 0, w - 1)];
-    for (int t = 0; t < taps; ++t) rows[t] = pad + t;
-    weighted_rows(rows, kern, taps, n, dst + x0);
-  };
-  for (int y = 0; y < h; ++y) {
-    const float* src = in + static_cast<std::ptrdiff_t>(y) * w;
-    float* dst = tmp + static_cast<std::ptrdiff_t>(y) * w;
-    border(src, dst, 0, x_lo);
-    if (x_hi < w) border(src, dst, x_hi, w);
-    for (int t = 0; t < taps; ++t) rows[t] = src + x_lo + t - rr;
-    if (x_hi > x_lo) weighted_rows(rows, kern, taps, x_hi - x_lo, dst + x_lo);
-  }
+  parallel_blocks(threads, h, [&](Eigen::Index y0, Eigen::Index y1) {
+    const float* rows[64];
+    float pad[96];
+    auto border = [&](const float* src, float* dst, int x0, int x1) {
+      const int n = x1 - x0;
+      for (int j = 0; j < n + 2 * rr; ++j) pad[j] = src[std::clamp(x0 + j - rr, 0, w - 1)];
+      for (int t = 0; t < taps; ++t) rows[t] = pad + t;
+      weighted_rows(rows, kern, taps, n, dst + x0);
+    };
+    for (Eigen::Index y = y0; y < y1; ++y) {
+      const float* src = in + static_cast<std::ptrdiff_t>(y) * w;
+      float* dst = tmp + static_cast<std::ptrdiff_t>(y) * w;
+      border(src, dst, 0, x_lo);
+      if (x_hi < w) border(src, dst, x_hi, w);
+      for (int t = 0; t < taps; ++t) rows[t] = src + x_lo + t - rr;
+      if (x_hi > x_lo) weighted_rows(rows, kern, taps, x_hi - x_lo, dst + x_lo);
+    }
+  });
   // Columns: row y of the output weighs rows y - rr .. y + rr of the row pass (clamped).
-  for (int y = 0; y < h; ++y) {
-    for (int t = 0; t < taps; ++t)
-      rows[t] = tmp + static_cast<std::ptrdiff_t>(std::clamp(y + t - rr, 0, h - 1)) * w;
-    weighted_rows(rows, kern, taps, w, out + static_cast<std::ptrdiff_t>(y) * w);
-  }
+  parallel_blocks(threads, h, [&](Eigen::Index y0, Eigen::Index y1) {
+    const float* rows[64];
+    for (Eigen::Index y = y0; y < y1; ++y) {
+      for (int t = 0; t < taps; ++t)
+        rows[t] = tmp + static_cast<std::ptrdiff_t>(std::clamp(static_cast<int>(y) + t - rr, 0, h - 1)) * w;
+      weighted_rows(rows, kern, taps, w, out + static_cast<std::ptrdiff_t>(y) * w);
+    }
+  });
 }
 
 void box_filter(const float* in, float* out, float* tmp, int h, int w, int r) {
@@ -205,6 +212,26 @@ Eigen::SparseMatrix<float> assemble(int p, const std::vector<Support>& supports,
   return a;
 }
 
+Eigen::MatrixXf footprint_gram(const Eigen::SparseMatrix<float>& a) {
+  const Eigen::Index K = a.cols();
+  // Pixel by pixel: each pixel adds the products of the few footprints that hold it (a sparse
+  // product AᵀA would go column pair by column pair through a symbolic pass first).
+  const Eigen::SparseMatrix<float, Eigen::RowMajor> r = a;  // compressed, columns sorted per pixel
+  const int* outer = r.outerIndexPtr();
+  const int* inner = r.innerIndexPtr();
+  const float* val = r.valuePtr();
+  Eigen::MatrixXf g = Eigen::MatrixXf::Zero(K, K);
+  for (Eigen::Index p = 0; p < r.outerSize(); ++p) {
+    for (int i = outer[p]; i < outer[p + 1]; ++i) {
+      const float vi = val[i];
+      float* col = g.col(inner[i]).data();
+      for (int j = i; j < outer[p + 1]; ++j) col[inner[j]] += vi * val[j];  // rows >= column
+    }
+  }
+  g.triangularView<Eigen::StrictlyUpper>() = g.transpose();
+  return g;
+}
+
 void hals_rows(const Eigen::MatrixXf& gram, const Eigen::MatrixXf& aty, Eigen::MatrixXf& x,
                int sweeps) {
   const Eigen::Index k = gram.rows();
@@ -225,7 +252,7 @@ void hals_rows(const Eigen::MatrixXf& gram, const Eigen::MatrixXf& aty, Eigen::M
 void hals_shapes(const std::vector<Support>& supports, std::vector<Eigen::VectorXf>& values,
                  Eigen::MatrixXf& bg, const std::vector<Eigen::VectorXf>& yc,
                  const Eigen::MatrixXf& yc_bg, const Eigen::MatrixXf& cc, int h, int w,
-                 float bg_sigma, int sweeps) {
+                 float bg_sigma, int sweeps, int threads) {
   const int K = static_cast<int>(supports.size());
   const int nb = static_cast<int>(bg.cols());
   const std::size_t P = static_cast<std::size_t>(h) * w;
@@ -295,7 +322,7 @@ void hals_shapes(const std::vector<Support>& supports, std::vector<Eigen::Vector
       bg.col(b) = (bg.col(b) + (yc_bg.col(b) - acc) / d).cwiseMax(0.0f);
       if (bg_sigma > 0) {
         Eigen::VectorXf sm(static_cast<Eigen::Index>(P)), tmp(static_cast<Eigen::Index>(P));
-        gaussian_filter(bg.col(b).data(), sm.data(), tmp.data(), h, w, bg_sigma);
+        gaussian_filter(bg.col(b).data(), sm.data(), tmp.data(), h, w, bg_sigma, threads);
         bg.col(b) = sm;
       }
     }
@@ -331,13 +358,17 @@ void CnmfModel::finalize() {
   if (ring.active()) return detail::finalize_ring(*this);  // one-photon ring model (cnmf.cc)
   const int K = k(), B = nb();
   gram.resize(K + B, K + B);
-  Eigen::SparseMatrix<float> at = footprints.transpose();
-  gram.topLeftCorner(K, K) = Eigen::MatrixXf(at * footprints);
+  gram.topLeftCorner(K, K) = detail::footprint_gram(footprints);
   if (B > 0) {
-    Eigen::MatrixXf atb = at * background;  // K x nb
+    // Aᵀ b column by column of A (Eigen's transposed sparse product took ~1.7 ms at 500 x 512²).
+    Eigen::MatrixXf atb = Eigen::MatrixXf::Zero(K, B);  // K x nb
+    for (int k = 0; k < K; ++k)
+      for (Eigen::SparseMatrix<float>::InnerIterator it(footprints, k); it; ++it)
+        for (int b = 0; b < B; ++b) atb(k, b) += it.value() * background(it.row(), b);
     gram.topRightCorner(K, B) = atb;
     gram.bottomLeftCorner(B, K) = atb.transpose();
-    gram.bottomRightCorner(B, B).noalias() = background.transpose() * background;
+    for (int i = 0; i < B; ++i)
+      for (int j = 0; j < B; ++j) gram(K + i, K + j) = background.col(i).dot(background.col(j));
   }
   gram_sparse = gram.sparseView(0.0f, 0.0f);
   gram_sparse.makeCompressed();

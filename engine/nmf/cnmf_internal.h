@@ -19,6 +19,9 @@ Support square_support(int cy, int cx, int radius, int h, int w);
 Eigen::SparseMatrix<float> assemble(int p, const std::vector<Support>& supports,
                                     const std::vector<Eigen::VectorXf>& values);
 
+// AᵀA (K x K, dense) of a sparse P x K A whose columns overlap little (footprints).
+Eigen::MatrixXf footprint_gram(const Eigen::SparseMatrix<float>& a);
+
 // HALS sweeps for non-negative X (K x T) minimising ½‖Y − A X‖² given G = AᵀA and R = AᵀY.
 // Rows listed in `free_sign` (e.g. none) are not clipped. Does not allocate beyond a K-vector.
 void hals_rows(const Eigen::MatrixXf& gram, const Eigen::MatrixXf& aty, Eigen::MatrixXf& x,
@@ -27,11 +30,12 @@ void hals_rows(const Eigen::MatrixXf& gram, const Eigen::MatrixXf& aty, Eigen::M
 // Footprint HALS on fixed supports: for each neuron k, on its support,
 // a_k ← max(0, a_k + (YC_k − (A_all CC)_k) / CC_kk), where A_all = [A b] and YC_k holds
 // Σ_t y_t[support] c_kt. Background columns (dense) are updated likewise on all pixels and then
-// smoothed with a Gaussian of `bg_sigma` (0 = none). values/bg are updated in place.
+// smoothed with a Gaussian of `bg_sigma` (0 = none) on `threads` threads. values/bg are updated
+// in place.
 void hals_shapes(const std::vector<Support>& supports, std::vector<Eigen::VectorXf>& values,
                  Eigen::MatrixXf& bg, const std::vector<Eigen::VectorXf>& yc,
                  const Eigen::MatrixXf& yc_bg, const Eigen::MatrixXf& cc, int h, int w,
-                 float bg_sigma, int sweeps);
+                 float bg_sigma, int sweeps, int threads = 1);
 
 // Robust baseline of a trace: the mean of the values below its median+(noise) — a simple mode
 // estimate. Allocates.

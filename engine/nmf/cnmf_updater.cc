@@ -9,6 +9,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "engine/nmf/batch_nmf.h"
 #include "engine/nmf/cnmf.h"
 #include "engine/nmf/cnmf_internal.h"
 
@@ -286,7 +287,7 @@ void CnmfUpdater::update_shapes() {
   const int K = model_.k();
   if (K == 0 && nb_ == 0) return;
   detail::hals_shapes(support_, values_, bg_, cy_, cy_bg_, cc_, static_cast<int>(options_.height),
-                      static_cast<int>(options_.width), 2 * options_.neuron_radius, 1);
+                      static_cast<int>(options_.width), 2 * options_.neuron_radius, 1, options_.update_threads);
   (void)K;
 }
 
@@ -361,7 +362,7 @@ void CnmfUpdater::merge_components() {
   if (K < 2 || buf_count_ < 5) return;
   const Eigen::Index P = dense_.size();
   Eigen::SparseMatrix<float> a = detail::assemble(static_cast<int>(P), support_, values_);
-  Eigen::MatrixXf overlap = Eigen::MatrixXf(Eigen::SparseMatrix<float>(a.transpose()) * a);
+  Eigen::MatrixXf overlap = detail::footprint_gram(a);
   Eigen::VectorXf norms(K);
   for (int k = 0; k < K; ++k) norms(k) = std::sqrt(std::max(overlap(k, k), 1e-20f));
   const Eigen::Index n = buf_count_;
@@ -469,36 +470,42 @@ void CnmfUpdater::detect_new_components() {
     xk.col(q) = buffer_x_.col(col).head(K);
     fb.col(q) = buffer_x_.col(col).tail(nb_);
   }
-  rl.noalias() -= alo * xk;
-  if (nb_ > 0) rl.noalias() -= blo * fb;
-  {
+  // Frames (then blocks of pixels) split over the update's threads in fixed blocks: each value
+  // is computed as on one thread.
+  const int threads = std::max(1, options_.update_threads);
+  detail::parallel_blocks(threads, n, [&](Eigen::Index q0, Eigen::Index q1) {
+    rl.middleCols(q0, q1 - q0).noalias() -= alo * xk.middleCols(q0, q1 - q0);
+    for (Eigen::Index q = q0; q < q1; ++q)
+      for (int b = 0; b < nb_; ++b) rl.col(q) -= fb(b, q) * blo.col(b);
     const int hp = std::max(1, static_cast<int>(std::lround(2 * options_.neuron_radius / ds_)));
     Eigen::VectorXf sm(pl), tmp(pl);
-    for (Eigen::Index q = 0; q < n; ++q) {
+    for (Eigen::Index q = q0; q < q1; ++q) {
       detail::box_filter(rl.col(q).data(), sm.data(), tmp.data(), hl_, wl_, hp);
       rl.col(q) -= sm;
     }
-  }
+  });
   Eigen::VectorXf score(pl);
   if (n <= detail::kLaneMaxN) {
     // 8 blocks at a time: their values of one frame are contiguous in rl.
     constexpr int L = detail::kLanes;
-    std::vector<float> x(static_cast<std::size_t>(n) * L), work(static_cast<std::size_t>(detail::kLaneMaxN) * L);
-    float med[L], noise[L], peak[L];
-    for (Eigen::Index p0 = 0; p0 < pl; p0 += L) {
-      const int nl = static_cast<int>(std::min<Eigen::Index>(L, pl - p0));
-      std::fill(peak, peak + L, -std::numeric_limits<float>::infinity());
-      for (Eigen::Index q = 0; q < n; ++q) {
-        const float* src = rl.col(q).data() + p0;
-        float* dst = x.data() + q * L;
-        for (int l = 0; l < L; ++l) {
-          dst[l] = l < nl ? src[l] : 0.0f;
-          peak[l] = std::max(peak[l], dst[l]);
+    detail::parallel_blocks(threads, (pl + L - 1) / L, [&](Eigen::Index g0, Eigen::Index g1) {
+      std::vector<float> x(static_cast<std::size_t>(n) * L), work(static_cast<std::size_t>(detail::kLaneMaxN) * L);
+      float med[L], noise[L], peak[L];
+      for (Eigen::Index p0 = g0 * L; p0 < std::min(pl, g1 * L); p0 += L) {
+        const int nl = static_cast<int>(std::min<Eigen::Index>(L, pl - p0));
+        std::fill(peak, peak + L, -std::numeric_limits<float>::infinity());
+        for (Eigen::Index q = 0; q < n; ++q) {
+          const float* src = rl.col(q).data() + p0;
+          float* dst = x.data() + q * L;
+          for (int l = 0; l < L; ++l) {
+            dst[l] = l < nl ? src[l] : 0.0f;
+            peak[l] = std::max(peak[l], dst[l]);
+          }
         }
+        detail::median_and_noise8(x.data(), static_cast<int>(n), work.data(), med, noise);
+        for (int l = 0; l < nl; ++l) score(p0 + l) = (peak[l] - med[l]) / std::max(noise[l], 1e-6f);
       }
-      detail::median_and_noise8(x.data(), static_cast<int>(n), work.data(), med, noise);
-      for (int l = 0; l < nl; ++l) score(p0 + l) = (peak[l] - med[l]) / std::max(noise[l], 1e-6f);
-    }
+    });
   } else {
     std::vector<float> tr(static_cast<std::size_t>(n)), scratch;
     Eigen::MatrixXf rt = rl.transpose();  // n x pl, small
@@ -558,39 +565,43 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
   // most of this loop's time).
   std::vector<std::uint32_t> cols(static_cast<std::size_t>(n));
   for (Eigen::Index q = 0; q < n; ++q) cols[static_cast<std::size_t>(q)] = ring_col(q);
-  Eigen::VectorXf ck(n);
   Eigen::MatrixXf raw(np, n);
-  for (Eigen::Index q = 0; q < n; ++q) {
-    const std::uint32_t col = cols[static_cast<std::size_t>(q)];
-    for (int yy = 0; yy < ph; ++yy)
-      for (int xx = 0; xx < pw; ++xx) {
-        const Eigen::Index p = static_cast<Eigen::Index>(y0 + yy) * W + x0 + xx;
-        float v = frames_(p, col);
-        for (int b = 0; b < nb_; ++b) v -= bg_(p, b) * buffer_x_(buffer_x_.rows() - nb_ + b, col);
-        raw(static_cast<Eigen::Index>(yy) * pw + xx, q) = v;
-      }
-  }
-  for (std::size_t k = 0; k < support_.size(); ++k) {
-    const Support& sk = support_[k];
-    if (sk.empty() || sk.back() / W < y0 || sk.front() / W >= y0 + ph) continue;
-    const Eigen::VectorXf& ak = values_[k];
-    bool gathered = false;
-    for (std::size_t i = 0; i < sk.size(); ++i) {
-      const int py = sk[i] / W - y0, px = sk[i] % W - x0;
-      if (py < 0 || py >= ph || px < 0 || px >= pw || ak(static_cast<Eigen::Index>(i)) == 0) continue;
-      if (!gathered) {
-        for (Eigen::Index q = 0; q < n; ++q) ck(q) = buffer_x_(static_cast<Eigen::Index>(k), cols[static_cast<std::size_t>(q)]);
-        gathered = true;
-      }
-      const Eigen::Index lp = static_cast<Eigen::Index>(py) * pw + px;
-      const float a = ak(static_cast<Eigen::Index>(i));
-      for (Eigen::Index q = 0; q < n; ++q) raw(lp, q) -= a * ck(q);
+  // Frames in fixed blocks over the update's threads (each value is the same sum either way).
+  detail::parallel_blocks(std::max(1, options_.update_threads), n, [&](Eigen::Index q0, Eigen::Index q1) {
+    for (Eigen::Index q = q0; q < q1; ++q) {
+      const std::uint32_t col = cols[static_cast<std::size_t>(q)];
+      for (int yy = 0; yy < ph; ++yy)
+        for (int xx = 0; xx < pw; ++xx) {
+          const Eigen::Index p = static_cast<Eigen::Index>(y0 + yy) * W + x0 + xx;
+          float v = frames_(p, col);
+          for (int b = 0; b < nb_; ++b) v -= bg_(p, b) * buffer_x_(buffer_x_.rows() - nb_ + b, col);
+          raw(static_cast<Eigen::Index>(yy) * pw + xx, q) = v;
+        }
     }
-  }
+    Eigen::VectorXf ck(q1 - q0);
+    for (std::size_t k = 0; k < support_.size(); ++k) {
+      const Support& sk = support_[k];
+      if (sk.empty() || sk.back() / W < y0 || sk.front() / W >= y0 + ph) continue;
+      const Eigen::VectorXf& ak = values_[k];
+      bool gathered = false;
+      for (std::size_t i = 0; i < sk.size(); ++i) {
+        const int py = sk[i] / W - y0, px = sk[i] % W - x0;
+        if (py < 0 || py >= ph || px < 0 || px >= pw || ak(static_cast<Eigen::Index>(i)) == 0) continue;
+        if (!gathered) {
+          for (Eigen::Index q = q0; q < q1; ++q)
+            ck(q - q0) = buffer_x_(static_cast<Eigen::Index>(k), cols[static_cast<std::size_t>(q)]);
+          gathered = true;
+        }
+        const Eigen::Index lp = static_cast<Eigen::Index>(py) * pw + px;
+        const float a = ak(static_cast<Eigen::Index>(i));
+        for (Eigen::Index q = q0; q < q1; ++q) raw(lp, q) -= a * ck(q - q0);
+      }
+    }
+  });
   Eigen::MatrixXf work = raw;
   CnmfOptions po = options_;
   po.height = static_cast<std::uint32_t>(ph);
-  po.init_threads = 1;  // a patch is small: threads would cost more than they save
+  po.init_threads = std::max(1, options_.update_threads);
   po.width = static_cast<std::uint32_t>(pw);
   std::vector<detail::Seed> seeds = detail::find_seeds(work, raw, po, 4 * want);
   const float g = model_.g.size() ? model_.g(0) : detail::default_g(options_.frame_rate_hz, options_.decay_time_s);

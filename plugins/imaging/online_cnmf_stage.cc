@@ -110,6 +110,9 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   // --rt-cpus (the slow path then has the other CPUs only), one thread. Same result either way.
   options_.init_threads =
       mode_ == RunMode::kReplay && ctx.slow_cpus.empty() && std::thread::hardware_concurrency() >= 2 ? 2 : 1;
+  // The model updates likewise: at --speed max the fast path spends most of an update waiting
+  // for it (the model lag is 30 frames, an update ~55 ms), so a second thread there is a gain.
+  options_.update_threads = options_.init_threads;
   lag_ = ctx.model_lag_frames ? ctx.model_lag_frames : 30;
   // The first model's lag: at least init_frames, and enough frames that the batch needs at most
   // kInitCoreShare of one core at the stream's frame rate. Its cost is ~1e-7 s of one core per

@@ -124,6 +124,47 @@ TEST(CnmfInitialize, TwoThreadsGiveTheSameModelAsOne) {
   EXPECT_TRUE(one.background_traces == two.background_traces);
 }
 
+// Frames large enough that new neurons are searched in patches around the screening's maxima
+// (not the whole frame at once), and an initialisation too short to see the neurons that fire
+// rarely: those must be found online. The updates on two threads give the same run as on one.
+TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
+  sim::CalciumSimOptions so;
+  so.height = 200;
+  so.width = 210;
+  so.frames = 1100;
+  so.neurons = 60;
+  so.firing_rate_hz = 0.3f;
+  so.seed = 5;
+  sim::CalciumSimulator simulator(so);
+  const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
+  Eigen::MatrixXf movie(P, so.frames);
+  for (std::uint32_t t = 0; t < so.frames; ++t) simulator.render(t, movie.col(t).data());
+  auto frame = [&](std::uint32_t t, float* out) { std::copy(movie.col(t).data(), movie.col(t).data() + P, out); };
+  CnmfOptions o;
+  o.height = so.height;
+  o.width = so.width;
+  CnmfRunOptions ro;
+  ro.init_frames = 100;
+  o.update_threads = 1;
+  const CnmfRunResult one = run_cnmf_online(frame, so.frames, o, ro);
+  o.update_threads = 2;
+  const CnmfRunResult two = run_cnmf_online(frame, so.frames, o, ro);
+  const Eigen::Index T = so.frames - ro.init_frames;
+  const sim::ImagingScore s = sim::score_imaging(
+      simulator.truth().footprints, simulator.truth().traces.rightCols(T), simulator.truth().spikes.rightCols(T),
+      one.model.footprints, one.denoised.rightCols(T), one.spikes.rightCols(T));
+  std::printf("K %d added %d merged %d removed %d F1 %.3f precision %.3f recall %.3f cosine %.3f\n",
+              one.model.k(), one.added, one.merged, one.removed, s.f1, s.precision, s.recall,
+              s.median_cosine);
+  EXPECT_GE(one.added, 10);  // a third of the neurons or more were silent in the first 100 frames
+  EXPECT_GE(s.recall, 0.9) << s.to_json();
+  EXPECT_GE(s.f1, 0.9) << s.to_json();
+  ASSERT_EQ(one.model.k(), two.model.k());
+  EXPECT_TRUE(Eigen::MatrixXf(one.model.footprints) == Eigen::MatrixXf(two.model.footprints));
+  EXPECT_TRUE(one.model.background == two.model.background);
+  EXPECT_TRUE(one.denoised == two.denoised);
+}
+
 TEST(OnlineCnmf, FastPathAndModelSwapsDoNotAllocate) {
   sim::CalciumSimOptions so;
   so.height = 64;
