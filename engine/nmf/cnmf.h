@@ -198,6 +198,9 @@ class CnmfUpdater {
   std::uint64_t frames_seen() const { return t_; }
   // Diagnostics of the last update().
   int added_last() const { return added_last_; }
+  // Patches searched for new neurons by the last update (at most 2 x max_new_per_update; 0 when
+  // the frame is small enough to be searched whole).
+  int patches_last() const { return patches_last_; }
   int merged_last() const { return merged_last_; }
   int removed_last() const { return removed_last_; }
 
@@ -236,6 +239,10 @@ class CnmfUpdater {
   Eigen::MatrixXf buffer_x_;                   // (K+nb) x N
   std::uint32_t buf_pos_ = 0, buf_count_ = 0, pending_ = 0;
   int ds_ = 1, hl_ = 1, wl_ = 1;
+  // New-neuron search: per block, the update (updates_, from 1) whose patch search there found
+  // nothing, 0 if none (detect_new_components).
+  std::vector<std::uint32_t> searched_empty_;
+  std::uint32_t updates_ = 0;
   Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices
   Eigen::VectorXf dense_;                      // P scratch
   Eigen::VectorXf row_scratch_;                // width scratch (store_frame)
@@ -249,7 +256,7 @@ class CnmfUpdater {
   void prepare_runs();
   // Ring background: the frame with it removed, y − A c, scratch, running mean of y − A c (b0).
   Eigen::VectorXf ring_y_, ring_x_, ring_scratch_, ring_mean_;
-  int added_last_ = 0, merged_last_ = 0, removed_last_ = 0;
+  int added_last_ = 0, merged_last_ = 0, removed_last_ = 0, patches_last_ = 0;
 };
 
 namespace detail {

@@ -165,6 +165,55 @@ TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
   EXPECT_TRUE(one.denoised == two.denoised);
 }
 
+// Once the field's neurons are known, the screening still ranks many residual maxima; an update
+// searches at most 2 x max_new_per_update patches, and skips spots searched in vain in the last
+// 4 updates (only the bound is checked here).
+TEST(OnlineCnmf, NewNeuronSearchIsBoundedPerUpdateOnASettledField) {
+  sim::CalciumSimOptions so;
+  so.height = 200;
+  so.width = 210;
+  so.frames = 800;
+  so.neurons = 50;
+  so.seed = 6;
+  sim::CalciumSimulator simulator(so);
+  const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
+  CnmfOptions o;
+  o.height = so.height;
+  o.width = so.width;
+  Eigen::MatrixXf first(P, 300);
+  for (int t = 0; t < 300; ++t) simulator.render(static_cast<std::uint32_t>(t), first.col(t).data());
+  CnmfInitResult init = cnmf_initialize(first, o);
+  CnmfUpdater up;
+  up.init(o, init, first);
+  CnmfModel model = init.model;
+  CnmfTracker tracker;
+  tracker.init(o, model.nb());
+  tracker.set_model(&model);
+  Eigen::VectorXf y(P), act = Eigen::VectorXf::Zero(o.max_components);
+  int searched = 0, updates = 0, empty_updates = 0;
+  for (int t = 300; t < static_cast<int>(so.frames); ++t) {
+    simulator.render(static_cast<std::uint32_t>(t), y.data());
+    tracker.process(y.data());
+    act.setZero();
+    for (int k = 0; k < model.k(); ++k)
+      if (model.slots[static_cast<std::size_t>(k)] >= 0) act(model.slots[static_cast<std::size_t>(k)]) = tracker.output().activation(k);
+    up.add_frame(y.data(), act, tracker.output().background.head(model.nb()));
+    if ((t + 1) % 100 == 0) {
+      CnmfModel next;
+      up.update(next);
+      model = next;
+      tracker.set_model(&model);
+      EXPECT_LE(up.patches_last(), 2 * o.max_new_per_update) << "update at frame " << t;
+      searched += up.patches_last();
+      ++updates;
+      if (up.added_last() == 0) ++empty_updates;
+    }
+  }
+  std::printf("updates %d (%d adding nothing), patches searched %d, K %d\n", updates, empty_updates, searched, model.k());
+  EXPECT_GT(empty_updates, 0);  // the field settled: the bound is what limits those updates' cost
+  EXPECT_GT(searched, 0);
+}
+
 TEST(OnlineCnmf, FastPathAndModelSwapsDoNotAllocate) {
   sim::CalciumSimOptions so;
   so.height = 64;
