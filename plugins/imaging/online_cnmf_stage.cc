@@ -298,6 +298,7 @@ void OnlineCnmfStage::slow_loop() {
     }
     const std::uint32_t slot = static_cast<std::uint32_t>(tail % ring_cap_);
     const std::uint64_t t = ring_frame_[slot];
+    slow_pos_ = tail;
     try {
       // Live mode may have dropped frames: the update schedule stays on frame indices (t).
       slow_frame(t, slot);
@@ -320,22 +321,23 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
     updater_.add_frame(px, act, bg.head(nb_));
   } else if (initialised_) {
-    // No model on the fast path yet: the slow path tracks this frame with the initial model,
-    // for its statistics and for the result file.
-    catch_tracker_.process(px);
-    const nmf::CnmfFrameOutput& o = catch_tracker_.output();
-    const nmf::CnmfModel& im = init_.model;
-    catch_act_.setZero();
-    for (int k = 0; k < im.k(); ++k)
-      if (im.slots[static_cast<std::size_t>(k)] >= 0) catch_act_(im.slots[static_cast<std::size_t>(k)]) = o.activation(k);
-    updater_.add_frame(px, catch_act_, o.background.head(nb_));
-    if (t == init_frames_ + catch_count_ && catch_count_ < static_cast<std::uint64_t>(catch_raw_.cols())) {
-      const Eigen::Index c = static_cast<Eigen::Index>(catch_count_++);
-      catch_raw_.col(c) = o.raw.head(im.k());
-      catch_den_.col(c) = o.denoised.head(im.k());
-      catch_spk_.col(c) = o.spikes.head(im.k());
-      if (nb_ > 0) catch_bg_.col(c) = o.background.head(nb_);
+    // No model on the fast path yet: this frame is tracked with the initial model, for the
+    // statistics and for the result file (by the helper if there is one, else here).
+    if (catch_helper_.joinable()) {
+      int spins = 0;
+      while (catch_next_.load(std::memory_order_acquire) <= slow_pos_) {
+        if (catch_finished_.load(std::memory_order_acquire) &&
+            catch_next_.load(std::memory_order_acquire) <= slow_pos_) {
+          catch_helper_.join();  // it stopped short (end of stream): track the rest here
+          break;
+        }
+        idle_backoff(spins);
+      }
     }
+    if (!catch_helper_.joinable() || catch_next_.load(std::memory_order_acquire) <= slow_pos_) track_catch_up(t, slot);
+    Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
+    Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
+    updater_.add_frame(px, act, bg.head(nb_));
   }
   if (!exchange_.is_update_frame(t)) return;
   nmf::CnmfModel& back = exchange_.back();
@@ -348,12 +350,16 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     initialised_ = true;
     catch_tracker_.init(options_, init_.model.nb());
     catch_tracker_.set_model(&init_.model);
-    catch_act_ = Eigen::VectorXf::Zero(slots_);
     catch_raw_.resize(init_.model.k(), first_lag_);
     catch_den_.resize(init_.model.k(), first_lag_);
     catch_spk_.resize(init_.model.k(), first_lag_);
     catch_bg_.resize(nb_, first_lag_);
     catch_count_ = 0;
+    if (options_.update_threads > 1) {
+      catch_next_.store(slow_pos_ + 1, std::memory_order_relaxed);
+      catch_finished_.store(false, std::memory_order_relaxed);
+      catch_helper_ = std::thread([this, first = slow_pos_ + 1] { catch_loop(first); });
+    }
   } else if (frozen_ || !initialised_) {
     back = exchange_.latest();
   } else {
@@ -373,10 +379,52 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
   }
 }
 
+void OnlineCnmfStage::track_catch_up(std::uint64_t t, std::uint32_t slot) {
+  const float* px = ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_;
+  catch_tracker_.process(px);
+  const nmf::CnmfFrameOutput& o = catch_tracker_.output();
+  const nmf::CnmfModel& im = init_.model;
+  float* act = ring_act_.data() + static_cast<std::size_t>(slot) * slots_;
+  float* bg = ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1);
+  std::fill(act, act + slots_, 0.0f);
+  for (int k = 0; k < im.k(); ++k)
+    if (im.slots[static_cast<std::size_t>(k)] >= 0) act[im.slots[static_cast<std::size_t>(k)]] = o.activation(k);
+  for (int b = 0; b < nb_; ++b) bg[b] = o.background(b);
+  if (t == init_frames_ + catch_count_ && catch_count_ < static_cast<std::uint64_t>(catch_raw_.cols())) {
+    const Eigen::Index c = static_cast<Eigen::Index>(catch_count_++);
+    catch_raw_.col(c) = o.raw.head(im.k());
+    catch_den_.col(c) = o.denoised.head(im.k());
+    catch_spk_.col(c) = o.spikes.head(im.k());
+    if (nb_ > 0) catch_bg_.col(c) = o.background.head(nb_);
+  }
+}
+
+void OnlineCnmfStage::catch_loop(std::uint64_t first) {
+  pin_current_thread(slow_cpus_);
+  std::uint64_t pos = first;
+  int spins = 0;
+  while (true) {
+    const std::uint64_t head = head_.load(std::memory_order_acquire);
+    if (pos == head) {
+      // Look at the head again after seeing stop: the last frame may have landed in between.
+      if (stop_.load(std::memory_order_acquire) && head_.load(std::memory_order_acquire) == pos) break;
+      idle_backoff(spins);
+      continue;
+    }
+    spins = 0;
+    const std::uint32_t slot = static_cast<std::uint32_t>(pos % ring_cap_);
+    if (ring_has_model_[slot]) break;  // the fast path tracks from here on
+    track_catch_up(ring_frame_[slot], slot);
+    catch_next_.store(++pos, std::memory_order_release);
+  }
+  catch_finished_.store(true, std::memory_order_release);
+}
+
 void OnlineCnmfStage::do_stop() {
   stop_.store(true, std::memory_order_release);
   exchange_.stop();
   if (slow_.joinable()) slow_.join();
+  if (catch_helper_.joinable()) catch_helper_.join();
 }
 
 void OnlineCnmfStage::report(std::vector<std::pair<std::string, double>>& scalars) const {

@@ -119,8 +119,18 @@ class OnlineCnmfStage : public Stage {
   // path has a model (at most first_lag of them, contiguous from init_frames).
   nmf::CnmfTracker catch_tracker_;
   Eigen::MatrixXf catch_raw_, catch_den_, catch_spk_, catch_bg_;  // K0 x first_lag, nb x first_lag
-  Eigen::VectorXf catch_act_;                                      // by slot
   std::uint64_t catch_count_ = 0;
+  // With update_threads > 1 (replays with a spare core) the catch-up tracking runs on a helper
+  // ahead of the slow path, which folds each frame once the helper is past it: ring positions
+  // < catch_next_ are tracked, their activations in ring_act_/ring_bg_. The helper stops at the
+  // first frame the fast path had a model for, or at the end of the stream; then
+  // catch_finished_, and the slow path (after joining it) tracks any rest itself.
+  void catch_loop(std::uint64_t first);
+  void track_catch_up(std::uint64_t t, std::uint32_t slot);
+  std::thread catch_helper_;
+  alignas(64) std::atomic<std::uint64_t> catch_next_{0};
+  std::atomic<bool> catch_finished_{false};
+  std::uint64_t slow_pos_ = 0;  // ring position of the frame slow_frame() is processing
 
   // results / stats
   mutable std::mutex final_mutex_;
