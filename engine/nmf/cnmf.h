@@ -191,6 +191,13 @@ class CnmfUpdater {
   // and the nb background activations. Allocates only when K changed since the last call.
   void add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
                  Eigen::Ref<const Eigen::VectorXf> background);
+  // The same without copying the frame: the updater keeps the pointer, and the caller keeps
+  // the P values there unchanged until residual_buffer() more frames have been added (new
+  // neurons are searched in the last residual_buffer() frames). With the ring background the
+  // frame is copied anyway (the updater keeps y minus the ring background).
+  void add_frame_kept(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
+                      Eigen::Ref<const Eigen::VectorXf> background);
+  std::uint32_t residual_buffer() const { return static_cast<std::uint32_t>(frames_.cols()); }
   // Builds the next model into `out` from the statistics (footprint and background HALS, new
   // neurons, merges, removals). Allocates. Deterministic given the frames added.
   void update(CnmfModel& out);
@@ -206,7 +213,7 @@ class CnmfUpdater {
 
  private:
   void fold();
-  void store_frame(const float* frame);
+  void store_frame(const float* frame, bool keep);  // keep: frame_ptr_ points at `frame`, no copy
   void detect_new_components();
   // Candidate neurons in the residual, restricted to square patches around the peaks of a
   // block-averaged residual; each patch searched like the initialisation. Allocates.
@@ -235,6 +242,7 @@ class CnmfUpdater {
   // frames are not yet folded into the statistics: fold() does it in one batch (a GEMM over the
   // ring instead of P x nb work per frame), when the ring is full and before each update.
   Eigen::MatrixXf frames_;
+  std::vector<const float*> frame_ptr_;  // column j of the ring: frames_.col(j) or a kept frame
   Eigen::MatrixXf lowres_;
   Eigen::MatrixXf buffer_x_;                   // (K+nb) x N
   std::uint32_t buf_pos_ = 0, buf_count_ = 0, pending_ = 0;
@@ -254,6 +262,8 @@ class CnmfUpdater {
   std::vector<Eigen::VectorXf> cy_pending_;
   float pending_weight_ = 1.0f;
   void prepare_runs();
+  void add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
+           Eigen::Ref<const Eigen::VectorXf> background, bool keep);
   // Ring background: the frame with it removed, y − A c, scratch, running mean of y − A c (b0).
   Eigen::VectorXf ring_y_, ring_x_, ring_scratch_, ring_mean_;
   int added_last_ = 0, merged_last_ = 0, removed_last_ = 0, patches_last_ = 0;

@@ -130,13 +130,15 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   hl_ = (static_cast<int>(options.height) + ds_ - 1) / ds_;
   wl_ = (static_cast<int>(options.width) + ds_ - 1) / ds_;
   frames_ = Eigen::MatrixXf::Zero(P, n);
+  frame_ptr_.assign(n, nullptr);
+  for (std::uint32_t j = 0; j < n; ++j) frame_ptr_[j] = frames_.col(j).data();
   lowres_ = Eigen::MatrixXf::Zero(static_cast<Eigen::Index>(hl_) * wl_, n);
   buffer_x_ = Eigen::MatrixXf::Zero(K + nb_, n);
   buf_pos_ = 0;
   buf_count_ = 0;
   pending_ = 0;
   for (Eigen::Index t = std::max<Eigen::Index>(0, T - n); t < T; ++t) {
-    store_frame(y.col(t).data());
+    store_frame(y.col(t).data(), false);
     buffer_x_.col(buf_pos_) = x.col(t);
     buf_pos_ = (buf_pos_ + 1) % n;
     buf_count_ = std::min(buf_count_ + 1, n);
@@ -165,6 +167,16 @@ void CnmfUpdater::prepare_runs() {
 
 void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
                             Eigen::Ref<const Eigen::VectorXf> background) {
+  add(frame, by_slot, background, false);
+}
+
+void CnmfUpdater::add_frame_kept(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
+                                 Eigen::Ref<const Eigen::VectorXf> background) {
+  add(frame, by_slot, background, true);
+}
+
+void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
+                      Eigen::Ref<const Eigen::VectorXf> background, bool keep) {
   const int K = model_.k();
   if (x_.size() != K + nb_) x_.resize(K + nb_);
   // Map the fast path's activations (its model's ids) onto ours; components it did not have
@@ -179,9 +191,10 @@ void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf
                                          ring_scratch_.data());
     ring_mean_ = lambda_ * ring_mean_ + (1.0f - lambda_) * ring_x_;  // y − A c, for b0
     frame = ring_y_.data();
+    keep = false;  // a scratch: copied
   }
   if (nb_ > 0) x_.tail(nb_) = background.head(nb_);
-  store_frame(frame);
+  store_frame(frame, keep);
   // CY while the frame is in cache: into the pending statistic with weight λ^(-j) for the j-th
   // pending frame, which fold() scales by λ^(m-1) (gathered from the cold ring there instead,
   // the supports cost a cache miss per row).
@@ -205,9 +218,10 @@ void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf
   ++t_;
 }
 
-void CnmfUpdater::store_frame(const float* frame) {
+void CnmfUpdater::store_frame(const float* frame, bool keep) {
   const int H = static_cast<int>(options_.height), W = static_cast<int>(options_.width);
   float* dst = frames_.col(buf_pos_).data();
+  frame_ptr_[buf_pos_] = keep ? frame : dst;
   float* lo = lowres_.col(buf_pos_).data();
   float* acc = row_scratch_.data();
   // One pass over the frame: each row is copied into the ring and summed into its block row
@@ -221,6 +235,10 @@ void CnmfUpdater::store_frame(const float* frame) {
       // Plain loops, not std::copy: memmove's rep-movsb path for rows of a few KB ran at a third
       // of the vector loop's speed here (42% of add_frame at 512 x 512).
       int x = 0;
+      if (keep) {  // block sums only
+        for (; x < W; ++x) acc[x] = yy == y0 ? row[x] : acc[x] + row[x];
+        continue;
+      }
 #if defined(__AVX__)
       // Streaming stores: the ring is far larger than the caches and is read back only at the
       // next fold; a normal store would first read each line in.
@@ -280,7 +298,7 @@ void CnmfUpdater::fold() {
   pending_weight_ = 1.0f;
   if (nb_ > 0) {
     std::vector<const float*> ptrs(m);
-    for (std::uint32_t j = 0; j < m; ++j) ptrs[j] = frames_.col(cols[j]).data();
+    for (std::uint32_t j = 0; j < m; ++j) ptrs[j] = frame_ptr_[cols[j]];
     accumulate_background(cy_bg_, lm, ptrs.data(), xw.bottomRows(nb_));
   }
 }
@@ -595,7 +613,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
       for (int yy = 0; yy < ph; ++yy)
         for (int xx = 0; xx < pw; ++xx) {
           const Eigen::Index p = static_cast<Eigen::Index>(y0 + yy) * W + x0 + xx;
-          float v = frames_(p, col);
+          float v = frame_ptr_[col][p];
           for (int b = 0; b < nb_; ++b) v -= bg_(p, b) * buffer_x_(buffer_x_.rows() - nb_ + b, col);
           raw(static_cast<Eigen::Index>(yy) * pw + xx, q) = v;
         }

@@ -154,7 +154,10 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   // The ring covers max(L, first lag) + update_every frames (the slow path may sit in the
   // initialisation or in publish() that long in replay while the fast path keeps producing; see
   // ModelExchange).
-  ring_cap_ = std::max(lag_, first_lag_) + update_every_ + 4;
+  // Plus the frames the updater keeps in place for its new-neuron search (add_frame_kept): the
+  // slow path releases a slot only once that many later frames have been added.
+  kept_ = std::max<std::uint32_t>(10, options_.residual_buffer);  // CnmfUpdater's ring length
+  ring_cap_ = std::max(lag_, first_lag_) + update_every_ + 4 + kept_;
   // Hundreds of MiB at 512 x 512: on 2 MiB pages where the kernel allows, touched here, so the
   // per-frame copy into a slot takes no page fault and few TLB misses (a std::vector took
   // p50 245 us / p99 1.2 ms per 1 MiB copy at 30 Hz on the 2-core VM, this 72 / 320 us).
@@ -288,17 +291,17 @@ void OnlineCnmfStage::do_process(Frame& frame) {
 
 void OnlineCnmfStage::slow_loop() {
   pin_current_thread(slow_cpus_);  // off the realtime CPUs, if the pipeline reserved some
+  std::uint64_t pos = tail_.load(std::memory_order_relaxed);  // next ring position to process
   while (true) {
-    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
     int spins = 0;
-    while (head_.load(std::memory_order_acquire) == tail) {
+    while (head_.load(std::memory_order_acquire) == pos) {
       // Look at the head again after seeing stop: the last frame may have landed in between.
-      if (stop_.load(std::memory_order_acquire) && head_.load(std::memory_order_acquire) == tail) return;
+      if (stop_.load(std::memory_order_acquire) && head_.load(std::memory_order_acquire) == pos) return;
       idle_backoff(spins);
     }
-    const std::uint32_t slot = static_cast<std::uint32_t>(tail % ring_cap_);
+    const std::uint32_t slot = static_cast<std::uint32_t>(pos % ring_cap_);
     const std::uint64_t t = ring_frame_[slot];
-    slow_pos_ = tail;
+    slow_pos_ = pos;
     try {
       // Live mode may have dropped frames: the update schedule stays on frame indices (t).
       slow_frame(t, slot);
@@ -307,7 +310,10 @@ void OnlineCnmfStage::slow_loop() {
       exchange_.stop();
       return;
     }
-    tail_.store(tail + 1, std::memory_order_release);
+    ++pos;
+    // Once initialised, the updater holds the last kept_ frames in place: their slots stay.
+    const std::uint64_t held = initialised_ ? kept_ : 0;
+    if (pos > held && pos - held > tail_.load(std::memory_order_relaxed)) tail_.store(pos - held, std::memory_order_release);
     if (exchange_.stopping()) return;
   }
 }
@@ -319,7 +325,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
   } else if (initialised_ && ring_has_model_[slot]) {
     Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
     Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
-    updater_.add_frame(px, act, bg.head(nb_));
+    updater_.add_frame_kept(px, act, bg.head(nb_));
   } else if (initialised_) {
     // No model on the fast path yet: this frame is tracked with the initial model, for the
     // statistics and for the result file (by the helper if there is one, else here).
@@ -337,7 +343,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     if (!catch_helper_.joinable() || catch_next_.load(std::memory_order_acquire) <= slow_pos_) track_catch_up(t, slot);
     Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
     Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
-    updater_.add_frame(px, act, bg.head(nb_));
+    updater_.add_frame_kept(px, act, bg.head(nb_));
   }
   if (!exchange_.is_update_frame(t)) return;
   nmf::CnmfModel& back = exchange_.back();

@@ -99,6 +99,7 @@ class OnlineCnmfStage : public Stage {
 
   // fast -> slow ring (single producer, single consumer)
   std::uint32_t ring_cap_ = 0;
+  std::uint32_t kept_ = 0;  // frames the updater keeps in place (slots held by the slow path)
   HugeBuffer ring_pixels_;  // ring_cap_ frames of pixels (hundreds of MiB at 512 x 512)
   std::vector<float> ring_act_, ring_bg_;
   std::vector<std::uint8_t> ring_has_model_;

@@ -214,6 +214,57 @@ TEST(OnlineCnmf, NewNeuronSearchIsBoundedPerUpdateOnASettledField) {
   EXPECT_GT(searched, 0);
 }
 
+// add_frame_kept (the updater reads the caller's frames in place) builds the same models as
+// add_frame (it copies them), with the caller's frames kept for residual_buffer() frames.
+TEST(CnmfUpdater, KeptFramesGiveTheSameModelsAsCopiedOnes) {
+  sim::CalciumSimOptions so;
+  so.height = 64;
+  so.width = 72;
+  so.frames = 500;
+  so.neurons = 14;
+  so.seed = 12;
+  sim::CalciumSimulator simulator(so);
+  const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
+  Eigen::MatrixXf movie(P, so.frames);
+  for (std::uint32_t t = 0; t < so.frames; ++t) simulator.render(t, movie.col(t).data());
+  CnmfOptions o;
+  o.height = so.height;
+  o.width = so.width;
+  const CnmfInitResult init = cnmf_initialize(movie.leftCols(200), o);
+  CnmfUpdater copied, kept;
+  copied.init(o, init, movie.leftCols(200));
+  kept.init(o, init, movie.leftCols(200));
+  ASSERT_EQ(kept.residual_buffer(), std::max<std::uint32_t>(10, o.residual_buffer));
+  CnmfModel model = init.model, mc, mk;
+  CnmfTracker tracker;
+  tracker.init(o, model.nb());
+  tracker.set_model(&model);
+  // The kept frames live in a ring of residual_buffer() slots that is overwritten as it turns.
+  Eigen::MatrixXf ring(P, kept.residual_buffer());
+  Eigen::VectorXf act = Eigen::VectorXf::Zero(o.max_components);
+  for (Eigen::Index t = 200; t < so.frames; ++t) {
+    float* slot = ring.col((t - 200) % ring.cols()).data();
+    std::copy(movie.col(t).data(), movie.col(t).data() + P, slot);
+    tracker.process(slot);
+    act.setZero();
+    for (int k = 0; k < model.k(); ++k)
+      if (model.slots[static_cast<std::size_t>(k)] >= 0) act(model.slots[static_cast<std::size_t>(k)]) = tracker.output().activation(k);
+    const Eigen::VectorXf bg = tracker.output().background.head(model.nb());
+    copied.add_frame(slot, act, bg);
+    kept.add_frame_kept(slot, act, bg);
+    if ((t + 1) % 100 == 0) {
+      copied.update(mc);
+      kept.update(mk);
+      ASSERT_EQ(mc.k(), mk.k()) << "update at frame " << t;
+      EXPECT_TRUE(Eigen::MatrixXf(mc.footprints) == Eigen::MatrixXf(mk.footprints)) << "update at frame " << t;
+      EXPECT_TRUE(mc.background == mk.background) << "update at frame " << t;
+      model = mc;
+      tracker.set_model(&model);
+    }
+  }
+  EXPECT_GE(model.k(), 10);
+}
+
 TEST(OnlineCnmf, FastPathAndModelSwapsDoNotAllocate) {
   sim::CalciumSimOptions so;
   so.height = 64;
