@@ -453,20 +453,39 @@ void CnmfUpdater::detect_new_components() {
   const Eigen::Index n = buf_count_;
   const std::uint32_t cap = static_cast<std::uint32_t>(frames_.cols());
   const Eigen::Index pl = lowres_.rows();
-  std::vector<Eigen::Triplet<float>> trip;
-  for (int k = 0; k < K; ++k) {
-    const Support& sk = support_[static_cast<std::size_t>(k)];
-    const Eigen::VectorXf& ak = values_[static_cast<std::size_t>(k)];
-    for (std::size_t i = 0; i < sk.size(); ++i) {
-      if (ak(static_cast<Eigen::Index>(i)) == 0) continue;
-      const int py = sk[i] / W, px = sk[i] % W;
-      const int by = py / ds_, bx = px / ds_;
-      const float cnt = static_cast<float>(std::min(ds_, H - by * ds_) * std::min(ds_, W - bx * ds_));
-      trip.emplace_back(by * wl_ + bx, k, ak(static_cast<Eigen::Index>(i)) / cnt);
-    }
-  }
+  // Footprints block-averaged (pl x K), built column by column: each component's pixels are
+  // summed into a block scratch, its few touched blocks emitted in order (setFromTriplets over
+  // all K x support pixels sorted ~180k triplets, 2.4 ms at 500 neurons, 512 x 512).
   Eigen::SparseMatrix<float> alo(pl, K);
-  alo.setFromTriplets(trip.begin(), trip.end());
+  {
+    std::size_t nnz = 0;
+    for (int k = 0; k < K; ++k) nnz += support_[static_cast<std::size_t>(k)].size();
+    alo.reserve(static_cast<Eigen::Index>(nnz / static_cast<std::size_t>(std::max(1, ds_)) + static_cast<std::size_t>(K)));
+    if (block_scratch_.size() != pl) block_scratch_.setZero(pl);
+    std::vector<Eigen::Index> touched;
+    for (int k = 0; k < K; ++k) {
+      const Support& sk = support_[static_cast<std::size_t>(k)];
+      const Eigen::VectorXf& ak = values_[static_cast<std::size_t>(k)];
+      touched.clear();
+      for (std::size_t i = 0; i < sk.size(); ++i) {
+        const float a = ak(static_cast<Eigen::Index>(i));
+        if (a == 0) continue;
+        const int py = sk[i] / W, px = sk[i] % W;
+        const int by = py / ds_, bx = px / ds_;
+        const float cnt = static_cast<float>(std::min(ds_, H - by * ds_) * std::min(ds_, W - bx * ds_));
+        const Eigen::Index blk = static_cast<Eigen::Index>(by) * wl_ + bx;
+        if (block_scratch_(blk) == 0) touched.push_back(blk);
+        block_scratch_(blk) += a / cnt;
+      }
+      std::sort(touched.begin(), touched.end());
+      alo.startVec(k);
+      for (Eigen::Index blk : touched) {
+        alo.insertBack(blk, k) = block_scratch_(blk);
+        block_scratch_(blk) = 0;
+      }
+    }
+    alo.finalize();
+  }
   Eigen::MatrixXf blo = Eigen::MatrixXf::Zero(pl, nb_);
   for (int b = 0; b < nb_; ++b) {
     for (int yy = 0; yy < H; ++yy) {
