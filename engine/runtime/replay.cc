@@ -89,22 +89,45 @@ v1::PipelineConfig replay_config(const ReplayRequest& request, std::string* text
   return cfg;
 }
 
+ResultFileSink* attach_result_file(Pipeline& pipeline, const v1::PipelineConfig& cfg,
+                                   const std::string& path) {
+  const bool several = cfg.stream_size() > 1;
+  if (several)
+    std::fprintf(stderr, "note: several streams; datasets of stream '%s' go under /%s/\n",
+                 cfg.stream(0).id().c_str(), cfg.stream(0).id().c_str());
+  auto sink = std::make_unique<ResultFileSink>(path, several ? "/" + cfg.stream(0).id() : "");
+  ResultFileSink* ptr = sink.get();
+  pipeline.add_sink(cfg.stream(0).id(), std::move(sink));
+  return ptr;
+}
+
+std::uint64_t finish_result_file(Pipeline& pipeline, ResultFileSink& sink,
+                                 const std::string& pipeline_text, const std::string& input) {
+  io::h5::File& f = sink.file();
+  for (Stage* st : pipeline.stages(0)) st->write_results(f);
+  const StreamSpec& in = pipeline.input_spec(0);
+  f.set_attr("/", "rtnmf_version", RTNMF_VERSION);
+  f.set_attr("/", "pipeline", pipeline_text);
+  f.set_attr("/", "input", input);
+  f.set_attr("/", "frame_rate_hz", in.sample_rate_hz);
+  f.set_attr("/", "frames", static_cast<std::int64_t>(sink.frames()));
+  if (in.is_imaging()) {
+    f.set_attr("/", "height", static_cast<std::int64_t>(in.height));
+    f.set_attr("/", "width", static_cast<std::int64_t>(in.width));
+  } else {
+    f.set_attr("/", "channels", static_cast<std::int64_t>(in.rows));
+  }
+  f.flush();
+  return sink.frames();
+}
+
 ReplayResult replay_to_file(const ReplayRequest& request,
                             const std::function<int(Pipeline&)>& run) {
   ReplayResult r;
   v1::PipelineConfig cfg = replay_config(request, &r.pipeline_text);
   Pipeline pipeline(cfg, r.pipeline_text);
-  ResultFileSink* sink_ptr = nullptr;
-  const bool several = cfg.stream_size() > 1;
-  if (!request.out.empty()) {
-    if (several)
-      std::fprintf(stderr, "note: several streams; datasets of stream '%s' go under /%s/\n",
-                   cfg.stream(0).id().c_str(), cfg.stream(0).id().c_str());
-    auto sink = std::make_unique<ResultFileSink>(request.out,
-                                                 several ? "/" + cfg.stream(0).id() : "");
-    sink_ptr = sink.get();
-    pipeline.add_sink(cfg.stream(0).id(), std::move(sink));
-  }
+  const std::string out = request.out.empty() ? cfg.output() : request.out;  // --out, else the file's
+  ResultFileSink* sink = out.empty() ? nullptr : attach_result_file(pipeline, cfg, out);
   if (run) {
     r.rc = run(pipeline);
   } else {
@@ -116,24 +139,7 @@ ReplayResult replay_to_file(const ReplayRequest& request,
   r.errors = pipeline.errors();
   if (r.rc == 0 && !r.errors.empty()) r.rc = 1;
   r.stats = pipeline.stats();
-  if (sink_ptr) {
-    io::h5::File& f = sink_ptr->file();
-    for (Stage* st : pipeline.stages(0)) st->write_results(f);
-    const StreamSpec& in = pipeline.input_spec(0);
-    f.set_attr("/", "rtnmf_version", RTNMF_VERSION);
-    f.set_attr("/", "pipeline", r.pipeline_text);
-    f.set_attr("/", "input", request.input);
-    f.set_attr("/", "frame_rate_hz", in.sample_rate_hz);
-    f.set_attr("/", "frames", static_cast<std::int64_t>(sink_ptr->frames()));
-    if (in.is_imaging()) {
-      f.set_attr("/", "height", static_cast<std::int64_t>(in.height));
-      f.set_attr("/", "width", static_cast<std::int64_t>(in.width));
-    } else {
-      f.set_attr("/", "channels", static_cast<std::int64_t>(in.rows));
-    }
-    f.flush();
-    r.frames_written = sink_ptr->frames();
-  }
+  if (sink) r.frames_written = finish_result_file(pipeline, *sink, r.pipeline_text, request.input);
   return r;
 }
 

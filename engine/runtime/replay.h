@@ -49,4 +49,15 @@ v1::PipelineConfig replay_config(const ReplayRequest& request, std::string* text
 ReplayResult replay_to_file(const ReplayRequest& request,
                             const std::function<int(Pipeline&)>& run = {});
 
+class ResultFileSink;
+// The result file of a run, live or replayed: attach() before start() (creates the file now, so
+// a bad path fails before anything runs; several streams: the first one's datasets under
+// /<stream id>/, stated on stderr); finish() after join(): every stage writes its results, then
+// the attributes above (`input` names the recording, or the live source). Returns the frames
+// written. Throws std::runtime_error naming the file.
+ResultFileSink* attach_result_file(Pipeline& pipeline, const v1::PipelineConfig& cfg,
+                                   const std::string& path);
+std::uint64_t finish_result_file(Pipeline& pipeline, ResultFileSink& sink,
+                                 const std::string& pipeline_text, const std::string& input);
+
 }  // namespace rtnmf

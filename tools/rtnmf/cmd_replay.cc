@@ -54,7 +54,8 @@ published over ZeroMQ), except that no frame is ever dropped (overload BLOCK) an
 take effect at fixed frames, so two replays give bit-identical results at any speed.
 INPUT fills the `path` of the pipeline's source (a TIFF/HDF5/raw movie, EDF/BDF/CSV, ...).
   --pipeline   built-in name (see below) or a *.pbtxt file
-  --out        HDF5 result file (datasets depend on the pipeline; /timing/latency_ns always)
+  --out        HDF5 result file (datasets depend on the pipeline; /timing/latency_ns always);
+               default: the pipeline's `output`, none if empty
   --speed      max (default), realtime, or a factor of real time (e.g. 4)
   --set        override a parameter, e.g. --set nmf.init_from=previous.h5
   --no-publish do not open ZeroMQ sockets

@@ -3,6 +3,8 @@
 
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
+#include "engine/runtime/replay.h"
+#include "engine/runtime/result_file_sink.h"
 #include "tools/rtnmf/command.h"
 #include "tools/rtnmf/runner.h"
 
@@ -44,7 +46,7 @@ BuiltinPipelineRegistration demo_pipeline("demo", "synthetic imaging + EMG strea
 
 int run_cmd(const std::vector<std::string>& args, bool demo) {
   ArgParser p(args, {"quiet"});
-  p.check_known({"seconds", "set", "quiet", "endpoint", "rt-priority", "rt-cpus"});
+  p.check_known({"seconds", "set", "quiet", "endpoint", "rt-priority", "rt-cpus", "out"});
   std::string target;
   if (demo) {
     target = "demo";
@@ -57,6 +59,9 @@ int run_cmd(const std::vector<std::string>& args, bool demo) {
   if (p.has("endpoint")) cfg.mutable_publisher()->set_endpoint(p.get("endpoint"));
   if (apply_realtime_args(p, cfg)) validate_pipeline(cfg, "", target + " (after --rt-cpus)");
   Pipeline pipeline(cfg, text);
+  // Results of a live run: --out, else the pipeline's `output`, else none.
+  const std::string out = p.has("out") ? p.get("out") : cfg.output();
+  ResultFileSink* sink = out.empty() ? nullptr : attach_result_file(pipeline, cfg, out);
   RunOptions opt;
   opt.seconds = p.get_double("seconds", 0);
   opt.live_summary = !p.has("quiet");
@@ -67,16 +72,25 @@ int run_cmd(const std::vector<std::string>& args, bool demo) {
                  "conditioning -> online synergies (emg0; calibrated on the first 3 s).\n"
                  "Watch it from another terminal: rtnmf sub %s --summary\n",
                  cfg.publisher().endpoint().c_str());
-  return run_pipeline(pipeline, opt);
+  const int rc = run_pipeline(pipeline, opt);
+  if (sink) {
+    const std::uint64_t n = finish_result_file(pipeline, *sink, text, "live: " + target);
+    std::fprintf(stderr, "results: %s (%llu frames)\n", out.c_str(), static_cast<unsigned long long>(n));
+  }
+  return rc;
 }
 
-const char* kRunUsage = R"(usage: rtnmf run PIPELINE [--seconds N] [--set NAME.PARAM=VALUE ...] [--quiet]
+const char* kRunUsage = R"(usage: rtnmf run PIPELINE [--seconds N] [--set NAME.PARAM=VALUE ...] [--out RESULT.h5]
+                 [--quiet]
 
 Runs a pipeline until its sources end, Ctrl-C, or --seconds N. PIPELINE is a text-format
 PipelineConfig file (*.pbtxt, schema: proto/config.proto) or a built-in name (rtnmf run demo).
 Prints one summary line per second (frames/s, latency p50/p99, drops) and a final report.
 
   --seconds N         stop after N seconds (graceful: BLOCK streams drain, DROP_OLDEST count)
+  --out RESULT.h5     record the first stream's results as `rtnmf replay` does (default: the
+                      pipeline's `output`; none if empty). /timing/seq gives each row's frame
+                      number, so frames a live stream dropped show as gaps
   --set N.P=V         override a parameter: stage or source name, then field (repeatable)
   --endpoint E        publish on E instead of the configured endpoint
   --rt-priority P     SCHED_FIFO priority 1-98 for the threads that carry frames (source,

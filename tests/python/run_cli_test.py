@@ -1,0 +1,85 @@
+#!/usr/bin/python3
+"""`rtnmf run` records a live run's results: with --out, and from the pipeline's `output` when no
+--out is given. The file has what `rtnmf replay` writes (traces per frame, footprints, timing,
+attributes; /timing/seq numbers the frames). Usage: run_cli_test.py RTNMF_BINARY"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+PIPELINE = """
+name: "live-imaging-test"
+%s
+publisher { disabled: true }
+stream {
+  id: "cam"
+  overload: BLOCK
+  source {
+    pacing: MAX
+    max_frames: 400
+    synthetic { kind: IMAGING height: 64 width: 64 components: 8 rate_hz: 30 seed: 2 }
+  }
+  stage {
+    type: "online_cnmf"
+    name: "cnmf"
+    imaging { neuron_radius: 4 init_frames: 100 update_every: 50 }
+  }
+}
+"""
+
+
+def run(args):
+    return subprocess.run(args, capture_output=True, text=True, timeout=240)
+
+
+def text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def check(path, pipeline_file):
+    with h5py.File(path, "r") as f:
+        assert f.attrs["frames"] == 400, dict(f.attrs)
+        assert text(f.attrs["input"]) == "live: " + pipeline_file, f.attrs["input"]
+        assert f.attrs["height"] == 64 and f.attrs["width"] == 64
+        assert "live-imaging-test" in text(f.attrs["pipeline"])
+        assert np.array_equal(f["timing/seq"][()], np.arange(400)), f["timing/seq"][()][:10]
+        assert f["timing/latency_ns"].shape == (400,)
+        traces = f["traces"][()]
+        assert traces.shape[1] == 400 and traces.shape[0] >= 4, traces.shape
+        # The neurons found at initialisation have traces from the first online frames on.
+        assert np.count_nonzero(traces[:, 100:].max(axis=1) > 0) >= 4
+        assert f["footprints/shape"][()][0] == 64 * 64
+
+
+def main():
+    rtnmf = sys.argv[1]
+    d = tempfile.mkdtemp(prefix="rtnmf-run-")
+    # --out
+    p1 = os.path.join(d, "a.pbtxt")
+    with open(p1, "w") as f:
+        f.write(PIPELINE % "")
+    out = os.path.join(d, "a.h5")
+    r = run([rtnmf, "run", p1, "--out", out, "--quiet"])
+    assert r.returncode == 0, r.stderr
+    assert "results: " + out + " (400 frames)" in r.stderr, r.stderr
+    check(out, p1)
+    # the pipeline's own `output`
+    out2 = os.path.join(d, "b.h5")
+    p2 = os.path.join(d, "b.pbtxt")
+    with open(p2, "w") as f:
+        f.write(PIPELINE % ('output: "%s"' % out2))
+    r = run([rtnmf, "run", p2, "--quiet"])
+    assert r.returncode == 0, r.stderr
+    check(out2, p2)
+    # an unwritable path fails before anything runs, naming the file
+    bad = os.path.join(d, "no-such-dir", "c.h5")
+    r = run([rtnmf, "run", p1, "--out", bad, "--quiet"])
+    assert r.returncode != 0 and bad in r.stderr, (r.returncode, r.stderr)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
