@@ -63,6 +63,13 @@ Outcome run_movie(const sim::CalciumSimOptions& so, bool register_frames) {
   return r;
 }
 
+// The fast path's activations for `m`, by output slot: what the stage hands the slow path.
+void activations_by_slot(const CnmfModel& m, const CnmfTracker& tracker, Eigen::VectorXf& act) {
+  act.setZero();
+  for (int k = 0; k < m.k(); ++k)
+    if (m.slots[static_cast<std::size_t>(k)] >= 0) act(m.slots[static_cast<std::size_t>(k)]) = tracker.output().activation(k);
+}
+
 void expect_targets(const Outcome& r, const char* what) {
   SCOPED_TRACE(what);
   std::printf("[%s] K %d F1 %.3f precision %.3f recall %.3f cosine %.3f trace corr %.3f spike F1 %.3f\n", what,
@@ -194,9 +201,7 @@ TEST(OnlineCnmf, NewNeuronSearchIsBoundedPerUpdateOnASettledField) {
   for (int t = 300; t < static_cast<int>(so.frames); ++t) {
     simulator.render(static_cast<std::uint32_t>(t), y.data());
     tracker.process(y.data());
-    act.setZero();
-    for (int k = 0; k < model.k(); ++k)
-      if (model.slots[static_cast<std::size_t>(k)] >= 0) act(model.slots[static_cast<std::size_t>(k)]) = tracker.output().activation(k);
+    activations_by_slot(model, tracker, act);
     up.add_frame(y.data(), act, tracker.output().background.head(model.nb()));
     if ((t + 1) % 100 == 0) {
       CnmfModel next;
@@ -246,9 +251,7 @@ TEST(CnmfUpdater, KeptFramesGiveTheSameModelsAsCopiedOnes) {
     float* slot = ring.col((t - 200) % ring.cols()).data();
     std::copy(movie.col(t).data(), movie.col(t).data() + P, slot);
     tracker.process(slot);
-    act.setZero();
-    for (int k = 0; k < model.k(); ++k)
-      if (model.slots[static_cast<std::size_t>(k)] >= 0) act(model.slots[static_cast<std::size_t>(k)]) = tracker.output().activation(k);
+    activations_by_slot(model, tracker, act);
     const Eigen::VectorXf bg = tracker.output().background.head(model.nb());
     copied.add_frame(slot, act, bg);
     kept.add_frame_kept(slot, act, bg);
