@@ -53,6 +53,10 @@ struct CnmfOptions {
   // the noise of the raw trace) and the correlation between its trace and its pixels.
   float min_snr = 3.0f;
   float min_space_corr = 0.6f;
+  // The same test for a neuron found online, stricter: the search takes the best of hundreds of
+  // residual maxima over 60 frames, so chance structure (neuropil) passes 0.6 (CaImAn's online
+  // default rval_thr is of this order).
+  float new_space_corr = 0.85f;
   int init_iterations = 8;        // HALS rounds at initialisation
   float decay_time_s = 0.4f;      // indicator decay (GCaMP6f ~0.4 s, GCaMP6s ~1 s); a prior only
   bool estimate_decay = true;     // estimate g from the initial traces (median over neurons)

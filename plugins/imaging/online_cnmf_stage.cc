@@ -85,6 +85,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   if (p.min_corr() > 0) options_.min_corr = p.min_corr();
   if (p.min_snr() > 0) options_.min_snr = p.min_snr();
   if (p.min_space_corr() > 0) options_.min_space_corr = p.min_space_corr();
+  if (p.new_space_corr() > 0) options_.new_space_corr = p.new_space_corr();
   if (p.decay_time_s() > 0) options_.decay_time_s = static_cast<float>(p.decay_time_s());
   if (p.s_min_sigma() > 0) options_.s_min_sigma = p.s_min_sigma();
   if (p.merge_threshold() > 0) options_.merge_threshold = p.merge_threshold();
