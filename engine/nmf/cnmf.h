@@ -201,7 +201,7 @@ class CnmfUpdater {
   // frame is copied anyway (the updater keeps y minus the ring background).
   void add_frame_kept(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
                       Eigen::Ref<const Eigen::VectorXf> background);
-  std::uint32_t residual_buffer() const { return static_cast<std::uint32_t>(frames_.cols()); }
+  std::uint32_t residual_buffer() const { return ring_n_; }
   // Builds the next model into `out` from the statistics (footprint and background HALS, new
   // neurons, merges, removals). Allocates. Deterministic given the frames added.
   void update(CnmfModel& out);
@@ -247,6 +247,8 @@ class CnmfUpdater {
   // ring instead of P x nb work per frame), when the ring is full and before each update.
   Eigen::MatrixXf frames_;
   std::vector<const float*> frame_ptr_;  // column j of the ring: frames_.col(j) or a kept frame
+  std::uint32_t ring_n_ = 0;             // ring length (residual_buffer)
+  std::uint32_t kept_run_ = 0;           // frames added in place since the last copied one
   Eigen::MatrixXf lowres_;
   Eigen::MatrixXf buffer_x_;                   // (K+nb) x N
   std::uint32_t buf_pos_ = 0, buf_count_ = 0, pending_ = 0;

@@ -129,6 +129,8 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   ds_ = std::max(1, static_cast<int>(std::floor(0.8f * options.neuron_radius)));
   hl_ = (static_cast<int>(options.height) + ds_ - 1) / ds_;
   wl_ = (static_cast<int>(options.width) + ds_ - 1) / ds_;
+  ring_n_ = n;
+  kept_run_ = 0;
   frames_ = Eigen::MatrixXf::Zero(P, n);
   frame_ptr_.assign(n, nullptr);
   for (std::uint32_t j = 0; j < n; ++j) frame_ptr_[j] = frames_.col(j).data();
@@ -209,7 +211,7 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
   pending_weight_ /= lambda_;
   if (buffer_x_.rows() != K + nb_) buffer_x_.conservativeResize(K + nb_, Eigen::NoChange);
   buffer_x_.col(buf_pos_) = x_;
-  const std::uint32_t n = static_cast<std::uint32_t>(frames_.cols());
+  const std::uint32_t n = ring_n_;
   buf_pos_ = (buf_pos_ + 1) % n;
   buf_count_ = std::min(buf_count_ + 1, n);
   ++pending_;
@@ -220,8 +222,13 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
 
 void CnmfUpdater::store_frame(const float* frame, bool keep) {
   const int H = static_cast<int>(options_.height), W = static_cast<int>(options_.width);
-  float* dst = frames_.col(buf_pos_).data();
+  // The own copies (the initialisation's last frames, frames added by add_frame) are freed once
+  // the whole ring points at kept frames, and allocated again when a frame is copied.
+  kept_run_ = keep ? kept_run_ + 1 : 0;
+  if (!keep && frames_.cols() == 0) frames_.resize(static_cast<Eigen::Index>(H) * W, ring_n_);
+  float* dst = keep ? nullptr : frames_.col(buf_pos_).data();
   frame_ptr_[buf_pos_] = keep ? frame : dst;
+  if (kept_run_ >= ring_n_ && frames_.cols() > 0) frames_.resize(0, 0);
   float* lo = lowres_.col(buf_pos_).data();
   float* acc = row_scratch_.data();
   // One pass over the frame: each row is copied into the ring and summed into its block row
@@ -231,7 +238,7 @@ void CnmfUpdater::store_frame(const float* frame, bool keep) {
     const int y0 = by * ds_, y1 = std::min(y0 + ds_, H);
     for (int yy = y0; yy < y1; ++yy) {
       const float* row = frame + static_cast<std::ptrdiff_t>(yy) * W;
-      float* out = dst + static_cast<std::ptrdiff_t>(yy) * W;
+      float* out = keep ? nullptr : dst + static_cast<std::ptrdiff_t>(yy) * W;
       // Plain loops, not std::copy: memmove's rep-movsb path for rows of a few KB ran at a third
       // of the vector loop's speed here (42% of add_frame at 512 x 512).
       int x = 0;
@@ -275,7 +282,7 @@ void CnmfUpdater::fold() {
   if (m == 0) return;
   pending_ = 0;
   const int K = model_.k();
-  const std::uint32_t n = static_cast<std::uint32_t>(frames_.cols());
+  const std::uint32_t n = ring_n_;
   const std::uint32_t first = (buf_pos_ + n - m) % n;  // oldest pending column
   Eigen::MatrixXf xw(K + nb_, m);
   Eigen::MatrixXf xs(K + nb_, m);
@@ -451,7 +458,7 @@ void CnmfUpdater::detect_new_components() {
   // Screening: the residual of the block-averaged frames (hl x wl), spatially high-passed, and
   // each block's peak-to-noise ratio over the buffer; patches go around its local maxima.
   const Eigen::Index n = buf_count_;
-  const std::uint32_t cap = static_cast<std::uint32_t>(frames_.cols());
+  const std::uint32_t cap = ring_n_;
   const Eigen::Index pl = lowres_.rows();
   // Footprints block-averaged (pl x K), built column by column: each component's pixels are
   // summed into a block scratch, its few touched blocks emitted in order (setFromTriplets over
@@ -614,7 +621,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
   const int W = static_cast<int>(options_.width);
   const Eigen::Index np = static_cast<Eigen::Index>(ph) * pw;
   const Eigen::Index n = buf_count_;
-  const std::uint32_t cap = static_cast<std::uint32_t>(frames_.cols());
+  const std::uint32_t cap = ring_n_;
   auto ring_col = [&](Eigen::Index q) {
     return (buf_pos_ + cap - static_cast<std::uint32_t>(n) + static_cast<std::uint32_t>(q)) % cap;
   };
