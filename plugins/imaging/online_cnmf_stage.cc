@@ -450,6 +450,20 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
     std::lock_guard<std::mutex> lock(final_mutex_);
     m = final_model_;
   }
+  // A recording that ended before the fast path had a model (shorter than init_frames plus the
+  // first lag, ~30 s at 512 x 512): its traces are the initialisation's and the catch-up's, with
+  // the initial model, and the sink sized the per-component datasets by the rows the fast path
+  // filled, none. Without this such a file held no footprints and no traces.
+  if (initialised_ && m.k() == 0 && init_.model.k() > 0) {
+    m = init_.model;
+    const hsize_t k0 = static_cast<hsize_t>(init_.model.k());
+    for (const char* path : {"/traces", "/raw_traces", "/spikes"}) {
+      if (!f.exists(path)) continue;
+      const io::h5::Dims d = f.dims(path);
+      if (d.size() != 2 || d[0] >= k0) continue;
+      f.write<float>(path, std::vector<float>(static_cast<std::size_t>(k0 * d[1]), 0.0f), io::h5::Dims{k0, d[1]});
+    }
+  }
   const Eigen::Index P = static_cast<Eigen::Index>(pixels_);
   // Footprints by result slot: column s is the component that owns slot s, empty if it died.
   // As many columns as /traces has rows (a component added by the very last update never

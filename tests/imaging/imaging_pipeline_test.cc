@@ -136,6 +136,37 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   std::filesystem::remove(c);
 }
 
+// A recording shorter than the initialisation plus the first model's lag (here 200 + 200
+// frames): the fast path never had a model, yet the file holds the initial neurons' footprints
+// and their traces over the whole recording (initialisation, then the slow path's catch-up).
+TEST(ImagingPipeline, ARecordingThatEndsBeforeTheFirstModelKeepsTheInitialNeurons) {
+  sim::CalciumSimOptions so;
+  so.height = 64;
+  so.width = 64;
+  so.frames = 350;
+  so.neurons = 10;
+  so.firing_rate_hz = 1.0f;
+  so.seed = 3;
+  sim::CalciumSimulator simulator(so);
+  const std::string movie = temp_path("short.tif"), out = temp_path("short.h5");
+  write_movie(simulator, movie);
+  Replay r = replay(movie, out, false);
+  EXPECT_TRUE(r.errors.empty());
+  EXPECT_EQ(r.processed, 350u);
+  io::h5::File f = io::h5::File::open(out);
+  const Eigen::MatrixXf traces = f.read_matrix<float>("/traces");
+  ASSERT_GE(traces.rows(), 6);
+  ASSERT_EQ(traces.cols(), 350);
+  EXPECT_EQ(io::read_csc(f, "/footprints").cols(), traces.rows());
+  for (Eigen::Index k = 0; k < traces.rows(); ++k)
+    EXPECT_GT(traces.row(k).tail(150).maxCoeff(), 0.0f) << "row " << k << ": no catch-up trace";
+  sim::ImagingScore sc = score_result(f, simulator.truth(), 0);
+  EXPECT_GE(sc.f1, 0.8) << sc.to_json();
+  EXPECT_GE(sc.median_trace_corr, 0.9) << sc.to_json();
+  std::filesystem::remove(movie);
+  std::filesystem::remove(out);
+}
+
 // The calcium-1p pipeline with its defaults on a one-photon-like movie: the ring background is
 // used (its baseline written, no low-rank background) and the planted neurons are found.
 TEST(ImagingPipeline, OnePhotonPipelineUsesTheRingBackgroundAndFindsThePlantedNeurons) {
