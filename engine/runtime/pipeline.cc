@@ -484,6 +484,7 @@ v1::Stats Pipeline::stats() const {
     for (const auto& stage : s.stages) {
       fill_latency(ss->add_latency(), stage->name(), stage->latency());
       if (stage->model_version()) ss->set_model_version(stage->model_version());
+      if (stage->model_swaps()) ss->set_model_swaps(stage->model_swaps());
       scalars.clear();
       stage->report(scalars);
       for (auto& [k, v] : scalars) (*ss->mutable_scalars())[stage->name() + "." + k] = v;

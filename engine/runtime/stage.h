@@ -92,6 +92,8 @@ class Stage {
   virtual void report(std::vector<std::pair<std::string, double>>& /*scalars*/) const {}
   // Current model version (0 = no model). Any thread.
   virtual std::uint64_t model_version() const { return 0; }
+  // Models the fast path has taken so far (0 without a model). Any thread.
+  virtual std::uint64_t model_swaps() const { return 0; }
   // Control requests, on the publisher thread (implementations use atomics or their slow path):
   // freeze / unfreeze the model (closed loop). Returns false when the stage has no model.
   virtual bool set_frozen(bool /*frozen*/) { return false; }

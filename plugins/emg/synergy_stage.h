@@ -60,6 +60,7 @@ class SynergyStage : public Stage {
   // Publisher thread: sliding VAF, component count, calibration state, warm-start cosine.
   void report(std::vector<std::pair<std::string, double>>& scalars) const override;
   std::uint64_t model_version() const override { return exchange_.version_relaxed(); }
+  std::uint64_t model_swaps() const override { return exchange_.swaps(); }
   // Control (publisher thread): freeze / unfreeze W. Statistics keep accumulating, so
   // unfreezing resumes learning. A live action: replays stay deterministic only without it.
   bool set_frozen(bool frozen) override;

@@ -53,6 +53,7 @@ class OnlineCnmfStage : public Stage {
   // Publisher thread: components, model updates, slow-path drops.
   void report(std::vector<std::pair<std::string, double>>& scalars) const override;
   std::uint64_t model_version() const override { return exchange_.version_relaxed(); }
+  std::uint64_t model_swaps() const override { return exchange_.swaps(); }
 
   // After stop(): the last model the slow path built (or the initial one). The result file uses
   // the model of the last processed frame instead (deterministic in replay).

@@ -31,6 +31,7 @@ std::string temp_path(const std::string& name) {
 struct Replay {
   std::vector<std::string> errors;
   std::uint64_t processed = 0;
+  v1::StreamStats stats;
 };
 
 // The flow `rtnmf replay` runs (engine/runtime/replay.h), without ZeroMQ.
@@ -52,6 +53,7 @@ Replay replay(const std::string& movie, const std::string& out, bool paced,
   Replay r;
   r.errors = res.errors;
   r.processed = res.stats.streams(0).frames_processed();
+  r.stats = res.stats.streams(0);
   return r;
 }
 
@@ -108,6 +110,10 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   EXPECT_EQ(ra.processed, 600u);
   EXPECT_EQ(rb.processed, 600u);
   EXPECT_EQ(rc.processed, 600u);
+  // Every model the slow path published was taken (replay), and the stats say so.
+  EXPECT_GE(ra.stats.model_swaps(), 5u);
+  EXPECT_EQ(ra.stats.model_swaps(), ra.stats.model_version());
+  EXPECT_EQ(ra.stats.model_swaps(), rb.stats.model_swaps());
   io::h5::File fa = io::h5::File::open(a), fb = io::h5::File::open(b), fc = io::h5::File::open(c);
   for (const char* path : {"/traces", "/spikes", "/raw_traces", "/footprints/data",
                            "/footprints/indices", "/footprints/indptr", "/motion/shifts"}) {
