@@ -25,6 +25,7 @@
 
 #include <Eigen/Core>
 #include <Eigen/SparseCore>
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -202,6 +203,10 @@ class CnmfUpdater {
   void add_frame_kept(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
                       Eigen::Ref<const Eigen::VectorXf> background);
   std::uint32_t residual_buffer() const { return ring_n_; }
+  // What residual_buffer() will be for `options` (callers size their own rings by it).
+  static std::uint32_t residual_buffer(const CnmfOptions& options) {
+    return std::max<std::uint32_t>(10, options.residual_buffer);
+  }
   // Builds the next model into `out` from the statistics (footprint and background HALS, new
   // neurons, merges, removals). Allocates. Deterministic given the frames added.
   void update(CnmfModel& out);
@@ -256,7 +261,7 @@ class CnmfUpdater {
   // New-neuron search: per block, the update (updates_, from 1) whose patch search there found
   // nothing, 0 if none (detect_new_components).
   std::vector<std::uint32_t> searched_empty_;
-  Eigen::VectorXf block_scratch_;  // hl_*wl_ zeros between uses (detect_new_components)
+  Eigen::VectorXf block_scratch_;  // hl_*wl_, zeros between uses (detect_new_components)
   std::uint32_t updates_ = 0;
   Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices
   Eigen::VectorXf dense_;                      // P scratch

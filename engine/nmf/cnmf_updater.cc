@@ -125,7 +125,7 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   }
   row_scratch_ = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(options.width));
   // Frame ring from the last frames of the initialisation (already in the statistics).
-  const std::uint32_t n = std::max<std::uint32_t>(10, options.residual_buffer);
+  const std::uint32_t n = residual_buffer(options);
   ds_ = std::max(1, static_cast<int>(std::floor(0.8f * options.neuron_radius)));
   hl_ = (static_cast<int>(options.height) + ds_ - 1) / ds_;
   wl_ = (static_cast<int>(options.width) + ds_ - 1) / ds_;
@@ -148,6 +148,7 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   x_ = Eigen::VectorXf::Zero(K + nb_);
   dense_ = Eigen::VectorXf::Zero(P);
   searched_empty_.assign(static_cast<std::size_t>(hl_) * wl_, 0);
+  block_scratch_ = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(hl_) * wl_);
   updates_ = 0;
   t_ = static_cast<std::uint64_t>(T);
   prepare_runs();
@@ -468,7 +469,6 @@ void CnmfUpdater::detect_new_components() {
     std::size_t nnz = 0;
     for (int k = 0; k < K; ++k) nnz += support_[static_cast<std::size_t>(k)].size();
     alo.reserve(static_cast<Eigen::Index>(nnz / static_cast<std::size_t>(std::max(1, ds_)) + static_cast<std::size_t>(K)));
-    if (block_scratch_.size() != pl) block_scratch_.setZero(pl);
     std::vector<Eigen::Index> touched;
     for (int k = 0; k < K; ++k) {
       const Support& sk = support_[static_cast<std::size_t>(k)];
@@ -589,7 +589,6 @@ void CnmfUpdater::detect_new_components() {
   // kRetryUpdates updates: the searches move down the ranking instead of repeating the top.
   constexpr std::uint32_t kRetryUpdates = 4;
   ++updates_;
-  if (searched_empty_.size() != static_cast<std::size_t>(hl_) * wl_) searched_empty_.assign(static_cast<std::size_t>(hl_) * wl_, 0);
   const int reach = (half - R) / ds_;  // blocks whose patch this one's search covers
   for (Eigen::Index p : cand) {
     if (added_last_ >= want || patches >= 2 * want) break;

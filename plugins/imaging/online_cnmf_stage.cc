@@ -157,7 +157,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   // ModelExchange).
   // Plus the frames the updater keeps in place for its new-neuron search (add_frame_kept): the
   // slow path releases a slot only once that many later frames have been added.
-  kept_ = std::max<std::uint32_t>(10, options_.residual_buffer);  // CnmfUpdater's ring length
+  kept_ = nmf::CnmfUpdater::residual_buffer(options_);
   ring_cap_ = std::max(lag_, first_lag_) + update_every_ + 4 + kept_;
   // Hundreds of MiB at 512 x 512: on 2 MiB pages where the kernel allows, touched here, so the
   // per-frame copy into a slot takes no page fault and few TLB misses (a std::vector took
