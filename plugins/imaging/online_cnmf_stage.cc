@@ -323,25 +323,21 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
   const float* px = ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_;
   if (t < init_frames_) {
     std::memcpy(init_movie_.col(static_cast<Eigen::Index>(t)).data(), px, sizeof(float) * pixels_);
-  } else if (initialised_ && ring_has_model_[slot]) {
-    Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
-    Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
-    updater_.add_frame_kept(px, act, bg.head(nb_));
   } else if (initialised_) {
-    // No model on the fast path yet: this frame is tracked with the initial model, for the
-    // statistics and for the result file (by the helper if there is one, else here).
-    if (catch_helper_.joinable()) {
+    if (!ring_has_model_[slot]) {
+      // No model on the fast path yet: this frame is tracked with the initial model, for the
+      // statistics and for the result file (by the helper if there is one, else here).
       int spins = 0;
-      while (catch_next_.load(std::memory_order_acquire) <= slow_pos_) {
+      while (catch_helper_.joinable() && catch_next_.load(std::memory_order_acquire) <= slow_pos_) {
         if (catch_finished_.load(std::memory_order_acquire) &&
-            catch_next_.load(std::memory_order_acquire) <= slow_pos_) {
+            catch_next_.load(std::memory_order_acquire) <= slow_pos_)
           catch_helper_.join();  // it stopped short (end of stream): track the rest here
-          break;
-        }
-        idle_backoff(spins);
+        else
+          idle_backoff(spins);
       }
+      if (!catch_helper_.joinable()) track_catch_up(t, slot);
     }
-    if (!catch_helper_.joinable() || catch_next_.load(std::memory_order_acquire) <= slow_pos_) track_catch_up(t, slot);
+    // The fast path's (or the catch-up's) activations for this frame, by slot.
     Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
     Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
     updater_.add_frame_kept(px, act, bg.head(nb_));
