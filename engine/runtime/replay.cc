@@ -126,8 +126,8 @@ ReplayResult replay_to_file(const ReplayRequest& request,
   ReplayResult r;
   v1::PipelineConfig cfg = replay_config(request, &r.pipeline_text);
   Pipeline pipeline(cfg, r.pipeline_text);
-  const std::string out = request.out.empty() ? cfg.output() : request.out;  // --out, else the file's
-  ResultFileSink* sink = out.empty() ? nullptr : attach_result_file(pipeline, cfg, out);
+  r.out = request.out.empty() ? cfg.output() : request.out;  // --out, else the pipeline's
+  ResultFileSink* sink = r.out.empty() ? nullptr : attach_result_file(pipeline, cfg, r.out);
   if (run) {
     r.rc = run(pipeline);
   } else {

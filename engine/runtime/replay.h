@@ -33,6 +33,7 @@ struct ReplayResult {
   int rc = 0;                        // 0, or 1 when a stream ended with an error
   std::vector<std::string> errors;   // stream errors (e.g. a damaged frame, named)
   v1::Stats stats;                   // final statistics
+  std::string out;                   // the result file written (--out, else the pipeline's output)
   std::uint64_t frames_written = 0;  // frames in the result file
   std::string pipeline_text;         // the text written to the file (with the overrides)
 };
@@ -50,11 +51,11 @@ ReplayResult replay_to_file(const ReplayRequest& request,
                             const std::function<int(Pipeline&)>& run = {});
 
 class ResultFileSink;
-// The result file of a run, live or replayed: attach() before start() (creates the file now, so
-// a bad path fails before anything runs; several streams: the first one's datasets under
-// /<stream id>/, stated on stderr); finish() after join(): every stage writes its results, then
-// the attributes above (`input` names the recording, or the live source). Returns the frames
-// written. Throws std::runtime_error naming the file.
+// The result file of a run, live or replayed: attach_result_file before start() (creates the
+// file now, so a bad path fails before anything runs; several streams: the first one's datasets
+// under /<stream id>/, stated on stderr); finish_result_file after join(): every stage writes its
+// results, then the attributes above (`input` names the recording, or the live source). Returns
+// the frames written. Throws std::runtime_error naming the file.
 ResultFileSink* attach_result_file(Pipeline& pipeline, const v1::PipelineConfig& cfg,
                                    const std::string& path);
 std::uint64_t finish_result_file(Pipeline& pipeline, ResultFileSink& sink,

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """`rtnmf run` records a live run's results: with --out, and from the pipeline's `output` when no
 --out is given. The file has what `rtnmf replay` writes (traces per frame, footprints, timing,
-attributes; /timing/seq numbers the frames). Usage: run_cli_test.py RTNMF_BINARY"""
+attributes; /timing/seq numbers the frames). `rtnmf replay` takes the pipeline's `output` too and
+names the file it wrote. Usage: run_cli_test.py RTNMF_BINARY"""
 import os
 import subprocess
 import sys
@@ -78,6 +79,23 @@ def main():
     bad = os.path.join(d, "no-such-dir", "c.h5")
     r = run([rtnmf, "run", p1, "--out", bad, "--quiet"])
     assert r.returncode != 0 and bad in r.stderr, (r.returncode, r.stderr)
+    # replay: the pipeline's `output` when there is no --out, announced like --out
+    movie, truth = os.path.join(d, "m.tif"), os.path.join(d, "t.h5")
+    r = run([rtnmf, "simulate", "calcium", "--out", movie, "--truth", truth, "--height", "48",
+             "--width", "48", "--frames", "300", "--neurons", "5", "--seed", "4"])
+    assert r.returncode == 0, r.stderr
+    out3 = os.path.join(d, "c.h5")
+    p3 = os.path.join(d, "c.pbtxt")
+    with open(p3, "w") as f:
+        f.write('name: "replay-output-test"\noutput: "%s"\npublisher { disabled: true }\n'
+                'stream { id: "cam" source { imaging_file { path: "" } }\n'
+                '  stage { type: "online_cnmf" name: "cnmf" imaging { neuron_radius: 4 init_frames: 100 '
+                'update_every: 50 } } }\n' % out3)
+    r = run([rtnmf, "replay", movie, "--pipeline", p3, "--quiet"])
+    assert r.returncode == 0, r.stderr
+    assert "results: " + out3 + " (300 frames)" in r.stderr, r.stderr
+    with h5py.File(out3, "r") as f:
+        assert f["traces"].shape[1] == 300 and text(f.attrs["input"]) == movie
     print("ok")
 
 

@@ -39,9 +39,7 @@ int replay_cmd(const std::vector<std::string>& args) {
     };
     return run_pipeline(pipeline, opt);
   });
-  if (!req.out.empty())
-    std::fprintf(stderr, "results: %s (%llu frames)\n", req.out.c_str(),
-                 static_cast<unsigned long long>(r.frames_written));
+  if (!r.out.empty()) print_result_file(r.out, r.frames_written);
   return r.rc;
 }
 

@@ -74,8 +74,7 @@ int run_cmd(const std::vector<std::string>& args, bool demo) {
                  cfg.publisher().endpoint().c_str());
   const int rc = run_pipeline(pipeline, opt);
   if (sink) {
-    const std::uint64_t n = finish_result_file(pipeline, *sink, text, "live: " + target);
-    std::fprintf(stderr, "results: %s (%llu frames)\n", out.c_str(), static_cast<unsigned long long>(n));
+    print_result_file(out, finish_result_file(pipeline, *sink, text, "live: " + target));
   }
   return rc;
 }

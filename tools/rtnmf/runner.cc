@@ -167,4 +167,8 @@ int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
   return pipeline.errors().empty() ? 0 : 1;
 }
 
+void print_result_file(const std::string& path, std::uint64_t frames) {
+  std::fprintf(stderr, "results: %s (%llu frames)\n", path.c_str(), static_cast<unsigned long long>(frames));
+}
+
 }  // namespace rtnmf::cli

@@ -1,6 +1,7 @@
 // Running a pipeline from the command line: signals, live summary, final report.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -22,6 +23,9 @@ struct RunOptions {
 // (SIGINT/SIGTERM: graceful stop; a second one aborts) or `seconds` pass, joins it and prints the
 // final summary. Returns 0, or 1 when a stream ended with an error.
 int run_pipeline(Pipeline& pipeline, const RunOptions& options);
+
+// The closing line of a run that wrote a result file: "results: PATH (N frames)" on stderr.
+void print_result_file(const std::string& path, std::uint64_t frames);
 
 // Applies --rt-priority P and --rt-cpus LIST (e.g. "1" or "0,1") to the configuration when
 // given; throws UsageError on bad values. Returns whether anything changed (then validate again).
