@@ -28,8 +28,7 @@ void set_ar_coefficients(CnmfModel& m, const CnmfOptions& o, float decay_g) {
 void finalize_ring(CnmfModel& m) {
   if (m.nb() != 0) throw std::invalid_argument("cnmf: a ring-background model has no low-rank background");
   m.ring_footprints = ring_filter_footprints(m.ring, m.footprints);
-  const Eigen::SparseMatrix<float> at = m.ring_footprints.transpose();
-  m.gram = Eigen::MatrixXf(at * m.ring_footprints);
+  m.gram = footprint_gram(m.ring_footprints);  // as finalize() does for A
   m.gram_sparse = m.gram.sparseView(0.0f, 0.0f);
   m.gram_sparse.makeCompressed();
 }
