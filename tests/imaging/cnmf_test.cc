@@ -63,6 +63,18 @@ Outcome run_movie(const sim::CalciumSimOptions& so, bool register_frames) {
   return r;
 }
 
+// A field large enough that the updater searches new neurons in patches around the screening's
+// maxima (200 x 210 pixels > 16 patches of 45 x 45 at the default radius) instead of whole.
+sim::CalciumSimOptions patch_search_field(std::uint32_t frames, std::uint32_t neurons, std::uint64_t seed) {
+  sim::CalciumSimOptions so;
+  so.height = 200;
+  so.width = 210;
+  so.frames = frames;
+  so.neurons = neurons;
+  so.seed = seed;
+  return so;
+}
+
 // The fast path's activations for `m`, by output slot: what the stage hands the slow path.
 void activations_by_slot(const CnmfModel& m, const CnmfTracker& tracker, Eigen::VectorXf& act) {
   act.setZero();
@@ -135,13 +147,8 @@ TEST(CnmfInitialize, TwoThreadsGiveTheSameModelAsOne) {
 // (not the whole frame at once), and an initialisation too short to see the neurons that fire
 // rarely: those must be found online. The updates on two threads give the same run as on one.
 TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
-  sim::CalciumSimOptions so;
-  so.height = 200;
-  so.width = 210;
-  so.frames = 1100;
-  so.neurons = 60;
+  sim::CalciumSimOptions so = patch_search_field(1100, 60, 5);
   so.firing_rate_hz = 0.3f;
-  so.seed = 5;
   sim::CalciumSimulator simulator(so);
   const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
   Eigen::MatrixXf movie(P, so.frames);
@@ -176,12 +183,7 @@ TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
 // searches at most 2 x max_new_per_update patches, and skips spots searched in vain in the last
 // 4 updates (only the bound is checked here).
 TEST(OnlineCnmf, NewNeuronSearchIsBoundedPerUpdateOnASettledField) {
-  sim::CalciumSimOptions so;
-  so.height = 200;
-  so.width = 210;
-  so.frames = 800;
-  so.neurons = 50;
-  so.seed = 6;
+  const sim::CalciumSimOptions so = patch_search_field(800, 50, 6);
   sim::CalciumSimulator simulator(so);
   const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
   CnmfOptions o;
