@@ -63,6 +63,14 @@ Outcome run_movie(const sim::CalciumSimOptions& so, bool register_frames) {
   return r;
 }
 
+// All frames of a simulated movie, P x T.
+Eigen::MatrixXf render_movie(sim::CalciumSimulator& simulator) {
+  const sim::CalciumSimOptions& so = simulator.options();
+  Eigen::MatrixXf movie(static_cast<Eigen::Index>(so.height) * so.width, so.frames);
+  for (std::uint32_t t = 0; t < so.frames; ++t) simulator.render(t, movie.col(t).data());
+  return movie;
+}
+
 // A field large enough that the updater searches new neurons in patches around the screening's
 // maxima (200 x 210 pixels > 16 patches of 45 x 45 at the default radius) instead of whole.
 sim::CalciumSimOptions patch_search_field(std::uint32_t frames, std::uint32_t neurons, std::uint64_t seed) {
@@ -125,9 +133,7 @@ TEST(CnmfInitialize, TwoThreadsGiveTheSameModelAsOne) {
   so.neurons = 14;
   so.seed = 9;
   sim::CalciumSimulator simulator(so);
-  const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
-  Eigen::MatrixXf movie(P, so.frames);
-  for (std::uint32_t t = 0; t < so.frames; ++t) simulator.render(t, movie.col(t).data());
+  const Eigen::MatrixXf movie = render_movie(simulator);
   CnmfOptions o;
   o.height = so.height;
   o.width = so.width;
@@ -151,8 +157,7 @@ TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
   so.firing_rate_hz = 0.3f;
   sim::CalciumSimulator simulator(so);
   const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
-  Eigen::MatrixXf movie(P, so.frames);
-  for (std::uint32_t t = 0; t < so.frames; ++t) simulator.render(t, movie.col(t).data());
+  const Eigen::MatrixXf movie = render_movie(simulator);
   auto frame = [&](std::uint32_t t, float* out) { std::copy(movie.col(t).data(), movie.col(t).data() + P, out); };
   CnmfOptions o;
   o.height = so.height;
@@ -232,8 +237,7 @@ TEST(CnmfUpdater, KeptFramesGiveTheSameModelsAsCopiedOnes) {
   so.seed = 12;
   sim::CalciumSimulator simulator(so);
   const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
-  Eigen::MatrixXf movie(P, so.frames);
-  for (std::uint32_t t = 0; t < so.frames; ++t) simulator.render(t, movie.col(t).data());
+  const Eigen::MatrixXf movie = render_movie(simulator);
   CnmfOptions o;
   o.height = so.height;
   o.width = so.width;
