@@ -88,7 +88,7 @@ void fit_ring_model(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o, C
     // Ring fit to what the neurons do not explain.
     x = y;
     x.noalias() -= m.footprints * c;
-    m.ring = fit_ring_background(x, o.height, o.width, o.ring_radius);
+    m.ring = fit_ring_background(x, o.height, o.width, o.ring_radius, 24, 0.01f, std::max(1, o.init_threads));
     // Traces on the ringed footprints (exact least squares of the ring model).
     for (Eigen::Index t = 0; t < T; ++t) ring_filter_frame(m.ring, y.col(t).data(), z.col(t).data(), scratch.data());
     const Eigen::SparseMatrix<float> at = ring_filter_footprints(m.ring, m.footprints);

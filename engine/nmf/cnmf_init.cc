@@ -9,6 +9,7 @@
 #include "engine/nmf/batch_nmf.h"
 #include "engine/nmf/cnmf.h"
 #include "engine/nmf/cnmf_internal.h"
+#include "engine/nmf/ring_background.h"
 
 namespace rtnmf::nmf {
 namespace detail {
@@ -31,7 +32,7 @@ float diff_noise(const std::vector<float>& x, std::vector<float>& scratch) {
 // in which its trace is highest (CaImAn's spatial-correlation test). yb is P x T (background
 // removed); only the support is read.
 float space_correlation(const Eigen::MatrixXf& yb, const Support& support, const Eigen::VectorXf& a,
-                        Eigen::Ref<const Eigen::VectorXf> c, float baseline, float noise) {
+                        Eigen::Ref<const Eigen::VectorXf> c, float baseline, float noise, bool relative) {
   const Eigen::Index T = c.size();
   std::vector<Eigen::Index> order(static_cast<std::size_t>(T));
   std::iota(order.begin(), order.end(), 0);
@@ -43,6 +44,12 @@ float space_correlation(const Eigen::MatrixXf& yb, const Support& support, const
   Eigen::VectorXf avg = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(support.size()));
   for (std::size_t q = 0; q < n; ++q)
     for (std::size_t i = 0; i < support.size(); ++i) avg(static_cast<Eigen::Index>(i)) += yb(support[i], order[q]);
+  if (relative) {
+    Eigen::VectorXf all = Eigen::VectorXf::Zero(avg.size());
+    for (Eigen::Index t = 0; t < T; ++t)
+      for (std::size_t i = 0; i < support.size(); ++i) all(static_cast<Eigen::Index>(i)) += yb(support[i], t);
+    avg = avg / static_cast<float>(n) - all / static_cast<float>(T);
+  }
   const Eigen::VectorXd x = avg.cast<double>().array() - avg.cast<double>().mean();
   const Eigen::VectorXd y = a.cast<double>().array() - a.cast<double>().mean();
   const double den = x.norm() * y.norm();
@@ -362,7 +369,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   }
   if (T < 10) throw std::invalid_argument("cnmf: initialisation needs at least 10 frames");
   const float r = o.neuron_radius;
-  const int nb = std::max(0, o.background_components);
+  int nb = std::max(0, o.background_components);
 
   // 0. Background first (so that neuropil fluctuations do not seed neurons).
   Eigen::MatrixXf s(P, T);
@@ -483,8 +490,11 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
     values.push_back(std::move(sd.values));
   }
 
-  // 5. HALS refinement on the raw movie: C, then b f, then A on fixed supports.
+  // 5. HALS refinement on the raw movie: C, then b f, then A on fixed supports. One-photon
+  // (ring_radius > 0): on the movie without its ring background, refitted each round (below).
   int K = static_cast<int>(supports.size());
+  Eigen::MatrixXf yr;  // one-photon: y − B(ring), else empty
+  auto ycol = [&](Eigen::Index t) -> const float* { return yr.size() ? yr.col(t).data() : y.col(t).data(); };
   Eigen::MatrixXf c = Eigen::MatrixXf::Zero(K, T);
   Eigen::MatrixXf& work = s;  // reuse: P x T
   // Aᵀ(Y − b f) = AᵀY − (Aᵀb) f and bᵀ(Y − A C) = bᵀY − (bᵀA) C: no P x T temporaries; AᵀY
@@ -492,7 +502,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   auto at_y = [&](const Eigen::SparseMatrix<float>& a) {
     Eigen::MatrixXf r(a.cols(), T);
     for (Eigen::Index t = 0; t < T; ++t) {
-      const float* col = y.col(t).data();
+      const float* col = ycol(t);
       for (Eigen::Index k = 0; k < a.cols(); ++k) {
         float acc = 0;
         for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) acc += it.value() * col[it.row()];
@@ -535,7 +545,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
     std::vector<Eigen::VectorXf> yc(static_cast<std::size_t>(K));
     for (int k = 0; k < K; ++k) yc[static_cast<std::size_t>(k)] = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(supports[static_cast<std::size_t>(k)].size()));
     for (Eigen::Index t = 0; t < T; ++t) {
-      const float* col = y.col(t).data();
+      const float* col = ycol(t);
       for (int k = 0; k < K; ++k) {
         const float ck = c(k, t);
         if (ck == 0) continue;
@@ -577,11 +587,48 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   };
 
   Eigen::SparseMatrix<float> a = c_step(30);
+  // One-photon: the low-rank b f cannot hold the structured background; what the neurons do
+  // not explain is modelled by the ring (CNMF-E), refitted from y − A C before each round, and
+  // the rounds (HALS, merging, the tests) work on y − B with no b f. Without it the footprints
+  // absorbed background (rejected as too large) and the spatial test failed on most neurons.
+  // s holds X = Y − A C while the ring is fitted (it is free at those points), and yr is
+  // written in place: no P x T temporaries.
+  auto refit_ring = [&]() {
+    if (o.ring_radius <= 0) return;
+    const int threads = std::max(1, o.init_threads);
+    detail::parallel_blocks(threads, T, [&](Eigen::Index t0, Eigen::Index t1) {
+      for (Eigen::Index t = t0; t < t1; ++t) {
+        s.col(t) = y.col(t);
+        for (Eigen::Index k = 0; k < a.cols(); ++k) {
+          const float ck = c(k, t);
+          if (ck == 0) continue;
+          for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) s(it.row(), t) -= ck * it.value();
+        }
+      }
+    });
+    const RingBackground ring = fit_ring_background(s, o.height, o.width, o.ring_radius, 24, 0.01f, threads, 100);
+    if (yr.cols() != T) yr.resize(P, T);
+    detail::parallel_blocks(threads, T, [&](Eigen::Index t0, Eigen::Index t1) {
+      Eigen::VectorXf b(P), scratch(P);
+      for (Eigen::Index t = t0; t < t1; ++t) {
+        ring_background_frame(ring, s.col(t).data(), b.data(), scratch.data());
+        yr.col(t) = y.col(t) - b;
+      }
+    });
+  };
+  if (o.ring_radius > 0) {
+    refit_ring();
+    nb = 0;
+    bg.resize(P, 0);
+    f.resize(0, T);
+    a = c_step(30);
+  }
   const int iters = std::max(1, o.init_iterations);
   // One HALS round, then empty components removed, duplicates merged and, when `test`, those of
   // the components flagged in `tested` that fail the SNR, spatial-consistency or soma-size test
   // (detail::soma_size) rejected. Returns the flags of the components left.
   auto refine_round = [&](bool test, std::vector<char> tested) {
+    refit_ring();
     f_step(a);
     a_step();
     a = c_step(5);
@@ -621,16 +668,19 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
       }
     }
     if (test) {
-      work = y;
-      if (nb > 0) work.noalias() -= bg * f;
+      if (!yr.size()) {
+        work = y;
+        if (nb > 0) work.noalias() -= bg * f;
+      }
+      const Eigen::MatrixXf& yb = yr.size() ? yr : work;
       for (int k = 0; k < K; ++k) {
         if (remove[static_cast<std::size_t>(k)] || !tested[static_cast<std::size_t>(k)]) continue;
         Eigen::VectorXf ck = c.row(k).transpose();
         const float noise = std::max(estimate_noise_sd(ck), 1e-6f);
         const float base = detail::trace_baseline(ck, noise);
         const float snr = (ck.maxCoeff() - base) / noise;
-        const float rval = detail::space_correlation(work, supports[static_cast<std::size_t>(k)],
-                                             values[static_cast<std::size_t>(k)], ck, base, noise);
+        const float rval = detail::space_correlation(yb, supports[static_cast<std::size_t>(k)],
+                                             values[static_cast<std::size_t>(k)], ck, base, noise, o.ring_radius > 0);
         const bool soma = detail::soma_size(values[static_cast<std::size_t>(k)], supports[static_cast<std::size_t>(k)].size(), o) == detail::SomaSize::kPlausible;
         if (snr < o.min_snr || rval < o.min_space_corr || !soma) remove[static_cast<std::size_t>(k)] = 1;
       }
@@ -654,8 +704,9 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   // neighbour. Seeds come from the residual; footprints from the movie's covariance with the
   // seed trace. They must pass the same tests as the first ones.
   if (K < o.max_components) {
+    refit_ring();
     for (Eigen::Index t = 0; t < T; ++t) {
-      s.col(t) = y.col(t);
+      s.col(t) = Eigen::Map<const Eigen::VectorXf>(ycol(t), P);
       if (nb > 0) s.col(t).noalias() -= bg * f.col(t);
       for (int k = 0; k < K; ++k) {
         const float ck = c(k, t);
@@ -665,7 +716,8 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
     }
     Eigen::VectorXf dense = Eigen::VectorXf::Zero(P);
     const int k0 = K;
-    for (detail::Seed& sd : detail::find_seeds(s, y, o, o.max_components - K)) {
+    const Eigen::Ref<const Eigen::MatrixXf> yd = yr.size() ? Eigen::Ref<const Eigen::MatrixXf>(yr) : y;
+    for (detail::Seed& sd : detail::find_seeds(s, yd, o, o.max_components - K)) {
       // A misfit of a component already there is not a new neuron: skip seeds whose footprint is
       // mostly that component's (cosine > 0.7, as for new neurons online).
       for (std::size_t i = 0; i < sd.support.size(); ++i) dense(sd.support[i]) = sd.values(static_cast<Eigen::Index>(i));

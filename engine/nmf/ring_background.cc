@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/nmf/batch_nmf.h"
+
 namespace rtnmf::nmf {
 
 std::vector<std::pair<int, int>> ring_offsets(int radius, int points) {
@@ -25,7 +27,8 @@ int default_ring_radius(float neuron_radius) {
 }
 
 RingBackground fit_ring_background(Eigen::Ref<const Eigen::MatrixXf> x, std::uint32_t height,
-                                   std::uint32_t width, int radius, int points, float ridge) {
+                                   std::uint32_t width, int radius, int points, float ridge,
+                                   int threads, int max_frames) {
   const int H = static_cast<int>(height), W = static_cast<int>(width);
   const Eigen::Index P = static_cast<Eigen::Index>(H) * W;
   if (x.rows() != P || x.cols() < 2) {
@@ -38,38 +41,47 @@ RingBackground fit_ring_background(Eigen::Ref<const Eigen::MatrixXf> x, std::uin
   rb.width = width;
   rb.radius = radius;
   rb.b0 = x.rowwise().mean();
-  // Centred pixel traces, contiguous per pixel; at most ~200 frames are needed for ~24 weights.
-  const Eigen::Index stride = std::max<Eigen::Index>(1, x.cols() / 200);
+  // Centred pixel traces, contiguous per pixel, of every stride-th frame (~max_frames of them;
+  // ~200 are plenty for ~24 weights).
+  const Eigen::Index stride = std::max<Eigen::Index>(1, x.cols() / std::max(2, max_frames));
   const Eigen::Index T = (x.cols() + stride - 1) / stride;
   Eigen::MatrixXf xt(T, P);
   for (Eigen::Index t = 0; t < T; ++t) xt.row(t) = (x.col(t * stride) - rb.b0).transpose();
   const std::vector<std::pair<int, int>> offs = ring_offsets(radius, points);
-  std::vector<Eigen::Triplet<float>> trip;
-  trip.reserve(static_cast<std::size_t>(P) * offs.size());
-  std::vector<Eigen::Index> ring;
-  Eigen::MatrixXf m(T, static_cast<Eigen::Index>(offs.size()));
-  for (int py = 0; py < H; ++py) {
-    for (int px = 0; px < W; ++px) {
-      ring.clear();
-      for (const auto& o : offs) {
-        const int y = py + o.first, xx = px + o.second;
-        if (y < 0 || xx < 0 || y >= H || xx >= W) continue;
-        ring.push_back(static_cast<Eigen::Index>(y) * W + xx);
-      }
-      const Eigen::Index p = static_cast<Eigen::Index>(py) * W + px;
-      const Eigen::Index n = static_cast<Eigen::Index>(ring.size());
-      if (n == 0) continue;
-      for (Eigen::Index i = 0; i < n; ++i) m.col(i) = xt.col(ring[static_cast<std::size_t>(i)]);
-      Eigen::MatrixXf g = m.leftCols(n).transpose() * m.leftCols(n);
-      Eigen::VectorXf rhs = m.leftCols(n).transpose() * xt.col(p);
-      const float lambda = std::max(ridge * g.trace() / static_cast<float>(n), 1e-12f);
-      g.diagonal().array() += lambda;
-      Eigen::VectorXf wv = g.llt().solve(rhs);
-      for (Eigen::Index i = 0; i < n; ++i) {
-        if (wv(i) != 0) trip.emplace_back(static_cast<int>(p), static_cast<int>(ring[static_cast<std::size_t>(i)]), wv(i));
+  // Rows in fixed blocks over `threads`, each row's weights in its own list: the same W for any
+  // thread count.
+  std::vector<std::vector<Eigen::Triplet<float>>> rows(static_cast<std::size_t>(H));
+  detail::parallel_blocks(threads, H, [&](Eigen::Index r0, Eigen::Index r1) {
+    std::vector<Eigen::Index> ring;
+    Eigen::MatrixXf m(T, static_cast<Eigen::Index>(offs.size()));
+    for (int py = static_cast<int>(r0); py < static_cast<int>(r1); ++py) {
+      std::vector<Eigen::Triplet<float>>& trip = rows[static_cast<std::size_t>(py)];
+      trip.reserve(static_cast<std::size_t>(W) * offs.size());
+      for (int px = 0; px < W; ++px) {
+        ring.clear();
+        for (const auto& o : offs) {
+          const int y = py + o.first, xx = px + o.second;
+          if (y < 0 || xx < 0 || y >= H || xx >= W) continue;
+          ring.push_back(static_cast<Eigen::Index>(y) * W + xx);
+        }
+        const Eigen::Index p = static_cast<Eigen::Index>(py) * W + px;
+        const Eigen::Index n = static_cast<Eigen::Index>(ring.size());
+        if (n == 0) continue;
+        for (Eigen::Index i = 0; i < n; ++i) m.col(i) = xt.col(ring[static_cast<std::size_t>(i)]);
+        Eigen::MatrixXf g = m.leftCols(n).transpose() * m.leftCols(n);
+        Eigen::VectorXf rhs = m.leftCols(n).transpose() * xt.col(p);
+        const float lambda = std::max(ridge * g.trace() / static_cast<float>(n), 1e-12f);
+        g.diagonal().array() += lambda;
+        Eigen::VectorXf wv = g.llt().solve(rhs);
+        for (Eigen::Index i = 0; i < n; ++i) {
+          if (wv(i) != 0) trip.emplace_back(static_cast<int>(p), static_cast<int>(ring[static_cast<std::size_t>(i)]), wv(i));
+        }
       }
     }
-  }
+  });
+  std::vector<Eigen::Triplet<float>> trip;
+  trip.reserve(static_cast<std::size_t>(P) * offs.size());
+  for (const auto& r : rows) trip.insert(trip.end(), r.begin(), r.end());
   rb.w.resize(P, P);
   rb.w.setFromTriplets(trip.begin(), trip.end());
   rb.w.makeCompressed();

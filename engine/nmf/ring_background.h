@@ -34,11 +34,13 @@ std::vector<std::pair<int, int>> ring_offsets(int radius, int points);
 
 // Fits b0 (the mean over frames) and W (per pixel, ridge least squares of the pixel's centred
 // values on its ring pixels' centred values) from X = Y − A C (P x T, columns are frames).
-// `ridge` is relative to the mean variance of the ring pixels. Allocates O(P · points). Any
-// thread. Throws std::invalid_argument when X does not have height * width rows.
+// `ridge` is relative to the mean variance of the ring pixels. Every k-th frame is used, k such
+// that about `max_frames` are (b0 from all). `threads` split the pixel rows in
+// fixed blocks (the same fit for any count). Allocates O(P · points). Any thread. Throws
+// std::invalid_argument when X does not have height * width rows.
 RingBackground fit_ring_background(Eigen::Ref<const Eigen::MatrixXf> x, std::uint32_t height,
                                    std::uint32_t width, int radius, int points = 24,
-                                   float ridge = 0.01f);
+                                   float ridge = 0.01f, int threads = 1, int max_frames = 200);
 
 // Background of one frame given x = y − A c (P): out = b0 + W (x − b0). `scratch` holds P floats.
 // Does not allocate. Any thread.

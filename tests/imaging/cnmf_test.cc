@@ -8,6 +8,7 @@
 #include "engine/dsp/registration.h"
 #include "engine/nmf/cnmf.h"
 #include "engine/nmf/cnmf_driver.h"
+#include "engine/nmf/ring_background.h"
 #include "engine/sim/calcium.h"
 #include "engine/sim/score_imaging.h"
 #include "tests/support/alloc_counter.h"
@@ -125,28 +126,42 @@ TEST(OnlineCnmf, RecoversPlantedNeuronsOnAHardMovieWithOverlapLowSnrAndMotion) {
 }
 
 TEST(CnmfInitialize, TwoThreadsGiveTheSameModelAsOne) {
-  // Odd sizes, so blocks of frames, pixel lanes and rows split unevenly.
-  sim::CalciumSimOptions so;
-  so.height = 61;
-  so.width = 67;
-  so.frames = 203;
-  so.neurons = 14;
-  so.seed = 9;
-  sim::CalciumSimulator simulator(so);
-  const Eigen::MatrixXf movie = render_movie(simulator);
-  CnmfOptions o;
-  o.height = so.height;
-  o.width = so.width;
-  o.init_threads = 1;
-  const CnmfInitResult one = cnmf_initialize(movie, o);
-  o.init_threads = 2;
-  const CnmfInitResult two = cnmf_initialize(movie, o);
-  ASSERT_GE(one.model.k(), 10);
-  ASSERT_EQ(one.model.k(), two.model.k());
-  EXPECT_TRUE(Eigen::MatrixXf(one.model.footprints) == Eigen::MatrixXf(two.model.footprints));
-  EXPECT_TRUE(one.traces == two.traces);
-  EXPECT_TRUE(one.model.background == two.model.background);
-  EXPECT_TRUE(one.background_traces == two.background_traces);
+  // Odd sizes, so blocks of frames, pixel lanes and rows split unevenly. Two-photon (low-rank
+  // background) and one-photon (ring background, fitted on pixel rows split over the threads).
+  for (const bool one_photon : {false, true}) {
+    SCOPED_TRACE(one_photon ? "one-photon" : "two-photon");
+    sim::CalciumSimOptions so;
+    so.height = 61;
+    so.width = 67;
+    so.frames = 203;
+    so.neurons = 14;
+    so.seed = 9;
+    if (one_photon) so = sim::one_photon_options(so);
+    sim::CalciumSimulator simulator(so);
+    const Eigen::MatrixXf movie = render_movie(simulator);
+    CnmfOptions o;
+    o.height = so.height;
+    o.width = so.width;
+    if (one_photon) {
+      o.neuron_radius = 7;
+      o.ring_radius = default_ring_radius(o.neuron_radius);
+    }
+    o.init_threads = 1;
+    const CnmfInitResult one = cnmf_initialize(movie, o);
+    o.init_threads = 2;
+    const CnmfInitResult two = cnmf_initialize(movie, o);
+    ASSERT_GE(one.model.k(), one_photon ? 6 : 10);
+    ASSERT_EQ(one.model.k(), two.model.k());
+    EXPECT_TRUE(Eigen::MatrixXf(one.model.footprints) == Eigen::MatrixXf(two.model.footprints));
+    EXPECT_TRUE(one.traces == two.traces);
+    EXPECT_TRUE(one.model.background == two.model.background);
+    EXPECT_TRUE(one.background_traces == two.background_traces);
+    EXPECT_EQ(one.model.ring.active(), one_photon);
+    if (one_photon) {
+      EXPECT_TRUE(Eigen::MatrixXf(one.model.ring.w) == Eigen::MatrixXf(two.model.ring.w));
+      EXPECT_TRUE(one.model.ring.b0 == two.model.ring.b0);
+    }
+  }
 }
 
 // Frames large enough that new neurons are searched in patches around the screening's maxima

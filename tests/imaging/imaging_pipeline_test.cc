@@ -195,9 +195,10 @@ TEST(ImagingPipeline, OnePhotonPipelineUsesTheRingBackgroundAndFindsThePlantedNe
   sim::ImagingScore sc = score_result(f, simulator.truth(), 300);
   std::printf("calcium-1p: F1 %.3f cosine %.3f trace corr %.3f\n", sc.f1, sc.median_cosine,
               sc.median_trace_corr);
-  // Measured at the time of writing: F1 0.84, cosine 0.97, trace correlation 0.89 (targets 0.9 /
-  // 0.9 / 0.95 not all met on one-photon data yet); floors against regressions.
-  EXPECT_GE(sc.f1, 0.75) << sc.to_json();
+  // Measured at the time of writing: F1 0.947, cosine 0.992, trace correlation 0.889 (before the
+  // initialisation refined on the ring-background-free movie: 0.84 / 0.97 / 0.89; the 0.95
+  // trace-correlation target is not met on this 96 x 96 movie); floors against regressions.
+  EXPECT_GE(sc.f1, 0.85) << sc.to_json();
   EXPECT_GE(sc.median_cosine, 0.9) << sc.to_json();
   EXPECT_GE(sc.median_trace_corr, 0.8) << sc.to_json();
   std::filesystem::remove(movie);

@@ -112,9 +112,9 @@ TEST(RingBackground, OnePhotonTracesAreFarBetterWithTheRingThanWithTheLowRankBac
                 o == &with ? "ring" : "low-rank", o->k, o->score.f1, o->score.precision,
                 o->score.recall, o->score.median_cosine, o->score.median_trace_corr);
   }
-  // Measured at the time of writing: ring F1 0.95, cosine 0.98, trace correlation 0.93; low-rank
-  // F1 0.73, cosine 0.96, trace correlation 0.65. The trace-correlation target (0.95) is NOT met
-  // on this movie yet; the floors below catch regressions, the comparison is the ring's point.
+  // Measured at the time of writing: ring F1 0.947, cosine 0.991, trace correlation 0.880;
+  // low-rank F1 0.73, cosine 0.96, trace correlation 0.65. The trace-correlation target (0.95) is
+  // NOT met on this movie; the floors below catch regressions, the comparison is the ring's point.
   EXPECT_GE(with.score.f1, 0.85) << with.score.to_json();
   EXPECT_GE(with.score.median_trace_corr, 0.85) << with.score.to_json();
   EXPECT_GE(with.score.median_cosine, 0.9) << with.score.to_json();
@@ -124,17 +124,18 @@ TEST(RingBackground, OnePhotonTracesAreFarBetterWithTheRingThanWithTheLowRankBac
   EXPECT_GT(with.score.f1, without.score.f1 + 0.05);
 }
 
-// End to end on one-photon movies with the calcium-1p settings, over four seeds (about 3 s each).
-// Measured at the time of writing (seeds 1-4): F1 0.857 / 0.837 / 0.811 / 0.950, footprint cosine
-// 0.966 / 0.971 / 0.968 / 0.983, median trace correlation 0.839 / 0.869 / 0.824 / 0.927 (before
-// the initialisation's residual pass and soma-size test: F1 0.88 / 0.81 / 0.89 / 0.90, trace
-// correlation 0.77 / 0.85 / 0.52 / 0.89). The trace-correlation target (0.95) is NOT met
-// on one-photon data: the traces are about as good in the initialisation window, where the ring
-// was fitted on the same frames, and better in the second half of the movie than in the first,
-// so a stale ring is not the cause; what is lost comes from neurons found late or merged with an
-// overlapping neighbour, whose activity then leaks through the ring into their neighbours'
-// traces. The floors below sit under the measured figures, to catch regressions (the old code's
-// mean trace correlation was 0.76, its worst 0.52).
+// End to end on one-photon movies with the calcium-1p settings, over four seeds (about 2 s each).
+// Measured at the time of writing (seeds 1-4): F1 0.976 / 0.923 / 1.000 / 0.947, footprint cosine
+// 0.992 / 0.987 / 0.990 / 0.991, median trace correlation 0.923 / 0.960 / 0.908 / 0.880 (mean
+// 0.962 / 0.990 / 0.918). Before the initialisation refined its components on the movie without
+// the ring background: F1 0.865 / 0.842 / 0.824 / 0.919, trace correlation 0.860 / 0.867 / 0.809
+// / 0.927 (mean 0.862 / 0.975 / 0.866): with the low-rank b f of two-photon data the footprints
+// absorbed background and most real neurons failed the spatial or soma-size test, so 3-6 of 20
+// were missed and several more found only online, hundreds of frames late, with an empty trace
+// until then. The trace-correlation target (0.95) is still NOT met on these small dense
+// movies (20 somata of radius 7 on 96 x 96; on a 256 x 256, 120-neuron one-photon movie the
+// median is 0.978, README). The floors below sit under the measured figures and above the old
+// code's.
 TEST(RingBackground, OnePhotonMoviesEndToEndAcrossSeeds) {
   double f1 = 0, corr = 0, cosine = 0, worst_corr = 1;
   const int seeds = 4;
@@ -143,7 +144,7 @@ TEST(RingBackground, OnePhotonMoviesEndToEndAcrossSeeds) {
     std::printf("[1p seed %d] K %d F1 %.3f precision %.3f recall %.3f cosine %.3f trace corr %.3f\n",
                 seed, r.k, r.score.f1, r.score.precision, r.score.recall, r.score.median_cosine,
                 r.score.median_trace_corr);
-    EXPECT_GE(r.score.f1, 0.75) << "seed " << seed << " " << r.score.to_json();
+    EXPECT_GE(r.score.f1, 0.88) << "seed " << seed << " " << r.score.to_json();
     EXPECT_GE(r.score.median_cosine, 0.9) << "seed " << seed << " " << r.score.to_json();
     f1 += r.score.f1 / seeds;
     corr += r.score.median_trace_corr / seeds;
@@ -151,10 +152,10 @@ TEST(RingBackground, OnePhotonMoviesEndToEndAcrossSeeds) {
     worst_corr = std::min(worst_corr, r.score.median_trace_corr);
   }
   std::printf("[1p mean over %d seeds] F1 %.3f cosine %.3f trace corr %.3f\n", seeds, f1, cosine, corr);
-  EXPECT_GE(f1, 0.83);
-  EXPECT_GE(cosine, 0.93);
-  EXPECT_GE(corr, 0.83);
-  EXPECT_GE(worst_corr, 0.78);
+  EXPECT_GE(f1, 0.92);
+  EXPECT_GE(cosine, 0.97);
+  EXPECT_GE(corr, 0.89);
+  EXPECT_GE(worst_corr, 0.85);
 }
 
 TEST(RingBackground, FastPathWithTheRingDoesNotAllocate) {
