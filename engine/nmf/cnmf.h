@@ -56,7 +56,8 @@ struct CnmfOptions {
   float min_space_corr = 0.6f;
   // The same test for a neuron found online, stricter: the search takes the best of hundreds of
   // residual maxima over 60 frames, so chance structure (neuropil) passes 0.6 (CaImAn's online
-  // default rval_thr is of this order).
+  // default rval_thr is of this order). Computed on what the activity adds over the buffer
+  // (the active frames' mean minus the buffer's mean).
   float new_space_corr = 0.85f;
   int init_iterations = 8;        // HALS rounds at initialisation
   float decay_time_s = 0.4f;      // indicator decay (GCaMP6f ~0.4 s, GCaMP6s ~1 s); a prior only

@@ -683,7 +683,10 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
     const float noise = std::max(estimate_noise_sd(c), 1e-6f);
     const float base = detail::trace_baseline(c, noise);
     const float snr = (c.maxCoeff() - base) / noise;
-    const float rval = detail::space_correlation(raw, sd.support, sd.values, c, base, noise);
+    // Against what the activity adds over the buffer (relative): the residual's static part
+    // (misfit edges of known neighbours, the resting level of the unexplained) is not this
+    // neuron's footprint. Hard seeds 11-18 mean F1 0.931 -> 0.947, seed 17 0.882 -> 0.913.
+    const float rval = detail::space_correlation(raw, sd.support, sd.values, c, base, noise, true);
     if (snr < options_.min_snr || rval < std::max(options_.min_space_corr, options_.new_space_corr)) continue;
     if (detail::soma_size(sd.values, sd.support.size(), options_) != detail::SomaSize::kPlausible) continue;
     Support full(sd.support.size());

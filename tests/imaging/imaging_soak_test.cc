@@ -87,11 +87,12 @@ TEST(ImagingSoak, OnlineCnmfStageMemoryIsFlatOverALongStream) {
   EXPECT_LT(static_cast<double>(rss_end), static_cast<double>(rss_start) + 4e6);
 }
 
-// Per seed the hard movie (overlap, low SNR, motion) scores, at the time of writing, F1 0.929 /
-// 0.966 / 0.918 / 0.953 / 0.923 / 0.944 / 0.882 / 0.936 for seeds 11-18 (mean 0.931), trace
-// correlation >= 0.978 and footprint cosine >= 0.974 on every seed. Not every seed reaches the 0.9
-// F1 target (17 does not: fragments and partial footprints of large somata), so every seed must
-// reach 0.85 and their mean the 0.9 target; traces and footprints the targets.
+// Per seed the hard movie (overlap, low SNR, motion) scores, at the time of writing, F1 0.941 /
+// 0.966 / 0.955 / 0.966 / 0.935 / 0.943 / 0.913 / 0.957 for seeds 11-18 (mean 0.947), trace
+// correlation >= 0.978 and footprint cosine >= 0.972 on every seed. Before new neurons were tested
+// against what their activity adds (CnmfOptions::new_space_corr): 0.929 / 0.966 / 0.918 / 0.953 /
+// 0.923 / 0.944 / 0.882 / 0.936 (seed 17 below the target: fragments of large somata accepted).
+// Every seed must reach the targets.
 TEST(ImagingSoak, HardMoviesAcrossSeedsMeetTheTargets) {
   // The target is a mean over seeds, so even the short CI form runs four (about a minute); the
   // full soak runs eight (seeds 11-18), more with a larger scale.
@@ -138,7 +139,7 @@ TEST(ImagingSoak, HardMoviesAcrossSeedsMeetTheTargets) {
         r.spikes.rightCols(T));
     std::printf("seed %d: F1 %.3f cosine %.3f trace corr %.3f\n", seed, s.f1, s.median_cosine,
                 s.median_trace_corr);
-    EXPECT_GE(s.f1, 0.85) << "seed " << seed;
+    EXPECT_GE(s.f1, 0.9) << "seed " << seed;
     EXPECT_GE(s.median_trace_corr, 0.95) << "seed " << seed;
     EXPECT_GE(s.median_cosine, 0.9) << "seed " << seed;
     f1_sum += s.f1;
