@@ -315,7 +315,17 @@ void OnlineCnmfStage::slow_loop() {
     // Once initialised, the updater holds the last kept_ frames in place: their slots stay.
     const std::uint64_t held = initialised_ ? kept_ : 0;
     if (pos > held && pos - held > tail_.load(std::memory_order_relaxed)) tail_.store(pos - held, std::memory_order_release);
-    if (exchange_.stopping()) return;
+    // Stopping: later frames would only feed updates no frame uses, but a recording that ended
+    // before the first model still needs its initialisation (the frames up to it are all in the
+    // ring) and, without a helper, the catch-up traces of the frames after it. Leaving at once
+    // lost them when the end of the stream overtook the copy of the initialisation frames.
+    if (exchange_.stopping()) {
+      if (!initialised_ && pos < head_.load(std::memory_order_acquire)) continue;
+      if (initialised_ && !catch_helper_.joinable() && pos < head_.load(std::memory_order_acquire) &&
+          !ring_has_model_[static_cast<std::size_t>(pos % ring_cap_)])
+        continue;
+      return;
+    }
   }
 }
 
@@ -363,7 +373,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
       catch_finished_.store(false, std::memory_order_relaxed);
       catch_helper_ = std::thread([this, first = slow_pos_ + 1] { catch_loop(first); });
     }
-  } else if (frozen_ || !initialised_) {
+  } else if (frozen_ || !initialised_ || exchange_.stopping()) {
     back = exchange_.latest();
   } else {
     updater_.update(back);
