@@ -6,15 +6,17 @@ namespace rtnmf::imaging {
 namespace {
 
 // Two-photon GCaMP6 at ~30 Hz: rigid motion correction, then online CNMF with a rank-2
-// background, somata of radius ~5 px, a 300-frame initialisation and updates every 100 frames
-// (model lag 30 frames). Override with --set, e.g. --set cnmf.neuron_radius=7,
+// background, somata of radius ~5 px, a 300-frame initialisation and updates every 100 frames,
+// each taking effect 100 frames after the frame it ends on (model lag = update_every: an update
+// runs beside the next 100 frames; with a lag of 30 the fast path at --speed max waited for each
+// one). Override with --set, e.g. --set cnmf.neuron_radius=7,
 // --set cnmf.decay_time_s=1.0 (GCaMP6s), --set source.rate_hz=15.
 constexpr const char* kCalcium2p = R"pb(
 name: "calcium-2p"
 stream {
   id: "imaging"
   source { imaging_file { path: "" } }
-  model_lag_frames: 30
+  model_lag_frames: 100
   stage {
     type: "motion_correct"
     name: "motion"
@@ -41,14 +43,15 @@ stream {
 
 // One-photon (miniscope) data: larger, blurrier cells on a strong, structured background.
 // Motion correction, then online CNMF with the CNMF-E ring background (radius 1.5 soma
-// diameters, plus a constant baseline; the rank-4 low-rank background is used only while seeding
-// the initialisation) and bigger somata.
+// diameters, plus a constant baseline; the rank-4 low-rank background is used only for the
+// initialisation's first seeding, its refinement already works on the ring-free movie) and bigger
+// somata. Model lag as calcium-2p.
 constexpr const char* kCalcium1p = R"pb(
 name: "calcium-1p"
 stream {
   id: "imaging"
   source { imaging_file { path: "" } }
-  model_lag_frames: 30
+  model_lag_frames: 100
   stage {
     type: "motion_correct"
     name: "motion"

@@ -111,10 +111,11 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   // --rt-cpus (the slow path then has the other CPUs only), one thread. Same result either way.
   options_.init_threads =
       mode_ == RunMode::kReplay && ctx.slow_cpus.empty() && std::thread::hardware_concurrency() >= 2 ? 2 : 1;
-  // The model updates likewise: at --speed max the fast path spends most of an update waiting
-  // for it (the model lag is 30 frames, an update ~55 ms), so a second thread there is a gain.
+  // The model updates likewise: at --speed max the fast path waits for an update that is late
+  // (an update takes ~55 ms at 512 x 512 inside the pipeline), so a second thread there is a gain.
   options_.update_threads = options_.init_threads;
-  lag_ = ctx.model_lag_frames ? ctx.model_lag_frames : 30;
+  // Unset: an update takes effect when the next one starts (double-buffered models).
+  lag_ = ctx.model_lag_frames ? ctx.model_lag_frames : update_every_;
   // The first model's lag: at least init_frames, and enough frames that the batch needs at most
   // kInitCoreShare of one core at the stream's frame rate. Its cost is ~1e-7 s of one core per
   // pixel and frame (7.8 s for 300 frames of 512 x 512 on the 2-core reference machine): with a
