@@ -593,17 +593,20 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   // absorbed background (rejected as too large) and the spatial test failed on most neurons.
   // s holds X = Y − A C while the ring is fitted (it is free at those points), and yr is
   // written in place: no P x T temporaries.
+  auto subtract_ac = [&](Eigen::Index t) {  // s.col(t) −= A c_t on the footprints' pixels
+    for (Eigen::Index k = 0; k < a.cols(); ++k) {
+      const float ck = c(k, t);
+      if (ck == 0) continue;
+      for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) s(it.row(), t) -= ck * it.value();
+    }
+  };
   auto refit_ring = [&]() {
     if (o.ring_radius <= 0) return;
     const int threads = std::max(1, o.init_threads);
     detail::parallel_blocks(threads, T, [&](Eigen::Index t0, Eigen::Index t1) {
       for (Eigen::Index t = t0; t < t1; ++t) {
         s.col(t) = y.col(t);
-        for (Eigen::Index k = 0; k < a.cols(); ++k) {
-          const float ck = c(k, t);
-          if (ck == 0) continue;
-          for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) s(it.row(), t) -= ck * it.value();
-        }
+        subtract_ac(t);
       }
     });
     const RingBackground ring = fit_ring_background(s, o.height, o.width, o.ring_radius, 24, 0.01f, threads, 100);
@@ -708,11 +711,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
     for (Eigen::Index t = 0; t < T; ++t) {
       s.col(t) = Eigen::Map<const Eigen::VectorXf>(ycol(t), P);
       if (nb > 0) s.col(t).noalias() -= bg * f.col(t);
-      for (int k = 0; k < K; ++k) {
-        const float ck = c(k, t);
-        if (ck == 0) continue;
-        for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) s(it.row(), t) -= ck * it.value();
-      }
+      subtract_ac(t);
     }
     Eigen::VectorXf dense = Eigen::VectorXf::Zero(P);
     const int k0 = K;

@@ -58,8 +58,9 @@ void median_and_noise8(const float* x, int n, float* work, float* median, float*
 // Footprint consistency (CaImAn's spatial-correlation test): Pearson correlation between a
 // footprint `a` on `support` and the data yb (P x T, background removed) averaged over the frames
 // in which trace c is highest; `relative`: that average minus the average over all frames (what
-// the activity adds: the one-photon initialisation, where the neighbours' resting levels and what
-// is left of the background inside the support square otherwise dominate the average). Allocates.
+// the activity adds; used for neurons found online and at the one-photon initialisation, where
+// the residual's static part or the neighbours' resting levels and what is left of the background
+// inside the support square otherwise dominate the average). Allocates.
 float space_correlation(const Eigen::MatrixXf& yb, const Support& support, const Eigen::VectorXf& a,
                         Eigen::Ref<const Eigen::VectorXf> c, float baseline, float noise, bool relative = false);
 

@@ -321,11 +321,9 @@ void OnlineCnmfStage::slow_loop() {
     // ring) and, without a helper, the catch-up traces of the frames after it. Leaving at once
     // lost them when the end of the stream overtook the copy of the initialisation frames.
     if (exchange_.stopping()) {
-      if (!initialised_ && pos < head_.load(std::memory_order_acquire)) continue;
-      if (initialised_ && !catch_helper_.joinable() && pos < head_.load(std::memory_order_acquire) &&
-          !ring_has_model_[static_cast<std::size_t>(pos % ring_cap_)])
-        continue;
-      return;
+      const bool needed = !initialised_ || (!catch_helper_.joinable() &&
+                                            !ring_has_model_[static_cast<std::size_t>(pos % ring_cap_)]);
+      if (!needed || pos >= head_.load(std::memory_order_acquire)) return;
     }
   }
 }
