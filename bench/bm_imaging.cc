@@ -10,7 +10,11 @@
 #include <random>
 #include <vector>
 
+#include <unistd.h>
+
 #include "engine/dsp/registration.h"
+#include "engine/io/movie.h"
+#include "engine/io/tiff_writer.h"
 #include "engine/nmf/cnmf.h"
 
 namespace {
@@ -177,6 +181,33 @@ void BM_ImagingChain_Frame(benchmark::State& state) {
   report_latency(state, us);
 }
 BENCHMARK(BM_ImagingChain_Frame)->Unit(benchmark::kMicrosecond)->MinTime(3.0);
+
+// The source's per-frame cost on the replay path: TIFF frame -> float, 512 x 512 uint16, one
+// strip per page as ScanImage and the simulator write them, the file in the page cache (written
+// just before; /tmp). Arg = frames in the file (the directory walk at open is outside the loop).
+void BM_TiffMovie_ReadFrame(benchmark::State& state) {
+  const int frames = static_cast<int>(state.range(0));
+  const std::string path = "/tmp/rtnmf_bm_read_" + std::to_string(::getpid()) + ".tif";
+  Scene& sc = scene();
+  {
+    rtnmf::io::TiffWriter w(path, kSide, kSide);
+    for (int t = 0; t < frames; ++t) w.write_frame(sc.frames.col(t % kFrames).data());
+  }
+  auto movie = rtnmf::io::open_movie(path);
+  std::vector<float> out(static_cast<std::size_t>(kSide) * kSide);
+  std::vector<double> us;
+  std::int64_t t = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    movie->read_frame(t++ % frames, out.data());
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    benchmark::DoNotOptimize(out.data());
+  }
+  report_latency(state, us);
+  movie.reset();
+  std::remove(path.c_str());
+}
+BENCHMARK(BM_TiffMovie_ReadFrame)->Arg(256)->Unit(benchmark::kMicrosecond)->MinTime(2.0);
 
 }  // namespace
 

@@ -1,8 +1,11 @@
 #include "engine/io/tiff_reader.h"
 
+#include <fcntl.h>
 #include <tiffio.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -82,9 +85,11 @@ class TiffMovie final : public MovieReader {
     if (is_scanimage) info_.description += ", ScanImage";
     info_.frame_rate_hz = detail::frame_rate_from_text(text);
 
-    // Walk the directory chain, remembering each page's offset for random access.
+    // Walk the directory chain, remembering each page's offset for random access and, for pages
+    // whose pixels are one uncompressed run in the file, where that run starts.
     for (;;) {
       page_offsets_.push_back(TIFFCurrentDirOffset(tif_));
+      page_spans_.push_back(plain_span());
       if (TIFFLastDirectory(tif_)) break;
       last_error_.clear();
       if (!TIFFReadDirectory(tif_)) {
@@ -119,12 +124,18 @@ class TiffMovie final : public MovieReader {
       damage_message_ = path + ": frame " + std::to_string(damaged_at_) + ": " + chain_error_;
     }
     if (contiguous_) setup_contiguous(path);
+    if (!contiguous_ && std::any_of(page_spans_.begin(), page_spans_.end(), [](std::uint64_t o) { return o != kNoSpan; })) {
+      raw_fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (raw_fd_ < 0) throw MovieError(path + ": cannot reopen for reading");
+      swap_ = TIFFIsByteSwapped(tif_) != 0;
+    }
     if (options.frame_rate_hz > 0) info_.frame_rate_hz = options.frame_rate_hz;
     if (info_.frames == 0) throw MovieError(path + ": no frames");
   }
 
   ~TiffMovie() override {
     if (raw_file_) std::fclose(raw_file_);
+    if (raw_fd_ >= 0) ::close(raw_fd_);
     if (tif_) TIFFClose(tif_);
   }
 
@@ -141,6 +152,10 @@ class TiffMovie final : public MovieReader {
     const std::uint64_t page = static_cast<std::uint64_t>(index) * channels_ + channel_;
     if (contiguous_) {
       read_contiguous(index, page, out);
+      return;
+    }
+    if (raw_fd_ >= 0 && page_spans_[page] != kNoSpan) {
+      read_span(index, page_spans_[page], out);
       return;
     }
     last_error_.clear();
@@ -249,6 +264,62 @@ class TiffMovie final : public MovieReader {
     if (!raw_file_) throw MovieError(path + ": cannot reopen for reading");
   }
 
+  // File offset of the current directory's pixels when they are one uncompressed run of the first
+  // page's shape and type (strips back to back: what ScanImage, ImageJ and most writers produce),
+  // else kNoSpan. Such a frame is then one pread instead of libtiff's directory re-read and
+  // 8 KiB read + seek pairs (~130 system calls, 0.3 ms per 512 x 512 frame on a small VM).
+  std::uint64_t plain_span() {
+    std::uint32_t w = 0, h = 0;
+    std::uint16_t bps = 0, fmt = SAMPLEFORMAT_UINT, spp = 1, comp = COMPRESSION_NONE;
+    std::uint16_t planar = PLANARCONFIG_CONTIG;
+    TIFFGetField(tif_, TIFFTAG_IMAGEWIDTH, &w);
+    TIFFGetField(tif_, TIFFTAG_IMAGELENGTH, &h);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_BITSPERSAMPLE, &bps);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLEFORMAT, &fmt);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_COMPRESSION, &comp);
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_PLANARCONFIG, &planar);
+    if (w != info_.width || h != info_.height || bps != bits_ || fmt != sample_format_ || spp != 1 ||
+        comp != COMPRESSION_NONE || planar != PLANARCONFIG_CONTIG || TIFFIsTiled(tif_)) {
+      return kNoSpan;
+    }
+    // Bit-reversed fill order (libtiff reverses it while reading) stays with libtiff.
+    std::uint16_t fill = FILLORDER_MSB2LSB;
+    TIFFGetFieldDefaulted(tif_, TIFFTAG_FILLORDER, &fill);
+    if (bps % 8 != 0 || fill != FILLORDER_MSB2LSB) return kNoSpan;
+    const std::uint64_t* offsets = nullptr;
+    const std::uint64_t* counts = nullptr;
+    if (!TIFFGetField(tif_, TIFFTAG_STRIPOFFSETS, &offsets) || !offsets ||
+        !TIFFGetField(tif_, TIFFTAG_STRIPBYTECOUNTS, &counts) || !counts) {
+      return kNoSpan;
+    }
+    const tstrip_t strips = TIFFNumberOfStrips(tif_);
+    const std::uint64_t bytes = static_cast<std::uint64_t>(w) * h * (bps / 8);
+    std::uint64_t total = 0;
+    for (tstrip_t s = 0; s < strips; ++s) {
+      if (offsets[s] != offsets[0] + total) return kNoSpan;
+      total += counts[s];
+    }
+    return strips > 0 && total == bytes ? offsets[0] : kNoSpan;
+  }
+
+  void read_span(std::int64_t index, std::uint64_t offset, float* out) {
+    const std::size_t n = static_cast<std::size_t>(info_.width) * info_.height;
+    const std::size_t bytes = n * pixel_type_bytes(info_.dtype);
+    std::size_t got = 0;
+    while (got < bytes) {
+      const ssize_t r = ::pread(raw_fd_, scratch_.data() + got, bytes - got, static_cast<off_t>(offset + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) fail(index, std::string("cannot read its pixels (") + std::strerror(errno) + ")");
+      if (r == 0) {
+        fail(index, "truncated strip data (file ends after " + std::to_string(got) + " of " +
+                        std::to_string(bytes) + " bytes)");
+      }
+      got += static_cast<std::size_t>(r);
+    }
+    detail::convert_to_float(info_.dtype, scratch_.data(), n, swap_, out);
+  }
+
   void read_contiguous(std::int64_t index, std::uint64_t page, float* out) {
     const std::size_t n = static_cast<std::size_t>(info_.width) * info_.height;
     const std::size_t bytes = n * pixel_type_bytes(info_.dtype);
@@ -263,7 +334,10 @@ class TiffMovie final : public MovieReader {
 
   TIFF* tif_ = nullptr;
   std::string last_error_;
+  static constexpr std::uint64_t kNoSpan = ~std::uint64_t{0};
   std::vector<std::uint64_t> page_offsets_;
+  std::vector<std::uint64_t> page_spans_;  // file offset of each page's pixels, or kNoSpan
+  int raw_fd_ = -1;
   bool chain_broken_ = false;
   std::string chain_error_;
   std::uint16_t bits_ = 8, sample_format_ = SAMPLEFORMAT_UINT;

@@ -1,7 +1,9 @@
 // Movie readers on small files generated here: TIFF, BigTIFF, ScanImage/ImageJ descriptions,
 // HDF5 in both axis orders, raw; truncated files fail at the right frame.
 #include <gtest/gtest.h>
+#include <tiffio.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +174,144 @@ TEST(MovieReader, TruncatedPixelDataOfALastPageIsAnErrorAtThatFrame) {
   } catch (const MovieError& e) {
     EXPECT_EQ(e.frame_index(), 3);
     EXPECT_EQ(std::string(e.what()).rfind(path + ": frame 3: ", 0), 0u) << e.what();
+  }
+  fs::remove(path);
+}
+
+// Writes `frames` uint16 (or float32) frames with libtiff in a given layout: byte order,
+// rows per strip, compression, and whether the strips of a page go to the file in reverse order.
+void write_libtiff(const std::string& path, int frames, int h, int w, bool big_endian,
+                   std::uint32_t rows_per_strip, std::uint16_t compression, bool reverse_strips,
+                   bool float32) {
+  TIFF* tif = TIFFOpen(path.c_str(), big_endian ? "wb" : "wl");
+  ASSERT_NE(tif, nullptr);
+  const int bpp = float32 ? 4 : 2;
+  for (int t = 0; t < frames; ++t) {
+    TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, static_cast<std::uint32_t>(w));
+    TIFFSetField(tif, TIFFTAG_IMAGELENGTH, static_cast<std::uint32_t>(h));
+    TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, static_cast<std::uint16_t>(8 * bpp));
+    TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT, float32 ? SAMPLEFORMAT_IEEEFP : SAMPLEFORMAT_UINT);
+    TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, static_cast<std::uint16_t>(1));
+    TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+    TIFFSetField(tif, TIFFTAG_COMPRESSION, compression);
+    TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, rows_per_strip);
+    const std::vector<float> f = make_frame(t, h, w);
+    std::vector<unsigned char> px(f.size() * bpp);
+    for (std::size_t i = 0; i < f.size(); ++i) {
+      if (float32) {
+        std::memcpy(px.data() + 4 * i, &f[i], 4);
+      } else {
+        const auto v = static_cast<std::uint16_t>(f[i]);
+        std::memcpy(px.data() + 2 * i, &v, 2);
+      }
+    }
+    const int strips = (h + static_cast<int>(rows_per_strip) - 1) / static_cast<int>(rows_per_strip);
+    for (int k = 0; k < strips; ++k) {
+      const int s = reverse_strips ? strips - 1 - k : k;
+      const int r0 = s * static_cast<int>(rows_per_strip);
+      const int rows = std::min(static_cast<int>(rows_per_strip), h - r0);
+      ASSERT_GE(TIFFWriteEncodedStrip(tif, static_cast<tstrip_t>(s), px.data() + static_cast<std::size_t>(r0) * w * bpp,
+                                      static_cast<tmsize_t>(rows) * w * bpp), 0);
+    }
+    ASSERT_EQ(TIFFWriteDirectory(tif), 1);
+  }
+  TIFFClose(tif);
+}
+
+// Uncompressed pages whose strips lie back to back are read with one pread per frame, the rest
+// through libtiff: both give the same pixels for every layout (byte order, strips, compression,
+// strips stored out of order, float).
+TEST(MovieReader, ReadsEveryStripLayoutAndByteOrderAlike) {
+  struct Layout {
+    const char* name;
+    bool big_endian;
+    std::uint32_t rows_per_strip;
+    std::uint16_t compression;
+    bool reverse;
+    bool float32;
+  };
+  const Layout layouts[] = {
+      {"le_one_strip", false, 12, COMPRESSION_NONE, false, false},
+      {"be_one_strip", true, 12, COMPRESSION_NONE, false, false},
+      {"le_strips_of_5", false, 5, COMPRESSION_NONE, false, false},
+      {"be_strips_of_5", true, 5, COMPRESSION_NONE, false, false},
+      {"le_strips_reversed", false, 4, COMPRESSION_NONE, true, false},
+      {"le_lzw", false, 5, COMPRESSION_LZW, false, false},
+      {"be_float32", true, 3, COMPRESSION_NONE, false, true},
+  };
+  for (const Layout& l : layouts) {
+    SCOPED_TRACE(l.name);
+    const std::string path = temp_path(std::string(l.name) + ".tif");
+    write_libtiff(path, 3, 12, 10, l.big_endian, l.rows_per_strip, l.compression, l.reverse, l.float32);
+    auto m = open_movie(path);
+    expect_frames(*m, 3, 12, 10);
+    std::vector<float> out(120);
+    m->read_frame(1, out.data());  // random access after the sequential pass
+    EXPECT_EQ(out, make_frame(1, 12, 10));
+    fs::remove(path);
+  }
+}
+
+// ScanImage writes each page's directory before its pixels: a file cut inside the last frame's
+// pixels keeps that frame's directory, and reading it fails naming the frame and how much of it
+// the file holds; the frames before it read.
+TEST(MovieReader, DirectoryFirstTiffCutInsideTheLastPixelsNamesThatFrame) {
+  const std::string path = temp_path("ifd_first.tif");
+  const int frames = 4, h = 8, w = 8;
+  const std::uint32_t bytes = h * w * 2;
+  std::string file = std::string("II") + '\x2a' + '\0';
+  auto put16 = [&](std::uint16_t v) { file.append(reinterpret_cast<const char*>(&v), 2); };
+  auto put32 = [&](std::uint32_t v) { file.append(reinterpret_cast<const char*>(&v), 4); };
+  put32(8);
+  const std::uint32_t ifd_size = 2 + 10 * 12 + 4;
+  for (int t = 0; t < frames; ++t) {
+    const std::uint32_t ifd = static_cast<std::uint32_t>(file.size());
+    const std::uint32_t data = ifd + ifd_size;
+    auto entry = [&](std::uint16_t tag, std::uint16_t type, std::uint32_t value) {
+      put16(tag);
+      put16(type);
+      put32(1);
+      if (type == 3) {
+        put16(static_cast<std::uint16_t>(value));
+        put16(0);
+      } else {
+        put32(value);
+      }
+    };
+    put16(10);
+    entry(256, 3, w);
+    entry(257, 3, h);
+    entry(258, 3, 16);
+    entry(259, 3, 1);
+    entry(262, 3, 1);
+    entry(273, 4, data);
+    entry(277, 3, 1);
+    entry(278, 4, h);
+    entry(279, 4, bytes);
+    entry(339, 3, 1);
+    put32(t + 1 < frames ? data + bytes : 0);
+    for (float v : make_frame(t, h, w)) put16(static_cast<std::uint16_t>(v));
+  }
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(file.data(), static_cast<std::streamsize>(file.size()));
+  }
+  expect_frames(*open_movie(path), frames, h, w);
+  fs::resize_file(path, file.size() - bytes + 40);  // 40 of frame 3's 128 bytes remain
+  auto m = open_movie(path);
+  ASSERT_EQ(m->info().frames, frames);
+  std::vector<float> out(static_cast<std::size_t>(h) * w);
+  for (int t = 0; t < 3; ++t) {
+    ASSERT_TRUE(m->read_next(out.data()));
+    EXPECT_EQ(out, make_frame(t, h, w));
+  }
+  try {
+    m->read_next(out.data());
+    FAIL() << "no error";
+  } catch (const MovieError& e) {
+    EXPECT_EQ(e.frame_index(), 3);
+    EXPECT_STREQ(e.what(), (path + ": frame 3: truncated strip data (file ends after 40 of 128 bytes)").c_str());
   }
   fs::remove(path);
 }
