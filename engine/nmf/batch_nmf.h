@@ -134,7 +134,9 @@ void validate_nonnegative(const Eigen::Ref<const Eigen::MatrixXf>& x);
 
 namespace detail {
 // Runs fn(begin, end) on `threads` contiguous blocks of [0, n), one per thread (the calling
-// thread takes the last block). Blocks depend only on n and threads: deterministic.
+// thread takes the last block, the calling thread's kept helper threads the others: see
+// block_pool.h). Blocks depend only on n and threads: deterministic. An exception thrown by a
+// block is rethrown to the caller once all blocks are done.
 template <typename Fn>
 void parallel_blocks(int threads, Eigen::Index n, Fn&& fn);
 
@@ -173,7 +175,7 @@ void randomized_svd_keep_range(const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen
 
 }  // namespace rtnmf::nmf
 
-#include <thread>
+#include "engine/nmf/block_pool.h"
 
 namespace rtnmf::nmf::detail {
 
@@ -185,16 +187,17 @@ void parallel_blocks(int threads, Eigen::Index n, Fn&& fn) {
     fn(Eigen::Index{0}, n);
     return;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<size_t>(threads - 1));
-  const Eigen::Index chunk = (n + threads - 1) / threads;
-  for (int t = 0; t < threads - 1; ++t) {
-    const Eigen::Index b = t * chunk, e = std::min(n, b + chunk);
-    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
-  }
-  const Eigen::Index b = (threads - 1) * chunk;
-  if (b < n) fn(b, n);
-  for (auto& th : pool) th.join();
+  struct Ctx {
+    std::remove_reference_t<Fn>* fn;
+    Eigen::Index chunk, n;
+  } ctx{&fn, (n + threads - 1) / threads, n};
+  // Block t is [t chunk, min(n, (t + 1) chunk)); the last one (the caller's) runs to n.
+  run_blocks(threads, [](void* c, int t) {
+    const Ctx& x = *static_cast<Ctx*>(c);
+    const Eigen::Index b = t * x.chunk;
+    const Eigen::Index e = std::min(x.n, b + x.chunk);
+    if (b < e) (*x.fn)(b, e);
+  }, &ctx);
 }
 
 }  // namespace rtnmf::nmf::detail
