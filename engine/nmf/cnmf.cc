@@ -51,14 +51,16 @@ void remove_ring_background_frame(const CnmfModel& m, Eigen::Ref<const Eigen::Ve
 }
 
 Eigen::MatrixXf remove_ring_background(const CnmfModel& m, const Eigen::MatrixXf& traces,
-                                       Eigen::Ref<const Eigen::MatrixXf> frames) {
+                                       Eigen::Ref<const Eigen::MatrixXf> frames, int threads) {
   const Eigen::Index P = frames.rows(), T = frames.cols();
   Eigen::MatrixXf out(P, T);
-  Eigen::VectorXf x(P), scratch(P);
-  for (Eigen::Index t = 0; t < T; ++t) {
-    remove_ring_background_frame(m, traces.col(t), frames.col(t).data(), out.col(t).data(), x.data(),
-                                 scratch.data());
-  }
+  parallel_blocks(std::max(1, threads), T, [&](Eigen::Index t0, Eigen::Index t1) {
+    Eigen::VectorXf x(P), scratch(P);
+    for (Eigen::Index t = t0; t < t1; ++t) {
+      remove_ring_background_frame(m, traces.col(t), frames.col(t).data(), out.col(t).data(), x.data(),
+                                   scratch.data());
+    }
+  });
   return out;
 }
 

@@ -301,9 +301,10 @@ void finalize_ring(CnmfModel& model);
 // follow the new traces. Allocates O(P T).
 void fit_ring_model(Eigen::Ref<const Eigen::MatrixXf> frames, const CnmfOptions& options,
                     CnmfInitResult& init);
-// Frames with the ring background removed: Y − b0 − W (Y − A C − b0). Allocates.
+// Frames with the ring background removed: Y − b0 − W (Y − A C − b0), frames split over
+// `threads` in fixed blocks (the same values on any count). Allocates.
 Eigen::MatrixXf remove_ring_background(const CnmfModel& model, const Eigen::MatrixXf& traces,
-                                       Eigen::Ref<const Eigen::MatrixXf> frames);
+                                       Eigen::Ref<const Eigen::MatrixXf> frames, int threads = 1);
 // One frame: out = y − b0 − W (y − A c − b0); x_out = y − A c. scratch P. Does not allocate.
 void remove_ring_background_frame(const CnmfModel& model, Eigen::Ref<const Eigen::VectorXf> c,
                                   const float* y, float* out, float* x_out, float* scratch);

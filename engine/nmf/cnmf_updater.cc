@@ -68,7 +68,7 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
                        Eigen::Ref<const Eigen::MatrixXf> frames) {
   // One-photon ring model: the statistics see the frames with the ring background removed.
   const bool ring = init.model.ring.active();
-  const Eigen::MatrixXf ring_free = ring ? detail::remove_ring_background(init.model, init.traces, frames) : Eigen::MatrixXf();
+  const Eigen::MatrixXf ring_free = ring ? detail::remove_ring_background(init.model, init.traces, frames, options.update_threads) : Eigen::MatrixXf();
   Eigen::Ref<const Eigen::MatrixXf> y(ring ? Eigen::Ref<const Eigen::MatrixXf>(ring_free) : frames);
   if (ring) {
     ring_y_.resize(frames.rows());
