@@ -91,32 +91,23 @@ std::unique_ptr<Fed> feed(bool add, int update_threads = 1) {
   return f;
 }
 
+// kept = 1: frames added in place (add_frame_kept, what the imaging stage does, reading them
+// from its ring): no copy. kept = 0: add_frame copies each frame into the updater's ring.
 void BM_CnmfUpdater_AddFrame(benchmark::State& state) {
   std::unique_ptr<Fed> f = feed(false);
   Movie& mv = movie();
+  const bool kept = state.range(0) != 0;
   int t = 0;
   for (auto _ : state) {
-    f->updater.add_frame(mv.frames.col(kInit + t).data(), f->act.col(t), f->bg.col(t));
+    if (kept)
+      f->updater.add_frame_kept(mv.frames.col(kInit + t).data(), f->act.col(t), f->bg.col(t));
+    else
+      f->updater.add_frame(mv.frames.col(kInit + t).data(), f->act.col(t), f->bg.col(t));
     t = (t + 1) % kMore;
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_CnmfUpdater_AddFrame)->Unit(benchmark::kMicrosecond);
-
-// The same, frames added in place (add_frame_kept: what the imaging stage does, the frame read
-// from its ring): no copy; the block averages for the new-neuron screening are taken when the
-// background statistic folds the pending frames in (every 10th call).
-void BM_CnmfUpdater_AddFrameKept(benchmark::State& state) {
-  std::unique_ptr<Fed> f = feed(false);
-  Movie& mv = movie();
-  int t = 0;
-  for (auto _ : state) {
-    f->updater.add_frame_kept(mv.frames.col(kInit + t).data(), f->act.col(t), f->bg.col(t));
-    t = (t + 1) % kMore;
-  }
-  state.SetItemsProcessed(state.iterations());
-}
-BENCHMARK(BM_CnmfUpdater_AddFrameKept)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_CnmfUpdater_AddFrame)->Unit(benchmark::kMicrosecond)->ArgName("kept")->Arg(0)->Arg(1);
 
 void BM_CnmfUpdater_Update(benchmark::State& state) {
   int added = 0;
