@@ -34,18 +34,22 @@ void finalize_ring(CnmfModel& m) {
   m.gram_sparse.makeCompressed();
 }
 
+void subtract_footprints(const Eigen::SparseMatrix<float>& a, Eigen::Ref<const Eigen::VectorXf> c,
+                         float* x) {
+  for (Eigen::Index k = 0; k < a.cols(); ++k) {
+    const float ck = c(k);
+    if (ck == 0) continue;
+    for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) x[it.row()] -= ck * it.value();
+  }
+}
+
 void remove_ring_background_frame(const CnmfModel& m, Eigen::Ref<const Eigen::VectorXf> c,
                                   const float* y, float* out, float* x_out, float* scratch) {
   const Eigen::Index P = m.footprints.rows();
   Eigen::Map<const Eigen::VectorXf> yv(y, P);
   Eigen::Map<Eigen::VectorXf> xv(x_out, P), ov(out, P);
   xv = yv;
-  const int K = m.k();
-  for (int k = 0; k < K; ++k) {
-    const float ck = c(k);
-    if (ck == 0) continue;
-    for (Eigen::SparseMatrix<float>::InnerIterator it(m.footprints, k); it; ++it) xv(it.row()) -= ck * it.value();
-  }
+  subtract_footprints(m.footprints, c, x_out);
   ring_background_frame(m.ring, x_out, out, scratch);  // out = B
   ov = yv - ov;
 }
@@ -98,11 +102,7 @@ void fit_ring_model(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o, C
     parallel_blocks(threads, T, [&](Eigen::Index t0, Eigen::Index t1) {
       for (Eigen::Index t = t0; t < t1; ++t) {
         x.col(t) = y.col(t);
-        for (int k = 0; k < K; ++k) {
-          const float ck = c(k, t);
-          if (ck == 0) continue;
-          for (Eigen::SparseMatrix<float>::InnerIterator e(m.footprints, k); e; ++e) x(e.row(), t) -= ck * e.value();
-        }
+        subtract_footprints(m.footprints, c.col(t), x.col(t).data());
       }
     });
     m.ring = fit_ring_background(x, o.height, o.width, o.ring_radius, 24, 0.01f, threads);

@@ -593,13 +593,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   // absorbed background (rejected as too large) and the spatial test failed on most neurons.
   // s holds X = Y − A C while the ring is fitted (it is free at those points), and yr is
   // written in place: no P x T temporaries.
-  auto subtract_ac = [&](Eigen::Index t) {  // s.col(t) −= A c_t on the footprints' pixels
-    for (Eigen::Index k = 0; k < a.cols(); ++k) {
-      const float ck = c(k, t);
-      if (ck == 0) continue;
-      for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) s(it.row(), t) -= ck * it.value();
-    }
-  };
+  auto subtract_ac = [&](Eigen::Index t) { detail::subtract_footprints(a, c.col(t), s.col(t).data()); };
   auto refit_ring = [&]() {
     if (o.ring_radius <= 0) return;
     const int threads = std::max(1, o.init_threads);

@@ -19,6 +19,11 @@ Support square_support(int cy, int cx, int radius, int h, int w);
 Eigen::SparseMatrix<float> assemble(int p, const std::vector<Support>& supports,
                                     const std::vector<Eigen::VectorXf>& values);
 
+// x −= A c for one frame (x P long, c K long), on the footprints' pixels only, neuron by neuron.
+// Does not allocate.
+void subtract_footprints(const Eigen::SparseMatrix<float>& a, Eigen::Ref<const Eigen::VectorXf> c,
+                         float* x);
+
 // AᵀA (K x K, dense) of a sparse P x K A whose columns overlap little (footprints).
 Eigen::MatrixXf footprint_gram(const Eigen::SparseMatrix<float>& a);
 
