@@ -41,7 +41,7 @@ struct CnmfOptions {
   float neuron_radius = 5.0f;
   int background_components = 2;  // nb
   // One-photon data: CNMF-E ring background (ring_background.h) of this radius in pixels instead
-  // of the low-rank b f (0 = off; default_ring_radius() gives 1.5 soma diameters). The low-rank
+  // of the low-rank b f (0 = off; default_ring_radius() gives 1.75 soma radii). The low-rank
   // background (background_components) is still used while seeding the initialisation; the
   // model then has nb = 0 and a ring.
   int ring_radius = 0;

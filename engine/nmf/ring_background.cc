@@ -23,7 +23,7 @@ std::vector<std::pair<int, int>> ring_offsets(int radius, int points) {
 }
 
 int default_ring_radius(float neuron_radius) {
-  return std::max(3, static_cast<int>(std::lround(1.5f * 2.0f * neuron_radius)));
+  return std::max(3, static_cast<int>(std::lround(1.75f * neuron_radius)));
 }
 
 RingBackground fit_ring_background(Eigen::Ref<const Eigen::MatrixXf> x, std::uint32_t height,

@@ -42,8 +42,8 @@ stream {
 )pb";
 
 // One-photon (miniscope) data: larger, blurrier cells on a strong, structured background.
-// Motion correction, then online CNMF with the CNMF-E ring background (radius 1.5 soma
-// diameters, plus a constant baseline; the rank-4 low-rank background is used only for the
+// Motion correction, then online CNMF with the CNMF-E ring background (radius 1.75 soma
+// radii, plus a constant baseline; the rank-4 low-rank background is used only for the
 // initialisation's first seeding, its refinement already works on the ring-free movie) and bigger
 // somata. Model lag as calcium-2p.
 constexpr const char* kCalcium1p = R"pb(

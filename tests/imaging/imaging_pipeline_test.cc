@@ -195,12 +195,13 @@ TEST(ImagingPipeline, OnePhotonPipelineUsesTheRingBackgroundAndFindsThePlantedNe
   sim::ImagingScore sc = score_result(f, simulator.truth(), 300);
   std::printf("calcium-1p: F1 %.3f cosine %.3f trace corr %.3f\n", sc.f1, sc.median_cosine,
               sc.median_trace_corr);
-  // Measured at the time of writing: F1 0.947, cosine 0.992, trace correlation 0.889 (before the
-  // initialisation refined on the ring-background-free movie: 0.84 / 0.97 / 0.89; the 0.95
-  // trace-correlation target is not met on this 96 x 96 movie); floors against regressions.
-  EXPECT_GE(sc.f1, 0.85) << sc.to_json();
+  // Measured at the time of writing: F1 0.947, cosine 0.994, trace correlation 0.984 (with the
+  // ring at 1.5 soma diameters instead of 1.75 radii: 0.947 / 0.992 / 0.889; before the
+  // initialisation refined on the ring-background-free movie: 0.84 / 0.97 / 0.89). The issue's
+  // targets are the floors.
+  EXPECT_GE(sc.f1, 0.9) << sc.to_json();
   EXPECT_GE(sc.median_cosine, 0.9) << sc.to_json();
-  EXPECT_GE(sc.median_trace_corr, 0.8) << sc.to_json();
+  EXPECT_GE(sc.median_trace_corr, 0.95) << sc.to_json();
   std::filesystem::remove(movie);
   std::filesystem::remove(out);
 }

@@ -24,7 +24,7 @@ TEST(RingBackground, OffsetsLieOnTheRing) {
     const double r = std::hypot(o.first, o.second);
     EXPECT_NEAR(r, 10.0, 0.75);
   }
-  EXPECT_EQ(default_ring_radius(7.0f), 21);
+  EXPECT_EQ(default_ring_radius(7.0f), 12);
 }
 
 TEST(RingBackground, PredictsAStructuredHighRankBackgroundFromTheRing) {
@@ -112,12 +112,12 @@ TEST(RingBackground, OnePhotonTracesAreFarBetterWithTheRingThanWithTheLowRankBac
                 o == &with ? "ring" : "low-rank", o->k, o->score.f1, o->score.precision,
                 o->score.recall, o->score.median_cosine, o->score.median_trace_corr);
   }
-  // Measured at the time of writing: ring F1 0.947, cosine 0.991, trace correlation 0.882;
-  // low-rank F1 0.73, cosine 0.96, trace correlation 0.65. The trace-correlation target (0.95) is
-  // NOT met on this movie; the floors below catch regressions, the comparison is the ring's point.
-  EXPECT_GE(with.score.f1, 0.85) << with.score.to_json();
-  EXPECT_GE(with.score.median_trace_corr, 0.85) << with.score.to_json();
-  EXPECT_GE(with.score.median_cosine, 0.9) << with.score.to_json();
+  // Measured at the time of writing (ring radius 1.75 soma radii): ring F1 0.974, cosine 0.992,
+  // trace correlation 0.979; low-rank F1 0.757, cosine 0.953, trace correlation 0.629. (With the
+  // ring at CNMF-E's 1.5 diameters the ring's trace correlation was 0.882.)
+  EXPECT_GE(with.score.f1, 0.9) << with.score.to_json();
+  EXPECT_GE(with.score.median_trace_corr, 0.95) << with.score.to_json();
+  EXPECT_GE(with.score.median_cosine, 0.95) << with.score.to_json();
   // Without the ring the structured background leaks into the traces.
   EXPECT_GT(with.score.median_trace_corr, without.score.median_trace_corr + 0.1);
   EXPECT_GT(with.score.median_cosine, without.score.median_cosine);
@@ -125,37 +125,35 @@ TEST(RingBackground, OnePhotonTracesAreFarBetterWithTheRingThanWithTheLowRankBac
 }
 
 // End to end on one-photon movies with the calcium-1p settings, over four seeds (about 2 s each).
-// Measured at the time of writing (seeds 1-4): F1 0.976 / 0.923 / 0.976 / 0.947, footprint cosine
-// 0.992 / 0.987 / 0.990 / 0.991, median trace correlation 0.923 / 0.960 / 0.917 / 0.882 (mean
-// 0.955 / 0.990 / 0.920). Before the initialisation refined its components on the movie without
-// the ring background: F1 0.865 / 0.842 / 0.824 / 0.919, trace correlation 0.860 / 0.867 / 0.809
-// / 0.927 (mean 0.862 / 0.975 / 0.866): with the low-rank b f of two-photon data the footprints
-// absorbed background and most real neurons failed the spatial or soma-size test, so 3-6 of 20
-// were missed and several more found only online, hundreds of frames late, with an empty trace
-// until then. The trace-correlation target (0.95) is still NOT met on these small dense
-// movies (20 somata of radius 7 on 96 x 96; on a 256 x 256, 120-neuron one-photon movie the
-// median is 0.978, README). The floors below sit under the measured figures and above the old
-// code's.
+// Measured at the time of writing (seeds 1-4): F1 1.000 / 0.950 / 1.000 / 0.974, footprint cosine
+// 0.995 / 0.994 / 0.993 / 0.992, median trace correlation 0.972 / 0.964 / 0.959 / 0.979 (mean F1
+// 0.981, cosine 0.994, correlation 0.968): the targets (F1 >= 0.9, trace correlation
+// >= 0.95, cosine >= 0.9) on every seed. With the ring at CNMF-E's 1.5 soma diameters (21 px
+// here instead of 12) the correlations were 0.923 / 0.960 / 0.917 / 0.882: activity of neurons
+// not (yet) in the model reached the traces of neighbours up to two ring radii away through the
+// ring-filtered footprints, and with the found footprints and the simulator's true background
+// the traces correlate 0.998, so the background model was the limit, not the footprints. Before
+// the initialisation refined its components on the movie without the ring background (ring at 1.5
+// diameters): F1 0.865 / 0.842 / 0.824 / 0.919, trace correlation 0.860 / 0.867 / 0.809 / 0.927.
 TEST(RingBackground, OnePhotonMoviesEndToEndAcrossSeeds) {
-  double f1 = 0, corr = 0, cosine = 0, worst_corr = 1;
+  double f1 = 0, corr = 0, cosine = 0;
   const int seeds = 4;
   for (int seed = 1; seed <= seeds; ++seed) {
     const OnePhotonOutcome r = run_one_photon(true, static_cast<std::uint64_t>(seed));
     std::printf("[1p seed %d] K %d F1 %.3f precision %.3f recall %.3f cosine %.3f trace corr %.3f\n",
                 seed, r.k, r.score.f1, r.score.precision, r.score.recall, r.score.median_cosine,
                 r.score.median_trace_corr);
-    EXPECT_GE(r.score.f1, 0.88) << "seed " << seed << " " << r.score.to_json();
-    EXPECT_GE(r.score.median_cosine, 0.9) << "seed " << seed << " " << r.score.to_json();
+    EXPECT_GE(r.score.f1, 0.9) << "seed " << seed << " " << r.score.to_json();
+    EXPECT_GE(r.score.median_cosine, 0.95) << "seed " << seed << " " << r.score.to_json();
+    EXPECT_GE(r.score.median_trace_corr, 0.95) << "seed " << seed << " " << r.score.to_json();
     f1 += r.score.f1 / seeds;
     corr += r.score.median_trace_corr / seeds;
     cosine += r.score.median_cosine / seeds;
-    worst_corr = std::min(worst_corr, r.score.median_trace_corr);
   }
   std::printf("[1p mean over %d seeds] F1 %.3f cosine %.3f trace corr %.3f\n", seeds, f1, cosine, corr);
-  EXPECT_GE(f1, 0.92);
-  EXPECT_GE(cosine, 0.97);
-  EXPECT_GE(corr, 0.89);
-  EXPECT_GE(worst_corr, 0.85);
+  EXPECT_GE(f1, 0.95);
+  EXPECT_GE(cosine, 0.98);
+  EXPECT_GE(corr, 0.955);
 }
 
 TEST(RingBackground, FastPathWithTheRingDoesNotAllocate) {
