@@ -385,6 +385,20 @@ std::int64_t File::attr_int64(const std::string& obj_path, const std::string& na
 
 // ---- Appendable ----
 
+namespace {
+// Dataset access for an appended dataset: a chunk cache of two chunks (at most HDF5's default
+// 1 MiB). Rows are only ever appended, so a finished chunk is never touched again; with the
+// default cache (1 MiB per open dataset) the finished chunks of the small per-frame datasets
+// (latencies, sequence numbers, shifts) stayed in memory until it was full: the process grew by
+// ~30 bytes a frame for the first ~100,000 frames of a stream written to a result file.
+Handle append_access(std::uint64_t chunk_bytes) {
+  Handle dapl(H5Pcreate(H5P_DATASET_ACCESS), close_plist);
+  const std::uint64_t bytes = std::min<std::uint64_t>(2 * chunk_bytes, std::uint64_t{1} << 20);
+  H5Pset_chunk_cache(dapl.get(), 101, static_cast<std::size_t>(bytes), 1.0);
+  return dapl;
+}
+}  // namespace
+
 template <typename T>
 Appendable<T>::Appendable(File& file, const std::string& path, const Dims& row_dims,
                           std::uint64_t chunk_rows)
@@ -397,7 +411,21 @@ Appendable<T>::Appendable(File& file, const std::string& path, const Dims& row_d
     if (d.empty() || tail != row_dims)
       throw std::runtime_error(file.where(path) +
                                ": exists with a different row shape; cannot append");
-    dset_ = file.open_dataset(path);
+    // The existing dataset's own chunking sizes the cache. The probe is closed first: HDF5
+    // shares one open dataset between handles, and its cache is set by the first open.
+    std::uint64_t chunk_bytes = sizeof(T);
+    {
+      Handle probe = file.open_dataset(path);
+      Handle dcpl(H5Dget_create_plist(probe.get()), close_plist);
+      std::vector<hsize_t> chunk(d.size(), 1);
+      if (H5Pget_layout(dcpl.get()) == H5D_CHUNKED &&
+          H5Pget_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) >= 0) {
+        for (hsize_t c : chunk) chunk_bytes *= c;
+      }
+    }
+    Handle dapl = append_access(chunk_bytes);
+    dset_ = Handle(H5Dopen2(file.id(), normalize(path).c_str(), dapl.get()), close_dataset);
+    if (!dset_.valid()) fail(file.where(path) + ": cannot open appendable dataset");
     rows_ = d[0];
     return;
   }
@@ -417,10 +445,23 @@ Appendable<T>::Appendable(File& file, const std::string& path, const Dims& row_d
                reinterpret_cast<const hsize_t*>(chunk.data()));
   Handle lcpl = lcpl_with_parents();
   std::string p = normalize(path);
+  std::uint64_t chunk_bytes = sizeof(T);
+  for (std::uint64_t c : chunk) chunk_bytes *= c;
+  Handle dapl = append_access(chunk_bytes);
   dset_ = Handle(H5Dcreate2(file.id(), p.c_str(), detail::native_type<T>(), space.get(), lcpl.get(),
-                            dcpl.get(), H5P_DEFAULT),
+                            dcpl.get(), dapl.get()),
                  close_dataset);
   if (!dset_.valid()) fail(file.where(path) + ": cannot create appendable dataset");
+}
+
+template <typename T>
+std::size_t Appendable<T>::chunk_cache_bytes() const {
+  Handle dapl(H5Dget_access_plist(dset_.get()), close_plist);
+  std::size_t slots = 0, bytes = 0;
+  double w0 = 0;
+  if (!dapl.valid() || H5Pget_chunk_cache(dapl.get(), &slots, &bytes, &w0) < 0)
+    fail(file_->where(path_) + ": cannot read the chunk cache settings");
+  return bytes;
 }
 
 template <typename T>

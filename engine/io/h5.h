@@ -180,6 +180,9 @@ class Appendable {
   void append_rows(const T* rows, std::uint64_t n);
   std::uint64_t rows() const { return rows_; }
   std::uint64_t row_size() const { return row_size_; }
+  // Bytes of HDF5's chunk cache for this dataset: two chunks, at most 1 MiB (finished chunks
+  // are never read back, so a larger cache would only hold memory that grows with the stream).
+  std::size_t chunk_cache_bytes() const;
 
  private:
   File* file_;

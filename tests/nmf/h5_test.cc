@@ -153,6 +153,27 @@ TEST_F(H5File, AppendableStreamsRowsAndReopensAtTheEnd) {
   EXPECT_EQ(f.read<std::int64_t>("/out/seq"), (std::vector<std::int64_t>{10, 11, 12, 13}));
 }
 
+// Appended datasets keep two chunks cached (never more than HDF5's default 1 MiB): a finished
+// chunk is not read again, and the default cache kept up to 1 MiB of finished chunks per
+// dataset, growing with the stream.
+TEST_F(H5File, AppendableCachesTwoChunks) {
+  {
+    File f = File::create(path_);
+    Appendable<float> act(f, "/out/act", {3}, 2);
+    EXPECT_EQ(act.chunk_cache_bytes(), 2u * 2 * 3 * sizeof(float));
+    Appendable<std::int64_t> seq(f, "/out/seq", {});
+    EXPECT_EQ(seq.chunk_cache_bytes(), 2u * 256 * sizeof(std::int64_t));
+    Appendable<float> wide(f, "/out/wide", {1000}, 256);
+    EXPECT_EQ(wide.chunk_cache_bytes(), std::size_t{1} << 20);
+    float row[3] = {1, 2, 3};
+    act.append_row(row);
+  }
+  File f = File::open(path_, File::Mode::kReadWrite);
+  Appendable<float> act(f, "/out/act", {3});  // reopened: sized by the file's own chunks
+  EXPECT_EQ(act.chunk_cache_bytes(), 2u * 2 * 3 * sizeof(float));
+  EXPECT_EQ(act.rows(), 1u);
+}
+
 TEST_F(H5File, ErrorsNameTheFileAndThePath) {
   try {
     File::open(path_ + ".missing");
