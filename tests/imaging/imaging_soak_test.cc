@@ -12,10 +12,10 @@
 
 #include "engine/dsp/registration.h"
 #include "engine/nmf/cnmf_driver.h"
-#include "engine/nmf/ring_background.h"
 #include "engine/runtime/registry.h"
 #include "engine/sim/calcium.h"
 #include "engine/sim/score_imaging.h"
+#include "tests/support/calcium_1p.h"
 #include "tests/support/soak.h"
 
 namespace rtnmf {
@@ -88,6 +88,35 @@ TEST(ImagingSoak, OnlineCnmfStageMemoryIsFlatOverALongStream) {
   EXPECT_LT(static_cast<double>(rss_end), static_cast<double>(rss_start) + 4e6);
 }
 
+// Online CNMF on a simulated movie through rigid registration (the template from the first 30
+// registered frames, as the motion stage builds it), scored after the initialisation.
+sim::ImagingScore run_registered(const sim::CalciumSimOptions& so, const nmf::CnmfOptions& o) {
+  sim::CalciumSimulator simulator(so);
+  const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
+  dsp::RigidRegistration reg;
+  reg.init(so.height, so.width, {});
+  Eigen::VectorXf raw(P), tmpl = Eigen::VectorXf::Zero(P), tmp(P);
+  simulator.render(0, raw.data());
+  reg.set_template(raw.data());
+  for (std::uint32_t t = 0; t < 30; ++t) {
+    simulator.render(t, raw.data());
+    reg.apply(raw.data(), reg.estimate(raw.data()), tmp.data());
+    tmpl += tmp / 30.0f;
+  }
+  reg.set_template(tmpl.data());
+  nmf::CnmfRunOptions ro;
+  nmf::CnmfRunResult r = nmf::run_cnmf_online(
+      [&](std::uint32_t t, float* out) {
+        simulator.render(t, raw.data());
+        reg.apply(raw.data(), reg.estimate(raw.data()), out);
+      },
+      so.frames, o, ro);
+  const Eigen::Index T = so.frames - ro.init_frames;
+  return sim::score_imaging(simulator.truth().footprints, simulator.truth().traces.rightCols(T),
+                            simulator.truth().spikes.rightCols(T), r.model.footprints,
+                            r.denoised.rightCols(T), r.spikes.rightCols(T));
+}
+
 // Per seed the hard movie (overlap, low SNR, motion) scores, at the time of writing, F1 0.941 /
 // 0.966 / 0.955 / 0.966 / 0.935 / 0.943 / 0.913 / 0.957 for seeds 11-18 (mean 0.947), trace
 // correlation >= 0.978 and footprint cosine >= 0.972 on every seed. Before new neurons were tested
@@ -110,34 +139,10 @@ TEST(ImagingSoak, HardMoviesAcrossSeedsMeetTheTargets) {
     so.spike_amplitude = 40.0f;
     so.motion_px = 1.0f;
     so.seed = static_cast<std::uint64_t>(seed);
-    sim::CalciumSimulator simulator(so);
     nmf::CnmfOptions o;
     o.height = so.height;
     o.width = so.width;
-    const Eigen::Index P = 128 * 128;
-    dsp::RigidRegistration reg;
-    reg.init(128, 128, {});
-    Eigen::VectorXf raw(P), tmpl = Eigen::VectorXf::Zero(P), tmp(P);
-    simulator.render(0, raw.data());
-    reg.set_template(raw.data());
-    for (std::uint32_t t = 0; t < 30; ++t) {
-      simulator.render(t, raw.data());
-      reg.apply(raw.data(), reg.estimate(raw.data()), tmp.data());
-      tmpl += tmp / 30.0f;
-    }
-    reg.set_template(tmpl.data());
-    nmf::CnmfRunOptions ro;
-    nmf::CnmfRunResult r = nmf::run_cnmf_online(
-        [&](std::uint32_t t, float* out) {
-          simulator.render(t, raw.data());
-          reg.apply(raw.data(), reg.estimate(raw.data()), out);
-        },
-        so.frames, o, ro);
-    const Eigen::Index T = so.frames - ro.init_frames;
-    sim::ImagingScore s = sim::score_imaging(
-        simulator.truth().footprints, simulator.truth().traces.rightCols(T),
-        simulator.truth().spikes.rightCols(T), r.model.footprints, r.denoised.rightCols(T),
-        r.spikes.rightCols(T));
+    const sim::ImagingScore s = run_registered(so, o);
     std::printf("seed %d: F1 %.3f cosine %.3f trace corr %.3f\n", seed, s.f1, s.median_cosine,
                 s.median_trace_corr);
     EXPECT_GE(s.f1, 0.9) << "seed " << seed;
@@ -170,40 +175,8 @@ TEST(ImagingSoak, OnePhotonHardMovies) {
     so.min_distance = 1.0f;
     so.spike_amplitude = 60.0f;
     so.motion_px = 1.0f;
-    sim::CalciumSimulator simulator(so);
-    nmf::CnmfOptions o;
-    o.height = so.height;
-    o.width = so.width;
-    o.neuron_radius = 7;  // the calcium-1p pipeline's settings
-    o.background_components = 4;
-    o.min_pnr = 8;
-    o.min_corr = 0.6f;
-    o.decay_time_s = 0.6f;
-    o.ring_radius = nmf::default_ring_radius(o.neuron_radius);
-    const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
-    dsp::RigidRegistration reg;
-    reg.init(so.height, so.width, {});
-    Eigen::VectorXf raw(P), tmpl = Eigen::VectorXf::Zero(P), tmp(P);
-    simulator.render(0, raw.data());
-    reg.set_template(raw.data());
-    for (std::uint32_t t = 0; t < 30; ++t) {
-      simulator.render(t, raw.data());
-      reg.apply(raw.data(), reg.estimate(raw.data()), tmp.data());
-      tmpl += tmp / 30.0f;
-    }
-    reg.set_template(tmpl.data());
-    nmf::CnmfRunOptions ro;
-    nmf::CnmfRunResult r = nmf::run_cnmf_online(
-        [&](std::uint32_t t, float* out) {
-          simulator.render(t, raw.data());
-          reg.apply(raw.data(), reg.estimate(raw.data()), out);
-        },
-        so.frames, o, ro);
-    const Eigen::Index T = so.frames - ro.init_frames;
-    sim::ImagingScore s = sim::score_imaging(
-        simulator.truth().footprints, simulator.truth().traces.rightCols(T),
-        simulator.truth().spikes.rightCols(T), r.model.footprints, r.denoised.rightCols(T),
-        r.spikes.rightCols(T));
+    const sim::ImagingScore s =
+        run_registered(so, rtnmf::test::calcium_1p_options(so.height, so.width));
     std::printf("1p hard seed %d: F1 %.3f cosine %.3f trace corr %.3f\n", seed, s.f1,
                 s.median_cosine, s.median_trace_corr);
     EXPECT_GE(s.f1, 0.8) << "seed " << seed;

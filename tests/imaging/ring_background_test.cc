@@ -13,6 +13,7 @@
 #include "engine/sim/calcium.h"
 #include "engine/sim/score_imaging.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/calcium_1p.h"
 
 namespace rtnmf::nmf {
 namespace {
@@ -82,15 +83,7 @@ OnePhotonOutcome run_one_photon(bool ring, std::uint64_t seed) {
   so.seed = seed;
   so = sim::one_photon_options(so);
   sim::CalciumSimulator simulator(so);
-  CnmfOptions o;
-  o.height = so.height;
-  o.width = so.width;
-  o.neuron_radius = 7;  // the calcium-1p pipeline's settings
-  o.background_components = 4;
-  o.min_pnr = 8;
-  o.min_corr = 0.6f;
-  o.decay_time_s = 0.6f;
-  o.ring_radius = ring ? default_ring_radius(o.neuron_radius) : 0;
+  const CnmfOptions o = rtnmf::test::calcium_1p_options(so.height, so.width, ring);
   CnmfRunOptions ro;
   CnmfRunResult r = run_cnmf_online([&](std::uint32_t t, float* out) { simulator.render(t, out); },
                                     so.frames, o, ro);
