@@ -96,13 +96,14 @@ void report_latency(benchmark::State& state, std::vector<double>& us) {
   state.SetItemsProcessed(state.iterations());
 }
 
-// The fast path of the scene's model: 512×512, kNeurons footprints, 2 background components.
-void init_tracker(CnmfTracker& tracker, Scene& sc) {
+// The fast path of a model of the scene's size: 512×512, kNeurons footprints, 2 background
+// components. The model must outlive the tracker.
+void init_tracker(CnmfTracker& tracker, const CnmfModel& model) {
   CnmfOptions o;
   o.height = o.width = kSide;
   o.max_components = kNeurons;
   tracker.init(o, 2);
-  tracker.set_model(&sc.model);
+  tracker.set_model(&model);
 }
 
 // Fast path alone: Aᵀy and bᵀy, warm HALS on the Gram of [A b], OASIS, baselines.
@@ -120,11 +121,7 @@ void BM_CnmfTracker_Frame(benchmark::State& state) {
     model.g2 = Eigen::VectorXf::Constant(kNeurons, g(1));
   }
   CnmfTracker tracker;
-  CnmfOptions o;
-  o.height = o.width = kSide;
-  o.max_components = kNeurons;
-  tracker.init(o, 2);
-  tracker.set_model(&model);
+  init_tracker(tracker, model);
   std::vector<char> evict(cold ? std::size_t{64} << 20 : 0);
   std::vector<double> us;
   us.reserve(1 << 16);
@@ -191,7 +188,7 @@ BENCHMARK(BM_Registration_Frame)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::
 void BM_ImagingChain_Frame(benchmark::State& state) {
   Scene& sc = scene();
   CnmfTracker tracker;
-  init_tracker(tracker, sc);
+  init_tracker(tracker, sc.model);
   rtnmf::dsp::RigidRegistration reg;
   reg.init(kSide, kSide, {});
   reg.set_template(sc.frames.col(0).data());

@@ -391,7 +391,13 @@ namespace {
 // default cache (1 MiB per open dataset) the finished chunks of the small per-frame datasets
 // (latencies, sequence numbers, shifts) stayed in memory until it was full: the process grew by
 // ~30 bytes a frame for the first ~100,000 frames of a stream written to a result file.
-Handle append_access(std::uint64_t chunk_bytes) {
+// `dcpl` is the dataset's creation property list (its chunking), `element` the element size.
+Handle append_access(std::int64_t dcpl, int rank, std::size_t element) {
+  std::uint64_t chunk_bytes = element;
+  std::vector<hsize_t> chunk(static_cast<std::size_t>(rank), 1);
+  if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, rank, chunk.data()) >= 0) {
+    for (hsize_t c : chunk) chunk_bytes *= c;
+  }
   Handle dapl(H5Pcreate(H5P_DATASET_ACCESS), close_plist);
   const std::uint64_t bytes = std::min<std::uint64_t>(2 * chunk_bytes, std::uint64_t{1} << 20);
   H5Pset_chunk_cache(dapl.get(), 101, static_cast<std::size_t>(bytes), 1.0);
@@ -413,17 +419,12 @@ Appendable<T>::Appendable(File& file, const std::string& path, const Dims& row_d
                                ": exists with a different row shape; cannot append");
     // The existing dataset's own chunking sizes the cache. The probe is closed first: HDF5
     // shares one open dataset between handles, and its cache is set by the first open.
-    std::uint64_t chunk_bytes = sizeof(T);
+    Handle dcpl;
     {
       Handle probe = file.open_dataset(path);
-      Handle dcpl(H5Dget_create_plist(probe.get()), close_plist);
-      std::vector<hsize_t> chunk(d.size(), 1);
-      if (H5Pget_layout(dcpl.get()) == H5D_CHUNKED &&
-          H5Pget_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) >= 0) {
-        for (hsize_t c : chunk) chunk_bytes *= c;
-      }
+      dcpl = Handle(H5Dget_create_plist(probe.get()), close_plist);
     }
-    Handle dapl = append_access(chunk_bytes);
+    Handle dapl = append_access(dcpl.get(), static_cast<int>(d.size()), sizeof(T));
     dset_ = Handle(H5Dopen2(file.id(), normalize(path).c_str(), dapl.get()), close_dataset);
     if (!dset_.valid()) fail(file.where(path) + ": cannot open appendable dataset");
     rows_ = d[0];
@@ -445,9 +446,7 @@ Appendable<T>::Appendable(File& file, const std::string& path, const Dims& row_d
                reinterpret_cast<const hsize_t*>(chunk.data()));
   Handle lcpl = lcpl_with_parents();
   std::string p = normalize(path);
-  std::uint64_t chunk_bytes = sizeof(T);
-  for (std::uint64_t c : chunk) chunk_bytes *= c;
-  Handle dapl = append_access(chunk_bytes);
+  Handle dapl = append_access(dcpl.get(), static_cast<int>(chunk.size()), sizeof(T));
   dset_ = Handle(H5Dcreate2(file.id(), p.c_str(), detail::native_type<T>(), space.get(), lcpl.get(),
                             dcpl.get(), dapl.get()),
                  close_dataset);
