@@ -3,7 +3,8 @@
 #   tools/quickstart.sh demo [ARGS...]  install what is missing, build (Release), run `rtnmf demo`
 #   tools/quickstart.sh test            install, build, run the whole test suite through ctest
 #                                        (plus short soak runs and the sanitizer builds)
-# Environment: BUILD_DIR (default build), JOBS (default 2), RTNMF_SKIP_SANITIZERS=1 to skip them.
+# Environment: BUILD_DIR (default build), JOBS (default 2), RTNMF_SKIP_SANITIZERS=1 to skip them,
+# RTNMF_SOAK_SCALE (default 0.05, the short form) for the soak tests' length (1 = full length).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC_DIR="$PWD"
@@ -52,9 +53,10 @@ case "$mode" in
     cmake --build "$BUILD_DIR" -j"$JOBS"
     echo "== tests (Release)"
     (cd "$BUILD_DIR" && ctest --output-on-failure -j"$JOBS" -LE soak --timeout 600)
-    echo "== soak tests, short form"
-    (cd "$BUILD_DIR" && RTNMF_SOAK_SCALE=0.05 ctest --output-on-failure -L soak --timeout 900 \
-      --no-tests=ignore)
+    soak_scale="${RTNMF_SOAK_SCALE:-0.05}"
+    echo "== soak tests, scale $soak_scale"
+    (cd "$BUILD_DIR" && RTNMF_SOAK_SCALE="$soak_scale" ctest --output-on-failure -L soak \
+      --timeout 900 --no-tests=ignore)
     if [ "${RTNMF_SKIP_SANITIZERS:-0}" != "1" ]; then
       # Stated subset (README): the runtime tests (queues, pipeline, ZMQ, plugins, result file)
       # under ASan+UBSan and under TSan. The other areas are not yet run under sanitizers in CI.
