@@ -16,6 +16,10 @@ at --speed max and, unless --no-realtime, at real time (30 Hz pacing, with --rt-
   whole run, after the first model took effect, and over the second half (steady state). At
   --speed max frames queue behind the one in process, so latency there is not per-frame cost;
 - accuracy from `rtnmf score`.
+Before the paced run, bench/rt_jitter (built beside the benchmarks) times a fixed memory-bound
+pass at 30 Hz on the same CPU and priority for --jitter-seconds: `machine_jitter` in the output is
+the machine's own tail for such work at that moment (a shared VM slows down in stretches), to read
+the paced run's p99 against.
 
   /usr/bin/python3 bench/imaging_replay.py --rtnmf build/tools/rtnmf --dir /tmp/imgbench
 """
@@ -94,6 +98,19 @@ def replay(args, movie, out, speed):
     }
 
 
+def machine_jitter(args):
+    exe = args.rt_jitter or os.path.join(os.path.dirname(os.path.abspath(args.rtnmf)), "..", "bench", "rt_jitter")
+    if not os.path.exists(exe):
+        return {"skipped": f"{exe} not found (cmake --build build --target rt_jitter)"}
+    cpu = args.rt_cpus.split(",")[0].split("-")[0] if args.rt_cpus else "0"
+    cmd = [exe, "--cpu", cpu, "--priority", str(max(args.rt_priority, 0)), "--rate", "30",
+           "--seconds", str(args.jitter_seconds)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return {"skipped": p.stderr.strip()}
+    return json.loads(p.stdout)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rtnmf", default="build/tools/rtnmf")
@@ -108,6 +125,10 @@ def main():
     ap.add_argument("--rt-priority", type=int, default=80,
                     help="SCHED_FIFO priority for the paced run (0 = normal scheduling)")
     ap.add_argument("--rt-cpus", default="1", help="CPU list the paced run's frame threads use")
+    ap.add_argument("--rt-jitter", default=None,
+                    help="rt_jitter binary (default: bench/rt_jitter beside the rtnmf build)")
+    ap.add_argument("--jitter-seconds", type=float, default=20,
+                    help="how long rt_jitter runs before the paced replay (0 = not run)")
     ap.add_argument("--set", action="append", default=[], help="replay --set override (repeatable)")
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
@@ -124,6 +145,8 @@ def main():
            "loadavg_before": [round(x, 2) for x in load], "runs": []}
     speeds = ([] if args.no_max else ["max"]) + ([] if args.no_realtime else ["realtime"])
     for speed in speeds:
+        if speed == "realtime" and args.jitter_seconds > 0:
+            res["machine_jitter"] = machine_jitter(args)
         out = os.path.join(args.dir, f"result_{tag}_{speed}.h5")
         r = replay(args, movie, out, speed)
         if not args.no_score:
