@@ -138,7 +138,14 @@ struct CnmfInitResult {
 
 // Batch CNMF on `frames` (P x T0, columns are registered frames). Allocates O(P T0). Any thread.
 // Throws std::invalid_argument when the shape does not match the options.
-CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> frames, const CnmfOptions& options);
+// `seeds` (P x K0, e.g. an earlier result's /footprints; empty columns are skipped): seeded
+// initialisation, as CaImAn's Ain. These footprints replace the greedy seeding, are refined on
+// `frames` and kept without the acceptance tests, also when silent in `frames` (duplicates among
+// them are merged); neurons they miss are then searched in the residual unless
+// options.detect_new is false. Their order is kept (less empty columns and merged duplicates),
+// ahead of any found in the residual. Throws std::invalid_argument when seeds has not P rows.
+CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> frames, const CnmfOptions& options,
+                               const Eigen::SparseMatrix<float>* seeds = nullptr);
 
 // Per-frame outputs of the tracker, K_max long (the first model.k() entries are valid).
 struct CnmfFrameOutput {

@@ -358,7 +358,8 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
 
 }  // namespace detail
 
-CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o) {
+CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
+                               const Eigen::SparseMatrix<float>* seeds) {
   using detail::Support;
   const int H = static_cast<int>(o.height), W = static_cast<int>(o.width);
   const Eigen::Index P = static_cast<Eigen::Index>(H) * W;
@@ -368,6 +369,10 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
                                 " pixels, options say " + std::to_string(H) + "x" + std::to_string(W));
   }
   if (T < 10) throw std::invalid_argument("cnmf: initialisation needs at least 10 frames");
+  if (seeds && seeds->rows() != P) {
+    throw std::invalid_argument("cnmf: seed footprints have " + std::to_string(seeds->rows()) +
+                                " pixels, frames have " + std::to_string(P));
+  }
   const float r = o.neuron_radius;
   int nb = std::max(0, o.background_components);
 
@@ -485,9 +490,43 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   }
   std::vector<Support> supports;
   std::vector<Eigen::VectorXf> values;
-  for (detail::Seed& sd : detail::find_seeds(s, y, o, std::max(0, o.max_components))) {
-    supports.push_back(std::move(sd.support));
-    values.push_back(std::move(sd.values));
+  if (seeds) {
+    // Seeded (CaImAn's Ain): each given footprint on the support square around its peak plus its
+    // own pixels, so it can adjust to today's data; the rounds below refine it but do not test
+    // it (it was accepted when it was found).
+    const int R = detail::support_radius(o);
+    for (Eigen::Index k = 0; k < seeds->cols() && static_cast<int>(supports.size()) < o.max_components; ++k) {
+      float best = 0;
+      Eigen::Index peak = -1;
+      for (Eigen::SparseMatrix<float>::InnerIterator it(*seeds, k); it; ++it) {
+        if (it.value() > best) {
+          best = it.value();
+          peak = it.row();
+        }
+      }
+      if (peak < 0) continue;  // an empty column (a component removed in that run)
+      const int py = static_cast<int>(peak / W), px = static_cast<int>(peak % W);
+      Support sup;
+      for (int yy = std::max(0, py - R); yy <= std::min(H - 1, py + R); ++yy)
+        for (int xx = std::max(0, px - R); xx <= std::min(W - 1, px + R); ++xx) sup.push_back(yy * W + xx);
+      for (Eigen::SparseMatrix<float>::InnerIterator it(*seeds, k); it; ++it)
+        if (it.value() > 0) sup.push_back(static_cast<std::int32_t>(it.row()));
+      std::sort(sup.begin(), sup.end());
+      sup.erase(std::unique(sup.begin(), sup.end()), sup.end());
+      Eigen::VectorXf v = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(sup.size()));
+      for (Eigen::SparseMatrix<float>::InnerIterator it(*seeds, k); it; ++it) {
+        if (it.value() <= 0) continue;
+        const auto at = std::lower_bound(sup.begin(), sup.end(), static_cast<std::int32_t>(it.row()));
+        v(static_cast<Eigen::Index>(at - sup.begin())) = it.value();
+      }
+      supports.push_back(std::move(sup));
+      values.push_back(v / v.norm());
+    }
+  } else {
+    for (detail::Seed& sd : detail::find_seeds(s, y, o, std::max(0, o.max_components))) {
+      supports.push_back(std::move(sd.support));
+      values.push_back(std::move(sd.values));
+    }
   }
 
   // 5. HALS refinement on the raw movie: C, then b f, then A on fixed supports. One-photon
@@ -633,7 +672,9 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
     // halfway, reject components that fail the SNR or spatial-consistency test.
     std::vector<char> remove(static_cast<std::size_t>(K), 0);
     for (int k = 0; k < K; ++k)
-      if (values[static_cast<std::size_t>(k)].sum() <= 0 || c.row(k).maxCoeff() <= 0) remove[static_cast<std::size_t>(k)] = 1;
+      if (values[static_cast<std::size_t>(k)].sum() <= 0 || (!seeds && c.row(k).maxCoeff() <= 0)) remove[static_cast<std::size_t>(k)] = 1;
+    // Seeds are neurons found before: not dropped for being silent in these frames (duplicates
+    // among them are still merged).
     if (K > 1) {
       Eigen::MatrixXf overlap = Eigen::MatrixXf(Eigen::SparseMatrix<float>(a.transpose()) * a);
       for (int i = 0; i < K; ++i) {
@@ -692,7 +733,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
     return tested;
   };
   {
-    std::vector<char> all(static_cast<std::size_t>(K), 1);
+    std::vector<char> all(static_cast<std::size_t>(K), seeds ? 0 : 1);
     for (int it = 0; it < iters; ++it) all = refine_round(it == iters / 2, std::move(all));
   }
   // 6. Neurons missed by the first seeding, from the residual Y − A C − b f (CNMF-E looks for
@@ -700,7 +741,9 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   // ratio the peeling lowered, and neurons the smoothing merged into one peak with a brighter
   // neighbour. Seeds come from the residual; footprints from the movie's covariance with the
   // seed trace. They must pass the same tests as the first ones.
-  if (K < o.max_components) {
+  // Seeded with detect_new off (e.g. the second pass of `rtnmf replay --passes 2`): the seeds are
+  // the neurons wanted, none is added.
+  if (K < o.max_components && (!seeds || o.detect_new)) {
     refit_ring();
     for (Eigen::Index t = 0; t < T; ++t) {
       s.col(t) = Eigen::Map<const Eigen::VectorXf>(ycol(t), P);

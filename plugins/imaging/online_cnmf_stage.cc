@@ -65,6 +65,30 @@ void write_block(io::h5::File& f, const std::string& path, const Eigen::MatrixXf
 
 OnlineCnmfStage::OnlineCnmfStage(const v1::StageConfig& config) : Stage(config) {}
 
+Eigen::SparseMatrix<float> OnlineCnmfStage::load_seeds(const std::string& path) const {
+  Eigen::SparseMatrix<float> a;
+  std::int64_t h = 0, w = 0;
+  try {
+    const io::h5::File f = io::h5::File::open(path);
+    a = io::read_csc(f, "/footprints");
+    if (f.has_attr("/footprints", "height") && f.has_attr("/footprints", "width")) {
+      h = f.attr_int64("/footprints", "height");
+      w = f.attr_int64("/footprints", "width");
+    }
+  } catch (const std::exception& e) {
+    throw ConfigError(where() + "init_from: " + e.what());
+  }
+  const bool shape_known = h > 0 && w > 0;
+  if ((shape_known && (h != height_ || w != width_)) || a.rows() != static_cast<Eigen::Index>(pixels_)) {
+    std::string theirs = std::to_string(a.rows()) + " pixels";
+    if (shape_known) theirs = std::to_string(h) + "x" + std::to_string(w) + " frames";
+    throw ConfigError(where() + "init_from " + path + ": footprints are for " + theirs +
+                      ", this stream has " + std::to_string(height_) + "x" + std::to_string(width_));
+  }
+  if (a.nonZeros() == 0) throw ConfigError(where() + "init_from " + path + ": /footprints holds no footprint");
+  return a;
+}
+
 OnlineCnmfStage::~OnlineCnmfStage() { do_stop(); }
 
 StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& ctx) {
@@ -99,6 +123,8 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
                                                : nmf::default_ring_radius(options_.neuron_radius);
   }
   options_.detect_new = !p.no_new_components();
+  seeds_ = Eigen::SparseMatrix<float>();
+  if (!p.init_from().empty()) seeds_ = load_seeds(p.init_from());
   const double forget_s = p.forgetting_s() > 0 ? p.forgetting_s() : 100.0;
   options_.forgetting_frames = static_cast<float>(std::max(10.0, forget_s * rate_hz_));
   frozen_ = p.frozen();
@@ -356,7 +382,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
   if (t + 1 < init_frames_) {
     back = exchange_.latest();
   } else if (t + 1 == init_frames_) {
-    init_ = nmf::cnmf_initialize(init_movie_, options_);
+    init_ = nmf::cnmf_initialize(init_movie_, options_, seeds_.cols() ? &seeds_ : nullptr);
     updater_.init(options_, init_, init_movie_);
     back = init_.model;
     initialised_ = true;

@@ -69,6 +69,9 @@ class OnlineCnmfStage : public Stage {
   void do_stop() override;
 
  private:
+  // init_from: an earlier result's /footprints for this field of view. Throws ConfigError naming
+  // the file when it cannot be read or is for another frame shape.
+  Eigen::SparseMatrix<float> load_seeds(const std::string& path) const;
   // Acquires the model frame n uses and follows a version change (tracker, counters).
   void prepare(std::uint64_t n);
   void slow_loop();
@@ -115,6 +118,7 @@ class OnlineCnmfStage : public Stage {
   nmf::CnmfUpdater updater_;
   Eigen::MatrixXf init_movie_;
   nmf::CnmfInitResult init_;
+  Eigen::SparseMatrix<float> seeds_;  // init_from's footprints (P x K0), empty without it
   bool initialised_ = false;
   std::string slow_error_;
   // Catch-up: the initial model run by the slow path on the frames it receives before the fast

@@ -206,6 +206,79 @@ TEST(ImagingPipeline, OnePhotonPipelineUsesTheRingBackgroundAndFindsThePlantedNe
   std::filesystem::remove(out);
 }
 
+// Seeded initialisation (cnmf.init_from): footprints of another session of the same field of
+// view — here the simulator's own — are refined on this movie and kept in their order, so
+// neuron k is the same cell in both; their traces start at frame 0, as the batch's do.
+TEST(ImagingPipeline, InitFromAnEarlierResultKeepsItsNeuronsInOrderWithTracesFromTheStart) {
+  sim::CalciumSimOptions so;
+  so.height = 64;
+  so.width = 64;
+  so.frames = 500;
+  so.neurons = 12;
+  so.firing_rate_hz = 1.0f;
+  so.seed = 21;
+  sim::CalciumSimulator simulator(so);
+  const sim::CalciumTruth& truth = simulator.truth();
+  const std::string movie = temp_path("seeded.tif"), seeds = temp_path("seeds.h5"),
+                    out = temp_path("seeded.h5");
+  write_movie(simulator, movie);
+  {
+    io::h5::File f = io::h5::File::create(seeds);
+    io::write_csc(f, "/footprints", truth.footprints);
+    f.set_attr("/footprints", "height", static_cast<std::int64_t>(64));
+    f.set_attr("/footprints", "width", static_cast<std::int64_t>(64));
+  }
+  ReplayRequest rq;
+  rq.pipeline = "calcium-2p";
+  rq.input = movie;
+  rq.out = out;
+  rq.publish = false;
+  rq.overrides = {"cnmf.init_frames=200", "cnmf.update_every=50", "cnmf.no_new_components=true",
+                  "cnmf.init_from=" + seeds};
+  const ReplayResult res = replay_to_file(rq);
+  EXPECT_TRUE(res.errors.empty());
+  io::h5::File f = io::h5::File::open(out);
+  const Eigen::SparseMatrix<float> fp = io::read_csc(f, "/footprints");
+  const Eigen::MatrixXf traces = f.read_matrix<float>("/traces");
+  ASSERT_EQ(fp.cols(), truth.footprints.cols());
+  for (Eigen::Index k = 0; k < fp.cols(); ++k) {
+    const Eigen::VectorXf a = Eigen::VectorXf(fp.col(k)), b = Eigen::VectorXf(truth.footprints.col(k));
+    EXPECT_GE(a.dot(b) / (a.norm() * b.norm()), 0.9) << "component " << k;
+    // Over the whole movie, the initialisation frames included.
+    const Eigen::VectorXf c = traces.row(k).transpose(), t = truth.traces.row(k).transpose();
+    const Eigen::VectorXf cc = c.array() - c.mean(), tc = t.array() - t.mean();
+    EXPECT_GE(cc.dot(tc) / (cc.norm() * tc.norm()), 0.9) << "component " << k;
+  }
+  // Footprints for another frame shape are refused, naming the file and both shapes.
+  rq.out = temp_path("seeded_bad.h5");
+  {
+    io::h5::File g = io::h5::File::create(seeds);
+    io::write_csc(g, "/footprints", Eigen::SparseMatrix<float>(32 * 128, 3));
+    g.set_attr("/footprints", "height", static_cast<std::int64_t>(32));
+    g.set_attr("/footprints", "width", static_cast<std::int64_t>(128));
+  }
+  try {
+    replay_to_file(rq);
+    ADD_FAILURE() << "footprints of another shape were accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("init_from " + seeds +
+                                         ": footprints are for 32x128 frames, this stream has 64x64"),
+              std::string::npos) << e.what();
+  }
+  std::filesystem::remove(seeds);
+  rq.overrides.back() = "cnmf.init_from=" + seeds;
+  try {
+    replay_to_file(rq);
+    ADD_FAILURE() << "a missing init_from file was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("init_from: "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(seeds), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(movie);
+  std::filesystem::remove(out);
+  std::filesystem::remove(rq.out);
+}
+
 TEST(ImagingPipeline, TruncatedMovieStopsWithTheFrameIndexAndKeepsEarlierFrames) {
   const std::string movie = temp_path("trunc.tif");
   {

@@ -2,7 +2,8 @@
 """`rtnmf run` records a live run's results: with --out, and from the pipeline's `output` when no
 --out is given. The file has what `rtnmf replay` writes (traces per frame, footprints, timing,
 attributes; /timing/seq numbers the frames). `rtnmf replay` takes the pipeline's `output` too and
-names the file it wrote. Usage: run_cli_test.py RTNMF_BINARY"""
+names the file it wrote; `--passes 2` seeds a second pass with the first one's footprints.
+Usage: run_cli_test.py RTNMF_BINARY"""
 import os
 import subprocess
 import sys
@@ -96,6 +97,33 @@ def main():
     assert "results: " + out3 + " (300 frames)" in r.stderr, r.stderr
     with h5py.File(out3, "r") as f:
         assert f["traces"].shape[1] == 300 and text(f.attrs["input"]) == movie
+        first = f["traces"][()]
+    # replay --passes 2: the first pass's footprints seed the second, so every neuron the first
+    # pass knew has its trace from the initialisation batch on; the scratch file is removed
+    out4 = os.path.join(d, "passes.h5")
+    r = run([rtnmf, "replay", movie, "--pipeline", p3, "--out", out4, "--passes", "2"])
+    assert r.returncode == 0, r.stderr
+    assert "pass 1 of 2" in r.stderr and "pass 2 of 2" in r.stderr, r.stderr
+    assert "results: " + out4 + " (300 frames)" in r.stderr, r.stderr
+    with h5py.File(out4, "r") as f:
+        second = f["traces"][()]
+        assert second.shape[1] == 300
+        live = np.diff(f["footprints/indptr"][()]) > 0
+    early = lambda t: int(np.count_nonzero(t[:, :100].max(axis=1) > 0))
+    assert early(second) > early(first), (early(first), early(second))
+    print("neurons with traces in the first 100 frames: pass 1 alone %d, --passes 2 %d" % (early(first), early(second)))
+    # no neuron is added in the second pass (the first searched the whole movie)
+    assert np.count_nonzero(live) <= np.count_nonzero(np.abs(first).max(axis=1) > 0), live
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("rtnmf_replay_pass1_")]
+    r = run([rtnmf, "replay", movie, "--pipeline", p3, "--out", out4, "--passes", "3"])
+    assert r.returncode != 0 and "--passes must be 1 or 2, not 3" in r.stderr, r.stderr
+    p5 = os.path.join(d, "nocnmf.pbtxt")
+    with open(p5, "w") as f:
+        f.write('name: "no-cnmf"\npublisher { disabled: true }\n'
+                'stream { id: "cam" source { imaging_file { path: "" } }\n'
+                '  stage { type: "motion_correct" name: "motion" } }\n')
+    r = run([rtnmf, "replay", movie, "--pipeline", p5, "--out", out4, "--passes", "2"])
+    assert r.returncode != 0 and "--passes 2 needs a pipeline with an online_cnmf stage" in r.stderr, r.stderr
     print("ok")
 
 

@@ -1,6 +1,9 @@
 // `rtnmf replay INPUT --pipeline NAME|FILE --out RESULT.h5`: a recorded stream through the same
 // engine as live mode, never dropping a frame, with results written to HDF5.
 #include <cstdio>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
 
 #include "engine/runtime/replay.h"
 #include "tools/rtnmf/command.h"
@@ -12,7 +15,7 @@ namespace {
 int replay_cmd(const std::vector<std::string>& args) {
   ArgParser p(args, {"quiet", "no-publish"});
   p.check_known({"pipeline", "out", "speed", "set", "quiet", "endpoint", "no-publish",
-                 "rt-priority", "rt-cpus"});
+                 "rt-priority", "rt-cpus", "passes"});
   if (p.positionals().size() != 1) throw UsageError("expected one INPUT file");
   if (!p.has("pipeline")) throw UsageError("--pipeline NAME|FILE is required");
   ReplayRequest req;
@@ -24,7 +27,43 @@ int replay_cmd(const std::vector<std::string>& args) {
   req.publish = !p.has("no-publish");
   req.endpoint = p.get("endpoint");
   req.adjust = [&p](v1::PipelineConfig& cfg) { apply_realtime_args(p, cfg); };
+  const long long passes = p.get_int("passes", 1);
+  if (passes != 1 && passes != 2) throw UsageError("--passes must be 1 or 2, not " + p.get("passes"));
   const bool quiet = p.has("quiet");
+  std::string first_pass;
+  if (passes == 2) {
+    int stages = 0;
+    const v1::PipelineConfig cfg = replay_config(req, nullptr);
+    for (const v1::StreamConfig& st : cfg.stream())
+      for (const v1::StageConfig& sg : st.stage()) stages += sg.type() == "online_cnmf";
+    if (stages == 0) throw UsageError("--passes 2 needs a pipeline with an online_cnmf stage");
+    // First pass: the same replay into a scratch file, not published; its footprints then seed
+    // every online_cnmf stage of the second (init_from, no_new_components: the first pass
+    // searched the whole movie already), whose traces therefore cover the neurons the first pass
+    // found only online from frame 0 on, as a second epoch of CaImAn's OnACID does.
+    first_pass = (std::filesystem::temp_directory_path() /
+                  ("rtnmf_replay_pass1_" + std::to_string(::getpid()) + ".h5")).string();
+    ReplayRequest one = req;
+    one.out = first_pass;
+    one.publish = false;
+    if (!quiet) std::fprintf(stderr, "pass 1 of 2 (its footprints seed pass 2)\n");
+    ReplayResult r1 = replay_to_file(one);
+    if (r1.rc != 0) {
+      for (const std::string& e : r1.errors) std::fprintf(stderr, "error: %s\n", e.c_str());
+      std::filesystem::remove(first_pass);
+      return r1.rc;
+    }
+    req.adjust = [&p, first_pass](v1::PipelineConfig& cfg) {
+      apply_realtime_args(p, cfg);
+      for (v1::StreamConfig& st : *cfg.mutable_stream())
+        for (v1::StageConfig& sg : *st.mutable_stage())
+          if (sg.type() == "online_cnmf") {
+            sg.mutable_imaging()->set_init_from(first_pass);
+            sg.mutable_imaging()->set_no_new_components(true);
+          }
+    };
+    if (!quiet) std::fprintf(stderr, "pass 2 of 2\n");
+  }
   ReplayResult r = replay_to_file(req, [quiet](Pipeline& pipeline) {
     RunOptions opt;
     opt.live_summary = !quiet;
@@ -39,13 +78,14 @@ int replay_cmd(const std::vector<std::string>& args) {
     };
     return run_pipeline(pipeline, opt);
   });
+  if (!first_pass.empty()) std::filesystem::remove(first_pass);
   if (!r.out.empty()) print_result_file(r.out, r.frames_written);
   return r.rc;
 }
 
 const char* kUsage = R"(usage: rtnmf replay INPUT --pipeline NAME|FILE [--out RESULT.h5]
                     [--speed max|realtime|FACTOR] [--set STAGE.PARAM=VALUE ...] [--quiet]
-                    [--rt-priority P] [--rt-cpus LIST]
+                    [--rt-priority P] [--rt-cpus LIST] [--passes 1|2]
 
 Replays a recorded file through a pipeline exactly as in live mode (same stages, activations
 published over ZeroMQ), except that no frame is ever dropped (overload BLOCK) and model updates
@@ -59,6 +99,9 @@ INPUT fills the `path` of the pipeline's source (a TIFF/HDF5/raw movie, EDF/BDF/
   --no-publish do not open ZeroMQ sockets
   --rt-priority, --rt-cpus  SCHED_FIFO priority / CPU pinning for the frame-carrying threads (as
                for rtnmf run); paced replays then keep their latency while slow-path updates run
+  --passes 2   replay twice: the first pass's footprints seed the second's initialisation
+               (cnmf.init_from), so neurons found only online in the first pass have traces from
+               frame 0 in the file written; only the second pass is published
 A progress bar (frames, frames/s, ETA, components) is shown on a terminal.)";
 
 CommandRegistration reg({"replay", "replay a recorded file through a pipeline, results to HDF5",
