@@ -65,15 +65,20 @@ void write_block(io::h5::File& f, const std::string& path, const Eigen::MatrixXf
 
 OnlineCnmfStage::OnlineCnmfStage(const v1::StageConfig& config) : Stage(config) {}
 
-Eigen::SparseMatrix<float> OnlineCnmfStage::load_seeds(const std::string& path) const {
+Eigen::SparseMatrix<float> OnlineCnmfStage::load_seeds(const std::string& path,
+                                                       const std::string& stream_id) const {
   Eigen::SparseMatrix<float> a;
   std::int64_t h = 0, w = 0;
   try {
     const io::h5::File f = io::h5::File::open(path);
-    a = io::read_csc(f, "/footprints");
-    if (f.has_attr("/footprints", "height") && f.has_attr("/footprints", "width")) {
-      h = f.attr_int64("/footprints", "height");
-      w = f.attr_int64("/footprints", "width");
+    // A multi-stream run writes its first stream's datasets under /<stream id>/.
+    std::string group = "/footprints";
+    if (!f.exists(group) && !stream_id.empty() && f.exists("/" + stream_id + "/footprints"))
+      group = "/" + stream_id + "/footprints";
+    a = io::read_csc(f, group);
+    if (f.has_attr(group, "height") && f.has_attr(group, "width")) {
+      h = f.attr_int64(group, "height");
+      w = f.attr_int64(group, "width");
     }
   } catch (const std::exception& e) {
     throw ConfigError(where() + "init_from: " + e.what());
@@ -124,7 +129,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   }
   options_.detect_new = !p.no_new_components();
   seeds_ = Eigen::SparseMatrix<float>();
-  if (!p.init_from().empty()) seeds_ = load_seeds(p.init_from());
+  if (!p.init_from().empty()) seeds_ = load_seeds(p.init_from(), ctx.stream_id);
   const double forget_s = p.forgetting_s() > 0 ? p.forgetting_s() : 100.0;
   options_.forgetting_frames = static_cast<float>(std::max(10.0, forget_s * rate_hz_));
   frozen_ = p.frozen();

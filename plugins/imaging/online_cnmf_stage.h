@@ -69,9 +69,10 @@ class OnlineCnmfStage : public Stage {
   void do_stop() override;
 
  private:
-  // init_from: an earlier result's /footprints for this field of view. Throws ConfigError naming
-  // the file when it cannot be read or is for another frame shape.
-  Eigen::SparseMatrix<float> load_seeds(const std::string& path) const;
+  // init_from: an earlier result's /footprints (or /<stream_id>/footprints, as a multi-stream run
+  // writes them) for this field of view. Throws ConfigError naming the file when it cannot be
+  // read or is for another frame shape.
+  Eigen::SparseMatrix<float> load_seeds(const std::string& path, const std::string& stream_id) const;
   // Acquires the model frame n uses and follows a version change (tracker, counters).
   void prepare(std::uint64_t n);
   void slow_loop();
