@@ -115,6 +115,19 @@ def main():
     # no neuron is added in the second pass (the first searched the whole movie)
     assert np.count_nonzero(live) <= np.count_nonzero(np.abs(first).max(axis=1) > 0), live
     assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("rtnmf_replay_pass1_")]
+    # a damaged movie: the first pass stops at the frame, keeps what came before it as the result
+    cut = os.path.join(d, "cut.tif")
+    with open(movie, "rb") as src, open(cut, "wb") as dst:
+        data = src.read()
+        dst.write(data[: len(data) * 7 // 8])
+    out5 = os.path.join(d, "cut.h5")
+    r = run([rtnmf, "replay", cut, "--pipeline", p3, "--out", out5, "--passes", "2", "--quiet"])
+    assert r.returncode != 0 and "pass 1 ended with an error; no second pass, its results kept" in r.stderr, r.stderr
+    assert "results: " + out5 in r.stderr, r.stderr
+    with h5py.File(out5, "r") as f:
+        assert 200 < f["traces"].shape[1] < 300, f["traces"].shape
+    r = run([rtnmf, "replay", movie, "--pipeline", p3, "--passes", "2"])
+    assert r.returncode != 0 and "--passes 2 needs --out" in r.stderr, r.stderr
     r = run([rtnmf, "replay", movie, "--pipeline", p3, "--out", out4, "--passes", "3"])
     assert r.returncode != 0 and "--passes must be 1 or 2, not 3" in r.stderr, r.stderr
     p5 = os.path.join(d, "nocnmf.pbtxt")

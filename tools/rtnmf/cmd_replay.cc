@@ -30,8 +30,31 @@ int replay_cmd(const std::vector<std::string>& args) {
   const long long passes = p.get_int("passes", 1);
   if (passes != 1 && passes != 2) throw UsageError("--passes must be 1 or 2, not " + p.get("passes"));
   const bool quiet = p.has("quiet");
+  const auto runner = [quiet](Pipeline& pipeline) {
+    RunOptions opt;
+    opt.live_summary = !quiet;
+    opt.progress_bar = !quiet;
+    opt.extra = [&pipeline] {
+      std::string extra;
+      v1::Stats st = pipeline.stats();
+      for (const auto& [k, v] : st.streams(0).scalars())
+        if (k.find("components") != std::string::npos)
+          extra += k + " " + std::to_string(static_cast<long long>(v)) + " ";
+      return extra;
+    };
+    return run_pipeline(pipeline, opt);
+  };
+  // The first pass's scratch file goes whatever happens after it is created.
+  struct Scratch {
+    std::string path;
+    ~Scratch() {
+      std::error_code ec;
+      if (!path.empty()) std::filesystem::remove(path, ec);
+    }
+  } scratch;
   std::string first_pass;
   if (passes == 2) {
+    if (req.out.empty()) throw UsageError("--passes 2 needs --out");
     int stages = 0;
     const v1::PipelineConfig cfg = replay_config(req, nullptr);
     for (const v1::StreamConfig& st : cfg.stream())
@@ -43,15 +66,19 @@ int replay_cmd(const std::vector<std::string>& args) {
     // found only online from frame 0 on, as a second epoch of CaImAn's OnACID does.
     first_pass = (std::filesystem::temp_directory_path() /
                   ("rtnmf_replay_pass1_" + std::to_string(::getpid()) + ".h5")).string();
+    scratch.path = first_pass;
     ReplayRequest one = req;
     one.out = first_pass;
     one.publish = false;
     one.speed = "max";  // a scratch pass: replays give the same result at any speed
     if (!quiet) std::fprintf(stderr, "pass 1 of 2 (its footprints seed pass 2)\n");
-    ReplayResult r1 = replay_to_file(one);
+    ReplayResult r1 = replay_to_file(one, runner);
     if (r1.rc != 0) {
-      for (const std::string& e : r1.errors) std::fprintf(stderr, "error: %s\n", e.c_str());
-      std::filesystem::remove(first_pass);
+      // Its errors are in the summary above. What it accepted (the frames before a damaged one)
+      // is kept: its result becomes the output.
+      std::filesystem::copy_file(first_pass, req.out, std::filesystem::copy_options::overwrite_existing);
+      std::fprintf(stderr, "rtnmf replay: pass 1 ended with an error; no second pass, its results kept\n");
+      print_result_file(req.out, r1.frames_written);
       return r1.rc;
     }
     req.adjust = [&p, first_pass](v1::PipelineConfig& cfg) {
@@ -65,21 +92,7 @@ int replay_cmd(const std::vector<std::string>& args) {
     };
     if (!quiet) std::fprintf(stderr, "pass 2 of 2\n");
   }
-  ReplayResult r = replay_to_file(req, [quiet](Pipeline& pipeline) {
-    RunOptions opt;
-    opt.live_summary = !quiet;
-    opt.progress_bar = !quiet;
-    opt.extra = [&pipeline] {
-      std::string extra;
-      v1::Stats st = pipeline.stats();
-      for (const auto& [k, v] : st.streams(0).scalars())
-        if (k.find("components") != std::string::npos)
-          extra += k + " " + std::to_string(static_cast<long long>(v)) + " ";
-      return extra;
-    };
-    return run_pipeline(pipeline, opt);
-  });
-  if (!first_pass.empty()) std::filesystem::remove(first_pass);
+  ReplayResult r = replay_to_file(req, runner);
   if (!r.out.empty()) print_result_file(r.out, r.frames_written);
   return r.rc;
 }
@@ -100,9 +113,10 @@ INPUT fills the `path` of the pipeline's source (a TIFF/HDF5/raw movie, EDF/BDF/
   --no-publish do not open ZeroMQ sockets
   --rt-priority, --rt-cpus  SCHED_FIFO priority / CPU pinning for the frame-carrying threads (as
                for rtnmf run); paced replays then keep their latency while slow-path updates run
-  --passes 2   replay twice: the first pass's footprints seed the second's initialisation
-               (cnmf.init_from), so neurons found only online in the first pass have traces from
-               frame 0 in the file written; only the second pass is published
+  --passes 2   replay twice (needs --out): the first pass's footprints seed the second's
+               initialisation (init_from, no new neurons), so neurons found only online in the
+               first pass have traces from frame 0 in the file written; only the second pass is
+               published. If the first pass stops on a damaged frame, its results are the output.
 A progress bar (frames, frames/s, ETA, components) is shown on a terminal.)";
 
 CommandRegistration reg({"replay", "replay a recorded file through a pipeline, results to HDF5",
