@@ -483,11 +483,7 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
       f.row(b) *= n;
     }
   }
-  // 1-4. Seeds on the background-free movie.
-  for (Eigen::Index t = 0; t < T; ++t) {
-    s.col(t) = y.col(t);
-    if (nb > 0) s.col(t).noalias() -= bg * f.col(t);
-  }
+  // 1-4. Seeds on the background-free movie (greedy seeding; given seeds skip it).
   std::vector<Support> supports;
   std::vector<Eigen::VectorXf> values;
   if (seeds) {
@@ -523,6 +519,10 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
       values.push_back(v / v.norm());
     }
   } else {
+    for (Eigen::Index t = 0; t < T; ++t) {
+      s.col(t) = y.col(t);
+      if (nb > 0) s.col(t).noalias() -= bg * f.col(t);
+    }
     for (detail::Seed& sd : detail::find_seeds(s, y, o, std::max(0, o.max_components))) {
       supports.push_back(std::move(sd.support));
       values.push_back(std::move(sd.values));

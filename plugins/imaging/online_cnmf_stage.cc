@@ -388,6 +388,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     back = exchange_.latest();
   } else if (t + 1 == init_frames_) {
     init_ = nmf::cnmf_initialize(init_movie_, options_, seeds_.cols() ? &seeds_ : nullptr);
+    seeds_ = Eigen::SparseMatrix<float>();  // used only by the initialisation
     updater_.init(options_, init_, init_movie_);
     back = init_.model;
     initialised_ = true;

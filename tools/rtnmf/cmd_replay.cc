@@ -52,7 +52,6 @@ int replay_cmd(const std::vector<std::string>& args) {
       if (!path.empty()) std::filesystem::remove(path, ec);
     }
   } scratch;
-  std::string first_pass;
   if (passes == 2) {
     if (req.out.empty()) throw UsageError("--passes 2 needs --out");
     int stages = 0;
@@ -64,8 +63,8 @@ int replay_cmd(const std::vector<std::string>& args) {
     // every online_cnmf stage of the second (init_from, no_new_components: the first pass
     // searched the whole movie already), whose traces therefore cover the neurons the first pass
     // found only online from frame 0 on, as a second epoch of CaImAn's OnACID does.
-    first_pass = (std::filesystem::temp_directory_path() /
-                  ("rtnmf_replay_pass1_" + std::to_string(::getpid()) + ".h5")).string();
+    const std::string first_pass = (std::filesystem::temp_directory_path() /
+                                    ("rtnmf_replay_pass1_" + std::to_string(::getpid()) + ".h5")).string();
     scratch.path = first_pass;
     ReplayRequest one = req;
     one.out = first_pass;
