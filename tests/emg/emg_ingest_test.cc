@@ -86,7 +86,10 @@ stream { id: "emg" overload: BLOCK queue_depth: 64 model_lag_frames: 20
   nan_block[17] = std::nanf("");
   std::thread sender([&] {
     zmq::socket_t push(ctx, zmq::socket_type::push);
-    push.set(zmq::sockopt::linger, 2000);
+    // Closing the socket must not discard blocks still queued in it: on a loaded CI machine the
+    // pipeline can be seconds behind the sender when the last block is sent, and a 2 s linger
+    // once dropped the stream's tail (the last envelope sample never came).
+    push.set(zmq::sockopt::linger, 60'000);
     push.connect(endpoint);
     std::uint64_t seq = 0;
     for (std::int64_t b = 0; b < blocks; ++b) {
@@ -108,7 +111,7 @@ stream { id: "emg" overload: BLOCK queue_depth: 64 model_lag_frames: 20
     }
   });
 
-  std::vector<std::uint64_t> seqs;
+  std::vector<std::uint64_t> seqs, message_seqs;
   std::int64_t with_values = 0, negative = 0, wrong_size = 0;
   double last_stats_vaf = -1;
   const std::int64_t deadline = now_ns() + 120'000'000'000;
@@ -128,6 +131,7 @@ stream { id: "emg" overload: BLOCK queue_depth: 64 model_lag_frames: 20
     v1::Activations a;
     ASSERT_TRUE(a.ParseFromArray(b.data(), static_cast<int>(b.size())));
     seqs.push_back(a.seq());
+    message_seqs.push_back(a.message_seq());
     if (a.values_size() > 0) {
       ++with_values;
       if (a.values_size() != 3) ++wrong_size;
@@ -150,8 +154,18 @@ stream { id: "emg" overload: BLOCK queue_depth: 64 model_lag_frames: 20
   ASSERT_TRUE(p.wait(20'000'000'000));
   p.join();
 
-  // Every envelope sample's activations arrived, in order, once.
-  ASSERT_EQ(static_cast<std::int64_t>(seqs.size()), envelope_samples);
+  // Every envelope sample's activations arrived, in order, once. If not, say where they went:
+  // never processed (lost before the pipeline), not sent (publisher), or sent and not received.
+  const v1::Stats end = p.stats();
+  std::string where = "frames processed " + std::to_string(end.streams(0).frames_processed()) +
+                      ", publisher send failures " + std::to_string(end.messages_send_failed()) +
+                      ", results not published " +
+                      std::to_string(end.streams(0).publish_dropped());
+  for (std::size_t i = 1; i < message_seqs.size(); ++i)
+    if (message_seqs[i] != message_seqs[i - 1] + 1)
+      where += ", message_seq gap after " + std::to_string(message_seqs[i - 1]);
+  if (!seqs.empty()) where += ", last block seq " + std::to_string(seqs.back());
+  ASSERT_EQ(static_cast<std::int64_t>(seqs.size()), envelope_samples) << where;
   for (std::size_t i = 1; i < seqs.size(); ++i) ASSERT_LT(seqs[i - 1], seqs[i]) << i;
   // Calibrated after 8 s (+ the model lag): the rest carry K = 3 non-negative activations.
   EXPECT_GT(with_values, envelope_samples - 900);
@@ -161,7 +175,8 @@ stream { id: "emg" overload: BLOCK queue_depth: 64 model_lag_frames: 20
   // The sliding-window VAF is published in `stats` (at 0.02 s intervals: seen after calibration).
   EXPECT_GT(last_stats_vaf, 0.85);
 
-  const v1::Stats st = p.stats();
+  const v1::Stats& st = end;
+  EXPECT_EQ(st.messages_send_failed(), 0u);
   EXPECT_EQ(st.streams(0).frames_processed(), static_cast<std::uint64_t>(blocks));
   EXPECT_EQ(st.streams(0).frames_rejected(), 3u);
   EXPECT_EQ(st.streams(0).frames_lost_upstream(), 0u);
