@@ -24,7 +24,9 @@
 // around it. The sub-pixel value comes from the full-resolution stage, so binning costs no
 // accuracy. The template is kept only in those two reduced forms (binned window and crop), so
 // updating it per frame is cheap. Frames no larger than max_window use one full-resolution stage.
-// Deterministic: plans are made with FFTW_ESTIMATE, so every run computes bit-identical shifts.
+// Deterministic: plans are made with FFTW_ESTIMATE, so every run computes bit-identical shifts;
+// for power-of-two windows of 32..256 per side FFTW rebuilds plans measured once and compiled in
+// (engine/dsp/fftw_wisdom.inc) instead of estimating them, equally repeatable and faster.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +57,10 @@ struct RegistrationOptions {
   // Fraction of each border tapered to the mean before the FFT (kills edge wrap-around).
   float taper_fraction = 0.1f;
 };
+
+// Whether this FFTW build accepted the compiled-in plans (false after an FFTW upgrade: planning
+// then estimates as before; regenerate the file with tools/fftw_wisdom/fftw_wisdom_gen).
+bool registration_wisdom_loaded();
 
 class RigidRegistration {
  public:
