@@ -244,6 +244,24 @@ TEST(ImagingPipeline, InitFromAnEarlierResultKeepsItsNeuronsInOrderWithTracesFro
     EXPECT_GE(sim::detail::pearson(traces.row(k).transpose(), truth.traces.row(k).transpose()), 0.9)
         << "component " << k;
   }
+  // A multi-stream result keeps each stream's footprints under /<stream id>/: the stage reads its
+  // own stream's ("imaging" in calcium-2p) when the file has no /footprints.
+  const std::string grouped_out = temp_path("seeded_grouped.h5");
+  {
+    io::h5::File g = io::h5::File::create(seeds);
+    io::write_csc(g, "/imaging/footprints", truth.footprints);
+    g.set_attr("/imaging/footprints", "height", static_cast<std::int64_t>(64));
+    g.set_attr("/imaging/footprints", "width", static_cast<std::int64_t>(64));
+  }
+  EXPECT_TRUE(replay(movie, grouped_out, false, "calcium-2p", true, false, seeded).errors.empty());
+  {
+    io::h5::File g = io::h5::File::open(grouped_out);
+    const Eigen::SparseMatrix<float> gp = io::read_csc(g, "/footprints");
+    ASSERT_EQ(gp.cols(), truth.footprints.cols());
+    // Seeded from the same footprints: the same result as the run above.
+    EXPECT_TRUE(Eigen::MatrixXf(gp).isApprox(Eigen::MatrixXf(fp), 1e-6f));
+  }
+  std::filesystem::remove(grouped_out);
   // Footprints for another frame shape are refused, naming the file and both shapes.
   const std::string bad_out = temp_path("seeded_bad.h5");
   {
