@@ -230,7 +230,10 @@ class CnmfUpdater {
 
  private:
   void fold();
+  void fold_pixels(const std::uint32_t* cols, std::uint32_t m, float scale,
+                   const Eigen::Ref<const Eigen::MatrixXf>& w);
   void store_frame(const float* frame, bool keep);  // keep: frame_ptr_ points at `frame`, no copy
+  void block_means(const float* acc, int rows, float* l) const;
   void detect_new_components();
   // Candidate neurons in the residual, restricted to square patches around the peaks of a
   // block-averaged residual; each patch searched like the initialisation. Allocates.
@@ -263,6 +266,7 @@ class CnmfUpdater {
   std::uint32_t ring_n_ = 0;             // ring length (residual_buffer)
   std::uint32_t kept_run_ = 0;           // frames added in place since the last copied one
   Eigen::MatrixXf lowres_;
+  std::vector<std::uint8_t> lowres_due_;  // per ring column: block means not yet summed (fold)
   Eigen::MatrixXf buffer_x_;                   // (K+nb) x N
   std::uint32_t buf_pos_ = 0, buf_count_ = 0, pending_ = 0;
   int ds_ = 1, hl_ = 1, wl_ = 1;
@@ -274,14 +278,19 @@ class CnmfUpdater {
   Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices
   Eigen::VectorXf dense_;                      // P scratch
   Eigen::VectorXf row_scratch_;                // width scratch (store_frame)
-  // Supports as runs of consecutive pixels (component k's are
-  // [run_start_[k], run_start_[k+1])), and CY of the frames not yet folded (add_frame gathers it
-  // while the frame is in cache, weighted λ^(-j); fold() scales it in).
+  // Supports as runs of consecutive pixels (component k's are [run_start_[k], run_start_[k+1])),
+  // and the same cut by fold_pixels' groups of rows (group g's are
+  // [group_start_[g], group_start_[g+1]), by component).
+  struct GroupRun {
+    int k;
+    detail::SupportRun run;
+  };
   std::vector<detail::SupportRun> runs_;
   std::vector<std::size_t> run_start_;
-  std::vector<Eigen::VectorXf> cy_pending_;
-  float pending_weight_ = 1.0f;
+  std::vector<GroupRun> group_runs_;
+  std::vector<std::size_t> group_start_;
   void prepare_runs();
+  Eigen::Index group_pixels() const;
   void add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
            Eigen::Ref<const Eigen::VectorXf> background, bool keep);
   // Ring background: the frame with it removed, y − A c, scratch, running mean of y − A c (b0).

@@ -19,6 +19,11 @@ using detail::Support;
 
 namespace {
 
+// Pixels of each frame fold_pixels() reads per group of rows (rounded to whole block rows). At
+// 2,048 (8 KB) the jumps between the pending frames every two pages cost more than the second
+// read of each frame saved; 8,192 and 16,384 were equally fast (bm_cnmf_slow AddFrame).
+constexpr int kFoldGroupPixels = 8192;
+
 // A sorted support as runs of consecutive pixels (footprint supports are squares: one run per
 // row), so that statistics gather whole rows with vector loads instead of one index per pixel.
 using Run = detail::SupportRun;
@@ -135,6 +140,7 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   frame_ptr_.assign(n, nullptr);
   for (std::uint32_t j = 0; j < n; ++j) frame_ptr_[j] = frames_.col(j).data();
   lowres_ = Eigen::MatrixXf::Zero(static_cast<Eigen::Index>(hl_) * wl_, n);
+  lowres_due_.assign(n, 0);
   buffer_x_ = Eigen::MatrixXf::Zero(K + nb_, n);
   buf_pos_ = 0;
   buf_count_ = 0;
@@ -162,10 +168,36 @@ void CnmfUpdater::prepare_runs() {
     append_runs(support_[static_cast<std::size_t>(k)], runs_);
     run_start_[static_cast<std::size_t>(k) + 1] = runs_.size();
   }
-  cy_pending_.resize(static_cast<std::size_t>(K));
+  // The same runs by group of pixel rows (fold_pixels' unit), cut at group boundaries.
+  const Eigen::Index gp = group_pixels();
+  const Eigen::Index P = static_cast<Eigen::Index>(options_.height) * options_.width;
+  const std::size_t groups = static_cast<std::size_t>((P + gp - 1) / gp);
+  std::vector<std::vector<GroupRun>> by_group(groups);
   for (int k = 0; k < K; ++k)
-    cy_pending_[static_cast<std::size_t>(k)].setZero(static_cast<Eigen::Index>(support_[static_cast<std::size_t>(k)].size()));
-  pending_weight_ = 1.0f;
+    for (std::size_t r = run_start_[static_cast<std::size_t>(k)]; r < run_start_[static_cast<std::size_t>(k) + 1]; ++r) {
+      Run run = runs_[r];
+      while (run.length > 0) {
+        const Eigen::Index g = run.pixel / gp;
+        const std::int32_t len = static_cast<std::int32_t>(std::min<Eigen::Index>(run.length, (g + 1) * gp - run.pixel));
+        by_group[static_cast<std::size_t>(g)].push_back({k, {run.pixel, run.offset, len}});
+        run.pixel += len;
+        run.offset += len;
+        run.length -= len;
+      }
+    }
+  group_runs_.clear();
+  group_start_.assign(groups + 1, 0);
+  for (std::size_t g = 0; g < groups; ++g) {
+    group_runs_.insert(group_runs_.end(), by_group[g].begin(), by_group[g].end());
+    group_start_[g + 1] = group_runs_.size();
+  }
+}
+
+// Pixels per group of block rows in fold_pixels (~32 KB of each frame).
+Eigen::Index CnmfUpdater::group_pixels() const {
+  const int W = static_cast<int>(options_.width);
+  const int group = std::max(1, kFoldGroupPixels / std::max(1, ds_ * W));
+  return static_cast<Eigen::Index>(group) * ds_ * W;
 }
 
 void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
@@ -197,19 +229,10 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
     keep = false;  // a scratch: copied
   }
   if (nb_ > 0) x_.tail(nb_) = background.head(nb_);
+  // The frame's statistics (CY, CY_bg, its block means) are gathered by fold(), in one pass
+  // over the pending frames.
   store_frame(frame, keep);
-  // CY while the frame is in cache: into the pending statistic with weight λ^(-j) for the j-th
-  // pending frame, which fold() scales by λ^(m-1) (gathered from the cold ring there instead,
-  // the supports cost a cache miss per row).
   if (run_start_.size() != static_cast<std::size_t>(K) + 1) prepare_runs();
-  const Run* runs = runs_.data();
-  for (int k = 0; k < K; ++k) {
-    const float c = x_(k) * pending_weight_;
-    if (c == 0) continue;
-    gather_axpy(runs + run_start_[static_cast<std::size_t>(k)], runs + run_start_[static_cast<std::size_t>(k) + 1],
-                c, frame, cy_pending_[static_cast<std::size_t>(k)].data());
-  }
-  pending_weight_ /= lambda_;
   if (buffer_x_.rows() != K + nb_) buffer_x_.conservativeResize(K + nb_, Eigen::NoChange);
   buffer_x_.col(buf_pos_) = x_;
   const std::uint32_t n = ring_n_;
@@ -230,6 +253,10 @@ void CnmfUpdater::store_frame(const float* frame, bool keep) {
   float* dst = keep ? nullptr : frames_.col(buf_pos_).data();
   frame_ptr_[buf_pos_] = keep ? frame : dst;
   if (kept_run_ >= ring_n_ && frames_.cols() > 0) frames_.resize(0, 0);
+  // A kept frame's block means are summed by fold(), in its pass over the frame for the
+  // background statistic: one read of the frame instead of two.
+  lowres_due_[buf_pos_] = keep ? 1 : 0;
+  if (keep) return;
   float* lo = lowres_.col(buf_pos_).data();
   float* acc = row_scratch_.data();
   // One pass over the frame: each row is copied into the ring and summed into its block row
@@ -239,14 +266,10 @@ void CnmfUpdater::store_frame(const float* frame, bool keep) {
     const int y0 = by * ds_, y1 = std::min(y0 + ds_, H);
     for (int yy = y0; yy < y1; ++yy) {
       const float* row = frame + static_cast<std::ptrdiff_t>(yy) * W;
-      float* out = keep ? nullptr : dst + static_cast<std::ptrdiff_t>(yy) * W;
+      float* out = dst + static_cast<std::ptrdiff_t>(yy) * W;
       // Plain loops, not std::copy: memmove's rep-movsb path for rows of a few KB ran at a third
       // of the vector loop's speed here (42% of add_frame at 512 x 512).
       int x = 0;
-      if (keep) {  // block sums only
-        for (; x < W; ++x) acc[x] = yy == y0 ? row[x] : acc[x] + row[x];
-        continue;
-      }
 #if defined(__AVX__)
       // Streaming stores: the ring is far larger than the caches and is read back only at the
       // next fold; a normal store would first read each line in.
@@ -263,17 +286,79 @@ void CnmfUpdater::store_frame(const float* frame, bool keep) {
         acc[x] = yy == y0 ? row[x] : acc[x] + row[x];
       }
     }
-    float* l = lo + static_cast<std::ptrdiff_t>(by) * wl_;
-    for (int bx = 0; bx < wl_; ++bx) {
-      const int x0 = bx * ds_, x1 = std::min(x0 + ds_, W);
-      float sum = 0;
-      for (int x = x0; x < x1; ++x) sum += acc[x];
-      l[bx] = sum / static_cast<float>((y1 - y0) * (x1 - x0));
-    }
+    block_means(acc, y1 - y0, lo + static_cast<std::ptrdiff_t>(by) * wl_);
   }
 #if defined(__AVX__)
   _mm_sfence();  // order the streaming stores before later ones (another thread may read the ring)
 #endif
+}
+
+// One block row of a frame's block means (l) from the column sums (acc) of its `rows` rows.
+void CnmfUpdater::block_means(const float* acc, int rows, float* l) const {
+  const int W = static_cast<int>(options_.width);
+  for (int bx = 0; bx < wl_; ++bx) {
+    const int x0 = bx * ds_, x1 = std::min(x0 + ds_, W);
+    float sum = 0;
+    for (int x = x0; x < x1; ++x) sum += acc[x];
+    l[bx] = sum / static_cast<float>(rows * (x1 - x0));
+  }
+}
+
+// The pending frames' one pass over their pixels, by groups of block rows (~32 KB of each
+// frame, so a group of the statistics stays in cache while the frames stream through; Eigen's GEMM
+// would first pack the P x m frames, a copy of all of them per call). With w = the frames'
+// weighted activations [c; f] (K + nb rows): CY_k += Σ_j w(k, j) frame_j[support_k] (CY_k was
+// scaled already), CY_bg ← scale CY_bg + Σ_j w(K + b, j) frame_j, and, for frames added in place,
+// their block means (store_frame left them to this read). Gathering CY per frame in add()
+// instead, the supports' rows came from cache only because store_frame had just read the whole
+// frame, which fold then read a second time.
+void CnmfUpdater::fold_pixels(const std::uint32_t* cols, std::uint32_t m, float scale,
+                              const Eigen::Ref<const Eigen::MatrixXf>& w) {
+  const int H = static_cast<int>(options_.height), W = static_cast<int>(options_.width);
+  const Eigen::Index K = w.rows() - nb_;
+  const int group = std::max(1, kFoldGroupPixels / std::max(1, ds_ * W));  // block rows per group
+  float* acc = row_scratch_.data();
+  for (int by0 = 0; by0 < hl_; by0 += group) {
+    const int by1 = std::min(by0 + group, hl_);
+    const Eigen::Index p0 = static_cast<Eigen::Index>(by0) * ds_ * W;
+    const Eigen::Index len = static_cast<Eigen::Index>(std::min(by1 * ds_, H)) * W - p0;
+    if (scale != 1.0f)
+      for (int b = 0; b < nb_; ++b) {
+        float* dst = cy_bg_.col(b).data() + p0;
+        for (Eigen::Index i = 0; i < len; ++i) dst[i] *= scale;
+      }
+    // Frames outer, components inner: each frame's pixels are read from memory once (each sum
+    // still runs over the frames in order).
+    const std::size_t g = static_cast<std::size_t>(by0 / group);
+    const GroupRun* gr0 = group_runs_.data() + group_start_[g];
+    const GroupRun* gr1 = group_runs_.data() + group_start_[g + 1];
+    for (std::uint32_t j = 0; j < m; ++j) {
+      const float* frame = frame_ptr_[cols[j]];
+      const float* src = frame + p0;
+      for (int b = 0; b < nb_; ++b) {
+        const float c = w(K + b, j);
+        if (c == 0) continue;
+        float* dst = cy_bg_.col(b).data() + p0;
+        for (Eigen::Index i = 0; i < len; ++i) dst[i] += c * src[i];
+      }
+      for (const GroupRun* r = gr0; r != gr1; ++r) {
+        const float c = w(r->k, j);
+        if (c == 0) continue;
+        gather_axpy(&r->run, &r->run + 1, c, frame, cy_[static_cast<std::size_t>(r->k)].data());
+      }
+      if (!lowres_due_[cols[j]]) continue;
+      float* lo = lowres_.col(cols[j]).data();
+      for (int by = by0; by < by1; ++by) {
+        const int y0 = by * ds_, y1 = std::min(y0 + ds_, H);
+        for (int yy = y0; yy < y1; ++yy) {
+          const float* row = frame + static_cast<std::ptrdiff_t>(yy) * W;
+          for (int x = 0; x < W; ++x) acc[x] = yy == y0 ? row[x] : acc[x] + row[x];
+        }
+        block_means(acc, y1 - y0, lo + static_cast<std::ptrdiff_t>(by) * wl_);
+      }
+    }
+  }
+  for (std::uint32_t j = 0; j < m; ++j) lowres_due_[cols[j]] = 0;
 }
 
 // Folds the pending frames into the statistics: with m frames and weights w_j = λ^(m-1-j),
@@ -296,19 +381,8 @@ void CnmfUpdater::fold() {
   const float lm = std::pow(lambda_, static_cast<float>(m));
   cc_ *= lm;
   cc_.noalias() += xw * xs.transpose();
-  // CY: add_frame() gathered Σ_j λ^(-j) c_j y_j; S ← λ^m S + λ^(m-1) that.
-  const float lp = std::pow(lambda_, static_cast<float>(m - 1));
-  for (int k = 0; k < K; ++k) {
-    Eigen::VectorXf& p = cy_pending_[static_cast<std::size_t>(k)];
-    cy_[static_cast<std::size_t>(k)] = lm * cy_[static_cast<std::size_t>(k)] + lp * p;
-    p.setZero();
-  }
-  pending_weight_ = 1.0f;
-  if (nb_ > 0) {
-    std::vector<const float*> ptrs(m);
-    for (std::uint32_t j = 0; j < m; ++j) ptrs[j] = frame_ptr_[cols[j]];
-    accumulate_background(cy_bg_, lm, ptrs.data(), xw.bottomRows(nb_));
-  }
+  for (int k = 0; k < K; ++k) cy_[static_cast<std::size_t>(k)] *= lm;
+  fold_pixels(cols.data(), m, lm, xw);
 }
 
 void CnmfUpdater::update_shapes() {
