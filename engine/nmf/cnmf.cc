@@ -284,6 +284,10 @@ void CnmfTracker::process(const float* frame) {
   const int K = m.k(), n = K + nb_;
   const Eigen::Index P = static_cast<Eigen::Index>(m.height) * m.width;
   Eigen::Map<const Eigen::VectorXf> y(frame, P);
+  // bᵀy first: its sequential pass brings a frame that is not in the caches (the slow path's
+  // catch-up reads frames written to its ring long before) in for Aᵀy's scattered reads of the
+  // footprints' pixels, which otherwise wait on memory row by row.
+  if (nb_ > 0) rhs_.segment(K, nb_).noalias() = m.background.transpose() * y;
   if (m.ring.active()) {
     // One-photon ring model: least squares on Ã = (I − W) A against z = (I − W)(y − b0).
     ring_filter_frame(m.ring, frame, ring_z_.data(), ring_scratch_.data());
@@ -291,7 +295,6 @@ void CnmfTracker::process(const float* frame) {
   } else {
     rhs_.head(K).noalias() = m.footprints.transpose() * y;
   }
-  if (nb_ > 0) rhs_.segment(K, nb_).noalias() = m.background.transpose() * y;
   // Warm-started HALS on the Gram of [A b], walking only its non-zeros (symmetric: column i is
   // row i).
   const float* gv = m.gram_sparse.valuePtr();
