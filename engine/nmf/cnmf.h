@@ -290,6 +290,7 @@ class CnmfUpdater {
   std::vector<GroupRun> group_runs_;
   std::vector<std::size_t> group_start_;
   void prepare_runs();
+  int group_rows() const;
   Eigen::Index group_pixels() const;
   void add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
            Eigen::Ref<const Eigen::VectorXf> background, bool keep);

@@ -193,11 +193,12 @@ void CnmfUpdater::prepare_runs() {
   }
 }
 
-// Pixels per group of block rows in fold_pixels (~32 KB of each frame).
+// Block rows per group in fold_pixels (~32 KB of each frame), and the group's pixels.
+int CnmfUpdater::group_rows() const {
+  return std::max(1, kFoldGroupPixels / std::max(1, ds_ * static_cast<int>(options_.width)));
+}
 Eigen::Index CnmfUpdater::group_pixels() const {
-  const int W = static_cast<int>(options_.width);
-  const int group = std::max(1, kFoldGroupPixels / std::max(1, ds_ * W));
-  return static_cast<Eigen::Index>(group) * ds_ * W;
+  return static_cast<Eigen::Index>(group_rows()) * ds_ * static_cast<Eigen::Index>(options_.width);
 }
 
 void CnmfUpdater::add_frame(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
@@ -316,7 +317,7 @@ void CnmfUpdater::fold_pixels(const std::uint32_t* cols, std::uint32_t m, float 
                               const Eigen::Ref<const Eigen::MatrixXf>& w) {
   const int H = static_cast<int>(options_.height), W = static_cast<int>(options_.width);
   const Eigen::Index K = w.rows() - nb_;
-  const int group = std::max(1, kFoldGroupPixels / std::max(1, ds_ * W));  // block rows per group
+  const int group = group_rows();  // the grouping prepare_runs() cut group_runs_ by
   float* acc = row_scratch_.data();
   for (int by0 = 0; by0 < hl_; by0 += group) {
     const int by1 = std::min(by0 + group, hl_);
