@@ -254,6 +254,7 @@ class CnmfUpdater {
   std::vector<std::vector<std::int32_t>> support_;
   std::vector<Eigen::VectorXf> values_;
   std::vector<Eigen::VectorXf> cy_;
+  std::vector<std::uint64_t> born_;            // t_ when each joined (0: the initialisation's)
   Eigen::MatrixXf bg_;                         // P x nb
   Eigen::MatrixXf cy_bg_;                      // P x nb: Σ f_b y
   Eigen::MatrixXf cc_;                         // (K+nb)^2: Σ x xᵀ, x = [c; f]
@@ -268,6 +269,11 @@ class CnmfUpdater {
   Eigen::MatrixXf lowres_;
   std::vector<std::uint8_t> lowres_due_;  // per ring column: block means not yet summed (fold)
   Eigen::MatrixXf buffer_x_;                   // (K+nb) x N
+  // The components' activations over the last kHistoryBuffers x N frames (K x that, a ring,
+  // 1.2 MB at 500 neurons; merge_components judges touching footprints on it).
+  static constexpr std::uint32_t kHistoryBuffers = 10;
+  Eigen::MatrixXf hist_x_;
+  std::uint32_t hist_pos_ = 0, hist_count_ = 0;
   std::uint32_t buf_pos_ = 0, buf_count_ = 0, pending_ = 0;
   int ds_ = 1, hl_ = 1, wl_ = 1;
   // New-neuron search: per block, the update (updates_, from 1) whose patch search there found

@@ -199,6 +199,34 @@ TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
   EXPECT_TRUE(one.denoised == two.denoised);
 }
 
+// Somata larger than the default neuron_radius (5) expects: their rims reach beyond the
+// support squares and stay in the residual, where the new-neuron search finds them beside the
+// soma, following its activity. They must not become components of their own (before the
+// detection's neighbour test and the merging of touching components, 8 rim components joined
+// the 40 neurons of this movie: precision 0.83).
+TEST(OnlineCnmf, SomataLargerThanTheSupportSquareAreNotSplitIntoRimComponents) {
+  sim::CalciumSimOptions so = patch_search_field(1000, 40, 7);
+  so.neuron_radius = 7.5f;
+  sim::CalciumSimulator simulator(so);
+  const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
+  const Eigen::MatrixXf movie = render_movie(simulator);
+  auto frame = [&](std::uint32_t t, float* out) { std::copy(movie.col(t).data(), movie.col(t).data() + P, out); };
+  CnmfOptions o;
+  o.height = so.height;
+  o.width = so.width;
+  CnmfRunOptions ro;
+  const CnmfRunResult r = run_cnmf_online(frame, so.frames, o, ro);
+  const Eigen::Index T = so.frames - ro.init_frames;
+  const sim::ImagingScore s = sim::score_imaging(
+      simulator.truth().footprints, simulator.truth().traces.rightCols(T), simulator.truth().spikes.rightCols(T),
+      r.model.footprints, r.denoised.rightCols(T), r.spikes.rightCols(T));
+  std::printf("K %d added %d merged %d removed %d F1 %.3f precision %.3f recall %.3f cosine %.3f\n", r.model.k(),
+              r.added, r.merged, r.removed, s.f1, s.precision, s.recall, s.median_cosine);
+  EXPECT_GE(s.precision, 0.95) << s.to_json();
+  EXPECT_GE(s.recall, 0.95) << s.to_json();
+  EXPECT_GE(s.median_trace_corr, 0.95) << s.to_json();
+}
+
 // Once the field's neurons are known, the screening still ranks many residual maxima; an update
 // searches at most 2 x max_new_per_update patches, and skips spots searched in vain in the last
 // 4 updates (only the bound is checked here).
