@@ -143,6 +143,7 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   lowres_ = Eigen::MatrixXf::Zero(static_cast<Eigen::Index>(hl_) * wl_, n);
   lowres_due_.assign(n, 0);
   buffer_x_ = Eigen::MatrixXf::Zero(K + nb_, n);
+  motion_ = Eigen::MatrixXf::Zero(2, n);
   buf_pos_ = 0;
   buf_count_ = 0;
   pending_ = 0;
@@ -245,6 +246,9 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
   if (run_start_.size() != static_cast<std::size_t>(K) + 1) prepare_runs();
   if (buffer_x_.rows() != K + nb_) buffer_x_.conservativeResize(K + nb_, Eigen::NoChange);
   buffer_x_.col(buf_pos_) = x_;
+  motion_(0, buf_pos_) = motion_next_[0];
+  motion_(1, buf_pos_) = motion_next_[1];
+  motion_next_[0] = motion_next_[1] = 0;
   hist_x_.col(hist_pos_) = x_.head(K);
   hist_pos_ = (hist_pos_ + 1) % static_cast<std::uint32_t>(hist_x_.cols());
   hist_count_ = std::min<std::uint32_t>(hist_count_ + 1, static_cast<std::uint32_t>(hist_x_.cols()));
@@ -751,6 +755,22 @@ void CnmfUpdater::detect_new_components() {
   x_.resize(static_cast<Eigen::Index>(support_.size()) + nb_);
 }
 
+float CnmfUpdater::motion_r2(const Eigen::VectorXf& c, const std::vector<std::uint32_t>& cols) const {
+  // Least squares of c on [dy, dx, |dy|, |dx|, 1] over the buffer: the fraction of its variance
+  // the shifts explain (0 when they do not vary).
+  const Eigen::Index n = c.size();
+  Eigen::MatrixXf a(n, 5);
+  for (Eigen::Index q = 0; q < n; ++q) {
+    const float dy = motion_(0, cols[static_cast<std::size_t>(q)]), dx = motion_(1, cols[static_cast<std::size_t>(q)]);
+    a.row(q) << dy, dx, std::fabs(dy), std::fabs(dx), 1.0f;
+  }
+  const float var = (c.array() - c.mean()).square().sum();
+  if (var <= 0) return 0.0f;
+  const Eigen::VectorXf beta = a.colPivHouseholderQr().solve(c);
+  const float res = (c - a * beta).squaredNorm();
+  return std::clamp(1.0f - res / var, 0.0f, 1.0f);
+}
+
 void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
   const int W = static_cast<int>(options_.width);
   const Eigen::Index np = static_cast<Eigen::Index>(ph) * pw;
@@ -824,6 +844,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
     const float rval = detail::space_correlation(raw, sd.support, sd.values, c, base, noise, true);
     if (snr < options_.min_snr || rval < std::max(options_.min_space_corr, options_.new_space_corr)) continue;
     if (detail::soma_size(sd.values, sd.support.size(), options_) != detail::SomaSize::kPlausible) continue;
+    if (has_motion_ && motion_r2(c, cols) > kMotionR2) continue;
     Support full(sd.support.size());
     for (std::size_t i = 0; i < sd.support.size(); ++i) full[i] = to_full(sd.support[i]);
     // Not a duplicate of an existing component: footprint cosine on the shared pixels.

@@ -199,6 +199,8 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   ring_bg_.assign(static_cast<std::size_t>(ring_cap_) * std::max(nb_, 1), 0.0f);
   ring_has_model_.assign(ring_cap_, 0);
   ring_frame_.assign(ring_cap_, 0);
+  shifts_in_lane_ = in.lane_index("shifts");
+  ring_shift_.assign(static_cast<std::size_t>(ring_cap_) * 2, 0.0f);
   head_ = tail_ = 0;
   init_movie_.resize(pixels_, init_frames_);
   initialised_ = false;
@@ -318,6 +320,10 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   if (to_slow) {
     ring_has_model_[slot] = tracking_ && m.k() + m.nb() > 0 ? 1 : 0;
     ring_frame_[slot] = n;
+    if (shifts_in_lane_ >= 0 && frame.lane(shifts_in_lane_).size >= 2) {
+      ring_shift_[2 * static_cast<std::size_t>(slot)] = frame.lane(shifts_in_lane_).data[0];
+      ring_shift_[2 * static_cast<std::size_t>(slot) + 1] = frame.lane(shifts_in_lane_).data[1];
+    }
     head_.store(head + 1, std::memory_order_release);
   }
 }
@@ -380,6 +386,8 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     // The fast path's (or the catch-up's) activations for this frame, by slot.
     Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
     Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
+    if (shifts_in_lane_ >= 0)
+      updater_.set_motion(ring_shift_[2 * static_cast<std::size_t>(slot)], ring_shift_[2 * static_cast<std::size_t>(slot) + 1]);
     updater_.add_frame_kept(px, act, bg.head(nb_));
   }
   if (!exchange_.is_update_frame(t)) return;

@@ -6,6 +6,9 @@
 // lanes "spikes" (/spikes), "raw_traces" (/raw_traces), "background" (/background/temporal).
 // Each component keeps one result slot (row) for the whole run; rows of removed or merged
 // components stop and their footprint column is empty.
+// With a motion_correct stage before it, each frame's shift (its "shifts" lane) goes to the
+// updater with the frame (CnmfUpdater::set_motion): the new-neuron search refuses candidates
+// whose activity the motion explains.
 // Slow path (own thread): collects the first init_frames frames and runs the batch
 // initialisation, then folds every frame into the sufficient statistics and every update_every
 // frames builds a new model (shapes, background, new neurons, merges, removals). Models reach the
@@ -109,6 +112,10 @@ class OnlineCnmfStage : public Stage {
   std::vector<float> ring_act_, ring_bg_;
   std::vector<std::uint8_t> ring_has_model_;
   std::vector<std::uint64_t> ring_frame_;
+  // The motion stage's "shifts" lane when one runs before this stage (-1: none), and each ring
+  // slot's shift (dy, dx) for the updater (CnmfUpdater::set_motion).
+  int shifts_in_lane_ = -1;
+  std::vector<float> ring_shift_;
   alignas(64) std::atomic<std::uint64_t> head_{0};
   alignas(64) std::atomic<std::uint64_t> tail_{0};
   std::atomic<bool> stop_{false};
