@@ -66,6 +66,15 @@ Outcome run_movie(const sim::CalciumSimOptions& so, bool register_frames) {
   return r;
 }
 
+// A round Gaussian footprint (sd 2.5 px, about a soma of radius 5) centred at (cy, cx) on an
+// h x w frame, row-major.
+Eigen::VectorXf gaussian_spot(int h, int w, float cy, float cx) {
+  Eigen::VectorXf a(h * w);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) a(y * w + x) = std::exp(-((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (2 * 2.5f * 2.5f));
+  return a;
+}
+
 // All frames of a simulated movie, P x T.
 Eigen::MatrixXf render_movie(sim::CalciumSimulator& simulator) {
   const sim::CalciumSimOptions& so = simulator.options();
@@ -209,21 +218,10 @@ TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
 TEST(OnlineCnmf, SomataLargerThanTheSupportSquareAreNotSplitIntoRimComponents) {
   sim::CalciumSimOptions so = patch_search_field(1000, 40, 7);
   so.neuron_radius = 7.5f;
-  sim::CalciumSimulator simulator(so);
-  const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
-  const Eigen::MatrixXf movie = render_movie(simulator);
-  auto frame = [&](std::uint32_t t, float* out) { std::copy(movie.col(t).data(), movie.col(t).data() + P, out); };
-  CnmfOptions o;
-  o.height = so.height;
-  o.width = so.width;
-  CnmfRunOptions ro;
-  const CnmfRunResult r = run_cnmf_online(frame, so.frames, o, ro);
-  const Eigen::Index T = so.frames - ro.init_frames;
-  const sim::ImagingScore s = sim::score_imaging(
-      simulator.truth().footprints, simulator.truth().traces.rightCols(T), simulator.truth().spikes.rightCols(T),
-      r.model.footprints, r.denoised.rightCols(T), r.spikes.rightCols(T));
-  std::printf("K %d added %d merged %d removed %d F1 %.3f precision %.3f recall %.3f cosine %.3f\n", r.model.k(),
-              r.added, r.merged, r.removed, s.f1, s.precision, s.recall, s.median_cosine);
+  const Outcome r = run_movie(so, false);
+  const sim::ImagingScore& s = r.score;
+  std::printf("K %d added %d merged %d removed %d F1 %.3f precision %.3f recall %.3f cosine %.3f\n", r.run.model.k(),
+              r.run.added, r.run.merged, r.run.removed, s.f1, s.precision, s.recall, s.median_cosine);
   EXPECT_GE(s.precision, 0.95) << s.to_json();
   EXPECT_GE(s.recall, 0.95) << s.to_json();
   EXPECT_GE(s.median_trace_corr, 0.95) << s.to_json();
@@ -236,12 +234,7 @@ TEST(OnlineCnmf, SomataLargerThanTheSupportSquareAreNotSplitIntoRimComponents) {
 TEST(OnlineCnmf, TakesANeuronThatOverlapsASilentKnownOne) {
   constexpr int H = 48, W = 48;
   constexpr std::uint32_t T = 800, kInit = 300;
-  auto blob = [&](float cy, float cx) {
-    Eigen::VectorXf a(H * W);
-    for (int y = 0; y < H; ++y)
-      for (int x = 0; x < W; ++x) a(y * W + x) = std::exp(-((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (2 * 2.5f * 2.5f));
-    return a;
-  };
+  auto blob = [&](float cy, float cx) { return gaussian_spot(H, W, cy, cx); };
   const Eigen::VectorXf known = blob(24, 20), newcomer = blob(24, 26);
   // Spikes every 45 frames: the known neuron's during the initialisation, the newcomer's after.
   Eigen::MatrixXf c = Eigen::MatrixXf::Zero(2, T);
@@ -281,12 +274,7 @@ TEST(OnlineCnmf, TakesANeuronThatOverlapsASilentKnownOne) {
 TEST(OnlineCnmf, MotionExplainedBorderActivityIsNotTakenForANeuronWhenShiftsAreGiven) {
   constexpr int H = 64, W = 64;
   constexpr int kInit = 300, T = 700;
-  auto blob = [&](float cy, float cx) {
-    Eigen::VectorXf a(H * W);
-    for (int y = 0; y < H; ++y)
-      for (int x = 0; x < W; ++x) a(y * W + x) = std::exp(-((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (2 * 2.5f * 2.5f));
-    return a;
-  };
+  auto blob = [&](float cy, float cx) { return gaussian_spot(H, W, cy, cx); };
   const Eigen::VectorXf known = blob(20, 30), newcomer = blob(44, 40), edge = blob(40, 0);
   std::mt19937 rng(5);
   std::normal_distribution<float> noise(0.0f, 3.0f), step(0.0f, 0.4f);
