@@ -181,8 +181,8 @@ TEST(ImagingSoak, OnePhotonHardMovies) {
     so.motion_px = 1.0f;
     const sim::ImagingScore s =
         run_registered(so, rtnmf::test::calcium_1p_options(so.height, so.width));
-    std::printf("1p hard seed %d: F1 %.3f cosine %.3f trace corr %.3f\n", seed, s.f1,
-                s.median_cosine, s.median_trace_corr);
+    std::printf("1p hard seed %d: F1 %.3f (precision %.3f recall %.3f) cosine %.3f trace corr %.3f\n", seed,
+                s.f1, s.precision, s.recall, s.median_cosine, s.median_trace_corr);
     EXPECT_GE(s.f1, 0.8) << "seed " << seed;
     EXPECT_GE(s.median_trace_corr, 0.85) << "seed " << seed;
     EXPECT_GE(s.median_cosine, 0.95) << "seed " << seed;
