@@ -521,7 +521,7 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   std::vector<Eigen::Triplet<float>> trip;
   std::vector<std::int64_t> ids(static_cast<std::size_t>(used), -1);
   std::vector<std::int64_t> alive(static_cast<std::size_t>(used), 0);
-  std::vector<float> g(static_cast<std::size_t>(used), 0.0f);
+  std::vector<float> g(static_cast<std::size_t>(used), 0.0f), g2(static_cast<std::size_t>(used), 0.0f);
   for (int k = 0; k < m.k(); ++k) {
     const std::int32_t s = m.slots[static_cast<std::size_t>(k)];
     if (s < 0 || s >= used) continue;
@@ -530,6 +530,7 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
     ids[static_cast<std::size_t>(s)] = static_cast<std::int64_t>(m.ids[static_cast<std::size_t>(k)]);
     alive[static_cast<std::size_t>(s)] = 1;
     g[static_cast<std::size_t>(s)] = m.g(k);
+    if (m.g2.size() == m.k()) g2[static_cast<std::size_t>(s)] = m.g2(k);
   }
   Eigen::SparseMatrix<float> a(P, used);
   a.setFromTriplets(trip.begin(), trip.end());
@@ -542,6 +543,10 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.write<std::int64_t>("/components/id", ids, {ids.size()});
   f.write<std::int64_t>("/components/alive", alive, {alive.size()});
   f.write<float>("/components/g", g, {g.size()});
+  f.write<float>("/components/g2", g2, {g2.size()});
+  f.set_attr("/components", "ar_model",
+             "c[t] = g c[t-1] + g2 c[t-2] + s[t]; AR(2) with rise: g = d + r, g2 = -d r (d, r the decay "
+             "and rise factors per frame, exp(-1 / (rate * tau))); AR(1): g2 = 0, g = d");
   f.set_attr("/components", "added", static_cast<std::int64_t>(added_.load()));
   f.set_attr("/components", "merged", static_cast<std::int64_t>(merged_.load()));
   f.set_attr("/components", "removed", static_cast<std::int64_t>(removed_.load()));

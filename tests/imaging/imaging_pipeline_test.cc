@@ -4,6 +4,7 @@
 // the stream with an error naming the frame while the frames before it are kept.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -133,6 +134,23 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   Eigen::SparseMatrix<float> fp = io::read_csc(fa, "/footprints");
   EXPECT_EQ(fp.rows(), 64 * 64);
   EXPECT_EQ(static_cast<std::uint64_t>(fp.cols()), td[0]);
+  // Deconvolution model per component: c[t] = g c[t-1] + g2 c[t-2] + s[t], whose factors (the
+  // roots of z^2 - g z - g2) are the decay per frame, within a factor 3 of the pipeline's 0.4 s
+  // at 30 Hz, and the rise.
+  const std::vector<float> g = fa.read<float>("/components/g"), g2 = fa.read<float>("/components/g2");
+  const std::vector<std::int64_t> alive = fa.read<std::int64_t>("/components/alive");
+  ASSERT_EQ(g.size(), td[0]);
+  ASSERT_EQ(g2.size(), td[0]);
+  for (std::size_t k = 0; k < g.size(); ++k) {
+    if (!alive[k]) continue;
+    const float disc = g[k] * g[k] + 4 * g2[k];
+    ASSERT_GE(disc, 0.0f) << "component " << k;
+    const float decay = 0.5f * (g[k] + std::sqrt(disc)), rise = 0.5f * (g[k] - std::sqrt(disc));
+    EXPECT_GT(decay, std::exp(-3.0f / (30.0f * 0.4f))) << "component " << k;
+    EXPECT_LT(decay, std::exp(-1.0f / (30.0f * 0.4f * 3.0f)) + 1e-4f) << "component " << k;
+    EXPECT_GE(rise, 0.0f) << "component " << k;
+    EXPECT_LT(rise, decay) << "component " << k;
+  }
   // Scored against the truth (empty columns are components that were removed).
   sim::ImagingScore sc = score_result(fa, simulator.truth(), 0);
   // A sanity check of the plumbing (the accuracy targets are tested in cnmf_test.cc on larger
