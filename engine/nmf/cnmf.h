@@ -216,7 +216,6 @@ class CnmfUpdater {
   void set_motion(float dy, float dx) {
     motion_next_[0] = dy;
     motion_next_[1] = dx;
-    has_motion_ = true;
   }
   std::uint32_t residual_buffer() const { return ring_n_; }
   // What residual_buffer() will be for `options` (callers size their own rings by it).
@@ -285,12 +284,12 @@ class CnmfUpdater {
   Eigen::MatrixXf buffer_x_;                   // (K+nb) x N
   Eigen::MatrixXf motion_;                     // 2 x N: the frames' shifts (set_motion, else 0)
   float motion_next_[2] = {0, 0};
-  bool has_motion_ = false;
   // The components' activations over the last kHistoryBuffers x N frames (K x that, a ring,
   // 1.2 MB at 500 neurons; merge_components judges touching footprints on it).
   static constexpr std::uint32_t kHistoryBuffers = 10;
   Eigen::MatrixXf hist_x_;
   std::uint32_t hist_pos_ = 0, hist_count_ = 0;
+  void push_history(Eigen::Ref<const Eigen::VectorXf> c);  // the next column of hist_x_
   std::uint32_t buf_pos_ = 0, buf_count_ = 0, pending_ = 0;
   int ds_ = 1, hl_ = 1, wl_ = 1;
   // New-neuron search: per block, the update (updates_, from 1) whose patch search there found

@@ -156,11 +156,7 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   hist_x_ = Eigen::MatrixXf::Zero(K, static_cast<Eigen::Index>(kHistoryBuffers) * n);
   hist_pos_ = 0;
   hist_count_ = 0;
-  for (Eigen::Index t = std::max<Eigen::Index>(0, T - hist_x_.cols()); t < T; ++t) {
-    hist_x_.col(hist_pos_) = x.col(t).head(K);
-    hist_pos_ = (hist_pos_ + 1) % static_cast<std::uint32_t>(hist_x_.cols());
-    hist_count_ = std::min<std::uint32_t>(hist_count_ + 1, static_cast<std::uint32_t>(hist_x_.cols()));
-  }
+  for (Eigen::Index t = std::max<Eigen::Index>(0, T - hist_x_.cols()); t < T; ++t) push_history(x.col(t).head(K));
   x_ = Eigen::VectorXf::Zero(K + nb_);
   dense_ = Eigen::VectorXf::Zero(P);
   searched_empty_.assign(static_cast<std::size_t>(hl_) * wl_, 0);
@@ -249,9 +245,7 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
   motion_(0, buf_pos_) = motion_next_[0];
   motion_(1, buf_pos_) = motion_next_[1];
   motion_next_[0] = motion_next_[1] = 0;
-  hist_x_.col(hist_pos_) = x_.head(K);
-  hist_pos_ = (hist_pos_ + 1) % static_cast<std::uint32_t>(hist_x_.cols());
-  hist_count_ = std::min<std::uint32_t>(hist_count_ + 1, static_cast<std::uint32_t>(hist_x_.cols()));
+  push_history(x_.head(K));
   const std::uint32_t n = ring_n_;
   buf_pos_ = (buf_pos_ + 1) % n;
   buf_count_ = std::min(buf_count_ + 1, n);
@@ -259,6 +253,13 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
   // Fold in batches of up to 10 frames: the GEMM stays efficient and update() finds little left.
   if (pending_ >= std::min<std::uint32_t>(n, 10)) fold();
   ++t_;
+}
+
+void CnmfUpdater::push_history(Eigen::Ref<const Eigen::VectorXf> c) {
+  const std::uint32_t cap = static_cast<std::uint32_t>(hist_x_.cols());
+  hist_x_.col(hist_pos_) = c;
+  hist_pos_ = (hist_pos_ + 1) % cap;
+  hist_count_ = std::min(hist_count_ + 1, cap);
 }
 
 void CnmfUpdater::store_frame(const float* frame, bool keep) {
@@ -529,8 +530,8 @@ void CnmfUpdater::merge_components() {
       if (fp_cos <= 0.0f) continue;
       const bool touching = fp_cos < 0.3f;
       if (touching) {
-        if (t_ - born_[static_cast<std::size_t>(i)] < kMergeAge || t_ - born_[static_cast<std::size_t>(j)] < kMergeAge) continue;
         const std::uint64_t bi = born_[static_cast<std::size_t>(i)], bj = born_[static_cast<std::size_t>(j)];
+        if (t_ - std::max(bi, bj) < kMergeAge) continue;  // the younger tracked too briefly
         const Pair h = history(i, j, t_ - std::max(bi, bj));
         if (h.corr < options_.merge_threshold) continue;
         // The younger one is the rim only if it is also the weaker; a neuron found next to a
@@ -844,7 +845,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
     const float rval = detail::space_correlation(raw, sd.support, sd.values, c, base, noise, true);
     if (snr < options_.min_snr || rval < std::max(options_.min_space_corr, options_.new_space_corr)) continue;
     if (detail::soma_size(sd.values, sd.support.size(), options_) != detail::SomaSize::kPlausible) continue;
-    if (has_motion_ && motion_r2(c, cols) > kMotionR2) continue;
+    if (motion_r2(c, cols) > kMotionR2) continue;  // 0 without shifts (set_motion)
     Support full(sd.support.size());
     for (std::size_t i = 0; i < sd.support.size(); ++i) full[i] = to_full(sd.support[i]);
     // Not a duplicate of an existing component: footprint cosine on the shared pixels.

@@ -321,8 +321,8 @@ void OnlineCnmfStage::do_process(Frame& frame) {
     ring_has_model_[slot] = tracking_ && m.k() + m.nb() > 0 ? 1 : 0;
     ring_frame_[slot] = n;
     if (shifts_in_lane_ >= 0 && frame.lane(shifts_in_lane_).size >= 2) {
-      ring_shift_[2 * static_cast<std::size_t>(slot)] = frame.lane(shifts_in_lane_).data[0];
-      ring_shift_[2 * static_cast<std::size_t>(slot) + 1] = frame.lane(shifts_in_lane_).data[1];
+      const float* shift = frame.lane(shifts_in_lane_).data;
+      std::copy(shift, shift + 2, ring_shift_.data() + 2 * static_cast<std::size_t>(slot));
     }
     head_.store(head + 1, std::memory_order_release);
   }
