@@ -44,6 +44,20 @@ void gather_axpy(const Run* r, const Run* end, float c, const float* y, float* v
     for (std::int32_t i = 0; i < r->length; ++i) dst[i] += c * src[i];
   }
 }
+// l[j] = mean of acc[D j .. D j + D - 1] over `rows` rows, for the whole blocks of a row of w
+// values; returns their count. D fixed at compile time so that the loop vectorises across blocks;
+// each sum runs in the same order as CnmfUpdater::block_means' loop for edge blocks.
+template <int D>
+int whole_block_means(const float* acc, int w, int rows, float* l) {
+  const int n = w / D;
+  const float count = static_cast<float>(rows * D);
+  for (int j = 0; j < n; ++j) {
+    float sum = 0;
+    for (int x = 0; x < D; ++x) sum += acc[j * D + x];
+    l[j] = sum / count;
+  }
+  return n;
+}
 // cy (P x nb) = scale * cy + Σ_j w(b, j) frame_j for m frames: pixel blocks of cy stay in cache
 // while the frames stream through once (Eigen's GEMM would first pack the P x m frames: a copy of
 // all of them per call).
@@ -314,7 +328,19 @@ void CnmfUpdater::store_frame(const float* frame, bool keep) {
 // One block row of a frame's block means (l) from the column sums (acc) of its `rows` rows.
 void CnmfUpdater::block_means(const float* acc, int rows, float* l) const {
   const int W = static_cast<int>(options_.width);
-  for (int bx = 0; bx < wl_; ++bx) {
+  // Whole blocks with the block width fixed at compile time, so the compiler vectorises across
+  // blocks (the same sums, in the same order, as the loop below: ~45 µs a 512 x 512 frame there).
+  int bx = 0;
+  switch (ds_) {
+    case 2: bx = whole_block_means<2>(acc, W, rows, l); break;
+    case 3: bx = whole_block_means<3>(acc, W, rows, l); break;
+    case 4: bx = whole_block_means<4>(acc, W, rows, l); break;
+    case 5: bx = whole_block_means<5>(acc, W, rows, l); break;
+    case 6: bx = whole_block_means<6>(acc, W, rows, l); break;
+    case 8: bx = whole_block_means<8>(acc, W, rows, l); break;
+    default: break;
+  }
+  for (; bx < wl_; ++bx) {
     const int x0 = bx * ds_, x1 = std::min(x0 + ds_, W);
     float sum = 0;
     for (int x = x0; x < x1; ++x) sum += acc[x];
@@ -787,35 +813,53 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
   std::vector<std::uint32_t> cols(static_cast<std::size_t>(n));
   for (Eigen::Index q = 0; q < n; ++q) cols[static_cast<std::size_t>(q)] = ring_col(q);
   Eigen::MatrixXf raw(np, n);
-  // Frames in fixed blocks over the update's threads (each value is the same sum either way).
+  // The known footprints' pixels inside the patch (patch index, value), component by component
+  // in order, found once: per frame, each frame's column of `raw` (10 KB) is then updated in
+  // cache. Looping frames innermost per pixel wrote a different cache line on every step
+  // (columns are np floats apart): with the background pass, ~1.3 ms of a ~4 ms patch search.
+  struct PatchPixel {
+    std::int32_t lp;
+    float a;
+  };
+  std::vector<PatchPixel> pix;
+  std::vector<std::pair<std::int32_t, std::size_t>> comp;  // component, end of its pixels in pix
+  for (std::size_t k = 0; k < support_.size(); ++k) {
+    const Support& sk = support_[k];
+    if (sk.empty() || sk.back() / W < y0 || sk.front() / W >= y0 + ph) continue;
+    const Eigen::VectorXf& ak = values_[k];
+    const std::size_t before = pix.size();
+    for (std::size_t i = 0; i < sk.size(); ++i) {
+      const int py = sk[i] / W - y0, px = sk[i] % W - x0;
+      if (py < 0 || py >= ph || px < 0 || px >= pw || ak(static_cast<Eigen::Index>(i)) == 0) continue;
+      pix.push_back({py * pw + px, ak(static_cast<Eigen::Index>(i))});
+    }
+    if (pix.size() > before) comp.emplace_back(static_cast<std::int32_t>(k), pix.size());
+  }
+  // Frames in fixed blocks over the update's threads. Each value is the same sum as before and
+  // on any number of threads: y, minus the background components in order, minus the
+  // footprints in component order.
   detail::parallel_blocks(std::max(1, options_.update_threads), n, [&](Eigen::Index q0, Eigen::Index q1) {
+    float fb[8];
     for (Eigen::Index q = q0; q < q1; ++q) {
       const std::uint32_t col = cols[static_cast<std::size_t>(q)];
-      for (int yy = 0; yy < ph; ++yy)
-        for (int xx = 0; xx < pw; ++xx) {
-          const Eigen::Index p = static_cast<Eigen::Index>(y0 + yy) * W + x0 + xx;
-          float v = frame_ptr_[col][p];
-          for (int b = 0; b < nb_; ++b) v -= bg_(p, b) * buffer_x_(buffer_x_.rows() - nb_ + b, col);
-          raw(static_cast<Eigen::Index>(yy) * pw + xx, q) = v;
+      const int nb = std::min(nb_, 8);
+      for (int b = 0; b < nb; ++b) fb[b] = buffer_x_(buffer_x_.rows() - nb_ + b, col);
+      float* dst = raw.col(q).data();
+      for (int yy = 0; yy < ph; ++yy) {
+        const Eigen::Index p0 = static_cast<Eigen::Index>(y0 + yy) * W + x0;
+        const float* src = frame_ptr_[col] + p0;
+        float* d = dst + static_cast<Eigen::Index>(yy) * pw;
+        for (int xx = 0; xx < pw; ++xx) d[xx] = src[xx];
+        for (int b = 0; b < nb_; ++b) {
+          const float* bgp = bg_.col(b).data() + p0;
+          const float f = b < 8 ? fb[b] : buffer_x_(buffer_x_.rows() - nb_ + b, col);
+          for (int xx = 0; xx < pw; ++xx) d[xx] -= bgp[xx] * f;
         }
-    }
-    Eigen::VectorXf ck(q1 - q0);
-    for (std::size_t k = 0; k < support_.size(); ++k) {
-      const Support& sk = support_[k];
-      if (sk.empty() || sk.back() / W < y0 || sk.front() / W >= y0 + ph) continue;
-      const Eigen::VectorXf& ak = values_[k];
-      bool gathered = false;
-      for (std::size_t i = 0; i < sk.size(); ++i) {
-        const int py = sk[i] / W - y0, px = sk[i] % W - x0;
-        if (py < 0 || py >= ph || px < 0 || px >= pw || ak(static_cast<Eigen::Index>(i)) == 0) continue;
-        if (!gathered) {
-          for (Eigen::Index q = q0; q < q1; ++q)
-            ck(q - q0) = buffer_x_(static_cast<Eigen::Index>(k), cols[static_cast<std::size_t>(q)]);
-          gathered = true;
-        }
-        const Eigen::Index lp = static_cast<Eigen::Index>(py) * pw + px;
-        const float a = ak(static_cast<Eigen::Index>(i));
-        for (Eigen::Index q = q0; q < q1; ++q) raw(lp, q) -= a * ck(q - q0);
+      }
+      std::size_t i = 0;
+      for (const auto& [k, end] : comp) {
+        const float c = buffer_x_(k, col);
+        for (; i < end; ++i) dst[pix[i].lp] -= pix[i].a * c;
       }
     }
   });
