@@ -123,7 +123,10 @@ namespace {
 
 // Sorts each of the 8 lanes of `a` (m rows of 8, m a power of two) ascending: a bitonic network
 // in its all-ascending form (a flip, then half-cleaners), so every compare-exchange is a vector
-// min and max.
+// min and max. The steps that stay within 8 consecutive rows (all of k <= 8, and the half-cleaner
+// steps j = 4, 2, 1 of every larger k) run on 8 rows held in registers: the same compare-exchanges
+// in the same order for each row, without a load and store around each (they were ~60 % of them,
+// and the sorts ~17 % of a model update at 512 x 512).
 void sort_lanes8(float* a, int m) {
   auto ce = [a](int i, int j) {
     float* x = a + static_cast<std::ptrdiff_t>(i) * kLanes;
@@ -142,6 +145,45 @@ void sort_lanes8(float* a, int m) {
     }
 #endif
   };
+#if defined(__AVX__)
+  if (m >= 8) {
+    auto rce = [](__m256& x, __m256& y) {
+      const __m256 lo = _mm256_min_ps(x, y);
+      y = _mm256_max_ps(x, y);
+      x = lo;
+    };
+    // Rows r..r+7 in registers: with `first`, the stages k = 2, 4, 8; else the half-cleaner steps
+    // j = 4, 2, 1 of a stage k >= 16.
+    auto block8 = [&rce](float* r, bool first) {
+      __m256 v0 = _mm256_loadu_ps(r), v1 = _mm256_loadu_ps(r + 8), v2 = _mm256_loadu_ps(r + 16);
+      __m256 v3 = _mm256_loadu_ps(r + 24), v4 = _mm256_loadu_ps(r + 32), v5 = _mm256_loadu_ps(r + 40);
+      __m256 v6 = _mm256_loadu_ps(r + 48), v7 = _mm256_loadu_ps(r + 56);
+      if (first) {
+        rce(v0, v1), rce(v2, v3), rce(v4, v5), rce(v6, v7);  // k = 2: flip
+        rce(v0, v3), rce(v1, v2), rce(v4, v7), rce(v5, v6);  // k = 4: flip
+        rce(v0, v1), rce(v2, v3), rce(v4, v5), rce(v6, v7);  //        j = 1
+        rce(v0, v7), rce(v1, v6), rce(v2, v5), rce(v3, v4);  // k = 8: flip
+      } else {
+        rce(v0, v4), rce(v1, v5), rce(v2, v6), rce(v3, v7);  // j = 4
+      }
+      rce(v0, v2), rce(v1, v3), rce(v4, v6), rce(v5, v7);    // j = 2
+      rce(v0, v1), rce(v2, v3), rce(v4, v5), rce(v6, v7);    // j = 1
+      _mm256_storeu_ps(r, v0), _mm256_storeu_ps(r + 8, v1), _mm256_storeu_ps(r + 16, v2);
+      _mm256_storeu_ps(r + 24, v3), _mm256_storeu_ps(r + 32, v4), _mm256_storeu_ps(r + 40, v5);
+      _mm256_storeu_ps(r + 48, v6), _mm256_storeu_ps(r + 56, v7);
+    };
+    for (int base = 0; base < m; base += 8) block8(a + static_cast<std::ptrdiff_t>(base) * kLanes, true);
+    for (int k = 16; k <= m; k <<= 1) {
+      for (int base = 0; base < m; base += k)
+        for (int t = 0; t < k / 2; ++t) ce(base + t, base + k - 1 - t);
+      for (int j = k / 4; j >= 8; j >>= 1)
+        for (int base = 0; base < m; base += 2 * j)
+          for (int t = 0; t < j; ++t) ce(base + t, base + t + j);
+      for (int base = 0; base < m; base += 8) block8(a + static_cast<std::ptrdiff_t>(base) * kLanes, false);
+    }
+    return;
+  }
+#endif
   for (int k = 2; k <= m; k <<= 1) {
     for (int base = 0; base < m; base += k)
       for (int t = 0; t < k / 2; ++t) ce(base + t, base + k - 1 - t);
