@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <ctime>
 
 #include "engine/io/h5.h"
 #include "engine/io/movie_h5.h"
@@ -181,6 +182,8 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   prepared_ = ~std::uint64_t{0};
   model_ = nullptr;
   wait_ns_ = online_wait_ns_ = first_model_ns_ = last_frame_ns_ = 0;
+  first_model_cpu_ns_ = last_model_cpu_ns_ = 0;
+  last_model_frame_ = 0;
   waits_ = first_model_frame_ = 0;
   seen_version_ = ~std::uint64_t{0};
   slots_used_ = 0;
@@ -236,6 +239,14 @@ void OnlineCnmfStage::prepare(std::uint64_t n) {
     if (first_model_ns_ != 0) online_wait_ns_ += t1 - t0;  // after the first model
   }
   if (exchange_.version() != seen_version_) {
+    // Once per model (every update_every frames), between frames: one system call.
+    if (exchange_.version() > 0) {
+      timespec cpu{};
+      ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+      last_model_cpu_ns_ = static_cast<std::int64_t>(cpu.tv_sec) * 1'000'000'000 + cpu.tv_nsec;
+      last_model_frame_ = n;
+      if (first_model_ns_ == 0) first_model_cpu_ns_ = last_model_cpu_ns_;
+    }
     if (first_model_ns_ == 0 && exchange_.version() > 0) {
       first_model_ns_ = t1;
       first_model_frame_ = n;
@@ -553,12 +564,15 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.set_attr("/components", "model_updates", static_cast<std::int64_t>(updates_.load()));
   f.set_attr("/components", "slow_path_drops", static_cast<std::int64_t>(dropped_.load()));
   f.set_attr("/components", "init_frames", static_cast<std::int64_t>(init_frames_));
+  f.set_attr("/components", "update_every_frames", static_cast<std::int64_t>(update_every_));
   f.set_attr("/components", "model_lag_frames", static_cast<std::int64_t>(lag_));
   f.set_attr("/components", "first_model_lag_frames", static_cast<std::int64_t>(first_lag_));
   // Timing of this run (not part of the replayed result: differs between runs).
   if (first_model_ns_ > 0) {
     f.set_attr("/components", "online_frames", static_cast<std::int64_t>(frame_ - first_model_frame_));
     f.set_attr("/components", "online_wall_s", static_cast<double>(last_frame_ns_ - first_model_ns_) * 1e-9);
+    f.set_attr("/components", "online_cpu_frames", static_cast<std::int64_t>(last_model_frame_ - first_model_frame_));
+    f.set_attr("/components", "online_cpu_s", static_cast<double>(last_model_cpu_ns_ - first_model_cpu_ns_) * 1e-9);
   }
   f.set_attr("/components", "fast_path_model_waits", static_cast<std::int64_t>(waits_));
   f.set_attr("/components", "fast_path_model_wait_s", static_cast<double>(wait_ns_) * 1e-9);

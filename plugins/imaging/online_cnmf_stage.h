@@ -103,6 +103,11 @@ class OnlineCnmfStage : public Stage {
   // 0.1 ms, and the steady-clock times of the first model's frame and of the last frame.
   std::int64_t wait_ns_ = 0, online_wait_ns_ = 0, first_model_ns_ = 0, last_frame_ns_ = 0;
   std::uint64_t waits_ = 0, first_model_frame_ = 0;
+  // The process's CPU time (all threads) when the first model and the latest model took effect,
+  // and that frame: CPU per online frame, which a shared VM's slow stretches disturb far less
+  // than the wall time.
+  std::int64_t first_model_cpu_ns_ = 0, last_model_cpu_ns_ = 0;
+  std::uint64_t last_model_frame_ = 0;
   std::int32_t slots_used_ = 0;
 
   // fast -> slow ring (single producer, single consumer)

@@ -151,6 +151,17 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
     EXPECT_GE(rise, 0.0f) << "component " << k;
     EXPECT_LT(rise, decay) << "component " << k;
   }
+  // The benchmarks' timing attributes: the online phase's frames and wall time, and its CPU time
+  // between the first and the last model's frames (whole models apart).
+  const std::int64_t update_every = fa.attr_int64("/components", "update_every_frames");
+  const std::int64_t online = fa.attr_int64("/components", "online_frames");
+  const std::int64_t cpu_frames = fa.attr_int64("/components", "online_cpu_frames");
+  EXPECT_GT(online, 0);
+  EXPECT_GT(fa.attr_double("/components", "online_wall_s"), 0.0);
+  EXPECT_GT(cpu_frames, 0);
+  EXPECT_LE(cpu_frames, online);
+  EXPECT_EQ(cpu_frames % update_every, 0) << cpu_frames;
+  EXPECT_GT(fa.attr_double("/components", "online_cpu_s"), 0.0);
   // Scored against the truth (empty columns are components that were removed).
   sim::ImagingScore sc = score_result(fa, simulator.truth(), 0);
   // A sanity check of the plumbing (the accuracy targets are tested in cnmf_test.cc on larger
