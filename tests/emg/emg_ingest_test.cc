@@ -19,6 +19,7 @@
 #include "messages.pb.h"
 #include "plugins/emg/synergy_stage.h"
 #include "tests/runtime/test_util.h"
+#include "tests/support/scratch.h"
 
 namespace rtnmf {
 namespace {
@@ -49,7 +50,7 @@ TEST(EmgIngest, LiveBlocksOverZeroMqReachOnlineSynergiesAndEveryEnvelopeSampleIs
   const std::int64_t blocks = s.emg.cols() / kBlock;        // 12000
   const std::int64_t envelope_samples = s.emg.cols() / 20;  // 2 kHz -> 100 Hz: 2400
 
-  const std::string endpoint = "ipc:///tmp/rtnmf-emg-ingest-test-" + std::to_string(getpid());
+  const std::string endpoint = "ipc://" + rtnmf::test::scratch_path("emg-ingest.sock");
   const std::string text = R"(
 publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" stats_interval_s: 0.02 }
 stream { id: "emg" overload: BLOCK queue_depth: 64 model_lag_frames: 20

@@ -16,12 +16,13 @@
 #include "engine/sim/assemblies.h"
 #include "engine/sim/emg_sim.h"
 #include "plugins/emg/builtin_pipelines.h"
+#include "tests/support/scratch.h"
 
 namespace rtnmf {
 namespace {
 
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "rtnmf_emgpipe_" + std::to_string(::getpid()) + "_" + name;
+  return rtnmf::test::scratch_path(name);
 }
 
 struct Replayed {

@@ -13,12 +13,13 @@
 #include "engine/io/csv_stream.h"
 #include "engine/io/edf_reader.h"
 #include "engine/io/interleaved.h"
+#include "tests/support/scratch.h"
 
 namespace rtnmf::io {
 namespace {
 
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "rtnmf_emg_" + std::to_string(::getpid()) + "_" + name;
+  return rtnmf::test::scratch_path(name);
 }
 
 std::string write_text(const std::string& name, const std::string& text) {

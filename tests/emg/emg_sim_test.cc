@@ -16,12 +16,13 @@
 #include "engine/sim/assemblies.h"
 #include "engine/sim/score_emg.h"
 #include "tests/emg/emg_test_util.h"
+#include "tests/support/scratch.h"
 
 namespace rtnmf {
 namespace {
 
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "rtnmf_emgsim_" + std::to_string(::getpid()) + "_" + name;
+  return rtnmf::test::scratch_path(name);
 }
 
 using rtnmf::test::condition;

@@ -11,12 +11,13 @@
 
 #include "engine/runtime/registry.h"
 #include "plugins/emg/channel_names.h"
+#include "tests/support/scratch.h"
 
 namespace rtnmf {
 namespace {
 
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "rtnmf_emgsrc_" + std::to_string(::getpid()) + "_" + name;
+  return rtnmf::test::scratch_path(name);
 }
 
 v1::SourceConfig source_for(const std::string& path) {

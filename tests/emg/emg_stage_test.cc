@@ -20,12 +20,13 @@
 #include "engine/sim/emg_sim.h"
 #include "plugins/emg/synergy_stage.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/scratch.h"
 
 namespace rtnmf {
 namespace {
 
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "rtnmf_emgstage_" + std::to_string(::getpid()) + "_" + name;
+  return rtnmf::test::scratch_path(name);
 }
 
 struct Chain {

@@ -20,13 +20,13 @@
 #include "engine/sim/calcium.h"
 #include "engine/sim/score_imaging.h"
 #include "plugins/imaging/builtin_pipelines.h"
+#include "tests/support/scratch.h"
 
 namespace rtnmf {
 namespace {
 
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() /
-          ("rtnmf_imgpipe_" + std::to_string(::getpid()) + "_" + name)).string();
+  return rtnmf::test::scratch_path(name);
 }
 
 struct Replay {

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """End to end: `rtnmf run` publishes, the Python client receives activations, queries stats over
 the control socket and stops the pipeline. Usage: client_test.py RTNMF_BINARY PROTO_DIR"""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,9 +16,11 @@ import rtnmf_client  # noqa: E402
 
 def main():
     rtnmf, proto_dir = sys.argv[1], sys.argv[2]
-    tag = "%d-%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-    pub = "ipc:///tmp/rtnmf-pytest-%s-pub" % tag
-    ctl = "ipc:///tmp/rtnmf-pytest-%s-ctl" % tag
+    # The sockets' files in a directory of this run, removed at exit (with whatever rtnmf left).
+    tag = tempfile.mkdtemp(prefix="rtnmf-pytest-")
+    atexit.register(shutil.rmtree, tag, True)
+    pub = "ipc://%s/pub" % tag
+    ctl = "ipc://%s/ctl" % tag
     with tempfile.NamedTemporaryFile("w", suffix=".pbtxt", delete=False) as f:
         f.write('publisher { endpoint: "%s" control_endpoint: "%s" }\n'
                 'stream { id: "py" source { pacing: REALTIME synthetic { kind: EMG channels: 8 '
@@ -54,7 +58,7 @@ def main():
 def sigint_stops_cleanly(rtnmf, proto_dir, tag):
     """Ctrl-C: rtnmf stops its sources, accounts for every frame and prints the summary."""
     import signal
-    pub = "ipc:///tmp/rtnmf-pytest-%s-pub2" % tag
+    pub = "ipc://%s/pub2" % tag
     with tempfile.NamedTemporaryFile("w", suffix=".pbtxt", delete=False) as f:
         f.write('publisher { endpoint: "%s" control_endpoint: "none" }\n'
                 'stream { id: "sig" source { pacing: REALTIME synthetic { kind: IMAGING '

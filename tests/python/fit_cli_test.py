@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """`rtnmf fit` and `rtnmf rank` from the command line: planted factors recovered into HDF5, and
 bad input refused with the exact row and column. Usage: fit_cli_test.py RTNMF_BINARY"""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,7 @@ def run(args):
 def main():
     rtnmf = sys.argv[1]
     d = tempfile.mkdtemp(prefix="rtnmf-fit-")
+    atexit.register(shutil.rmtree, d, True)
     rng = np.random.default_rng(3)
     w = rng.random((30, 4)) ** 3          # sparse-ish, distinct columns
     h = rng.random((4, 400))

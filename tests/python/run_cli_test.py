@@ -4,7 +4,9 @@
 attributes; /timing/seq numbers the frames). `rtnmf replay` takes the pipeline's `output` too and
 names the file it wrote; `--passes 2` seeds a second pass with the first one's footprints.
 Usage: run_cli_test.py RTNMF_BINARY"""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +61,7 @@ def check(path, pipeline_file):
 def main():
     rtnmf = sys.argv[1]
     d = tempfile.mkdtemp(prefix="rtnmf-run-")
+    atexit.register(shutil.rmtree, d, True)
     # --out
     p1 = os.path.join(d, "a.pbtxt")
     with open(p1, "w") as f:

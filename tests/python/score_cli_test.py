@@ -3,8 +3,10 @@
 every true neuron is matched, and each pair names the result file's own column (the /footprints
 column and /traces row), not its position among the non-empty ones. Usage: score_cli_test.py
 RTNMF_BINARY"""
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ def run(args):
 def main():
     rtnmf = sys.argv[1]
     d = tempfile.mkdtemp(prefix="rtnmf-score-")
+    atexit.register(shutil.rmtree, d, True)
     movie, truth = os.path.join(d, "m.tif"), os.path.join(d, "t.h5")
     r = run([rtnmf, "simulate", "calcium", "--out", movie, "--truth", truth, "--height", "48",
              "--width", "48", "--frames", "200", "--neurons", "6", "--seed", "5"])

@@ -9,6 +9,7 @@
 #include "engine/runtime/pipeline.h"
 #include "tests/runtime/test_util.h"
 #include "tests/support/soak.h"
+#include "tests/support/scratch.h"
 
 namespace rtnmf {
 namespace {
@@ -27,7 +28,7 @@ long rss_kib() {
 TEST(PipelineSoak, MemoryStaysFlatOverALongStream) {
   const auto frames = static_cast<std::uint64_t>(4'000'000 * soak_scale());
   std::string text = R"(
-publisher { endpoint: "ipc:///tmp/rtnmf-soak-)" + std::to_string(getpid()) + R"(" control_endpoint: "none" }
+publisher { endpoint: "ipc://)" + rtnmf::test::scratch_path("soak.sock") + R"(" control_endpoint: "none" }
 stream { id: "emg" overload: BLOCK
   source { pacing: MAX max_frames: )" + std::to_string(frames) + R"(
     synthetic { kind: EMG channels: 64 block_samples: 4 } }

@@ -12,6 +12,7 @@
 #include "frame.pb.h"
 #include "messages.pb.h"
 #include "tests/runtime/test_util.h"
+#include "tests/support/scratch.h"
 
 namespace rtnmf {
 namespace {
@@ -223,7 +224,7 @@ std::string frame_bytes(std::uint64_t seq, std::vector<std::uint32_t> shape,
 }
 
 TEST(ZmqIngest, MalformedMessagesAreRejectedAndCountedAndTheStreamGoesOn) {
-  const std::string endpoint = "ipc:///tmp/rtnmf-ingest-test-" + std::to_string(getpid());
+  const std::string endpoint = "ipc://" + rtnmf::test::scratch_path("ingest.sock");
   std::string text = R"(
 publisher { disabled: true }
 stream { id: "in" overload: BLOCK
