@@ -83,13 +83,28 @@ CalciumSimulator::CalciumSimulator(const CalciumSimOptions& o) : options_(o) {
     const float a = s.r * (1 + e), b = s.r * (1 - e);
     const float th = static_cast<float>(M_PI) * u01(rng);
     const float ct = std::cos(th), st = std::sin(th);
-    const int ext = static_cast<int>(std::ceil(1.6f * std::max(a, b)));
+    // Outline harmonics (drawn only when asked for: default movies stay as they were).
+    float harm_c[3] = {0, 0, 0}, harm_p[3] = {0, 0, 0};
+    if (o.irregularity > 0) {
+      for (int m = 0; m < 3; ++m) {
+        harm_c[m] = o.irregularity * nd(rng) / static_cast<float>(m + 1);
+        harm_p[m] = 2 * static_cast<float>(M_PI) * u01(rng);
+      }
+    }
+    const float reach = 1.0f + (o.irregularity > 0 ? std::fabs(harm_c[0]) + std::fabs(harm_c[1]) + std::fabs(harm_c[2]) : 0.0f);
+    const int ext = static_cast<int>(std::ceil(1.6f * std::max(a, b) * reach));
     for (int y = static_cast<int>(s.cy) - ext; y <= static_cast<int>(s.cy) + ext; ++y) {
       for (int x = static_cast<int>(s.cx) - ext; x <= static_cast<int>(s.cx) + ext; ++x) {
         if (y < 0 || x < 0 || y >= static_cast<int>(H) || x >= static_cast<int>(W)) continue;
         const float dy = static_cast<float>(y) - s.cy, dx = static_cast<float>(x) - s.cx;
         const float u = (ct * dx + st * dy) / a, v = (-st * dx + ct * dy) / b;
-        const float d = std::sqrt(u * u + v * v);
+        float d = std::sqrt(u * u + v * v);
+        if (o.irregularity > 0) {
+          const float th2 = std::atan2(v, u);
+          float rho = 1.0f;
+          for (int m = 0; m < 3; ++m) rho += harm_c[m] * std::cos(static_cast<float>(m + 2) * th2 + harm_p[m]);
+          d /= std::max(0.5f, rho);
+        }
         float val = 1.0f / (1.0f + std::exp((d - 1.0f) / 0.15f));
         val *= 1.0f - o.nucleus * std::exp(-d * d / (2 * 0.35f * 0.35f));
         if (val > 0.02f) trip.emplace_back(y * static_cast<int>(W) + x, static_cast<int>(k), val);

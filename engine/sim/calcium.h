@@ -27,6 +27,9 @@ struct CalciumSimOptions {
   float radius_jitter = 0.2f;       // relative sd of radius
   float ellipticity = 0.25f;        // max axis ratio deviation
   float nucleus = 0.3f;             // dimming of the nucleus (0 = none; GCaMP excludes nuclei)
+  // Irregular outlines: the soma's radius varies with the angle by random harmonics 2-4 of
+  // relative sd about this (0 = smooth ellipses; real ROIs: ~0.1-0.3).
+  float irregularity = 0.0f;
   // Minimum centre distance in radii: 2 = touching; < 2 lets somata overlap.
   float min_distance = 1.6f;
   float firing_rate_hz = 0.5f;      // mean; each neuron draws its own (log-normal spread)

@@ -1,7 +1,10 @@
 // Simulator ground truth is self-consistent and the scorer matches what it should.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <vector>
 
 #include "engine/sim/calcium.h"
 #include "engine/sim/score_imaging.h"
@@ -46,6 +49,82 @@ TEST(CalciumSimulator, MovieMeanFollowsTheModelAndRenderDoesNotAllocate) {
   sim.render(100, again.data());
   sim.render(5, again.data());
   EXPECT_EQ(frame, again);
+}
+
+// The footprint shape knobs (held-out scoring uses real cells: sizes vary, GCaMP leaves the
+// nucleus dark, outlines are not ellipses) do what they say, and their defaults leave the
+// default movie unchanged (the outline harmonics are drawn only when asked for).
+struct Outline {
+  float centre_ratio;  // footprint value at the pixel nearest the centroid / its peak
+  float radius_ratio;  // largest / smallest outline radius over 16 directions (value 0.5)
+  float size;          // sqrt of the pixels above half the peak
+};
+std::vector<Outline> outlines(const CalciumSimOptions& o) {
+  CalciumSimulator sim(o);
+  const Eigen::SparseMatrix<float>& a = sim.truth().footprints;
+  const int W = static_cast<int>(o.width), H = static_cast<int>(o.height);
+  std::vector<Outline> out;
+  for (Eigen::Index k = 0; k < a.cols(); ++k) {
+    Eigen::VectorXf f = Eigen::VectorXf(a.col(k));
+    double sy = 0, sx = 0, sw = 0;
+    int above = 0;
+    for (Eigen::Index p = 0; p < f.size(); ++p) {
+      sy += f(p) * static_cast<double>(p / W), sx += f(p) * static_cast<double>(p % W), sw += f(p);
+      above += f(p) >= 0.5f;
+    }
+    const double cy = sy / sw, cx = sx / sw;
+    const float centre = f(static_cast<Eigen::Index>(std::lround(cy)) * W + std::lround(cx));
+    float rmin = 1e9f, rmax = 0;
+    for (int d = 0; d < 16; ++d) {
+      const double th = 2 * M_PI * d / 16;
+      float r = 0;
+      for (float step = 0.25f; step < 30; step += 0.25f) {
+        const long y = std::lround(cy + step * std::sin(th)), x = std::lround(cx + step * std::cos(th));
+        if (y < 0 || x < 0 || y >= H || x >= W) break;
+        if (f(y * W + x) >= 0.5f) r = step;
+      }
+      rmin = std::min(rmin, r), rmax = std::max(rmax, r);
+    }
+    out.push_back({centre / f.maxCoeff(), rmax / std::max(rmin, 0.25f), std::sqrt(static_cast<float>(above))});
+  }
+  return out;
+}
+
+TEST(CalciumSimulator, ShapeKnobsVarySizeNucleusAndOutline) {
+  CalciumSimOptions o;
+  o.height = 160;
+  o.width = 160;
+  o.frames = 2;
+  o.neurons = 30;
+  o.neuron_radius = 6;
+  o.seed = 5;
+  o.radius_jitter = 0;
+  o.ellipticity = 0;
+  o.nucleus = 0;
+  auto median = [](std::vector<float> v) {
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  auto field = [](const std::vector<Outline>& v, float Outline::*m) {
+    std::vector<float> r;
+    for (const Outline& x : v) r.push_back(x.*m);
+    return r;
+  };
+  const std::vector<Outline> round = outlines(o);
+  EXPECT_GT(median(field(round, &Outline::centre_ratio)), 0.95f);
+  EXPECT_LT(median(field(round, &Outline::radius_ratio)), 1.25f);  // pixels: ~1.18
+  o.nucleus = 0.9f;
+  EXPECT_LT(median(field(outlines(o), &Outline::centre_ratio)), 0.3f);  // dark nucleus
+  o.nucleus = 0;
+  o.irregularity = 0.3f;
+  EXPECT_GT(median(field(outlines(o), &Outline::radius_ratio)), 1.5f);  // irregular outline (~2)
+  o.irregularity = 0;
+  o.radius_jitter = 0.35f;
+  const std::vector<float> sizes = field(outlines(o), &Outline::size);
+  const float lo = *std::min_element(sizes.begin(), sizes.end()), hi = *std::max_element(sizes.begin(), sizes.end());
+  EXPECT_GT(hi / lo, 1.8f) << "sizes " << lo << " .. " << hi;
+  const std::vector<float> same = field(round, &Outline::size);
+  EXPECT_LT(*std::max_element(same.begin(), same.end()) / *std::min_element(same.begin(), same.end()), 1.2f);
 }
 
 TEST(CalciumSimulator, TruthFileRoundTrips) {

@@ -22,6 +22,10 @@ Writes a ground-truth calcium-imaging movie (multi-page TIFF, uint16 unless --fl
   --frames N --rate HZ       length and frame rate (1000, 30)
   --neurons N                number of neurons (40)
   --radius PX                soma radius (5)
+  --radius-jitter F          relative sd of the soma radius (0.2)
+  --ellipticity F            largest relative difference of a soma's axes from its radius (0.25)
+  --nucleus F                dimming of the nucleus: 0 none, 1 a dark centre (0.3)
+  --irregularity F           outline irregularity: relative sd of angular harmonics 2-4 (0)
   --min-distance R           minimum centre distance in radii; < 2 lets somata overlap (1.6)
   --rate-hz HZ               mean firing rate (0.5)
   --tau-rise S --tau-decay S indicator kinetics (0.05, 0.4)
@@ -47,7 +51,8 @@ int simulate_calcium(const std::vector<std::string>& args) {
   p.check_known({"out", "truth", "height", "width", "frames", "rate", "neurons", "radius",
                  "min-distance", "rate-hz", "tau-rise", "tau-decay", "amplitude", "baseline",
                  "background", "neuropil", "drift", "bleaching-tau", "noise", "motion", "seed",
-                 "bigtiff", "float", "no-shot-noise", "one-photon", "bg-components", "bg-scale"});
+                 "bigtiff", "float", "no-shot-noise", "one-photon", "bg-components", "bg-scale",
+                 "radius-jitter", "ellipticity", "nucleus", "irregularity"});
   if (!p.has("out")) throw UsageError("--out MOVIE.tif is required");
   if (!p.has("truth")) throw UsageError("--truth TRUTH.h5 is required");
   sim::CalciumSimOptions o;
@@ -63,6 +68,13 @@ int simulate_calcium(const std::vector<std::string>& args) {
   o.frame_rate_hz = p.get_double("rate", o.frame_rate_hz);
   o.neurons = static_cast<std::uint32_t>(p.get_int("neurons", o.neurons));
   o.neuron_radius = static_cast<float>(p.get_double("radius", o.neuron_radius));
+  o.radius_jitter = static_cast<float>(p.get_double("radius-jitter", o.radius_jitter));
+  o.ellipticity = static_cast<float>(p.get_double("ellipticity", o.ellipticity));
+  o.nucleus = static_cast<float>(p.get_double("nucleus", o.nucleus));
+  o.irregularity = static_cast<float>(p.get_double("irregularity", o.irregularity));
+  if (o.radius_jitter < 0 || o.irregularity < 0) throw UsageError("--radius-jitter and --irregularity must be >= 0");
+  if (o.ellipticity < 0 || o.ellipticity >= 1) throw UsageError("--ellipticity must be in [0, 1)");
+  if (o.nucleus < 0 || o.nucleus > 1) throw UsageError("--nucleus must be in [0, 1]");
   o.min_distance = static_cast<float>(p.get_double("min-distance", o.min_distance));
   o.firing_rate_hz = static_cast<float>(p.get_double("rate-hz", o.firing_rate_hz));
   o.tau_rise_s = static_cast<float>(p.get_double("tau-rise", o.tau_rise_s));
