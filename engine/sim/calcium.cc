@@ -91,7 +91,7 @@ CalciumSimulator::CalciumSimulator(const CalciumSimOptions& o) : options_(o) {
         harm_p[m] = 2 * static_cast<float>(M_PI) * u01(rng);
       }
     }
-    const float reach = 1.0f + (o.irregularity > 0 ? std::fabs(harm_c[0]) + std::fabs(harm_c[1]) + std::fabs(harm_c[2]) : 0.0f);
+    const float reach = 1.0f + std::fabs(harm_c[0]) + std::fabs(harm_c[1]) + std::fabs(harm_c[2]);
     const int ext = static_cast<int>(std::ceil(1.6f * std::max(a, b) * reach));
     for (int y = static_cast<int>(s.cy) - ext; y <= static_cast<int>(s.cy) + ext; ++y) {
       for (int x = static_cast<int>(s.cx) - ext; x <= static_cast<int>(s.cx) + ext; ++x) {

@@ -239,17 +239,17 @@ void OnlineCnmfStage::prepare(std::uint64_t n) {
     if (first_model_ns_ != 0) online_wait_ns_ += t1 - t0;  // after the first model
   }
   if (exchange_.version() != seen_version_) {
-    // Once per model (every update_every frames), between frames: one system call.
     if (exchange_.version() > 0) {
+      // Once per model (every update_every frames), between frames: one system call.
       timespec cpu{};
       ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
       last_model_cpu_ns_ = static_cast<std::int64_t>(cpu.tv_sec) * 1'000'000'000 + cpu.tv_nsec;
       last_model_frame_ = n;
-      if (first_model_ns_ == 0) first_model_cpu_ns_ = last_model_cpu_ns_;
-    }
-    if (first_model_ns_ == 0 && exchange_.version() > 0) {
-      first_model_ns_ = t1;
-      first_model_frame_ = n;
+      if (first_model_ns_ == 0) {
+        first_model_ns_ = t1;
+        first_model_frame_ = n;
+        first_model_cpu_ns_ = last_model_cpu_ns_;
+      }
     }
     seen_version_ = exchange_.version();
     tracking_ = m.k() > 0 || m.nb() > 0;
