@@ -367,8 +367,11 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
 
 }  // namespace detail
 
-CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
-                               const Eigen::SparseMatrix<float>* seeds) {
+namespace {
+
+// cnmf_initialize at o.neuron_radius.
+CnmfInitResult initialize_at_radius(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
+                                    const Eigen::SparseMatrix<float>* seeds) {
   using detail::Support;
   const int H = static_cast<int>(o.height), W = static_cast<int>(o.width);
   const Eigen::Index P = static_cast<Eigen::Index>(H) * W;
@@ -851,7 +854,52 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   res.background_traces = f;
   res.supports = supports;
   if (o.ring_radius > 0) detail::fit_ring_model(y, o, res);  // one-photon ring background (cnmf.cc)
+  res.neuron_radius = o.neuron_radius;
+  res.ring_radius = o.ring_radius;
   return res;
+}
+
+}  // namespace
+
+float estimate_soma_radius(const Eigen::SparseMatrix<float>& footprints, std::uint32_t height, std::uint32_t width) {
+  std::vector<float> radii;
+  const auto H = static_cast<Eigen::Index>(height), W = static_cast<Eigen::Index>(width);
+  for (Eigen::Index k = 0; k < footprints.outerSize(); ++k) {
+    float peak = 0;
+    for (Eigen::SparseMatrix<float>::InnerIterator it(footprints, k); it; ++it) peak = std::max(peak, it.value());
+    if (peak <= 0) continue;
+    int area = 0;
+    bool cut = false;  // reaches the frame's edge: part of the soma may lie outside
+    for (Eigen::SparseMatrix<float>::InnerIterator it(footprints, k); it; ++it) {
+      if (it.value() < 0.5f * peak) continue;
+      ++area;
+      const Eigen::Index y = it.row() / W, x = it.row() % W;
+      cut = cut || y == 0 || x == 0 || y == H - 1 || x == W - 1;
+    }
+    if (!cut) radii.push_back(std::sqrt(static_cast<float>(area) / 3.14159265f));
+  }
+  if (static_cast<int>(radii.size()) < kRadiusMinComponents) return 0;
+  return detail::median_of(radii);
+}
+
+CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
+                               const Eigen::SparseMatrix<float>* seeds) {
+  CnmfInitResult first = initialize_at_radius(y, o, seeds);
+  if (!o.auto_radius || seeds) return first;
+  const float est = estimate_soma_radius(first.model.footprints, o.height, o.width);
+  first.radius_estimate = est;
+  if (est <= 0 || std::abs(est / o.neuron_radius - 1.0f) <= kRadiusTolerance) return first;
+  // Half-pixel steps, at least 2 px (smaller somata are not resolved by the seeding's filters),
+  // at most what the frame allows (a quarter of its shorter side, as the stage checks).
+  const float largest = std::floor(2.0f * static_cast<float>(std::min(o.height, o.width)) / 4.0f) / 2.0f;
+  CnmfOptions o2 = o;
+  o2.neuron_radius = std::clamp(std::round(2.0f * est) / 2.0f, 2.0f, std::max(2.0f, largest));
+  if (o2.neuron_radius == o.neuron_radius) return first;
+  if (o.ring_radius > 0 && o.ring_radius == default_ring_radius(o.neuron_radius))
+    o2.ring_radius = default_ring_radius(o2.neuron_radius);
+  CnmfInitResult second = initialize_at_radius(y, o2, nullptr);
+  second.radius_estimate = est;
+  return second;
 }
 
 }  // namespace rtnmf::nmf

@@ -33,6 +33,7 @@ stream {
     name: "cnmf"
     imaging {
       neuron_radius: 5
+      auto_radius: true
       background_components: 2
       init_frames: 300
       update_every: 100

@@ -109,6 +109,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   options_.width = width_;
   options_.frame_rate_hz = rate_hz_;
   if (p.neuron_radius() > 0) options_.neuron_radius = p.neuron_radius();
+  options_.auto_radius = p.auto_radius();
   if (p.background_components() > 0) options_.background_components = static_cast<int>(p.background_components());
   if (p.max_components() > 0) options_.max_components = static_cast<int>(p.max_components());
   if (p.min_pnr() > 0) options_.min_pnr = p.min_pnr();
@@ -156,6 +157,11 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   // config only, so replays stay bit-identical; small frames keep a lag of init_frames.
   constexpr double kInitSecondsPerPixelFrame = 1e-7;
   constexpr double kInitCoreShare = 0.4;
+  // auto_radius runs the initialisation a second time when the data's somata are off the
+  // configured radius (rare when it is set right): that run then fits in the same lag at 2 x
+  // kInitCoreShare of a core (replays spread it over init_threads). Not sized for it: the lag,
+  // and the ring of frames held until the first model (~first_lag MB at 512 x 512), would double
+  // for every stream.
   const double init_s = kInitSecondsPerPixelFrame * static_cast<double>(pixels_) * init_frames_;
   const auto need = static_cast<std::uint32_t>(std::ceil(init_s * rate_hz_ / kInitCoreShare));
   first_lag_ = std::max({lag_, init_frames_, need});
@@ -408,7 +414,13 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
   } else if (t + 1 == init_frames_) {
     init_ = nmf::cnmf_initialize(init_movie_, options_, seeds_.cols() ? &seeds_ : nullptr);
     seeds_ = Eigen::SparseMatrix<float>();  // used only by the initialisation
-    updater_.init(options_, init_, init_movie_);
+    // With auto_radius the initialisation may have run at another soma radius: the updates
+    // search new neurons and size supports at that one. (A copy: the fast path never reads the
+    // radius, and options_ stays as configured.)
+    nmf::CnmfOptions uo = options_;
+    uo.neuron_radius = init_.neuron_radius;
+    uo.ring_radius = init_.ring_radius;
+    updater_.init(uo, init_, init_movie_);
     back = init_.model;
     initialised_ = true;
     catch_tracker_.init(options_, init_.model.nb());
@@ -567,6 +579,12 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.set_attr("/components", "update_every_frames", static_cast<std::int64_t>(update_every_));
   f.set_attr("/components", "model_lag_frames", static_cast<std::int64_t>(lag_));
   f.set_attr("/components", "first_model_lag_frames", static_cast<std::int64_t>(first_lag_));
+  if (initialised_) {
+    // The soma radius the model ran at (auto_radius may have replaced the configured one) and the
+    // estimate from the initialisation's components (0: not estimated).
+    f.set_attr("/components", "neuron_radius", static_cast<double>(init_.neuron_radius));
+    f.set_attr("/components", "neuron_radius_estimate", static_cast<double>(init_.radius_estimate));
+  }
   // Timing of this run (not part of the replayed result: differs between runs).
   if (first_model_ns_ > 0) {
     f.set_attr("/components", "online_frames", static_cast<std::int64_t>(frame_ - first_model_frame_));

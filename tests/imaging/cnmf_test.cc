@@ -214,6 +214,96 @@ TEST(CnmfInitialize, PiecesOfCellsLargerThanTheSupportSquareAreMerged) {
   EXPECT_GE(s.recall, 0.9) << s.to_json();
 }
 
+// The size measure behind auto_radius: the radius of a disc with the area at or above half
+// the peak, median over components; too few components give no estimate.
+TEST(CnmfInitialize, SomaRadiusEstimateIsTheHalfPeakDiscRadius) {
+  const int H = 100, W = 100;
+  struct Disc {
+    float cy, cx, r;
+  };
+  auto footprints = [&](const std::vector<Disc>& discs) {
+    std::vector<Eigen::Triplet<float>> trip;
+    for (std::size_t k = 0; k < discs.size(); ++k)
+      for (int y = 0; y < H; ++y)
+        for (int x = 0; x < W; ++x) {
+          const Disc& c = discs[k];
+          const float d = std::hypot(static_cast<float>(y) - c.cy, static_cast<float>(x) - c.cx);
+          // Plateau inside the radius, below half the peak in a rim just outside it.
+          const float v = d <= c.r ? 1.0f - 0.3f * d / c.r : (d <= c.r + 2 ? 0.3f : 0.0f);
+          if (v > 0) trip.emplace_back(y * W + x, static_cast<int>(k), v);
+        }
+    Eigen::SparseMatrix<float> a(H * W, static_cast<Eigen::Index>(discs.size()));
+    a.setFromTriplets(trip.begin(), trip.end());
+    return a;
+  };
+  auto grid = [](int n, float r) {  // n discs inside the frame, 4 per row
+    std::vector<Disc> d;
+    for (int k = 0; k < n; ++k) d.push_back({10.0f + 20.0f * static_cast<float>(k / 4), 12.0f + 20.0f * static_cast<float>(k % 4), r});
+    return d;
+  };
+  EXPECT_NEAR(estimate_soma_radius(footprints(grid(12, 6.0f)), H, W), 6.0f, 0.3f);
+  // The median: two outliers do not move it.
+  std::vector<Disc> mixed = grid(12, 3.0f);
+  mixed[0].r = 8.0f;
+  mixed[5].r = 1.0f;
+  EXPECT_NEAR(estimate_soma_radius(footprints(mixed), H, W), 3.0f, 0.3f);
+  EXPECT_EQ(estimate_soma_radius(footprints(grid(kRadiusMinComponents - 1, 6.0f)), H, W), 0.0f);
+  // Somata cut in half by the frame's edge are not counted: with them (14 halves, 12 whole) the
+  // median would be a half disc's radius, ~4.2.
+  std::vector<Disc> cut = grid(12, 6.0f);
+  for (int k = 0; k < 14; ++k) cut.push_back({static_cast<float>(H - 1), 3.0f + 7.0f * static_cast<float>(k), 6.0f});
+  EXPECT_NEAR(estimate_soma_radius(footprints(cut), H, W), 6.0f, 0.3f);
+}
+
+// auto_radius: somata of radius ~8.5 or ~2.5 with neuron_radius left at 5. The first run's
+// components tell the size; the initialisation runs again at it and finds the cells whole (large)
+// or at all (small). Somata of radius 5 keep the first run, unchanged.
+TEST(CnmfInitialize, AutoRadiusInitialisesAgainAtTheSomaSizeOfTheData) {
+  struct Case {
+    float radius;
+    std::uint32_t neurons;
+    float lo, hi;  // the radius the initialisation must end at
+  };
+  for (const Case& c : {Case{8.5f, 16, 7.0f, 9.5f}, Case{2.5f, 40, 2.0f, 3.5f}, Case{5.0f, 24, 5.0f, 5.0f}}) {
+    sim::CalciumSimOptions so;
+    so.height = 128;
+    so.width = 128;
+    so.frames = 300;
+    so.neurons = c.neurons;
+    so.neuron_radius = c.radius;
+    so.firing_rate_hz = 1.0f;
+    so.seed = 6;
+    sim::CalciumSimulator simulator(so);
+    const Eigen::MatrixXf movie = render_movie(simulator);
+    CnmfOptions o;
+    o.height = so.height;
+    o.width = so.width;
+    const sim::CalciumTruth& t = simulator.truth();
+    auto score = [&](const CnmfInitResult& r) {
+      const Eigen::MatrixXf no_spikes = Eigen::MatrixXf::Zero(r.model.k(), so.frames);
+      return sim::score_imaging(t.footprints, t.traces, t.spikes, r.model.footprints, r.traces, no_spikes);
+    };
+    const CnmfInitResult fixed = cnmf_initialize(movie, o);
+    o.auto_radius = true;
+    const CnmfInitResult autor = cnmf_initialize(movie, o);
+    const sim::ImagingScore sf = score(fixed), sa = score(autor);
+    std::printf("somata radius %.1f: estimate %.2f, ran at %.1f; F1 %.3f (fixed radius 5: %.3f)\n", c.radius,
+                autor.radius_estimate, autor.neuron_radius, sa.f1, sf.f1);
+    EXPECT_EQ(fixed.neuron_radius, 5.0f);
+    EXPECT_EQ(fixed.radius_estimate, 0.0f);  // not estimated without auto_radius
+    EXPECT_GE(autor.neuron_radius, c.lo) << "radius " << c.radius;
+    EXPECT_LE(autor.neuron_radius, c.hi) << "radius " << c.radius;
+    EXPECT_GE(sa.f1, 0.9) << "radius " << c.radius << " " << sa.to_json();
+    if (c.radius == 5.0f) {
+      EXPECT_NEAR(autor.radius_estimate, 5.0f, 5.0f * kRadiusTolerance);
+      EXPECT_TRUE(Eigen::MatrixXf(autor.model.footprints) == Eigen::MatrixXf(fixed.model.footprints));
+    } else {
+      EXPECT_GT(std::abs(autor.radius_estimate / 5.0f - 1.0f), kRadiusTolerance) << "radius " << c.radius;
+      EXPECT_GT(sa.f1, sf.f1) << "radius " << c.radius;
+    }
+  }
+}
+
 TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
   sim::CalciumSimOptions so = patch_search_field(1100, 60, 5);
   so.firing_rate_hz = 0.3f;

@@ -13,6 +13,7 @@
 #include "engine/io/h5.h"
 #include "engine/io/movie_h5.h"
 #include "engine/io/tiff_writer.h"
+#include "engine/nmf/cnmf.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/pipeline.h"
 #include "engine/runtime/replay.h"
@@ -162,6 +163,14 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   EXPECT_LE(cpu_frames, online);
   EXPECT_EQ(cpu_frames % update_every, 0) << cpu_frames;
   EXPECT_GT(fa.attr_double("/components", "online_cpu_s"), 0.0);
+  // calcium-2p checks its neuron_radius (5) against the data (auto_radius) and records what it
+  // ran at: 5, or the estimate to the half pixel when that is off by more than the tolerance
+  // (this movie's 11 whole somata have a median half-peak radius of 4.1: the simulator's radius
+  // 5 is the outline's, with a dimmer nucleus and 20 % jitter; a small sample).
+  const double est = fa.attr_double("/components", "neuron_radius_estimate");
+  ASSERT_GT(est, 0.0);
+  const double expected = std::abs(est / 5.0 - 1.0) <= nmf::kRadiusTolerance ? 5.0 : std::round(2.0 * est) / 2.0;
+  EXPECT_EQ(fa.attr_double("/components", "neuron_radius"), expected) << "estimate " << est;
   // Scored against the truth (empty columns are components that were removed).
   sim::ImagingScore sc = score_result(fa, simulator.truth(), 0);
   // A sanity check of the plumbing (the accuracy targets are tested in cnmf_test.cc on larger
