@@ -141,7 +141,7 @@ struct CnmfInitResult {
   // Per neuron: the pixels (sorted) its footprint may occupy; fixed for its lifetime.
   std::vector<std::vector<std::int32_t>> supports;
   // The soma radius the initialisation ran at (options.neuron_radius unless auto_radius changed
-  // it: the model updates must then use this one) and, with auto_radius, the estimate from the
+  // it; CnmfUpdater::init then uses this one) and, with auto_radius, the estimate from the
   // first run's components (0: not estimated, too few components).
   float neuron_radius = 0;
   float radius_estimate = 0;
@@ -223,7 +223,9 @@ struct SupportRun {
 // Slow path. Owns the statistics; produces new models. One thread (the updater thread).
 class CnmfUpdater {
  public:
-  // Starts from an initialisation: statistics from its frames and traces. Allocates.
+  // Starts from an initialisation: statistics from its frames and traces, at the soma radius
+  // (and ring radius) the initialisation ran at when it says so (init.neuron_radius > 0), else
+  // at options'. Allocates.
   void init(const CnmfOptions& options, const CnmfInitResult& init,
             Eigen::Ref<const Eigen::MatrixXf> init_frames);
   // Folds one frame and the activations the fast path found for it, by output slot

@@ -96,6 +96,10 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
     ring_mean_ = init.model.ring.b0;
   }
   options_ = options;
+  if (init.neuron_radius > 0) {  // the radius the initialisation ran at (auto_radius may change it)
+    options_.neuron_radius = init.neuron_radius;
+    options_.ring_radius = init.ring_radius;
+  }
   model_ = init.model;
   nb_ = model_.nb();
   const int K = model_.k();
@@ -146,7 +150,7 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   row_scratch_ = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(options.width));
   // Frame ring from the last frames of the initialisation (already in the statistics).
   const std::uint32_t n = residual_buffer(options);
-  ds_ = std::max(1, static_cast<int>(std::floor(0.8f * options.neuron_radius)));
+  ds_ = std::max(1, static_cast<int>(std::floor(0.8f * options_.neuron_radius)));
   hl_ = (static_cast<int>(options.height) + ds_ - 1) / ds_;
   wl_ = (static_cast<int>(options.width) + ds_ - 1) / ds_;
   ring_n_ = n;

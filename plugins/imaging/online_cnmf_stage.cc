@@ -414,13 +414,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
   } else if (t + 1 == init_frames_) {
     init_ = nmf::cnmf_initialize(init_movie_, options_, seeds_.cols() ? &seeds_ : nullptr);
     seeds_ = Eigen::SparseMatrix<float>();  // used only by the initialisation
-    // With auto_radius the initialisation may have run at another soma radius: the updates
-    // search new neurons and size supports at that one. (A copy: the fast path never reads the
-    // radius, and options_ stays as configured.)
-    nmf::CnmfOptions uo = options_;
-    uo.neuron_radius = init_.neuron_radius;
-    uo.ring_radius = init_.ring_radius;
-    updater_.init(uo, init_, init_movie_);
+    updater_.init(options_, init_, init_movie_);  // at init_.neuron_radius (auto_radius)
     back = init_.model;
     initialised_ = true;
     catch_tracker_.init(options_, init_.model.nb());
