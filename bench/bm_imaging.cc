@@ -157,9 +157,9 @@ BENCHMARK(BM_CnmfTracker_Frame)
 
 // Motion correction at 512 x 512, what the stage does per frame: RigidRegistration::correct()
 // (estimate, shift the frame in place, blend it into the running template). Arg = coarse window
-// in binned pixels: 128 bins the frame 4 x 4 and refines on a 128 x 128 full-resolution crop (the
-// default), 256 bins 2 x 2 (+ refinement), 512 is one full-resolution 512 x 512 correlation (the
-// old cost). Each iteration first copies a fresh frame (untimed). Counter `bin` = binning.
+// in binned pixels: 64 bins the frame 8 x 8 and refines on a 128 x 128 full-resolution crop (the
+// default), 128 bins 4 x 4 (the default until session 13), 256 bins 2 x 2 (+ refinement), 512 is
+// one full-resolution 512 x 512 correlation (the first version's cost). Each iteration first copies a fresh frame (untimed). Counter `bin` = binning.
 void BM_Registration_Frame(benchmark::State& state) {
   Scene& sc = scene();
   rtnmf::dsp::RigidRegistration reg;
@@ -182,7 +182,7 @@ void BM_Registration_Frame(benchmark::State& state) {
   report_latency(state, us);
   state.counters["bin"] = reg.downsample();
 }
-BENCHMARK(BM_Registration_Frame)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Registration_Frame)->Arg(64)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMicrosecond);
 
 // Whole per-frame chain of calcium-2p on one core: registration (default options) + fast path.
 void BM_ImagingChain_Frame(benchmark::State& state) {

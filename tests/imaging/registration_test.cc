@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/dsp/registration.h"
@@ -119,53 +120,59 @@ std::vector<float> render_local(int h, int w, const std::vector<Blob>& blobs, fl
   return f;
 }
 
-// 512 x 512: the default options bin the frame 4 x 4 for a whole-frame estimate and refine it on
-// a 128 x 128 full-resolution crop; the template is blended from registered frames as the stage
-// does. Shifts larger than the refinement search and sub-pixel ones must both come out within
-// 0.2 px, in noise, and apply_in_place must equal apply bit for bit.
+// 512 x 512: the default options bin the frame 8 x 8 for a whole-frame estimate (64 x 64 window)
+// and refine it on a 128 x 128 full-resolution crop; a 128 x 128 window bins 4 x 4. The template
+// is blended from registered frames as the stage does. Shifts larger than the refinement search
+// and sub-pixel ones must both come out within 0.2 px, in noise, and apply_in_place must equal
+// apply bit for bit.
 TEST(RigidRegistration, BinnedEstimateRefinedAtFullResolutionKeepsSubPixelAccuracyAt512) {
-  const int n = 512;
-  std::mt19937 rng(11);
-  std::vector<Blob> blobs = random_blobs(n, n, 500, rng);
-  RigidRegistration reg;
-  reg.init(n, n, {});
-  EXPECT_EQ(reg.downsample(), 4u);
-  EXPECT_TRUE(reg.refines());
-  reg.set_template(render_local(n, n, blobs, 0, 0, 10.0f, rng).data());
-  // A running template as the stage builds it: noisy registered frames blended in.
-  for (int i = 1; i < 8; ++i) {
-    std::vector<float> f = render_local(n, n, blobs, 0, 0, 10.0f, rng);
-    reg.blend_template(f.data(), 1.0f / static_cast<float>(i + 1));
-  }
-  reg.refresh_template();
-  const float shifts[][2] = {{0, 0},        {0.3f, -1.7f}, {2.5f, 3.25f},  {-4.6f, 0.1f},
-                             {13.3f, -20.6f}, {-0.45f, 0.55f}, {-31.2f, 7.9f}, {5.05f, -9.95f}};
-  std::vector<float> out(static_cast<std::size_t>(n) * n);
-  for (const auto& s : shifts) {
-    std::vector<float> f = render_local(n, n, blobs, s[0], s[1], 10.0f, rng);
-    Shift est;
-    {
-      rtnmf::test::AllocationGuard guard;
-      est = reg.estimate(f.data());
-      reg.apply(f.data(), est, out.data());
-      reg.apply_in_place(f.data(), est);
-      if (rtnmf::test::allocation_counting_available()) {
-        EXPECT_EQ(guard.count(), 0u);
-      }
+  for (const std::uint32_t window : {0u, 128u}) {
+    SCOPED_TRACE("coarse window " + std::to_string(window));
+    const int n = 512;
+    std::mt19937 rng(11);
+    std::vector<Blob> blobs = random_blobs(n, n, 500, rng);
+    RigidRegistration reg;
+    RegistrationOptions o;
+    if (window) o.max_window = window;
+    reg.init(n, n, o);
+    EXPECT_EQ(reg.downsample(), window ? 4u : 8u);
+    EXPECT_TRUE(reg.refines());
+    reg.set_template(render_local(n, n, blobs, 0, 0, 10.0f, rng).data());
+    // A running template as the stage builds it: noisy registered frames blended in.
+    for (int i = 1; i < 8; ++i) {
+      std::vector<float> f = render_local(n, n, blobs, 0, 0, 10.0f, rng);
+      reg.blend_template(f.data(), 1.0f / static_cast<float>(i + 1));
     }
-    EXPECT_NEAR(est.dy, s[0], 0.2f) << "shift " << s[0] << "," << s[1];
-    EXPECT_NEAR(est.dx, s[1], 0.2f) << "shift " << s[0] << "," << s[1];
-    EXPECT_GT(est.peak, 0.05f);
-    ASSERT_EQ(f, out) << "in place differs from out of place, shift " << s[0] << "," << s[1];
-    // The stage's fused call: the same shift and the same corrected frame.
-    std::vector<float> g = render_local(n, n, blobs, s[0], s[1], 10.0f, rng);
-    const Shift e2 = reg.estimate(g.data());
-    std::vector<float> h = g;
-    reg.apply_in_place(h.data(), e2);
-    const Shift c = reg.correct(g.data(), 0.0f);
-    EXPECT_EQ(c.dy, e2.dy);
-    EXPECT_EQ(c.dx, e2.dx);
-    ASSERT_EQ(g, h) << "correct() differs from estimate + apply_in_place";
+    reg.refresh_template();
+    const float shifts[][2] = {{0, 0},        {0.3f, -1.7f}, {2.5f, 3.25f},  {-4.6f, 0.1f},
+                               {13.3f, -20.6f}, {-0.45f, 0.55f}, {-31.2f, 7.9f}, {5.05f, -9.95f}};
+    std::vector<float> out(static_cast<std::size_t>(n) * n);
+    for (const auto& s : shifts) {
+      std::vector<float> f = render_local(n, n, blobs, s[0], s[1], 10.0f, rng);
+      Shift est;
+      {
+        rtnmf::test::AllocationGuard guard;
+        est = reg.estimate(f.data());
+        reg.apply(f.data(), est, out.data());
+        reg.apply_in_place(f.data(), est);
+        if (rtnmf::test::allocation_counting_available()) {
+          EXPECT_EQ(guard.count(), 0u);
+        }
+      }
+      EXPECT_NEAR(est.dy, s[0], 0.2f) << "shift " << s[0] << "," << s[1];
+      EXPECT_NEAR(est.dx, s[1], 0.2f) << "shift " << s[0] << "," << s[1];
+      EXPECT_GT(est.peak, 0.05f);
+      ASSERT_EQ(f, out) << "in place differs from out of place, shift " << s[0] << "," << s[1];
+      // The stage's fused call: the same shift and the same corrected frame.
+      std::vector<float> g = render_local(n, n, blobs, s[0], s[1], 10.0f, rng);
+      const Shift e2 = reg.estimate(g.data());
+      std::vector<float> h = g;
+      reg.apply_in_place(h.data(), e2);
+      const Shift c = reg.correct(g.data(), 0.0f);
+      EXPECT_EQ(c.dy, e2.dy);
+      EXPECT_EQ(c.dx, e2.dx);
+      ASSERT_EQ(g, h) << "correct() differs from estimate + apply_in_place";
+    }
   }
 }
 
