@@ -189,6 +189,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   model_ = nullptr;
   wait_ns_ = online_wait_ns_ = first_model_ns_ = last_frame_ns_ = 0;
   first_model_cpu_ns_ = last_model_cpu_ns_ = 0;
+  radius_used_.store(0, std::memory_order_relaxed);
   last_model_frame_ = 0;
   waits_ = first_model_frame_ = 0;
   seen_version_ = ~std::uint64_t{0};
@@ -415,6 +416,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     init_ = nmf::cnmf_initialize(init_movie_, options_, seeds_.cols() ? &seeds_ : nullptr);
     seeds_ = Eigen::SparseMatrix<float>();  // used only by the initialisation
     updater_.init(options_, init_, init_movie_);  // at init_.neuron_radius (auto_radius)
+    radius_used_.store(init_.neuron_radius, std::memory_order_relaxed);
     back = init_.model;
     initialised_ = true;
     catch_tracker_.init(options_, init_.model.nb());
@@ -500,6 +502,8 @@ void OnlineCnmfStage::report(std::vector<std::pair<std::string, double>>& scalar
   scalars.emplace_back("components", k_.load(std::memory_order_relaxed));
   scalars.emplace_back("model_updates", static_cast<double>(updates_.load(std::memory_order_relaxed)));
   scalars.emplace_back("slow_path_drops", static_cast<double>(dropped_.load(std::memory_order_relaxed)));
+  const float radius = radius_used_.load(std::memory_order_relaxed);
+  if (radius > 0) scalars.emplace_back("neuron_radius", radius);
 }
 
 void OnlineCnmfStage::write_results(io::h5::File& f) {

@@ -155,6 +155,7 @@ class OnlineCnmfStage : public Stage {
   mutable std::mutex final_mutex_;
   nmf::CnmfModel final_model_;
   std::atomic<int> k_{0};
+  std::atomic<float> radius_used_{0};  // soma radius the initialisation ran at (0 before it)
   std::atomic<std::uint64_t> updates_{0}, dropped_{0}, added_{0}, merged_{0}, removed_{0};
 };
 

@@ -171,6 +171,9 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   ASSERT_GT(est, 0.0);
   const double expected = std::abs(est / 5.0 - 1.0) <= nmf::kRadiusTolerance ? 5.0 : std::round(2.0 * est) / 2.0;
   EXPECT_EQ(fa.attr_double("/components", "neuron_radius"), expected) << "estimate " << est;
+  // ... and reports it with the stream's figures (the progress line's "radius").
+  ASSERT_EQ(ra.stats.scalars().count("cnmf.neuron_radius"), 1u);
+  EXPECT_EQ(ra.stats.scalars().at("cnmf.neuron_radius"), expected);
   // Scored against the truth (empty columns are components that were removed).
   sim::ImagingScore sc = score_result(fa, simulator.truth(), 0);
   // A sanity check of the plumbing (the accuracy targets are tested in cnmf_test.cc on larger

@@ -141,9 +141,12 @@ int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
         for (const auto& [k, v] : sorted) {
           const bool comps = k.size() > 11 && k.compare(k.size() - 11, 11, ".components") == 0;
           const bool vaf = k.size() > 4 && k.compare(k.size() - 4, 4, ".vaf") == 0;
+          const bool radius = k.size() > 14 && k.compare(k.size() - 14, 14, ".neuron_radius") == 0;
           char x[96];
           if (comps)
             std::snprintf(x, sizeof x, "  components %.0f", v);
+          else if (radius)  // the soma radius the model runs at (auto_radius may have changed it)
+            std::snprintf(x, sizeof x, "  radius %.1f px", v);
           else if (vaf)
             std::snprintf(x, sizeof x, "  VAF %.1f%%", 100 * v);
           else
