@@ -42,7 +42,8 @@ struct CnmfOptions {
   // Checks neuron_radius against the data at initialisation: when the median size of the
   // components found (estimate_soma_radius) is off by more than kRadiusTolerance, the
   // initialisation is run once more at the estimated radius, which the model updates then use
-  // (CnmfInitResult::neuron_radius). Not with seeds. A ring radius equal to
+  // (CnmfInitResult::neuron_radius). With seeds the estimate comes from the seeds' footprints
+  // and the initialisation runs once, at it. A ring radius equal to
   // default_ring_radius(neuron_radius) follows the new radius.
   bool auto_radius = false;
   int background_components = 2;  // nb

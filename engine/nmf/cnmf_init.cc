@@ -882,21 +882,39 @@ float estimate_soma_radius(const Eigen::SparseMatrix<float>& footprints, std::ui
   return detail::median_of(radii);
 }
 
-CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
-                               const Eigen::SparseMatrix<float>* seeds) {
-  CnmfInitResult first = initialize_at_radius(y, o, seeds);
-  if (!o.auto_radius || seeds) return first;
-  const float est = estimate_soma_radius(first.model.footprints, o.height, o.width);
-  first.radius_estimate = est;
-  if (est <= 0 || std::abs(est / o.neuron_radius - 1.0f) <= kRadiusTolerance) return first;
-  // Half-pixel steps, at least 2 px (smaller somata are not resolved by the seeding's filters),
-  // at most what the frame allows (a quarter of its shorter side, as the stage checks).
+namespace {
+
+// `o` at the soma radius `est` when that is more than kRadiusTolerance off o.neuron_radius (to
+// the half pixel, at least 2 px, at most what the frame allows: a quarter of its shorter side,
+// as the stage checks), else `o` itself. A ring radius that was the default for the old soma
+// radius follows the new one.
+CnmfOptions at_estimated_radius(const CnmfOptions& o, float est) {
+  if (est <= 0 || std::abs(est / o.neuron_radius - 1.0f) <= kRadiusTolerance) return o;
   const float largest = std::floor(2.0f * static_cast<float>(std::min(o.height, o.width)) / 4.0f) / 2.0f;
   CnmfOptions o2 = o;
   o2.neuron_radius = std::clamp(std::round(2.0f * est) / 2.0f, 2.0f, std::max(2.0f, largest));
-  if (o2.neuron_radius == o.neuron_radius) return first;
   if (o.ring_radius > 0 && o.ring_radius == default_ring_radius(o.neuron_radius))
     o2.ring_radius = default_ring_radius(o2.neuron_radius);
+  return o2;
+}
+
+}  // namespace
+
+CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
+                               const Eigen::SparseMatrix<float>* seeds) {
+  if (!o.auto_radius) return initialize_at_radius(y, o, seeds);
+  if (seeds) {
+    // The seeds (an earlier run's footprints of this field of view) tell the size: one run.
+    const float est = estimate_soma_radius(*seeds, o.height, o.width);
+    CnmfInitResult res = initialize_at_radius(y, at_estimated_radius(o, est), seeds);
+    res.radius_estimate = est;
+    return res;
+  }
+  CnmfInitResult first = initialize_at_radius(y, o, nullptr);
+  const float est = estimate_soma_radius(first.model.footprints, o.height, o.width);
+  first.radius_estimate = est;
+  const CnmfOptions o2 = at_estimated_radius(o, est);
+  if (o2.neuron_radius == o.neuron_radius) return first;
   CnmfInitResult second = initialize_at_radius(y, o2, nullptr);
   second.radius_estimate = est;
   return second;

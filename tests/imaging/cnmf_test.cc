@@ -300,6 +300,10 @@ TEST(CnmfInitialize, AutoRadiusInitialisesAgainAtTheSomaSizeOfTheData) {
     } else {
       EXPECT_GT(std::abs(autor.radius_estimate / 5.0f - 1.0f), kRadiusTolerance) << "radius " << c.radius;
       EXPECT_GT(sa.f1, sf.f1) << "radius " << c.radius;
+      // Seeded with those footprints (init_from, --passes 2): their own size sets the radius.
+      const CnmfInitResult seeded = cnmf_initialize(movie, o, &autor.model.footprints);
+      EXPECT_NEAR(seeded.neuron_radius, autor.neuron_radius, 0.5f) << "radius " << c.radius;
+      EXPECT_GT(seeded.radius_estimate, 0.0f);
     }
   }
 }
