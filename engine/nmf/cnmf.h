@@ -150,9 +150,9 @@ struct CnmfInitResult {
 };
 
 // auto_radius: estimates within [1 - kRadiusTolerance, 1 + kRadiusTolerance] x neuron_radius keep
-// the first run. Measured with the initialisation at radius 5 (256 x 256, 1500 frames, shapes with
-// nucleus, irregular outlines and 35 % size jitter): somata of radius 5 estimate 0.88-0.98 of it
-// (0.88 for 200 crowded neurons), radius 7 1.2, radius 3.5 0.77.
+// the first run. The initialisation at radius 5 on 256 x 256 x 1500 simulator movies (shapes with
+// nuclei, irregular outlines, size jitter; session 13): somata of radius 5 estimate 4.7-5.3 (hard,
+// 200 crowded neurons, 15 and 60 Hz included), radius 6 5.8-6.1, radius 7 6.2, radius 3.5 3.8.
 constexpr float kRadiusTolerance = 0.15f;
 // Fewest components that give an estimate.
 constexpr int kRadiusMinComponents = 10;
