@@ -159,7 +159,8 @@ BENCHMARK(BM_CnmfTracker_Frame)
 // (estimate, shift the frame in place, blend it into the running template). Arg = coarse window
 // in binned pixels: 64 bins the frame 8 x 8 and refines on a 128 x 128 full-resolution crop (the
 // default), 128 bins 4 x 4 (the default until session 13), 256 bins 2 x 2 (+ refinement), 512 is
-// one full-resolution 512 x 512 correlation (the first version's cost). Each iteration first copies a fresh frame (untimed). Counter `bin` = binning.
+// one full-resolution 512 x 512 correlation (the first version's cost). Each iteration first
+// copies a fresh frame (untimed). Counter `bin` = binning.
 void BM_Registration_Frame(benchmark::State& state) {
   Scene& sc = scene();
   rtnmf::dsp::RigidRegistration reg;

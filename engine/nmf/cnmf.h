@@ -157,6 +157,12 @@ constexpr float kRadiusTolerance = 0.15f;
 // Fewest components that give an estimate.
 constexpr int kRadiusMinComponents = 10;
 
+// Largest soma radius a height x width frame allows, a quarter of its shorter side: the online
+// CNMF stage refuses a larger neuron_radius, and auto_radius never goes above it.
+inline float largest_neuron_radius(std::uint32_t height, std::uint32_t width) {
+  return 0.25f * static_cast<float>(std::min(height, width));
+}
+
 // Median over the footprints (columns, pixel = row * width + column) of the radius of a disc
 // with the area of the pixels at or above half the footprint's peak, sqrt(area / pi): the soma
 // radius a component of that footprint has (a uniform disc of radius r gives r). Footprints

@@ -167,7 +167,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   first_lag_ = std::max({lag_, init_frames_, need});
   nb_ = options_.ring_radius > 0 ? 0 : options_.background_components;  // ring: no b f
   slots_ = static_cast<std::uint32_t>(options_.max_components);
-  if (options_.neuron_radius * 4 > static_cast<float>(std::min(height_, width_))) {
+  if (options_.neuron_radius > nmf::largest_neuron_radius(height_, width_)) {
     throw ConfigError(where() + "neuron_radius " + std::to_string(options_.neuron_radius) +
                       " is too large for " + std::to_string(height_) + "x" + std::to_string(width_) +
                       " frames");

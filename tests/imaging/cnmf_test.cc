@@ -24,14 +24,20 @@ struct Outcome {
   CnmfRunResult run;
 };
 
-// Runs the online driver with default options on a simulated movie; with motion, frames are
-// registered first (template: mean of the first 30 frames registered to frame 0).
-Outcome run_movie(const sim::CalciumSimOptions& so, bool register_frames) {
-  sim::CalciumSimulator simulator(so);
+// Default options for a simulated movie's frame shape and rate.
+CnmfOptions options_for(const sim::CalciumSimOptions& so) {
   CnmfOptions o;
   o.height = so.height;
   o.width = so.width;
   o.frame_rate_hz = so.frame_rate_hz;
+  return o;
+}
+
+// Runs the online driver with default options on a simulated movie; with motion, frames are
+// registered first (template: mean of the first 30 frames registered to frame 0).
+Outcome run_movie(const sim::CalciumSimOptions& so, bool register_frames) {
+  sim::CalciumSimulator simulator(so);
+  CnmfOptions o = options_for(so);
   CnmfRunOptions ro;
   const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
   dsp::RigidRegistration reg;
@@ -151,9 +157,7 @@ TEST(CnmfInitialize, TwoThreadsGiveTheSameModelAsOne) {
     if (one_photon) so = sim::one_photon_options(so);
     sim::CalciumSimulator simulator(so);
     const Eigen::MatrixXf movie = render_movie(simulator);
-    CnmfOptions o;
-    o.height = so.height;
-    o.width = so.width;
+    CnmfOptions o = options_for(so);
     if (one_photon) {
       o.neuron_radius = 7;
       o.ring_radius = default_ring_radius(o.neuron_radius);
@@ -195,10 +199,7 @@ TEST(CnmfInitialize, PiecesOfCellsLargerThanTheSupportSquareAreMerged) {
   so.seed = 4;
   sim::CalciumSimulator simulator(so);
   const Eigen::MatrixXf movie = render_movie(simulator);
-  CnmfOptions o;
-  o.height = so.height;
-  o.width = so.width;
-  o.frame_rate_hz = so.frame_rate_hz;
+  CnmfOptions o = options_for(so);
   const CnmfInitResult init = cnmf_initialize(movie, o);
   const sim::CalciumTruth& t = simulator.truth();
   const Eigen::MatrixXf no_spikes = Eigen::MatrixXf::Zero(init.model.k(), so.frames);
@@ -275,9 +276,7 @@ TEST(CnmfInitialize, AutoRadiusInitialisesAgainAtTheSomaSizeOfTheData) {
     so.seed = 6;
     sim::CalciumSimulator simulator(so);
     const Eigen::MatrixXf movie = render_movie(simulator);
-    CnmfOptions o;
-    o.height = so.height;
-    o.width = so.width;
+    CnmfOptions o = options_for(so);
     const sim::CalciumTruth& t = simulator.truth();
     auto score = [&](const CnmfInitResult& r) {
       const Eigen::MatrixXf no_spikes = Eigen::MatrixXf::Zero(r.model.k(), so.frames);
@@ -315,9 +314,7 @@ TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
   const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
   const Eigen::MatrixXf movie = render_movie(simulator);
   auto frame = [&](std::uint32_t t, float* out) { std::copy(movie.col(t).data(), movie.col(t).data() + P, out); };
-  CnmfOptions o;
-  o.height = so.height;
-  o.width = so.width;
+  CnmfOptions o = options_for(so);
   CnmfRunOptions ro;
   ro.init_frames = 100;
   o.update_threads = 1;
@@ -470,9 +467,7 @@ TEST(OnlineCnmf, NewNeuronSearchIsBoundedPerUpdateOnASettledField) {
   const sim::CalciumSimOptions so = patch_search_field(800, 50, 6);
   sim::CalciumSimulator simulator(so);
   const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
-  CnmfOptions o;
-  o.height = so.height;
-  o.width = so.width;
+  CnmfOptions o = options_for(so);
   Eigen::MatrixXf first(P, 300);
   for (int t = 0; t < 300; ++t) simulator.render(static_cast<std::uint32_t>(t), first.col(t).data());
   CnmfInitResult init = cnmf_initialize(first, o);
@@ -517,9 +512,7 @@ TEST(CnmfUpdater, KeptFramesGiveTheSameModelsAsCopiedOnes) {
   sim::CalciumSimulator simulator(so);
   const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
   const Eigen::MatrixXf movie = render_movie(simulator);
-  CnmfOptions o;
-  o.height = so.height;
-  o.width = so.width;
+  CnmfOptions o = options_for(so);
   const CnmfInitResult init = cnmf_initialize(movie.leftCols(200), o);
   CnmfUpdater copied, kept;
   copied.init(o, init, movie.leftCols(200));
@@ -560,9 +553,7 @@ TEST(OnlineCnmf, FastPathAndModelSwapsDoNotAllocate) {
   so.frames = 400;
   so.neurons = 12;
   sim::CalciumSimulator simulator(so);
-  CnmfOptions o;
-  o.height = so.height;
-  o.width = so.width;
+  CnmfOptions o = options_for(so);
   const Eigen::Index P = 64 * 64;
   Eigen::MatrixXf first(P, 200);
   for (int t = 0; t < 200; ++t) simulator.render(t, first.col(t).data());
@@ -601,9 +592,7 @@ TEST(OnlineCnmf, TrackerFollowsComponentsByIdAcrossASwap) {
   so.neurons = 10;
   so.firing_rate_hz = 2.0f;
   sim::CalciumSimulator simulator(so);
-  CnmfOptions o;
-  o.height = so.height;
-  o.width = so.width;
+  CnmfOptions o = options_for(so);
   const Eigen::Index P = 64 * 64;
   Eigen::MatrixXf first(P, 200);
   for (int t = 0; t < 200; ++t) simulator.render(t, first.col(t).data());

@@ -139,15 +139,12 @@ int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
         // Model figures the stages report (components, VAF), when there are any.
         std::map<std::string, double> sorted(ss.scalars().begin(), ss.scalars().end());
         for (const auto& [k, v] : sorted) {
-          const bool comps = k.size() > 11 && k.compare(k.size() - 11, 11, ".components") == 0;
-          const bool vaf = k.size() > 4 && k.compare(k.size() - 4, 4, ".vaf") == 0;
-          const bool radius = k.size() > 14 && k.compare(k.size() - 14, 14, ".neuron_radius") == 0;
           char x[96];
-          if (comps)
+          if (k.ends_with(".components"))
             std::snprintf(x, sizeof x, "  components %.0f", v);
-          else if (radius)  // the soma radius the model runs at (auto_radius may have changed it)
+          else if (k.ends_with(".neuron_radius"))  // the soma radius the model runs at (auto_radius)
             std::snprintf(x, sizeof x, "  radius %.1f px", v);
-          else if (vaf)
+          else if (k.ends_with(".vaf"))
             std::snprintf(x, sizeof x, "  VAF %.1f%%", 100 * v);
           else
             continue;
