@@ -36,12 +36,8 @@ void MotionCorrectStage::do_process(Frame& frame) {
   float* data = frame.data();
   const std::uint64_t n = n_++;
   dsp::Shift s;
-  if (n == 0) {
-    reg_.set_template(data);  // frame 0 is the provisional template
-  } else if (n < template_frames_) {
-    // Registered to frame 0 while the first frames are averaged (running mean, weight 1/(n+1)).
-    s = reg_.correct(data, 1.0f / static_cast<float>(n + 1));
-    if (n + 1 == template_frames_) reg_.refresh_template();
+  if (n < template_frames_) {
+    s = reg_.start_template(data, static_cast<std::uint32_t>(n), template_frames_);
   } else {
     s = reg_.correct(data, alpha_);
     if ((n - template_frames_) % 32 == 31) reg_.refresh_template();

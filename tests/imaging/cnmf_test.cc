@@ -34,25 +34,20 @@ CnmfOptions options_for(const sim::CalciumSimOptions& so) {
 }
 
 // Runs the online driver with default options on a simulated movie; with motion, frames are
-// registered first (template: mean of the first 30 frames registered to frame 0).
+// registered first (the template started from the first 30 frames as the motion stage does).
 Outcome run_movie(const sim::CalciumSimOptions& so, bool register_frames) {
   sim::CalciumSimulator simulator(so);
   CnmfOptions o = options_for(so);
   CnmfRunOptions ro;
   const Eigen::Index P = static_cast<Eigen::Index>(so.height) * so.width;
   dsp::RigidRegistration reg;
-  Eigen::VectorXf raw(P), tmpl = Eigen::VectorXf::Zero(P);
+  Eigen::VectorXf raw(P);
   if (register_frames) {
     reg.init(so.height, so.width, {});
-    simulator.render(0, raw.data());
-    reg.set_template(raw.data());
-    Eigen::VectorXf out(P);
     for (std::uint32_t t = 0; t < 30; ++t) {
       simulator.render(t, raw.data());
-      reg.apply(raw.data(), reg.estimate(raw.data()), out.data());
-      tmpl += out / 30.0f;
+      reg.start_template(raw.data(), t, 30);
     }
-    reg.set_template(tmpl.data());
   }
   auto frame = [&](std::uint32_t t, float* out) {
     if (!register_frames) {

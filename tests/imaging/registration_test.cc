@@ -1,9 +1,11 @@
 // Phase-correlation registration recovers known sub-pixel shifts.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/dsp/registration.h"
@@ -199,6 +201,81 @@ TEST(RigidRegistration, CompiledInPlansAreAcceptedAndRepeatable) {
   EXPECT_EQ(sa.peak, sb.peak);
   EXPECT_NEAR(sa.dy, 1.35f, 0.2f);
   EXPECT_NEAR(sa.dx, -2.6f, 0.2f);
+}
+
+// Frames whose sides are not powers of two are registered on all of their pixels (windows of
+// 2^a 3^b 5^c pixels): here every structure lies in a band 10-14 px inside the borders, outside
+// the central 64 x 64 crop that power-of-two windows used for 96 x 96 frames (which then found
+// nothing to register). 90 x 100 windows exercise the factors 3 and 5.
+TEST(RigidRegistration, SmallFramesAreRegisteredOnTheirWholeArea) {
+  for (const auto& [h, w] : {std::pair{96, 96}, std::pair{90, 100}}) {
+    SCOPED_TRACE(std::to_string(h) + " x " + std::to_string(w));
+    std::mt19937 rng(17);
+    std::uniform_real_distribution<float> band(10, 14), along(10, 80), us(1.5f, 2.5f), ua(50, 200);
+    std::vector<Blob> blobs;
+    for (int i = 0; i < 40; ++i) {
+      const float d = band(rng), a = along(rng);
+      switch (i % 4) {
+        case 0: blobs.push_back({d, a, us(rng), ua(rng)}); break;
+        case 1: blobs.push_back({static_cast<float>(h) - d, a, us(rng), ua(rng)}); break;
+        case 2: blobs.push_back({a, d, us(rng), ua(rng)}); break;
+        default: blobs.push_back({a, static_cast<float>(w) - d, us(rng), ua(rng)}); break;
+      }
+    }
+    RigidRegistration reg;
+    reg.init(h, w, {});
+    reg.set_template(render(h, w, blobs, 0, 0, 0, rng).data());
+    const float shifts[][2] = {{0.3f, -1.7f}, {2.5f, 3.25f}, {-4.6f, 0.1f}, {-0.45f, 0.55f}};
+    for (const auto& s : shifts) {
+      std::vector<float> f = render(h, w, blobs, s[0], s[1], 5.0f, rng);
+      Shift est;
+      {
+        rtnmf::test::AllocationGuard guard;
+        est = reg.estimate(f.data());
+        if (rtnmf::test::allocation_counting_available()) {
+          EXPECT_EQ(guard.count(), 0u);
+        }
+      }
+      EXPECT_NEAR(est.dy, s[0], 0.2f) << "shift " << s[0] << "," << s[1];
+      EXPECT_NEAR(est.dx, s[1], 0.2f) << "shift " << s[0] << "," << s[1];
+    }
+  }
+}
+
+// start_template: frame 0 is the template (zero shift), the next frames are registered to the
+// running mean of those before them, and the template they leave registers later frames.
+TEST(RigidRegistration, StartTemplateRegistersTheFirstFramesToTheirRunningMean) {
+  const int h = 128, w = 128;
+  std::mt19937 rng(23);
+  std::vector<Blob> blobs = random_blobs(h, w, 60, rng);
+  std::normal_distribution<float> walk(0, 1.0f);
+  RigidRegistration reg;
+  reg.init(h, w, {});
+  float y0 = 0, x0 = 0;
+  for (std::uint32_t t = 0; t < 30; ++t) {
+    const float dy = t ? walk(rng) : 0, dx = t ? walk(rng) : 0;
+    if (t == 0) {
+      y0 = dy;
+      x0 = dx;
+    }
+    std::vector<float> f = render(h, w, blobs, dy, dx, 20.0f, rng);
+    Shift s;
+    {
+      rtnmf::test::AllocationGuard guard;
+      s = reg.start_template(f.data(), t, 30);
+      if (rtnmf::test::allocation_counting_available()) {
+        EXPECT_EQ(guard.count(), 0u);
+      }
+    }
+    EXPECT_NEAR(s.dy, dy - y0, 0.2f) << "frame " << t;
+    EXPECT_NEAR(s.dx, dx - x0, 0.2f) << "frame " << t;
+  }
+  for (const auto& s : {std::array<float, 2>{1.3f, -2.2f}, std::array<float, 2>{-3.1f, 0.4f}}) {
+    std::vector<float> f = render(h, w, blobs, s[0], s[1], 20.0f, rng);
+    const Shift est = reg.estimate(f.data());
+    EXPECT_NEAR(est.dy, s[0], 0.2f);
+    EXPECT_NEAR(est.dx, s[1], 0.2f);
+  }
 }
 
 TEST(RigidRegistration, WithoutATemplateReturnsZeroShift) {
