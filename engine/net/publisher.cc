@@ -132,10 +132,10 @@ void Publisher::bind() {
 }
 
 void Publisher::add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane,
-                           int event_lane) {
+                           int event_lane, int dff_lane) {
   channel->set_doorbell(&doorbell_);
-  inputs_.push_back(
-      {stream_id, "act/" + stream_id, channel, spikes_lane, event_lane, "event/" + stream_id});
+  inputs_.push_back({stream_id, "act/" + stream_id, channel, spikes_lane, event_lane,
+                     "event/" + stream_id, dff_lane});
 }
 
 void Publisher::start() {
@@ -233,6 +233,10 @@ void Publisher::run() {
         if (in.spikes_lane > 0) {
           const Lane& s = f->lane(in.spikes_lane);
           act.mutable_spikes()->Add(s.data, s.data + s.size);
+        }
+        if (in.dff_lane > 0) {
+          const Lane& d = f->lane(in.dff_lane);
+          act.mutable_dff()->Add(d.data, d.data + d.size);
         }
         act.SerializeToString(&buf);
         // Closed-loop triggers go out right after the activations that caused them.

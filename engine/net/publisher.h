@@ -36,11 +36,12 @@ class Publisher : public Outbox {
   const std::string& endpoint() const { return endpoint_; }
   const std::string& control_endpoint() const { return control_endpoint_; }
 
-  // Publishes each frame popped from `channel` on act/<stream_id>. `spikes_lane` (-1 = none) is
-  // sent as Activations.spikes; `event_lane` (-1 = none) holds [fired, component, value] and
-  // fired frames also go out as an Event on event/<stream_id>. Before start().
+  // Publishes each frame popped from `channel` on act/<stream_id>. `spikes_lane` and `dff_lane`
+  // (-1 = none) are sent as Activations.spikes and .dff; `event_lane` (-1 = none) holds [fired,
+  // component, value] and fired frames also go out as an Event on event/<stream_id>. Before
+  // start().
   void add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane,
-                  int event_lane = -1);
+                  int event_lane = -1, int dff_lane = -1);
   // Called once per stats interval on the publisher thread; its result is sent on `stats`.
   void set_stats_provider(std::function<v1::Stats()> provider) { stats_ = std::move(provider); }
   // Answers control requests on the publisher thread.
@@ -70,6 +71,7 @@ class Publisher : public Outbox {
     int spikes_lane;
     int event_lane;
     std::string event_topic;
+    int dff_lane;
     std::uint64_t next_message = 0;  // Activations.message_seq
   };
   void run();

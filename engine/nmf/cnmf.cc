@@ -30,6 +30,16 @@ void finalize_ring(CnmfModel& m) {
   if (m.nb() != 0) throw std::invalid_argument("cnmf: a ring-background model has no low-rank background");
   m.ring_footprints = ring_filter_footprints(m.ring, m.footprints);
   m.gram = footprint_gram(m.ring_footprints);  // as finalize() does for A
+  const int K = m.k();
+  m.background_under = Eigen::MatrixXf::Zero(K, 1);
+  for (int k = 0; k < K; ++k) {
+    float ab = 0, aa = 0;
+    for (Eigen::SparseMatrix<float>::InnerIterator it(m.footprints, k); it; ++it) {
+      if (m.ring.b0.size() > it.row()) ab += it.value() * m.ring.b0(it.row());
+      aa += it.value() * it.value();
+    }
+    m.background_under(k, 0) = aa > 0 ? ab / aa : 0.0f;
+  }
   m.gram_sparse = m.gram.sparseView(0.0f, 0.0f);
   m.gram_sparse.makeCompressed();
 }
@@ -196,6 +206,7 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
   scratch_ = Eigen::VectorXf::Zero(n);
   baseline_ = Eigen::VectorXf::Zero(kmax_);
   baseline_scale_ = Eigen::VectorXf::Zero(kmax_);
+  baseline_below_ = Eigen::VectorXf::Constant(kmax_, kBaselineQuantile);
   y_in_ = Eigen::VectorXf::Zero(kmax_);
   c_out_ = Eigen::VectorXf::Zero(kmax_);
   s_out_ = Eigen::VectorXf::Zero(kmax_);
@@ -207,6 +218,9 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
   out_.spikes = Eigen::VectorXf::Zero(kmax_);
   out_.activation = Eigen::VectorXf::Zero(kmax_);
   out_.background = Eigen::VectorXf::Zero(std::max(nb_, 0));
+  out_.dff = Eigen::VectorXf::Zero(kmax_);
+  f_smooth_ = Eigen::VectorXf::Zero(std::max(nb_, 0));
+  f_alpha_ = static_cast<float>(1.0 / std::max(1.0, kDffBackgroundTauS * options.frame_rate_hz));
   const Eigen::Index P = static_cast<Eigen::Index>(options.height) * options.width;
   ring_z_ = Eigen::VectorXf::Zero(options.ring_radius > 0 ? P : 0);
   ring_scratch_ = Eigen::VectorXf::Zero(options.ring_radius > 0 ? P : 0);
@@ -261,12 +275,14 @@ void CnmfTracker::set_model(const CnmfModel* model) {
       const int from = static_cast<int>(j);
       x_(i) = x_(from);
       baseline_(i) = baseline_(from);
+      baseline_below_(i) = baseline_below_(from);
       oasis_.move(from, i);
       if (oasis_.g(i) != g || oasis_.g2(i) != g2) oasis_.reset_trace(i, g, s_min, 0.0f, g2);
       else oasis_.set_params(i, g, s_min, 0.0f, g2);
     } else {
       x_(i) = 0;
       baseline_(i) = model->baseline(i);
+      baseline_below_(i) = kBaselineQuantile;
       oasis_.reset_trace(i, g, s_min, 0.0f, g2);
     }
     baseline_scale_(i) = std::max(model->noise(i), 1e-6f);
@@ -320,11 +336,23 @@ void CnmfTracker::process(const float* frame) {
   }
   // Baseline: a running 30th percentile (stochastic quantile tracker, ~10 s memory at 30 Hz),
   // reported as that plus 0.52 noise sd (the 30th percentile of Gaussian noise is -0.52 sd).
+  // Its steps are 0.005 noise sd, so it falls at most ~5 sd per 1,500 frames: bleaching leaves
+  // it far above the trace, which then reads negative and deconvolves to nothing. So the
+  // downward step grows with the fraction of recent frames (~7 s memory) below the
+  // baseline's level beyond kBaselineFallFraction (at its baseline a trace sits near 0.3, and
+  // activity only lowers it). Upward steps keep their rate. (Also gating it on the mean of that
+  // fraction over all components, as bleaching dims every neuron together, changed nothing
+  // measurable on the README's movies.)
   for (int i = 0; i < K; ++i) {
     const float c = x_(i);
     const float step = baseline_scale_(i) * 0.005f;
     const float level = baseline_(i) - 0.52f * baseline_scale_(i);
-    baseline_(i) += step * (c < level ? -0.7f : 0.3f);
+    const bool below = c < level;
+    float& fraction = baseline_below_(i);
+    fraction += kBaselineFallRate * ((below ? 1.0f : 0.0f) - fraction);
+    const float boost =
+        std::min(kBaselineMaxBoost, 1.0f + kBaselineFallGain * std::max(0.0f, fraction - kBaselineFallFraction));
+    baseline_(i) += step * (below ? -0.7f * boost : 0.3f);
     out_.activation(i) = c;
     y_in_(i) = c - baseline_(i);
     out_.raw(i) = y_in_(i);
@@ -332,6 +360,9 @@ void CnmfTracker::process(const float* frame) {
   for (int b = 0; b < nb_; ++b) out_.background(b) = x_(K + b);
   oasis_.update_first(K, y_in_, c_out_, s_out_);
   out_.denoised.head(K) = c_out_.head(K);
+  for (int b = 0; b < nb_; ++b) f_smooth_(b) += (t_ == 0 ? 1.0f : f_alpha_) * (x_(K + b) - f_smooth_(b));
+  const float* f = nb_ > 0 ? f_smooth_.data() : nullptr;
+  for (int i = 0; i < K; ++i) out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), f);
   const float thr = options_.spike_threshold_sigma;
   for (int i = 0; i < K; ++i) out_.spikes(i) = s_out_(i) >= thr * baseline_scale_(i) ? s_out_(i) : 0.0f;
   ++t_;

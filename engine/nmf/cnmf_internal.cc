@@ -401,6 +401,7 @@ void CnmfModel::finalize() {
   const int K = k(), B = nb();
   gram.resize(K + B, K + B);
   gram.topLeftCorner(K, K) = detail::footprint_gram(footprints);
+  background_under.resize(K, B);
   if (B > 0) {
     // Aᵀ b column by column of A (Eigen's transposed sparse product took ~1.7 ms at 500 x 512²).
     Eigen::MatrixXf atb = Eigen::MatrixXf::Zero(K, B);  // K x nb
@@ -408,6 +409,11 @@ void CnmfModel::finalize() {
       for (Eigen::SparseMatrix<float>::InnerIterator it(footprints, k); it; ++it)
         for (int b = 0; b < B; ++b) atb(k, b) += it.value() * background(it.row(), b);
     gram.topRightCorner(K, B) = atb;
+    background_under = atb;
+    for (int k = 0; k < K; ++k) {
+      const float n2 = gram(k, k);
+      background_under.row(k) = n2 > 0 ? Eigen::RowVectorXf(atb.row(k) / n2) : Eigen::RowVectorXf::Zero(B);
+    }
     gram.bottomLeftCorner(B, K) = atb.transpose();
     for (int i = 0; i < B; ++i)
       for (int j = 0; j < B; ++j) gram(K + i, K + j) = background.col(i).dot(background.col(j));

@@ -216,7 +216,7 @@ void Pipeline::start_impl() {
     if (publishing && !s.cfg.no_publish()) {
       s.publish = std::make_unique<FrameChannel>(out_depth, out_caps, s.policy, 0);
       publisher_->add_stream(s.cfg.id(), s.publish.get(), s.out_spec.lane_index("spikes"),
-                             s.out_spec.lane_index("event"));
+                             s.out_spec.lane_index("event"), s.out_spec.lane_index("dff"));
     }
     for (auto& slot : s.sinks)
       slot.channel = std::make_unique<FrameChannel>(out_depth, out_caps, s.policy, 0);

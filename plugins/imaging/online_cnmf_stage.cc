@@ -229,6 +229,8 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   out.record_lane(spikes_lane_, "/spikes", true);
   raw_lane_ = out.add_lane("raw_traces", slots_);
   out.record_lane(raw_lane_, "/raw_traces", true);
+  dff_lane_ = out.add_lane("dff", slots_);
+  out.record_lane(dff_lane_, "/dff", true);
   bg_lane_ = out.add_lane("background", static_cast<std::uint32_t>(std::max(nb_, 1)));
   out.record_lane(bg_lane_, "/background/temporal", true);
   return out;
@@ -305,6 +307,7 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   }
   Lane& spk = frame.lane(spikes_lane_);
   Lane& raw = frame.lane(raw_lane_);
+  Lane& dff = frame.lane(dff_lane_);
   Lane& bgl = frame.lane(bg_lane_);
   const std::uint32_t used = static_cast<std::uint32_t>(slots_used_);
   if (tracking_) {
@@ -313,6 +316,7 @@ void OnlineCnmfStage::do_process(Frame& frame) {
     std::fill(px, px + used, 0.0f);
     std::fill(spk.data, spk.data + used, 0.0f);
     std::fill(raw.data, raw.data + used, 0.0f);
+    std::fill(dff.data, dff.data + used, 0.0f);
     if (to_slow) std::fill(act, act + used, 0.0f);
     for (int k = 0; k < m.k(); ++k) {
       const std::int32_t s = m.slots[static_cast<std::size_t>(k)];
@@ -320,6 +324,7 @@ void OnlineCnmfStage::do_process(Frame& frame) {
       px[s] = o.denoised(k);
       spk.data[s] = o.spikes(k);
       raw.data[s] = o.raw(k);
+      dff.data[s] = o.dff(k);
       if (to_slow) act[s] = o.activation(k);
     }
     for (int b = 0; b < nb_; ++b) {
@@ -328,11 +333,13 @@ void OnlineCnmfStage::do_process(Frame& frame) {
     }
   } else {
     std::fill(px, px + used, 0.0f);
+    std::fill(dff.data, dff.data + used, 0.0f);
     std::fill(bgl.data, bgl.data + std::max(nb_, 1), 0.0f);
   }
   frame.set_shape(used, 1);
   spk.size = used;
   raw.size = used;
+  dff.size = used;
   bgl.size = static_cast<std::uint32_t>(std::max(nb_, 0));
   frame.header.model_version = exchange_.version();
   if (to_slow) {
@@ -422,6 +429,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     catch_tracker_.init(options_, init_.model.nb());
     catch_tracker_.set_model(&init_.model);
     catch_raw_.resize(init_.model.k(), first_lag_);
+    catch_dff_.resize(init_.model.k(), first_lag_);
     catch_den_.resize(init_.model.k(), first_lag_);
     catch_spk_.resize(init_.model.k(), first_lag_);
     catch_bg_.resize(nb_, first_lag_);
@@ -464,6 +472,7 @@ void OnlineCnmfStage::track_catch_up(std::uint64_t t, std::uint32_t slot) {
   if (t == init_frames_ + catch_count_ && catch_count_ < static_cast<std::uint64_t>(catch_raw_.cols())) {
     const Eigen::Index c = static_cast<Eigen::Index>(catch_count_++);
     catch_raw_.col(c) = o.raw.head(im.k());
+    catch_dff_.col(c) = o.dff.head(im.k());
     catch_den_.col(c) = o.denoised.head(im.k());
     catch_spk_.col(c) = o.spikes.head(im.k());
     if (nb_ > 0) catch_bg_.col(c) = o.background.head(nb_);
@@ -598,7 +607,7 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   if (initialised_ && init_.traces.rows() > 0) {
     const nmf::CnmfModel& im = init_.model;
     const Eigen::Index K0 = init_.traces.rows(), T0 = init_.traces.cols();
-    Eigen::MatrixXf raw(K0, T0), den(K0, T0), spk(K0, T0);
+    Eigen::MatrixXf raw(K0, T0), den(K0, T0), spk(K0, T0), dff(K0, T0);
     for (Eigen::Index k = 0; k < K0; ++k) {
       Eigen::VectorXf y = init_.traces.row(k).transpose().array() - im.baseline(k);
       Eigen::VectorXf c(T0), s(T0);
@@ -608,15 +617,29 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
       den.row(k) = c.transpose();
       spk.row(k) = s.transpose();
     }
+    // dF/F with the initialisation's constant baselines (the fast path's running ones start
+    // there) and the background activations averaged as the fast path averages them.
+    {
+      const float alpha = static_cast<float>(1.0 / std::max(1.0, nmf::kDffBackgroundTauS * options_.frame_rate_hz));
+      Eigen::VectorXf fs = nb_ > 0 ? Eigen::VectorXf(init_.background_traces.col(0)) : Eigen::VectorXf();
+      for (Eigen::Index t = 0; t < T0; ++t) {
+        if (nb_ > 0) fs += alpha * (init_.background_traces.col(t) - fs);
+        for (Eigen::Index k = 0; k < K0; ++k)
+          dff(k, t) = den(k, t) / nmf::resting_fluorescence(im, static_cast<int>(k), im.baseline(k),
+                                                            nb_ > 0 ? fs.data() : nullptr);
+      }
+    }
     // Init components own slots 0..K0-1 (cnmf_initialize numbers them so).
     write_block(f, "/traces", den, 0);
     write_block(f, "/raw_traces", raw, 0);
+    write_block(f, "/dff", dff, 0);
     write_block(f, "/spikes", spk, 0);
     if (nb_ > 0) write_block(f, "/background/temporal", init_.background_traces, 0);
     const Eigen::Index nc = static_cast<Eigen::Index>(catch_count_);
     if (nc > 0) {
       write_block(f, "/traces", Eigen::MatrixXf(catch_den_.leftCols(nc)), init_frames_);
       write_block(f, "/raw_traces", Eigen::MatrixXf(catch_raw_.leftCols(nc)), init_frames_);
+      write_block(f, "/dff", Eigen::MatrixXf(catch_dff_.leftCols(nc)), init_frames_);
       write_block(f, "/spikes", Eigen::MatrixXf(catch_spk_.leftCols(nc)), init_frames_);
       if (nb_ > 0) write_block(f, "/background/temporal", Eigen::MatrixXf(catch_bg_.leftCols(nc)), init_frames_);
     }

@@ -88,7 +88,7 @@ class OnlineCnmfStage : public Stage {
   bool frozen_ = false;
   std::uint32_t height_ = 0, width_ = 0, pixels_ = 0, slots_ = 0;
   int nb_ = 0;
-  int spikes_lane_ = -1, raw_lane_ = -1, bg_lane_ = -1;
+  int spikes_lane_ = -1, raw_lane_ = -1, dff_lane_ = -1, bg_lane_ = -1;
   double rate_hz_ = 30;
 
   // fast path
@@ -137,7 +137,7 @@ class OnlineCnmfStage : public Stage {
   // Catch-up: the initial model run by the slow path on the frames it receives before the fast
   // path has a model (at most first_lag of them, contiguous from init_frames).
   nmf::CnmfTracker catch_tracker_;
-  Eigen::MatrixXf catch_raw_, catch_den_, catch_spk_, catch_bg_;  // K0 x first_lag, nb x first_lag
+  Eigen::MatrixXf catch_raw_, catch_den_, catch_spk_, catch_dff_, catch_bg_;  // K0 x first_lag, nb x first_lag
   std::uint64_t catch_count_ = 0;
   // With update_threads > 1 (replays with a spare core) the catch-up tracking runs on a helper
   // ahead of the slow path, which folds each frame once the helper is past it: ring positions

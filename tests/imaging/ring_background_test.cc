@@ -128,6 +128,8 @@ TEST(RingBackground, OnePhotonTracesAreFarBetterWithTheRingThanWithTheLowRankBac
 // the traces correlate 0.998, so the background model was the limit, not the footprints. Before
 // the initialisation refined its components on the movie without the ring background (ring at 1.5
 // diameters): F1 0.865 / 0.842 / 0.824 / 0.919, trace correlation 0.860 / 0.867 / 0.809 / 0.927.
+// Session 14 (the fast path's baseline falls faster while most recent frames are below it, for
+// bleaching): trace correlation 0.972 / 0.960 / 0.950 / 0.979 (seed 3 at the target).
 TEST(RingBackground, OnePhotonMoviesEndToEndAcrossSeeds) {
   double f1 = 0, corr = 0, cosine = 0;
   const int seeds = 4;

@@ -105,6 +105,77 @@ stream { id: "dec" overload: BLOCK
   }
 }
 
+// Adds the lanes the publisher sends beside the values: "spikes" and "dff" (as the online CNMF
+// stage does), each frame's entries derived from its seq.
+class SpikesAndDffStage : public Stage {
+ public:
+  using Stage::Stage;
+
+ protected:
+  StreamSpec do_start(const StreamSpec& in, const StageContext&) override {
+    StreamSpec out = in;
+    spikes_ = out.add_lane("spikes", 3);
+    dff_ = out.add_lane("dff", 3);
+    return out;
+  }
+  void do_process(Frame& f) override {
+    Lane& s = f.lane(spikes_);
+    Lane& d = f.lane(dff_);
+    for (int i = 0; i < 3; ++i) {
+      s.data[i] = static_cast<float>(f.header.seq) + 0.25f * static_cast<float>(i);
+      d.data[i] = -static_cast<float>(f.header.seq) - 0.5f * static_cast<float>(i);
+    }
+    s.size = d.size = 3;
+  }
+
+ private:
+  int spikes_ = -1, dff_ = -1;
+};
+RTNMF_REGISTER_STAGE("test_spikes_dff", "test only", SpikesAndDffStage);
+
+TEST(ZmqLoopback, SpikesAndDffLanesArePublishedWithTheValues) {
+  g_gate_open = false;
+  Pipeline p(parse_pipeline(R"(
+publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" stats_interval_s: 0.02 }
+stream { id: "lanes" overload: BLOCK
+  source { max_frames: 50 plugin { values { key: "type" value: "test_gated" } } }
+  stage { type: "test_spikes_dff" } })",
+                            "lanes.pbtxt"));
+  p.start();
+  zmq::context_t ctx(1);
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::rcvtimeo, 100);
+  sub.set(zmq::sockopt::subscribe, "");
+  sub.connect(p.endpoint());
+  ASSERT_TRUE(test::wait_for([&] {
+    zmq::message_t t, b;
+    if (!sub.recv(t) || !t.more() || !sub.recv(b)) return false;
+    return t.to_string() == "stats";
+  }, 20));
+  g_gate_open = true;
+  ASSERT_TRUE(p.wait(30'000'000'000));
+  p.join();
+  std::size_t n = 0;
+  for (;;) {
+    zmq::message_t t, b;
+    if (!sub.recv(t)) break;
+    ASSERT_TRUE(sub.recv(b));
+    if (t.to_string() != "act/lanes") continue;
+    v1::Activations act;
+    ASSERT_TRUE(act.ParseFromArray(b.data(), static_cast<int>(b.size())));
+    ASSERT_EQ(act.values_size(), 3);
+    ASSERT_EQ(act.spikes_size(), 3);
+    ASSERT_EQ(act.dff_size(), 3);
+    const float seq = static_cast<float>(act.seq());
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(act.spikes(i), seq + 0.25f * static_cast<float>(i));
+      EXPECT_EQ(act.dff(i), -seq - 0.5f * static_cast<float>(i));
+    }
+    ++n;
+  }
+  EXPECT_EQ(n, 50u);
+}
+
 TEST(ZmqLoopback, EverySeqArrivesUnderBlockAtAModerateRate) {
   constexpr std::uint64_t kFrames = 2000;
   g_gate_open = false;

@@ -27,6 +27,8 @@ each pair's "found" is the result file's column (the /footprints column and /tra
 
   --min-iou J          mask overlap needed for a match (0.3)
   --skip N             ignore the first N frames in trace and spike figures (0)
+  --traces DATASET     the result's K x T dataset correlated with the true traces (/traces;
+                       /dff: dF/F, which bleaching does not fade; /raw_traces)
   --spike-tolerance N  frames (2)
   --spike-threshold F  count s > F * max(s) of each component as a spike (0: every reported spike)
   --out FILE.json      also write the JSON there
@@ -37,7 +39,8 @@ Synergies / assemblies: when TRUTH.h5 holds /truth/synergies the arguments go to
 
 int score_imaging_cmd(const std::vector<std::string>& args) {
   ArgParser p(args, {});
-  p.check_known({"truth", "result", "min-iou", "skip", "spike-tolerance", "spike-threshold", "out", "min-f1"});
+  p.check_known({"truth", "result", "min-iou", "skip", "traces", "spike-tolerance", "spike-threshold", "out",
+                 "min-f1"});
   std::string result = p.get("result");
   if (result.empty()) {
     if (p.positionals().size() != 1) throw UsageError("expected one RESULT.h5");
@@ -46,7 +49,10 @@ int score_imaging_cmd(const std::vector<std::string>& args) {
   sim::CalciumTruth truth = sim::read_calcium_truth(p.get("truth"));
   io::h5::File rf = io::h5::File::open(result);
   Eigen::SparseMatrix<float> fa = io::read_csc(rf, "/footprints");
-  Eigen::MatrixXf fc = rf.exists("/traces") ? rf.read_matrix<float>("/traces") : Eigen::MatrixXf();
+  std::string traces = p.get("traces", "/traces");
+  if (!traces.empty() && traces[0] != '/') traces.insert(traces.begin(), '/');
+  if (p.has("traces") && !rf.exists(traces)) throw UsageError(result + ": no dataset " + traces + " (--traces)");
+  Eigen::MatrixXf fc = rf.exists(traces) ? rf.read_matrix<float>(traces) : Eigen::MatrixXf();
   Eigen::MatrixXf fs = rf.exists("/spikes") ? rf.read_matrix<float>("/spikes") : Eigen::MatrixXf();
   // Keep the columns with a footprint (and the matching trace rows).
   std::vector<int> keep;
