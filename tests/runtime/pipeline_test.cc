@@ -396,6 +396,25 @@ TEST(Pipeline, RealtimePriorityOutOfRangeIsAConfigError) {
 namespace rtnmf {
 namespace {
 
+// trigger.lane names a lane an earlier stage makes; any other name fails the start and says
+// which lanes there are.
+TEST(Pipeline, ATriggerOnALaneNoStageMakesFailsWithTheLanesThereAre) {
+  Pipeline p(parse_pipeline(R"(
+publisher { disabled: true }
+stream { id: "s0" source { synthetic { kind: EMG channels: 8 block_samples: 4 } }
+  stage { type: "trigger" trigger { lane: "dff" component: 0 } } })",
+                            "t.pbtxt"));
+  try {
+    p.start();
+    FAIL() << "started";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "stream 's0': stage 'trigger' (trigger): trigger.lane 'dff' is not made by the "
+                 "stages before it (they make no lanes)");
+  }
+  EXPECT_FALSE(p.started());
+}
+
 TEST(Pipeline, AStageThatCannotStartFailsStartWithItsNameAndLeavesNothingRunning) {
   Pipeline p(parse_pipeline(R"(
 publisher { disabled: true }

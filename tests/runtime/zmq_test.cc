@@ -123,7 +123,7 @@ class SpikesAndDffStage : public Stage {
     Lane& d = f.lane(dff_);
     for (int i = 0; i < 3; ++i) {
       s.data[i] = static_cast<float>(f.header.seq) + 0.25f * static_cast<float>(i);
-      d.data[i] = -static_cast<float>(f.header.seq) - 0.5f * static_cast<float>(i);
+      d.data[i] = 0.5f * static_cast<float>(f.header.seq) - static_cast<float>(i);
     }
     s.size = d.size = 3;
   }
@@ -133,13 +133,15 @@ class SpikesAndDffStage : public Stage {
 };
 RTNMF_REGISTER_STAGE("test_spikes_dff", "test only", SpikesAndDffStage);
 
+// ... and a trigger on the dff lane (trigger.lane) fires where that lane crosses its threshold.
 TEST(ZmqLoopback, SpikesAndDffLanesArePublishedWithTheValues) {
   g_gate_open = false;
   Pipeline p(parse_pipeline(R"(
 publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" stats_interval_s: 0.02 }
 stream { id: "lanes" overload: BLOCK
   source { max_frames: 50 plugin { values { key: "type" value: "test_gated" } } }
-  stage { type: "test_spikes_dff" } })",
+  stage { type: "test_spikes_dff" }
+  stage { type: "trigger" trigger { lane: "dff" component: 1 threshold: 9.5 } } })",
                             "lanes.pbtxt"));
   p.start();
   zmq::context_t ctx(1);
@@ -156,10 +158,17 @@ stream { id: "lanes" overload: BLOCK
   ASSERT_TRUE(p.wait(30'000'000'000));
   p.join();
   std::size_t n = 0;
+  std::vector<v1::Event> events;
   for (;;) {
     zmq::message_t t, b;
     if (!sub.recv(t)) break;
     ASSERT_TRUE(sub.recv(b));
+    if (t.to_string() == "event/lanes") {
+      v1::Event ev;
+      ASSERT_TRUE(ev.ParseFromArray(b.data(), static_cast<int>(b.size())));
+      events.push_back(ev);
+      continue;
+    }
     if (t.to_string() != "act/lanes") continue;
     v1::Activations act;
     ASSERT_TRUE(act.ParseFromArray(b.data(), static_cast<int>(b.size())));
@@ -169,11 +178,16 @@ stream { id: "lanes" overload: BLOCK
     const float seq = static_cast<float>(act.seq());
     for (int i = 0; i < 3; ++i) {
       EXPECT_EQ(act.spikes(i), seq + 0.25f * static_cast<float>(i));
-      EXPECT_EQ(act.dff(i), -seq - 0.5f * static_cast<float>(i));
+      EXPECT_EQ(act.dff(i), 0.5f * seq - static_cast<float>(i));
     }
     ++n;
   }
   EXPECT_EQ(n, 50u);
+  // dff[1] = seq / 2 - 1 reaches 9.5 at seq 21: one event there, with that value.
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].seq(), 21u);
+  EXPECT_EQ(events[0].component(), 1u);
+  EXPECT_EQ(events[0].value(), 9.5f);
 }
 
 TEST(ZmqLoopback, EverySeqArrivesUnderBlockAtAModerateRate) {
