@@ -396,6 +396,18 @@ TEST(Pipeline, RealtimePriorityOutOfRangeIsAConfigError) {
 namespace rtnmf {
 namespace {
 
+// Starts a pipeline that must not start: the ConfigError's text ("" if it started), and the
+// pipeline left not started.
+std::string start_error(Pipeline& p) {
+  try {
+    p.start();
+  } catch (const ConfigError& e) {
+    EXPECT_FALSE(p.started());
+    return e.what();
+  }
+  return "";
+}
+
 // trigger.lane names a lane an earlier stage makes; any other name fails the start and says
 // which lanes there are.
 TEST(Pipeline, ATriggerOnALaneNoStageMakesFailsWithTheLanesThereAre) {
@@ -404,15 +416,19 @@ publisher { disabled: true }
 stream { id: "s0" source { synthetic { kind: EMG channels: 8 block_samples: 4 } }
   stage { type: "trigger" trigger { lane: "dff" component: 0 } } })",
                             "t.pbtxt"));
-  try {
-    p.start();
-    FAIL() << "started";
-  } catch (const ConfigError& e) {
-    EXPECT_STREQ(e.what(),
-                 "stream 's0': stage 'trigger' (trigger): trigger.lane 'dff' is not made by the "
-                 "stages before it (they make no lanes)");
-  }
-  EXPECT_FALSE(p.started());
+  EXPECT_EQ(start_error(p),
+            "stream 's0': stage 'trigger' (trigger): trigger.lane 'dff' is not made by the stages "
+            "before it (they make no lanes)");
+  // A trigger makes the lane "event": the second one's error lists it.
+  Pipeline q(parse_pipeline(R"(
+publisher { disabled: true }
+stream { id: "s0" source { synthetic { kind: EMG channels: 8 block_samples: 4 } }
+  stage { type: "trigger" name: "first" trigger { component: 0 } }
+  stage { type: "trigger" name: "second" trigger { lane: "dff" component: 0 } } })",
+                            "t.pbtxt"));
+  EXPECT_EQ(start_error(q),
+            "stream 's0': stage 'second' (trigger): trigger.lane 'dff' is not made by the stages "
+            "before it (lanes: event)");
 }
 
 TEST(Pipeline, AStageThatCannotStartFailsStartWithItsNameAndLeavesNothingRunning) {
@@ -422,15 +438,9 @@ stream { id: "s0" source { synthetic { kind: EMG channels: 8 block_samples: 4 } 
   stage { type: "test_dummy_model" }
   stage { type: "trigger" trigger { component: 9 } } })",
                             "t.pbtxt"));
-  try {
-    p.start();
-    FAIL() << "started";
-  } catch (const ConfigError& e) {
-    EXPECT_STREQ(e.what(),
-                 "stream 's0': stage 'trigger' (trigger): trigger.component 9 is out of range "
-                 "(the stream has 8 components per time step)");
-  }
-  EXPECT_FALSE(p.started());
+  EXPECT_EQ(start_error(p),
+            "stream 's0': stage 'trigger' (trigger): trigger.component 9 is out of range "
+            "(the stream has 8 components per time step)");
   // The dummy model's slow-path thread was stopped: destroying the pipeline must not hang or
   // terminate on a joinable thread.
 }

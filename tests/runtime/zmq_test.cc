@@ -4,6 +4,9 @@
 
 #include <atomic>
 #include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
 #include <zmq.hpp>
 
 #include "engine/runtime/pacer.h"
@@ -65,36 +68,50 @@ class OddFramesEmptyStage : public Stage {
 };
 RTNMF_REGISTER_STAGE("test_odd_empty", "test only", OddFramesEmptyStage);
 
-TEST(ZmqLoopback, FramesWithNoTimeStepAreNotPublished) {
+// Runs a pipeline of test_gated frames to its end with a subscriber that joined before the first
+// frame (the gate opens once a stats message has arrived), and returns every (topic, body) the
+// subscriber received.
+std::vector<std::pair<std::string, std::string>> run_gated(const std::string& text, const std::string& name) {
   g_gate_open = false;
-  Pipeline p(parse_pipeline(R"(
-publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" stats_interval_s: 0.02 }
-stream { id: "dec" overload: BLOCK
-  source { max_frames: 200 plugin { values { key: "type" value: "test_gated" } } }
-  stage { type: "test_odd_empty" } })",
-                            "dec.pbtxt"));
+  Pipeline p(parse_pipeline(text, name));
   p.start();
   zmq::context_t ctx(1);
   zmq::socket_t sub(ctx, zmq::socket_type::sub);
   sub.set(zmq::sockopt::rcvtimeo, 100);
   sub.set(zmq::sockopt::subscribe, "");
   sub.connect(p.endpoint());
-  ASSERT_TRUE(test::wait_for([&] {
+  const bool joined = test::wait_for([&] {
     zmq::message_t t, b;
     if (!sub.recv(t) || !t.more() || !sub.recv(b)) return false;
     return t.to_string() == "stats";
-  }, 20));
+  }, 20);
+  EXPECT_TRUE(joined);
   g_gate_open = true;
-  ASSERT_TRUE(p.wait(30'000'000'000));
+  EXPECT_TRUE(p.wait(30'000'000'000));
   p.join();
-  std::vector<std::uint64_t> seqs, message_seqs;
+  std::vector<std::pair<std::string, std::string>> got;
   for (;;) {
     zmq::message_t t, b;
     if (!sub.recv(t)) break;
-    ASSERT_TRUE(sub.recv(b));
-    if (t.to_string() != "act/dec") continue;
+    EXPECT_TRUE(t.more());
+    if (!sub.recv(b)) break;
+    got.emplace_back(t.to_string(), b.to_string());
+  }
+  return got;
+}
+
+TEST(ZmqLoopback, FramesWithNoTimeStepAreNotPublished) {
+  const auto got = run_gated(R"(
+publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" stats_interval_s: 0.02 }
+stream { id: "dec" overload: BLOCK
+  source { max_frames: 200 plugin { values { key: "type" value: "test_gated" } } }
+  stage { type: "test_odd_empty" } })",
+                             "dec.pbtxt");
+  std::vector<std::uint64_t> seqs, message_seqs;
+  for (const auto& [topic, body] : got) {
+    if (topic != "act/dec") continue;
     v1::Activations act;
-    ASSERT_TRUE(act.ParseFromArray(b.data(), static_cast<int>(b.size())));
+    ASSERT_TRUE(act.ParseFromString(body));
     seqs.push_back(act.seq());
     message_seqs.push_back(act.message_seq());
   }
@@ -135,43 +152,25 @@ RTNMF_REGISTER_STAGE("test_spikes_dff", "test only", SpikesAndDffStage);
 
 // ... and a trigger on the dff lane (trigger.lane) fires where that lane crosses its threshold.
 TEST(ZmqLoopback, SpikesAndDffLanesArePublishedWithTheValues) {
-  g_gate_open = false;
-  Pipeline p(parse_pipeline(R"(
+  const auto got = run_gated(R"(
 publisher { endpoint: "tcp://127.0.0.1:*" control_endpoint: "none" stats_interval_s: 0.02 }
 stream { id: "lanes" overload: BLOCK
   source { max_frames: 50 plugin { values { key: "type" value: "test_gated" } } }
   stage { type: "test_spikes_dff" }
   stage { type: "trigger" trigger { lane: "dff" component: 1 threshold: 9.5 } } })",
-                            "lanes.pbtxt"));
-  p.start();
-  zmq::context_t ctx(1);
-  zmq::socket_t sub(ctx, zmq::socket_type::sub);
-  sub.set(zmq::sockopt::rcvtimeo, 100);
-  sub.set(zmq::sockopt::subscribe, "");
-  sub.connect(p.endpoint());
-  ASSERT_TRUE(test::wait_for([&] {
-    zmq::message_t t, b;
-    if (!sub.recv(t) || !t.more() || !sub.recv(b)) return false;
-    return t.to_string() == "stats";
-  }, 20));
-  g_gate_open = true;
-  ASSERT_TRUE(p.wait(30'000'000'000));
-  p.join();
+                             "lanes.pbtxt");
   std::size_t n = 0;
   std::vector<v1::Event> events;
-  for (;;) {
-    zmq::message_t t, b;
-    if (!sub.recv(t)) break;
-    ASSERT_TRUE(sub.recv(b));
-    if (t.to_string() == "event/lanes") {
+  for (const auto& [topic, body] : got) {
+    if (topic == "event/lanes") {
       v1::Event ev;
-      ASSERT_TRUE(ev.ParseFromArray(b.data(), static_cast<int>(b.size())));
+      ASSERT_TRUE(ev.ParseFromString(body));
       events.push_back(ev);
       continue;
     }
-    if (t.to_string() != "act/lanes") continue;
+    if (topic != "act/lanes") continue;
     v1::Activations act;
-    ASSERT_TRUE(act.ParseFromArray(b.data(), static_cast<int>(b.size())));
+    ASSERT_TRUE(act.ParseFromString(body));
     ASSERT_EQ(act.values_size(), 3);
     ASSERT_EQ(act.spikes_size(), 3);
     ASSERT_EQ(act.dff_size(), 3);
