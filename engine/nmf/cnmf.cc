@@ -4,6 +4,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -220,6 +221,7 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
   out_.background = Eigen::VectorXf::Zero(std::max(nb_, 0));
   out_.dff = Eigen::VectorXf::Zero(kmax_);
   f_smooth_ = Eigen::VectorXf::Zero(std::max(nb_, 0));
+  ring_under_ = Eigen::VectorXf::Constant(kmax_, std::numeric_limits<float>::quiet_NaN());
   f_alpha_ = static_cast<float>(1.0 / std::max(1.0, kDffBackgroundTauS * options.frame_rate_hz));
   const Eigen::Index P = static_cast<Eigen::Index>(options.height) * options.width;
   ring_z_ = Eigen::VectorXf::Zero(options.ring_radius > 0 ? P : 0);
@@ -276,6 +278,7 @@ void CnmfTracker::set_model(const CnmfModel* model) {
       x_(i) = x_(from);
       baseline_(i) = baseline_(from);
       baseline_below_(i) = baseline_below_(from);
+      ring_under_(i) = ring_under_(from);
       oasis_.move(from, i);
       if (oasis_.g(i) != g || oasis_.g2(i) != g2) oasis_.reset_trace(i, g, s_min, 0.0f, g2);
       else oasis_.set_params(i, g, s_min, 0.0f, g2);
@@ -283,6 +286,7 @@ void CnmfTracker::set_model(const CnmfModel* model) {
       x_(i) = 0;
       baseline_(i) = model->baseline(i);
       baseline_below_(i) = kBaselineQuantile;
+      ring_under_(i) = std::numeric_limits<float>::quiet_NaN();
       oasis_.reset_trace(i, g, s_min, 0.0f, g2);
     }
     baseline_scale_(i) = std::max(model->noise(i), 1e-6f);
@@ -361,8 +365,26 @@ void CnmfTracker::process(const float* frame) {
   oasis_.update_first(K, y_in_, c_out_, s_out_);
   out_.denoised.head(K) = c_out_.head(K);
   for (int b = 0; b < nb_; ++b) f_smooth_(b) += (t_ == 0 ? 1.0f : f_alpha_) * (x_(K + b) - f_smooth_(b));
-  const float* f = nb_ > 0 ? f_smooth_.data() : nullptr;
-  for (int i = 0; i < K; ++i) out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), f);
+  if (m.ring.active()) {
+    // The ring's background under each footprint follows bleaching (b0 alone would not).
+    const float* fv = m.footprints.valuePtr();
+    const int* fi = m.footprints.innerIndexPtr();
+    const int* fp = m.footprints.outerIndexPtr();
+    for (int i = 0; i < K; ++i) {
+      float num = 0, den = 0;
+      for (int q = fp[i]; q < fp[i + 1]; ++q) {
+        num += fv[q] * (frame[fi[q]] - ring_z_(fi[q]));
+        den += fv[q] * fv[q];
+      }
+      const float u = den > 0 ? num / den : 0.0f;
+      float& r = ring_under_(i);
+      r = std::isnan(r) ? u : r + f_alpha_ * (u - r);
+      out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), &r);
+    }
+  } else {
+    const float* f = nb_ > 0 ? f_smooth_.data() : nullptr;
+    for (int i = 0; i < K; ++i) out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), f);
+  }
   const float thr = options_.spike_threshold_sigma;
   for (int i = 0; i < K; ++i) out_.spikes(i) = s_out_(i) >= thr * baseline_scale_(i) ? s_out_(i) : 0.0f;
   ++t_;

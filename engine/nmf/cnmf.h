@@ -118,7 +118,8 @@ struct CnmfModel {
   Eigen::VectorXf noise;                  // noise sd of each neuron's raw trace
   // The background under each footprint in trace units (its least-squares coefficient on the
   // footprint), for dF/F's resting fluorescence: K x nb, (a_kᵀ b_j) / (a_kᵀ a_k), times f(t);
-  // for the ring model (nb = 0) K x 1, (a_kᵀ b0) / (a_kᵀ a_k), its constant baseline only.
+  // for the ring model (nb = 0) K x 1, (a_kᵀ b0) / (a_kᵀ a_k), its constant baseline only (the
+  // tracker uses the ring's per-frame estimate instead; this serves the initialisation's frames).
   // Set by finalize().
   Eigen::MatrixXf background_under;
   std::vector<std::uint64_t> ids;         // stable component ids, ascending
@@ -216,14 +217,16 @@ struct CnmfFrameOutput {
 
 // dF/F's denominator for neuron k of model m: its running baseline plus the background under its
 // footprint (m.background_under times background activations f, nb of them, averaged over
-// kDffBackgroundTauS; the ring model's constant part when nb = 0), floored at the neuron's noise sd so that a baseline near
+// kDffBackgroundTauS; for the ring model (nb = 0) `f` points at this component's averaged
+// background under the footprint, or is null for the constant part b0), floored at the neuron's noise sd so that a baseline near
 // zero cannot blow dF/F up. As CaImAn's detrend_df_f divides by the baseline of C plus the
 // background projected on A; both follow bleaching, so dF/F does not fade with it.
 inline float resting_fluorescence(const CnmfModel& m, int k, float baseline, const float* f) {
   float f0 = baseline;
   if (m.background_under.rows() == m.k()) {
     if (m.nb() == 0) {
-      if (m.background_under.cols() > 0) f0 += m.background_under(k, 0);
+      if (f) f0 += *f;
+      else if (m.background_under.cols() > 0) f0 += m.background_under(k, 0);
     } else {
       for (int j = 0; j < m.nb(); ++j) f0 += m.background_under(k, j) * f[j];
     }
@@ -259,6 +262,11 @@ class CnmfTracker {
   // which sets the multiplier of its downward step (above kBaselineFallFraction).
   Eigen::VectorXf baseline_below_;
   Eigen::VectorXf f_smooth_;  // nb: background activations averaged over kDffBackgroundTauS
+  // Ring model: each component's background under its footprint, a_kᵀ(y − z) / a_kᵀa_k with
+  // z = (I − W)(y − b0) (so y − z = b0 + W(y − b0), the ring's background estimate, less the
+  // part of it that is the components' own activity through the ring), averaged over
+  // kDffBackgroundTauS; NaN until a component's first frame.
+  Eigen::VectorXf ring_under_;
   float f_alpha_ = 1.0f;
   Eigen::VectorXf y_in_, c_out_, s_out_;
   std::vector<std::uint64_t> ids_;     // ids of the current slots
