@@ -89,5 +89,19 @@ def sigint_stops_cleanly(rtnmf, proto_dir, tag):
     print("SIGINT: clean stop with summary: OK")
 
 
+def check_format(proto_dir):
+    """`rtnmf_client sub` prints dF/F beside the values when a message carries it."""
+    pb = rtnmf_client._import_protos(proto_dir)
+    msg = pb.Activations(seq=7, t_received_ns=1000)
+    msg.values.extend([1.0, 2.5])
+    line = rtnmf_client.format_activations("act/cam", msg, 3000)
+    assert line == "act/cam seq 7 latency 2 us values[2]: 1 2.5", line
+    msg.dff.extend([0.25, 0.5, 1.5])
+    line = rtnmf_client.format_activations("act/cam", msg, 3000)
+    assert line == "act/cam seq 7 latency 2 us values[2]: 1 2.5 dff[3]: 0.25 0.5 1.5", line
+    print("sub line with dF/F: OK")
+
+
 if __name__ == "__main__":
+    check_format(sys.argv[2])
     main()

@@ -139,14 +139,22 @@ class Control:
         return self._call(cmd)
 
 
+def format_activations(topic, msg, t_ns):
+    """One line for an Activations message received at t_ns (CLOCK_MONOTONIC): seq, latency,
+    the first values and, when the pipeline makes them (calcium imaging), the first dF/F."""
+    lat_us = (t_ns - msg.t_received_ns) / 1e3
+    line = "%s seq %d latency %.0f us values[%d]: %s" % (
+        topic, msg.seq, lat_us, len(msg.values), " ".join("%.3g" % v for v in list(msg.values)[:6]))
+    if len(msg.dff):
+        line += " dff[%d]: %s" % (len(msg.dff), " ".join("%.3g" % v for v in list(msg.dff)[:6]))
+    return line
+
+
 def _cmd_sub(a):
     sub = Subscriber(a.endpoint, a.topic, a.proto_dir)
     for topic, msg, t in sub.messages(a.count, a.seconds):
         if topic.startswith("act/"):
-            lat_us = (t - msg.t_received_ns) / 1e3
-            vals = " ".join("%.3g" % v for v in list(msg.values)[:6])
-            print("%s seq %d latency %.0f us values[%d]: %s" % (topic, msg.seq, lat_us,
-                                                                 len(msg.values), vals))
+            print(format_activations(topic, msg, t))
         elif topic == "stats":
             for s in msg.streams:
                 print("stats %s: in %d processed %d dropped %d rejected %d" % (
@@ -170,7 +178,7 @@ def _cmd_plot(a):
     lines = None
     last = time.monotonic()
     for _, msg, _ in sub.messages(seconds=a.seconds):
-        hist.append(list(msg.values)[:a.components])
+        hist.append(list(msg.dff if a.dff else msg.values)[:a.components])
         if time.monotonic() - last < 0.1 or not hist:
             continue
         last = time.monotonic()
@@ -214,6 +222,7 @@ def main(argv=None):
     s.add_argument("endpoint")
     s.add_argument("--stream", required=True)
     s.add_argument("--components", type=int, default=8)
+    s.add_argument("--dff", action="store_true", help="plot dF/F (calcium imaging) instead of the values")
     s.add_argument("--window", type=int, default=500)
     s.add_argument("--seconds", type=float, default=0)
     s = sp.add_parser("control", help="send a control command")
