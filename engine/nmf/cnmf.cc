@@ -33,12 +33,14 @@ void finalize_ring(CnmfModel& m) {
   m.gram = footprint_gram(m.ring_footprints);  // as finalize() does for A
   const int K = m.k();
   m.background_under = Eigen::MatrixXf::Zero(K, 1);
+  m.footprint_norm2 = Eigen::VectorXf::Zero(K);
   for (int k = 0; k < K; ++k) {
     float ab = 0, aa = 0;
     for (Eigen::SparseMatrix<float>::InnerIterator it(m.footprints, k); it; ++it) {
       if (m.ring.b0.size() > it.row()) ab += it.value() * m.ring.b0(it.row());
       aa += it.value() * it.value();
     }
+    m.footprint_norm2(k) = aa;
     m.background_under(k, 0) = aa > 0 ? ab / aa : 0.0f;
   }
   m.gram_sparse = m.gram.sparseView(0.0f, 0.0f);
@@ -370,20 +372,20 @@ void CnmfTracker::process(const float* frame) {
     const float* fv = m.footprints.valuePtr();
     const int* fi = m.footprints.innerIndexPtr();
     const int* fp = m.footprints.outerIndexPtr();
+    const bool normed = m.footprint_norm2.size() == K;
     for (int i = 0; i < K; ++i) {
-      float num = 0, den = 0;
-      for (int q = fp[i]; q < fp[i + 1]; ++q) {
-        num += fv[q] * (frame[fi[q]] - ring_z_(fi[q]));
-        den += fv[q] * fv[q];
-      }
+      float num = 0;
+      for (int q = fp[i]; q < fp[i + 1]; ++q) num += fv[q] * (frame[fi[q]] - ring_z_(fi[q]));
+      const float den = normed ? m.footprint_norm2(i) : 0.0f;
       const float u = den > 0 ? num / den : 0.0f;
       float& r = ring_under_(i);
       r = std::isnan(r) ? u : r + f_alpha_ * (u - r);
-      out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), &r);
+      out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), r);
     }
   } else {
     const float* f = nb_ > 0 ? f_smooth_.data() : nullptr;
-    for (int i = 0; i < K; ++i) out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), f);
+    for (int i = 0; i < K; ++i)
+      out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), background_under_footprint(m, i, f));
   }
   const float thr = options_.spike_threshold_sigma;
   for (int i = 0; i < K; ++i) out_.spikes(i) = s_out_(i) >= thr * baseline_scale_(i) ? s_out_(i) : 0.0f;

@@ -122,6 +122,9 @@ struct CnmfModel {
   // tracker uses the ring's per-frame estimate instead; this serves the initialisation's frames).
   // Set by finalize().
   Eigen::MatrixXf background_under;
+  // a_kᵀ a_k per footprint, for ring models only (empty otherwise): the denominator of the
+  // tracker's per-frame background under each footprint, constant per model. Set by finalize().
+  Eigen::VectorXf footprint_norm2;
   std::vector<std::uint64_t> ids;         // stable component ids, ascending
   std::uint64_t next_id = 0;
   // Output slot of each component (row of the streamed K x T results), -1 = not recorded. A
@@ -215,23 +218,24 @@ struct CnmfFrameOutput {
   Eigen::VectorXf dff;
 };
 
+// The background under neuron k's footprint in trace units from m.background_under: with a
+// low-rank background (nb > 0) times the background activations `f` (nb of them, averaged over
+// kDffBackgroundTauS); for the ring model the constant part b0 (`f` unused; the tracker has the
+// ring's per-frame estimate instead). 0 when the model has none.
+inline float background_under_footprint(const CnmfModel& m, int k, const float* f) {
+  if (m.background_under.rows() != m.k()) return 0.0f;
+  if (m.nb() == 0) return m.background_under.cols() > 0 ? m.background_under(k, 0) : 0.0f;
+  float u = 0;
+  for (int j = 0; j < m.nb(); ++j) u += m.background_under(k, j) * f[j];
+  return u;
+}
+
 // dF/F's denominator for neuron k of model m: its running baseline plus the background under its
-// footprint (m.background_under times background activations f, nb of them, averaged over
-// kDffBackgroundTauS; for the ring model (nb = 0) `f` points at this component's averaged
-// background under the footprint, or is null for the constant part b0), floored at the neuron's noise sd so that a baseline near
-// zero cannot blow dF/F up. As CaImAn's detrend_df_f divides by the baseline of C plus the
-// background projected on A; both follow bleaching, so dF/F does not fade with it.
-inline float resting_fluorescence(const CnmfModel& m, int k, float baseline, const float* f) {
-  float f0 = baseline;
-  if (m.background_under.rows() == m.k()) {
-    if (m.nb() == 0) {
-      if (f) f0 += *f;
-      else if (m.background_under.cols() > 0) f0 += m.background_under(k, 0);
-    } else {
-      for (int j = 0; j < m.nb(); ++j) f0 += m.background_under(k, j) * f[j];
-    }
-  }
-  return std::max(f0, m.noise.size() > k ? m.noise(k) : 1e-6f);
+// footprint, floored at the neuron's noise sd so that a baseline near zero cannot blow dF/F up.
+// As CaImAn's detrend_df_f divides by the baseline of C plus the background projected on A; both
+// follow bleaching, so dF/F does not fade with it.
+inline float resting_fluorescence(const CnmfModel& m, int k, float baseline, float background) {
+  return std::max(baseline + background, m.noise.size() > k ? m.noise(k) : 1e-6f);
 }
 
 class CnmfTracker {
@@ -263,8 +267,8 @@ class CnmfTracker {
   Eigen::VectorXf baseline_below_;
   Eigen::VectorXf f_smooth_;  // nb: background activations averaged over kDffBackgroundTauS
   // Ring model: each component's background under its footprint, a_kᵀ(y − z) / a_kᵀa_k with
-  // z = (I − W)(y − b0) (so y − z = b0 + W(y − b0), the ring's background estimate, less the
-  // part of it that is the components' own activity through the ring), averaged over
+  // z = (I − W)(y − b0), so y − z = b0 + W(y − b0): the ring's background estimate plus W A c
+  // (the components' activity seen through the ring, mostly averaged away), averaged over
   // kDffBackgroundTauS; NaN until a component's first frame.
   Eigen::VectorXf ring_under_;
   float f_alpha_ = 1.0f;

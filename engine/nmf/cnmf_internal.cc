@@ -409,7 +409,6 @@ void CnmfModel::finalize() {
       for (Eigen::SparseMatrix<float>::InnerIterator it(footprints, k); it; ++it)
         for (int b = 0; b < B; ++b) atb(k, b) += it.value() * background(it.row(), b);
     gram.topRightCorner(K, B) = atb;
-    background_under = atb;
     for (int k = 0; k < K; ++k) {
       const float n2 = gram(k, k);
       background_under.row(k) = n2 > 0 ? Eigen::RowVectorXf(atb.row(k) / n2) : Eigen::RowVectorXf::Zero(B);

@@ -625,8 +625,9 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
       for (Eigen::Index t = 0; t < T0; ++t) {
         if (nb_ > 0) fs += alpha * (init_.background_traces.col(t) - fs);
         for (Eigen::Index k = 0; k < K0; ++k)
-          dff(k, t) = den(k, t) / nmf::resting_fluorescence(im, static_cast<int>(k), im.baseline(k),
-                                                            nb_ > 0 ? fs.data() : nullptr);
+          dff(k, t) = den(k, t) / nmf::resting_fluorescence(
+                                      im, static_cast<int>(k), im.baseline(k),
+                                      nmf::background_under_footprint(im, static_cast<int>(k), fs.data()));
       }
     }
     // Init components own slots 0..K0-1 (cnmf_initialize numbers them so).
