@@ -885,11 +885,12 @@ float estimate_soma_radius(const Eigen::SparseMatrix<float>& footprints, std::ui
 namespace {
 
 // `o` at the soma radius `est` when that is more than kRadiusTolerance off o.neuron_radius (to
-// the half pixel, at least 2 px, at most largest_neuron_radius), else `o` itself. A ring radius
-// that was the default for the old soma radius follows the new one.
+// the half pixel, at least 2 px, at most largest_neuron_radius and auto_radius_max), else `o`
+// itself. A ring radius that was the default for the old soma radius follows the new one.
 CnmfOptions at_estimated_radius(const CnmfOptions& o, float est) {
   if (est <= 0 || std::abs(est / o.neuron_radius - 1.0f) <= kRadiusTolerance) return o;
-  const float largest = std::floor(2.0f * largest_neuron_radius(o.height, o.width)) / 2.0f;
+  float largest = std::floor(2.0f * largest_neuron_radius(o.height, o.width)) / 2.0f;
+  if (o.auto_radius_max > 0) largest = std::min(largest, o.auto_radius_max);
   CnmfOptions o2 = o;
   o2.neuron_radius = std::clamp(std::round(2.0f * est) / 2.0f, 2.0f, std::max(2.0f, largest));
   if (o.ring_radius > 0 && o.ring_radius == default_ring_radius(o.neuron_radius))

@@ -52,7 +52,8 @@ stream {
 // Motion correction, then online CNMF with the CNMF-E ring background (radius 1.75 soma
 // radii, plus a constant baseline; the rank-4 low-rank background is used only for the
 // initialisation's first seeding, its refinement already works on the ring-free movie) and bigger
-// somata. Model lag as calcium-2p.
+// somata, checked against the data only downwards (auto_radius_max: proto/imaging.proto). Model
+// lag as calcium-2p.
 constexpr const char* kCalcium1p = R"pb(
 name: "calcium-1p"
 stream {
@@ -70,6 +71,8 @@ stream {
     name: "cnmf"
     imaging {
       neuron_radius: 7
+      auto_radius: true
+      auto_radius_max: 7
       background_components: 4
       ring_background: true
       init_frames: 300

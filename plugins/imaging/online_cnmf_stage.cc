@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <sstream>
 #include <ctime>
 
 #include "engine/io/h5.h"
@@ -110,6 +111,12 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   options_.frame_rate_hz = rate_hz_;
   if (p.neuron_radius() > 0) options_.neuron_radius = p.neuron_radius();
   options_.auto_radius = p.auto_radius();
+  if (p.auto_radius_max() < 0) {
+    std::ostringstream m;
+    m << where() << "auto_radius_max must be >= 0 (0: a quarter of the shorter frame side), got " << p.auto_radius_max();
+    throw ConfigError(m.str());
+  }
+  options_.auto_radius_max = p.auto_radius_max();
   if (p.background_components() > 0) options_.background_components = static_cast<int>(p.background_components());
   if (p.max_components() > 0) options_.max_components = static_cast<int>(p.max_components());
   if (p.min_pnr() > 0) options_.min_pnr = p.min_pnr();

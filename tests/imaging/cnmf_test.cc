@@ -302,6 +302,43 @@ TEST(CnmfInitialize, AutoRadiusInitialisesAgainAtTheSomaSizeOfTheData) {
   }
 }
 
+// auto_radius_max (calcium-1p: its neuron_radius): the radius may shrink to the data's somata but
+// not grow. Somata of radius ~8.5 with the cap at 5 keep the first run (the estimate is still
+// reported); somata of radius ~2.5 still get the second run at their size.
+TEST(CnmfInitialize, AutoRadiusMaxLetsTheRadiusShrinkButNotGrow) {
+  for (const float radius : {8.5f, 2.5f}) {
+    sim::CalciumSimOptions so;
+    so.height = 128;
+    so.width = 128;
+    so.frames = 300;
+    so.neurons = radius > 5 ? 16 : 40;
+    so.neuron_radius = radius;
+    so.firing_rate_hz = 1.0f;
+    so.seed = 6;
+    sim::CalciumSimulator simulator(so);
+    const Eigen::MatrixXf movie = render_movie(simulator);
+    CnmfOptions o = options_for(so);
+    o.auto_radius = true;
+    const CnmfInitResult free = cnmf_initialize(movie, o);
+    o.auto_radius_max = 5.0f;
+    const CnmfInitResult capped = cnmf_initialize(movie, o);
+    std::printf("somata radius %.1f: estimate %.2f; ran at %.1f without the cap, %.1f with it\n", radius,
+                capped.radius_estimate, free.neuron_radius, capped.neuron_radius);
+    EXPECT_EQ(capped.radius_estimate, free.radius_estimate);
+    if (radius > 5) {
+      EXPECT_GT(free.neuron_radius, 5.0f);
+      EXPECT_GT(capped.radius_estimate, 5.0f * (1 + kRadiusTolerance));
+      EXPECT_EQ(capped.neuron_radius, 5.0f);
+      o.auto_radius = false;
+      const CnmfInitResult fixed = cnmf_initialize(movie, o);
+      EXPECT_TRUE(Eigen::MatrixXf(capped.model.footprints) == Eigen::MatrixXf(fixed.model.footprints));
+    } else {
+      EXPECT_LT(capped.neuron_radius, 5.0f);
+      EXPECT_EQ(capped.neuron_radius, free.neuron_radius);
+    }
+  }
+}
+
 TEST(OnlineCnmf, FindsNeuronsMissedAtInitialisationInPatchesOnOneOrTwoThreads) {
   sim::CalciumSimOptions so = patch_search_field(1100, 60, 5);
   so.firing_rate_hz = 0.3f;

@@ -279,6 +279,10 @@ TEST(ImagingPipeline, OnePhotonPipelineUsesTheRingBackgroundAndFindsThePlantedNe
   io::h5::File f = io::h5::File::open(out);
   EXPECT_EQ(f.dims("/background/ring_baseline"), (io::h5::Dims{96 * 96}));
   EXPECT_FALSE(f.exists("/background/spatial"));
+  // Somata of the preset's radius 7: the size check (auto_radius, only downwards in calcium-1p)
+  // measures them and keeps the configured radius.
+  EXPECT_EQ(f.attr_double("/components", "neuron_radius"), 7.0);
+  EXPECT_GT(f.attr_double("/components", "neuron_radius_estimate"), 7.0 * (1 - nmf::kRadiusTolerance));
   sim::ImagingScore sc = score_result(f, simulator.truth(), 300);
   std::printf("calcium-1p: F1 %.3f cosine %.3f trace corr %.3f\n", sc.f1, sc.median_cosine,
               sc.median_trace_corr);
@@ -289,6 +293,14 @@ TEST(ImagingPipeline, OnePhotonPipelineUsesTheRingBackgroundAndFindsThePlantedNe
   EXPECT_GE(sc.f1, 0.9) << sc.to_json();
   EXPECT_GE(sc.median_cosine, 0.9) << sc.to_json();
   EXPECT_GE(sc.median_trace_corr, 0.95) << sc.to_json();
+  try {
+    replay(movie, temp_path("r1p_bad.h5"), false, "calcium-1p", true, false, {"cnmf.auto_radius_max=-1"});
+    ADD_FAILURE() << "a negative auto_radius_max was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("auto_radius_max must be >= 0 (0: a quarter of the shorter frame side), got -1"),
+              std::string::npos) << e.what();
+  }
+  std::filesystem::remove(temp_path("r1p_bad.h5"));
   std::filesystem::remove(movie);
   std::filesystem::remove(out);
 }

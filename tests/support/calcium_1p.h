@@ -16,6 +16,8 @@ inline nmf::CnmfOptions calcium_1p_options(std::uint32_t height, std::uint32_t w
   o.height = height;
   o.width = width;
   o.neuron_radius = 7;
+  o.auto_radius = true;  // sizes only down (auto_radius_max)
+  o.auto_radius_max = 7;
   o.background_components = 4;
   o.min_pnr = 8;
   o.min_corr = 0.6f;
