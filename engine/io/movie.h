@@ -50,7 +50,8 @@ struct MovieInfo {
   std::uint32_t height = 0;
   std::uint32_t width = 0;
   PixelType dtype = PixelType::kUint16;
-  double frame_rate_hz = 0;  // 0 = not recorded in the file
+  double frame_rate_hz = 0;  // 0 = not recorded in the file (volumetric: the volume rate)
+  std::uint32_t planes = 1;  // planes of a volumetric TIFF (the one read: MovieOptions::plane)
   std::string description;   // e.g. "ScanImage", "ImageJ", "BigTIFF", "HDF5 T x H x W"
 };
 
@@ -68,6 +69,9 @@ struct MovieOptions {
   bool raw_big_endian = false;
   // Multi-channel TIFFs (ImageJ "channels=N", ScanImage channelSave): which channel (0-based).
   std::uint32_t channel = 0;
+  // Volumetric TIFFs (ImageJ hyperstacks with "slices=N", ScanImage fast z): which plane
+  // (0-based). Each plane is a movie of its own, sampled once per volume (suite2p's nplanes).
+  std::uint32_t plane = 0;
   // Overrides the frame rate found in the file (0 = keep the file's).
   double frame_rate_hz = 0;
 };

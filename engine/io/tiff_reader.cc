@@ -56,6 +56,41 @@ std::uint32_t scanimage_channels(const std::string& text) {
   return n == 0 ? 1 : n;
 }
 
+// The value after "key = " in ScanImage header text ("SI.hFastZ.enable = true"), or "" when absent.
+std::string scanimage_value(const std::string& text, const std::string& key) {
+  const std::regex re(std::regex_replace(key, std::regex(R"([.])"), R"(\.)") + R"(\s*=\s*([^\r\n]*))");
+  std::smatch m;
+  return std::regex_search(text, m, re) ? std::string(m[1]) : std::string();
+}
+bool scanimage_true(const std::string& v) { return v.rfind("true", 0) == 0 || v.rfind("1", 0) == 0; }
+std::uint32_t scanimage_count(const std::string& v) {
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  return end != v.c_str() && n > 0 ? static_cast<std::uint32_t>(n) : 0;
+}
+
+// ScanImage volumetric (fast z) acquisitions: pages per volume (slices, plus flyback frames when
+// they were saved) and the slices among them. Planar files (fast z off; a slow z-stack is read as
+// pages in time, as before): {1, 1}. Keys of ScanImage 2015-2016 (SI.hFastZ.enable,
+// SI.hStackManager.numSlices) and 2020+ (SI.hStackManager.enable with stackMode 'fast',
+// actualNumSlices); flyback frames are in the file unless SI.hFastZ.discardFlybackFrames.
+struct Volume {
+  std::uint32_t pages = 1, slices = 1;
+};
+Volume scanimage_volume(const std::string& text) {
+  const bool fast = scanimage_true(scanimage_value(text, "SI.hFastZ.enable")) ||
+                    (scanimage_true(scanimage_value(text, "SI.hStackManager.enable")) &&
+                     scanimage_value(text, "SI.hStackManager.stackMode").find("fast") != std::string::npos);
+  if (!fast) return {};
+  std::uint32_t slices = scanimage_count(scanimage_value(text, "SI.hStackManager.actualNumSlices"));
+  if (slices == 0) slices = scanimage_count(scanimage_value(text, "SI.hStackManager.numSlices"));
+  if (slices == 0) return {};
+  const std::string discard = scanimage_value(text, "SI.hFastZ.discardFlybackFrames");
+  const std::uint32_t flyback = discard.empty() || scanimage_true(discard)
+                                    ? 0 : scanimage_count(scanimage_value(text, "SI.hFastZ.numDiscardFlybackFrames"));
+  return {slices + flyback, slices};
+}
+
 class TiffMovie final : public MovieReader {
  public:
   TiffMovie(const std::string& path, const MovieOptions& options) {
@@ -100,8 +135,15 @@ class TiffMovie final : public MovieReader {
       }
     }
     std::uint64_t pages = page_offsets_.size();
+    std::string plane_source;  // where the plane count came from, for the error text
     if (is_imagej) {
       channels_ = int_after(desc, "channels=", 1);
+      // Hyperstacks are stored channel fastest, then slice, then frame (czt). Slices are planes
+      // only beside frames= > 1: a plain stack (often a movie opened as an image sequence) says
+      // slices=N alone, and those are time points.
+      if (int_after(desc, "frames=", 1) > 1) volume_ = int_after(desc, "slices=", 1);
+      slices_ = volume_;
+      plane_source = "ImageJ slices=";
       const std::uint32_t images = int_after(desc, "images=", 1);
       // ImageJ stacks over 4 GB: one IFD, the other images follow contiguously.
       if (pages == 1 && images > 1 && !chain_broken_) {
@@ -110,14 +152,33 @@ class TiffMovie final : public MovieReader {
       }
     } else if (is_scanimage) {
       channels_ = scanimage_channels(text);
+      const Volume v = scanimage_volume(text);
+      volume_ = v.pages;
+      slices_ = v.slices;
+      plane_source = "ScanImage fast z";
+      if (v.slices > 1) {
+        // Each plane is sampled once per volume: the scan's frame rate is per page.
+        const std::string vr = scanimage_value(text, "SI.hRoiManager.scanVolumeRate");
+        const double volume_rate = vr.empty() ? 0.0 : std::strtod(vr.c_str(), nullptr);
+        info_.frame_rate_hz = volume_rate > 0 ? volume_rate : info_.frame_rate_hz / v.pages;
+      }
     }
     if (channels_ == 0) channels_ = 1;
+    if (volume_ == 0) volume_ = 1;
+    if (slices_ == 0 || slices_ > volume_) slices_ = volume_;
     if (options.channel >= channels_) {
       throw MovieError(path + ": channel " + std::to_string(options.channel) +
                        " requested but the file has " + std::to_string(channels_));
     }
+    if (options.plane >= slices_) {
+      throw MovieError(path + ": plane " + std::to_string(options.plane) + " requested but the file has " +
+                       std::to_string(slices_) + (slices_ == 1 ? " (not volumetric)" : " (" + plane_source + ")"));
+    }
     channel_ = options.channel;
-    info_.frames = static_cast<std::int64_t>(pages / channels_);
+    plane_ = options.plane;
+    info_.planes = slices_;
+    if (slices_ > 1) info_.description += ", " + std::to_string(slices_) + " planes";
+    info_.frames = static_cast<std::int64_t>(pages / (static_cast<std::uint64_t>(channels_) * volume_));
     if (chain_broken_) {
       // The first frame whose page could not be reached is damaged.
       damaged_at_ = info_.frames;
@@ -149,7 +210,7 @@ class TiffMovie final : public MovieReader {
                            std::to_string(info_.frames) + " frames)",
                        index);
     }
-    const std::uint64_t page = static_cast<std::uint64_t>(index) * channels_ + channel_;
+    const std::uint64_t page = (static_cast<std::uint64_t>(index) * volume_ + plane_) * channels_ + channel_;
     if (contiguous_) {
       read_contiguous(index, page, out);
       return;
@@ -342,6 +403,9 @@ class TiffMovie final : public MovieReader {
   std::string chain_error_;
   std::uint16_t bits_ = 8, sample_format_ = SAMPLEFORMAT_UINT;
   std::uint32_t channels_ = 1, channel_ = 0;
+  // Volumetric files: pages per volume and channel (slices, plus saved flyback frames), the
+  // slices among them, and the one read.
+  std::uint32_t volume_ = 1, slices_ = 1, plane_ = 0;
   std::vector<char> scratch_, tile_;
   // ImageJ contiguous layout
   bool contiguous_ = false, swap_ = false;

@@ -20,6 +20,7 @@ class ImagingFileSource : public Source {
     io::MovieOptions o;
     if (!c.hdf5_order().empty()) o.hdf5_order = c.hdf5_order();
     o.channel = c.channel();
+    o.plane = c.plane();
     o.raw_height = c.height();
     o.raw_width = c.width();
     if (!c.dtype().empty()) o.raw_dtype = c.dtype();

@@ -116,6 +116,114 @@ TEST(MovieReader, SelectsOneChannelOfInterleavedScanImageTiff) {
   fs::remove(path);
 }
 
+// Volumetric files: pages are channel fastest, then plane (with flyback frames where saved), then
+// volume. Each plane is a movie at the volume rate.
+TEST(MovieReader, SelectsOnePlaneOfVolumetricScanImageAndImageJFiles) {
+  std::vector<float> out(9);
+  {
+    // ScanImage 2016: fast z, 3 slices + 1 saved flyback frame, 2 channels; 5 volumes = 40 pages.
+    const std::string path = temp_path("si_fastz.tif");
+    TiffWriteOptions o;
+    o.software = "SI.hRoiManager.scanFrameRate = 30\nSI.hChannels.channelSave = [1;2]\n"
+                 "SI.hFastZ.enable = true\nSI.hFastZ.enableFieldCurveCorr = false\n"
+                 "SI.hFastZ.discardFlybackFrames = false\nSI.hFastZ.numDiscardFlybackFrames = 1\n"
+                 "SI.hStackManager.numSlices = 3\n";
+    write_tiff(path, 40, 3, 3, o);
+    MovieOptions mo;
+    mo.plane = 2;
+    mo.channel = 1;
+    auto m = open_movie(path, mo);
+    EXPECT_EQ(m->info().frames, 5);
+    EXPECT_EQ(m->info().planes, 3u);
+    EXPECT_DOUBLE_EQ(m->info().frame_rate_hz, 7.5);  // 30 pages/s over 4 pages per volume
+    EXPECT_NE(m->info().description.find("3 planes"), std::string::npos) << m->info().description;
+    for (int t = 0; t < 5; ++t) {
+      m->read_frame(t, out.data());
+      EXPECT_EQ(out, make_frame((t * 4 + 2) * 2 + 1, 3, 3)) << "volume " << t;
+    }
+    mo.plane = 3;  // the flyback frame is not a plane
+    try {
+      open_movie(path, mo);
+      ADD_FAILURE() << "plane 3 of 3 accepted";
+    } catch (const MovieError& e) {
+      EXPECT_EQ(std::string(e.what()), path + ": plane 3 requested but the file has 3 (ScanImage fast z)");
+    }
+    fs::remove(path);
+  }
+  {
+    // ScanImage 2020+: the stack manager's fast mode, flyback frames discarded (not in the file),
+    // the volume rate recorded.
+    const std::string path = temp_path("si2020_fastz.tif");
+    TiffWriteOptions o;
+    o.software = "SI.hRoiManager.scanFrameRate = 30\nSI.hRoiManager.scanVolumeRate = 9.5\n"
+                 "SI.hChannels.channelSave = 1\nSI.hStackManager.enable = true\n"
+                 "SI.hStackManager.stackMode = 'fast'\nSI.hStackManager.actualNumSlices = 3\n"
+                 "SI.hFastZ.discardFlybackFrames = true\nSI.hFastZ.numDiscardFlybackFrames = 2\n";
+    write_tiff(path, 12, 3, 3, o);
+    MovieOptions mo;
+    mo.plane = 1;
+    auto m = open_movie(path, mo);
+    EXPECT_EQ(m->info().frames, 4);
+    EXPECT_DOUBLE_EQ(m->info().frame_rate_hz, 9.5);
+    m->read_frame(3, out.data());
+    EXPECT_EQ(out, make_frame(3 * 3 + 1, 3, 3));
+    fs::remove(path);
+  }
+  {
+    // Fast z off: a planar recording, whatever numSlices says.
+    const std::string path = temp_path("si_planar.tif");
+    TiffWriteOptions o;
+    o.software = "SI.hRoiManager.scanFrameRate = 30\nSI.hFastZ.enable = false\nSI.hStackManager.numSlices = 5\n";
+    write_tiff(path, 10, 3, 3, o);
+    auto m = open_movie(path);
+    EXPECT_EQ(m->info().planes, 1u);
+    expect_frames(*m, 10, 3, 3);
+    MovieOptions mo;
+    mo.plane = 1;
+    try {
+      open_movie(path, mo);
+      ADD_FAILURE() << "a plane of a planar file accepted";
+    } catch (const MovieError& e) {
+      EXPECT_EQ(std::string(e.what()), path + ": plane 1 requested but the file has 1 (not volumetric)");
+    }
+    fs::remove(path);
+  }
+  {
+    // ImageJ hyperstack, 2 channels x 3 slices x 4 frames, stored czt.
+    const std::string path = temp_path("imagej_czt.tif");
+    TiffWriteOptions o;
+    o.description = "ImageJ=1.52p\nimages=24\nchannels=2\nslices=3\nframes=4\nhyperstack=true\nfinterval=0.1\n";
+    write_tiff(path, 24, 3, 3, o);
+    MovieOptions mo;
+    mo.plane = 2;
+    auto m = open_movie(path, mo);
+    EXPECT_EQ(m->info().frames, 4);
+    EXPECT_EQ(m->info().planes, 3u);
+    EXPECT_NEAR(m->info().frame_rate_hz, 10.0, 1e-9);
+    m->read_frame(1, out.data());
+    EXPECT_EQ(out, make_frame((1 * 3 + 2) * 2 + 0, 3, 3));
+    mo.plane = 3;
+    try {
+      open_movie(path, mo);
+      ADD_FAILURE() << "plane 3 of 3 accepted";
+    } catch (const MovieError& e) {
+      EXPECT_EQ(std::string(e.what()), path + ": plane 3 requested but the file has 3 (ImageJ slices=)");
+    }
+    fs::remove(path);
+  }
+  {
+    // A plain ImageJ stack (slices=N without frames=): the slices are the movie's frames.
+    const std::string path = temp_path("imagej_stack.tif");
+    TiffWriteOptions o;
+    o.description = "ImageJ=1.52p\nimages=6\nslices=6\nloop=false\n";
+    write_tiff(path, 6, 3, 3, o);
+    auto m = open_movie(path);
+    EXPECT_EQ(m->info().planes, 1u);
+    expect_frames(*m, 6, 3, 3);
+    fs::remove(path);
+  }
+}
+
 TEST(MovieReader, ReadsImageJHyperstackFrameInterval) {
   const std::string path = temp_path("imagej.tif");
   TiffWriteOptions o;
