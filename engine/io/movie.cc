@@ -1,11 +1,13 @@
 #include "engine/io/movie.h"
 
 #include <hdf5.h>
+#include <glob.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <regex>
 #include <vector>
 
@@ -322,7 +324,98 @@ class Hdf5Movie final : public MovieReader {
 
 }  // namespace
 
+namespace {
+
+// Several files read as one movie (open_movie with a directory or a pattern).
+class ConcatMovie final : public MovieReader {
+ public:
+  ConcatMovie(const std::string& spec, const std::vector<std::string>& paths, const std::string& dataset,
+              const MovieOptions& options) {
+    std::int64_t total = 0;
+    for (const std::string& p : paths) {
+      std::unique_ptr<MovieReader> m = open_movie(dataset.empty() ? p : p + ":" + dataset, options);
+      const MovieInfo& mi = m->info();
+      if (!parts_.empty() && (mi.height != info_.height || mi.width != info_.width)) {
+        throw MovieError(p + ": frames are " + std::to_string(mi.height) + "x" + std::to_string(mi.width) + ", " +
+                         paths.front() + "'s are " + std::to_string(info_.height) + "x" + std::to_string(info_.width));
+      }
+      if (parts_.empty()) info_ = mi;
+      starts_.push_back(total);
+      total += mi.frames;
+      const std::int64_t damaged = m->damaged_at();
+      const std::string message = m->damage_message();
+      parts_.push_back(std::move(m));
+      if (damaged >= 0) {
+        // This file ends the movie: frames after its damage are not reachable.
+        damaged_at_ = starts_.back() + damaged;
+        damage_message_ = in_movie(message, damaged_at_);
+        break;
+      }
+    }
+    info_.frames = total;
+    info_.path = spec;
+    info_.files = static_cast<std::uint32_t>(paths.size());
+    info_.description += ", " + std::to_string(paths.size()) + " files";
+  }
+
+  void read_frame(std::int64_t index, float* out) override {
+    if (index < 0 || index >= info_.frames) {
+      if (damaged_at_ >= 0 && index >= damaged_at_) throw MovieError(damage_message_, damaged_at_);
+      throw MovieError(info_.path + ": frame " + std::to_string(index) + " out of range (" +
+                           std::to_string(info_.frames) + " frames in " + std::to_string(info_.files) + " files)",
+                       index);
+    }
+    const std::size_t k = static_cast<std::size_t>(std::upper_bound(starts_.begin(), starts_.end(), index) - starts_.begin() - 1);
+    try {
+      parts_[k]->read_frame(index - starts_[k], out);
+    } catch (const MovieError& e) {
+      throw MovieError(in_movie(e.what(), index), index);
+    }
+  }
+
+ private:
+  std::string in_movie(const std::string& what, std::int64_t index) const {
+    return what + " (frame " + std::to_string(index) + " of the recording)";
+  }
+  std::vector<std::unique_ptr<MovieReader>> parts_;
+  std::vector<std::int64_t> starts_;  // the movie's index of each file's first frame
+};
+
+bool is_movie_file(const std::string& name) {
+  return ends_with(name, ".tif") || ends_with(name, ".tiff") || ends_with(name, ".btf") || ends_with(name, ".tf8") ||
+         ends_with(name, ".h5") || ends_with(name, ".hdf5");
+}
+
+}  // namespace
+
 std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOptions& options) {
+  {
+    // A directory or a pattern: the files in name order, as one movie.
+    std::string pattern = spec, dataset;
+    if (std::size_t colon = spec.rfind(":/"); colon != std::string::npos && colon > 0) {
+      pattern = spec.substr(0, colon);
+      dataset = spec.substr(colon + 1);
+    }
+    std::vector<std::string> files;
+    struct stat ds {};
+    const bool exists = ::stat(pattern.c_str(), &ds) == 0;  // "take[2].tif" is a file, not a pattern
+    if (!exists && pattern.find_first_of("*?[") != std::string::npos) {
+      glob_t g{};
+      const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);  // sorted by name
+      for (std::size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);
+      globfree(&g);
+      if (files.empty()) throw MovieError(pattern + ": no file matches");
+    } else if (exists && S_ISDIR(ds.st_mode)) {
+      for (const auto& e : std::filesystem::directory_iterator(pattern))
+        if (e.is_regular_file() && is_movie_file(e.path().filename().string())) files.push_back(e.path().string());
+      std::sort(files.begin(), files.end());
+      if (files.empty()) throw MovieError(pattern + ": directory holds no movie file (.tif, .tiff, .btf, .h5, .hdf5)");
+    }
+    if (files.size() > 1) {
+      return std::make_unique<ConcatMovie>(pattern, files, dataset, options);
+    }
+    if (files.size() == 1) return open_movie(dataset.empty() ? files[0] : files[0] + ":" + dataset, options);
+  }
   std::string path = spec, dataset;
   // "file.h5:/dataset" (a ':' followed by '/', so Windows-free POSIX paths stay intact).
   if (std::size_t colon = spec.rfind(":/"); colon != std::string::npos && colon > 0) {

@@ -53,6 +53,7 @@ struct MovieInfo {
   double frame_rate_hz = 0;  // 0 = not recorded in the file (volumetric: the volume rate)
   std::uint32_t planes = 1;  // planes of a volumetric TIFF (the one read: MovieOptions::plane)
   std::string description;   // e.g. "ScanImage", "ImageJ", "BigTIFF", "HDF5 T x H x W"
+  std::uint32_t files = 1;    // files the movie spans (a directory or a pattern)
 };
 
 // How to interpret a file. Everything has a default; only raw files need a shape.
@@ -91,6 +92,9 @@ class MovieReader {
   bool read_next(float* out);
   std::int64_t next_index() const { return next_; }
   void seek(std::int64_t index) { next_ = index; }
+  // The first frame found damaged at open (-1: none) and the error it gives.
+  std::int64_t damaged_at() const { return damaged_at_; }
+  const std::string& damage_message() const { return damage_message_; }
 
  protected:
   MovieInfo info_;
@@ -105,7 +109,13 @@ class MovieReader {
 
 // Opens a movie. `spec` is "file.tif" / "file.tiff" / "file.btf", "file.h5:/dataset" (or
 // "file.h5" with a single 3-d dataset), or a raw file ("*.raw", "*.bin", "*.dat", needs
-// raw_height/raw_width). Allocates; throws MovieError naming the file.
+// raw_height/raw_width). A recording split over several files (ScanImage writes one every
+// logFramesPerFile frames) is one movie: `spec` a directory (its TIFF / HDF5 files, in name
+// order) or a pattern with * ? [ (glob, in name order; "session_*.h5:/mov" applies the dataset
+// to each). The files must share the frame shape; the first one's rate and description hold;
+// frame i of the movie is frame i - (frames of the files before) of its file, and an error in a
+// file names that file, its frame and the movie's frame (a file damaged at its end ends the
+// movie there: later files are not reached). Allocates; throws MovieError naming the file.
 std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOptions& options = {});
 
 namespace detail {

@@ -424,6 +424,90 @@ TEST(MovieReader, DirectoryFirstTiffCutInsideTheLastPixelsNamesThatFrame) {
   fs::remove(path);
 }
 
+// A recording split over files (ScanImage's logFramesPerFile): a directory or a pattern is one
+// movie, the files in name order.
+TEST(MovieReader, ReadsARecordingSplitOverFilesAsOneMovie) {
+  const fs::path dir = temp_path("split");
+  fs::create_directories(dir);
+  const int counts[3] = {4, 5, 3};
+  auto write_part = [&](const std::string& name, int start, int n, int h, int w) {
+    TiffWriter wr((dir / name).string(), h, w, {});
+    for (int t = 0; t < n; ++t) wr.write_frame(make_frame(start + t, h, w).data());
+  };
+  write_part("rec_00001.tif", 0, counts[0], 6, 5);
+  write_part("rec_00002.tif", 4, counts[1], 6, 5);
+  write_part("rec_00003.tif", 9, counts[2], 6, 5);
+  std::ofstream(dir / "notes.txt") << "not a movie\n";
+  for (const std::string& spec : {dir.string(), (dir / "rec_*.tif").string()}) {
+    auto m = open_movie(spec);
+    EXPECT_EQ(m->info().files, 3u) << spec;
+    EXPECT_EQ(m->info().path, spec);
+    EXPECT_NE(m->info().description.find("3 files"), std::string::npos) << m->info().description;
+    expect_frames(*m, 12, 6, 5);
+    std::vector<float> out(30);
+    m->read_frame(9, out.data());  // the first frame of the third file
+    EXPECT_EQ(out, make_frame(9, 6, 5));
+  }
+  // One file matched: that file. A file whose name looks like a pattern is that file.
+  EXPECT_EQ(open_movie((dir / "rec_00002*").string())->info().frames, 5);
+  fs::copy_file(dir / "rec_00003.tif", dir / "take[1].tif");
+  EXPECT_EQ(open_movie((dir / "take[1].tif").string())->info().files, 1u);
+  fs::remove(dir / "take[1].tif");
+  try {
+    open_movie((dir / "nothing_*.tif").string());
+    ADD_FAILURE() << "an empty pattern accepted";
+  } catch (const MovieError& e) {
+    EXPECT_EQ(std::string(e.what()), (dir / "nothing_*.tif").string() + ": no file matches");
+  }
+  // A file of another frame shape is refused, naming both.
+  write_part("rec_00004.tif", 12, 2, 6, 6);
+  try {
+    open_movie(dir.string());
+    ADD_FAILURE() << "a file of another shape accepted";
+  } catch (const MovieError& e) {
+    EXPECT_EQ(std::string(e.what()), (dir / "rec_00004.tif").string() + ": frames are 6x6, " +
+                                         (dir / "rec_00001.tif").string() + "'s are 6x5");
+  }
+  fs::remove(dir / "rec_00004.tif");
+  // The second file cut inside its third frame: the movie ends there, the error names the file,
+  // its frame and the recording's; the frames before are read.
+  const fs::path second = dir / "rec_00002.tif";
+  fs::resize_file(second, 2 * (fs::file_size(second) / counts[1]) + 20);
+  auto m = open_movie(dir.string());
+  std::vector<float> out(30);
+  int good = 0;
+  try {
+    while (m->read_next(out.data())) {
+      EXPECT_EQ(out, make_frame(good, 6, 5));
+      ++good;
+    }
+    ADD_FAILURE() << "no error for the cut file";
+  } catch (const MovieError& e) {
+    EXPECT_EQ(e.frame_index(), good);
+    const std::string local = std::to_string(good - counts[0]);
+    EXPECT_EQ(std::string(e.what()).rfind(second.string() + ": frame " + local + ": ", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(frame " + std::to_string(good) + " of the recording)"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_GE(good, counts[0] + 1);
+  EXPECT_LE(good, counts[0] + 2);
+  fs::remove_all(dir);
+  // HDF5 files with the dataset named once for all.
+  const fs::path hdir = temp_path("split_h5");
+  fs::create_directories(hdir);
+  for (int part = 0; part < 2; ++part) {
+    std::vector<std::uint16_t> v(3 * 4 * 4);
+    for (int t = 0; t < 3; ++t)
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) v[(t * 4 + r) * 4 + c] = static_cast<std::uint16_t>(pixel_value(3 * part + t, r, c));
+    h5::File f = h5::File::create((hdir / ("part" + std::to_string(part) + ".h5")).string());
+    f.write<std::uint16_t>("/mov", v, {3, 4, 4});
+  }
+  auto h = open_movie((hdir / "part*.h5").string() + ":/mov");
+  expect_frames(*h, 6, 4, 4);
+  fs::remove_all(hdir);
+}
+
 TEST(MovieReader, ReadsHdf5InBothAxisOrders) {
   const int T = 5, H = 16, W = 12;
   std::vector<std::uint16_t> thw(T * H * W), hwt(T * H * W);

@@ -104,6 +104,9 @@ Replays a recorded file through a pipeline exactly as in live mode (same stages,
 published over ZeroMQ), except that no frame is ever dropped (overload BLOCK) and model updates
 take effect at fixed frames, so two replays give bit-identical results at any speed.
 INPUT fills the `path` of the pipeline's source (a TIFF/HDF5/raw movie, EDF/BDF/CSV, ...).
+A movie split over files is one input: a directory, or a quoted pattern ('run1_*.tif', in name
+order); --set source.channel=N / source.plane=N pick a channel / plane of multi-channel or
+volumetric TIFFs.
   --pipeline   built-in name (see below) or a *.pbtxt file
   --out        HDF5 result file (datasets depend on the pipeline; /timing/latency_ns always);
                default: the pipeline's `output`, none if empty
