@@ -129,6 +129,29 @@ def main():
     assert "results: " + out5 in r.stderr, r.stderr
     with h5py.File(out5, "r") as f:
         assert 200 < f["traces"].shape[1] < 300, f["traces"].shape
+    # a recording split over files: its directory (or a quoted pattern) is one input, the files in
+    # name order; the files as separate arguments (a pattern the shell expanded) are refused with
+    # the way to give them
+    parts = os.path.join(d, "parts")
+    os.mkdir(parts)
+    shutil.copy(movie, os.path.join(parts, "rec_00001.tif"))
+    r = run([rtnmf, "simulate", "calcium", "--out", os.path.join(parts, "rec_00002.tif"), "--truth",
+             os.path.join(d, "t2.h5"), "--height", "48", "--width", "48", "--frames", "120",
+             "--neurons", "5", "--seed", "4"])
+    assert r.returncode == 0, r.stderr
+    out6 = os.path.join(d, "parts.h5")
+    for spec in (parts, os.path.join(parts, "rec_*.tif")):
+        r = run([rtnmf, "replay", spec, "--pipeline", p3, "--out", out6, "--quiet"])
+        assert r.returncode == 0, r.stderr
+        assert "results: " + out6 + " (420 frames)" in r.stderr, r.stderr
+        with h5py.File(out6, "r") as f:
+            assert text(f.attrs["input"]) == spec and f["traces"].shape[1] == 420
+            # the first file's frames are the single-file replay's, bit for bit
+            assert np.array_equal(f["traces"][:first.shape[0], :300], first)
+    r = run([rtnmf, "replay", os.path.join(parts, "rec_00001.tif"), os.path.join(parts, "rec_00002.tif"),
+             "--pipeline", p3, "--out", out6, "--quiet"])
+    assert r.returncode != 0 and "expected one INPUT, got 2" in r.stderr and \
+        "a recording split over files is one INPUT: its directory, or the pattern in quotes" in r.stderr, r.stderr
     r = run([rtnmf, "replay", movie, "--pipeline", p3, "--passes", "2"])
     assert r.returncode != 0 and "--passes 2 needs --out" in r.stderr, r.stderr
     r = run([rtnmf, "replay", movie, "--pipeline", p3, "--out", out4, "--passes", "3"])

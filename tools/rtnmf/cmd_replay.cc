@@ -16,7 +16,15 @@ int replay_cmd(const std::vector<std::string>& args) {
   ArgParser p(args, {"quiet", "no-publish"});
   p.check_known({"pipeline", "out", "speed", "set", "quiet", "endpoint", "no-publish",
                  "rt-priority", "rt-cpus", "passes"});
-  if (p.positionals().size() != 1) throw UsageError("expected one INPUT file");
+  if (p.positionals().empty()) throw UsageError("expected one INPUT file");
+  if (p.positionals().size() > 1) {
+    // Most often a pattern the shell expanded: the files of one recording.
+    throw UsageError("expected one INPUT, got " + std::to_string(p.positionals().size()) + " (" +
+                     p.positionals()[0] + ", " + p.positionals()[1] +
+                     (p.positionals().size() > 2 ? ", ...)" : ")") +
+                     "; a recording split over files is one INPUT: its directory, or the pattern in quotes "
+                     "so that the shell leaves it, e.g. 'dir/file_*.tif'");
+  }
   if (!p.has("pipeline")) throw UsageError("--pipeline NAME|FILE is required");
   ReplayRequest req;
   req.pipeline = p.get("pipeline");
