@@ -52,6 +52,16 @@ void expect_frames(MovieReader& m, int frames, int h, int w) {
   EXPECT_EQ(t, frames);
 }
 
+// open_movie(spec, o) must fail with exactly `message`.
+void expect_open_error(const std::string& spec, const MovieOptions& o, const std::string& message) {
+  try {
+    open_movie(spec, o);
+    ADD_FAILURE() << spec << " opened; expected: " << message;
+  } catch (const MovieError& e) {
+    EXPECT_EQ(std::string(e.what()), message);
+  }
+}
+
 TEST(MovieReader, ReadsMultiPageTiffOfEachPixelType) {
   for (PixelType dt : {PixelType::kUint16, PixelType::kInt16, PixelType::kFloat32}) {
     const std::string path = temp_path(std::string("types_") + pixel_type_name(dt) + ".tif");
@@ -142,12 +152,7 @@ TEST(MovieReader, SelectsOnePlaneOfVolumetricScanImageAndImageJFiles) {
       EXPECT_EQ(out, make_frame((t * 4 + 2) * 2 + 1, 3, 3)) << "volume " << t;
     }
     mo.plane = 3;  // the flyback frame is not a plane
-    try {
-      open_movie(path, mo);
-      ADD_FAILURE() << "plane 3 of 3 accepted";
-    } catch (const MovieError& e) {
-      EXPECT_EQ(std::string(e.what()), path + ": plane 3 requested but the file has 3 (ScanImage fast z)");
-    }
+    expect_open_error(path, mo, path + ": plane 3 requested but the file has 3 (ScanImage fast z)");
     fs::remove(path);
   }
   {
@@ -180,12 +185,7 @@ TEST(MovieReader, SelectsOnePlaneOfVolumetricScanImageAndImageJFiles) {
     expect_frames(*m, 10, 3, 3);
     MovieOptions mo;
     mo.plane = 1;
-    try {
-      open_movie(path, mo);
-      ADD_FAILURE() << "a plane of a planar file accepted";
-    } catch (const MovieError& e) {
-      EXPECT_EQ(std::string(e.what()), path + ": plane 1 requested but the file has 1 (not volumetric)");
-    }
+    expect_open_error(path, mo, path + ": plane 1 requested but the file has 1 (not volumetric)");
     fs::remove(path);
   }
   {
@@ -203,12 +203,7 @@ TEST(MovieReader, SelectsOnePlaneOfVolumetricScanImageAndImageJFiles) {
     m->read_frame(1, out.data());
     EXPECT_EQ(out, make_frame((1 * 3 + 2) * 2 + 0, 3, 3));
     mo.plane = 3;
-    try {
-      open_movie(path, mo);
-      ADD_FAILURE() << "plane 3 of 3 accepted";
-    } catch (const MovieError& e) {
-      EXPECT_EQ(std::string(e.what()), path + ": plane 3 requested but the file has 3 (ImageJ slices=)");
-    }
+    expect_open_error(path, mo, path + ": plane 3 requested but the file has 3 (ImageJ slices=)");
     fs::remove(path);
   }
   {
@@ -453,21 +448,11 @@ TEST(MovieReader, ReadsARecordingSplitOverFilesAsOneMovie) {
   fs::copy_file(dir / "rec_00003.tif", dir / "take[1].tif");
   EXPECT_EQ(open_movie((dir / "take[1].tif").string())->info().files, 1u);
   fs::remove(dir / "take[1].tif");
-  try {
-    open_movie((dir / "nothing_*.tif").string());
-    ADD_FAILURE() << "an empty pattern accepted";
-  } catch (const MovieError& e) {
-    EXPECT_EQ(std::string(e.what()), (dir / "nothing_*.tif").string() + ": no file matches");
-  }
+  expect_open_error((dir / "nothing_*.tif").string(), {}, (dir / "nothing_*.tif").string() + ": no file matches");
   // A file of another frame shape is refused, naming both.
   write_part("rec_00004.tif", 12, 2, 6, 6);
-  try {
-    open_movie(dir.string());
-    ADD_FAILURE() << "a file of another shape accepted";
-  } catch (const MovieError& e) {
-    EXPECT_EQ(std::string(e.what()), (dir / "rec_00004.tif").string() + ": frames are 6x6, " +
+  expect_open_error(dir.string(), {}, (dir / "rec_00004.tif").string() + ": frames are 6x6, " +
                                          (dir / "rec_00001.tif").string() + "'s are 6x5");
-  }
   fs::remove(dir / "rec_00004.tif");
   // The second file cut inside its third frame: the movie ends there, the error names the file,
   // its frame and the recording's; the frames before are read.
