@@ -467,4 +467,55 @@ Shift RigidRegistration::correct(float* frame, float weight) {
   return s;
 }
 
+int estimate_bidi_phase(const float* frame, std::uint32_t height, std::uint32_t width, int max_offset) {
+  const int H = static_cast<int>(height), W = static_cast<int>(width);
+  max_offset = std::max(0, max_offset);
+  if (H < 4 || W < 2 * max_offset + 2) return 0;
+  double mean = 0;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(H) * W; ++i) mean += frame[i];
+  mean /= static_cast<double>(H) * W;
+  int best = 0;
+  double best_score = -2;
+  for (int s = -max_offset; s <= max_offset; ++s) {
+    // Columns where odd(x + s) exists: x in [x0, x1).
+    const int x0 = std::max(0, -s), x1 = std::min(W, W - s);
+    double sab = 0, saa = 0, sbb = 0;
+    for (int y = 1; y + 1 < H; y += 2) {
+      const float* up = frame + static_cast<std::ptrdiff_t>(y - 1) * W;
+      const float* odd = frame + static_cast<std::ptrdiff_t>(y) * W;
+      const float* down = frame + static_cast<std::ptrdiff_t>(y + 1) * W;
+      for (int x = x0; x < x1; ++x) {
+        const double a = 0.5 * (static_cast<double>(up[x]) + down[x]) - mean;
+        const double b = static_cast<double>(odd[x + s]) - mean;
+        sab += a * b, saa += a * a, sbb += b * b;
+      }
+    }
+    const double score = saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0.0;
+    // Strictly better, or as good and nearer 0 (s runs from -max to max).
+    if (score > best_score + 1e-12 || (std::fabs(score - best_score) <= 1e-12 && std::abs(s) < std::abs(best))) {
+      best_score = score;
+      best = s;
+    }
+  }
+  return best;
+}
+
+void correct_bidi_phase(float* frame, std::uint32_t height, std::uint32_t width, int offset) {
+  const int H = static_cast<int>(height), W = static_cast<int>(width);
+  if (offset == 0 || W == 0) return;
+  const int o = std::clamp(offset, -(W - 1), W - 1);
+  for (int y = 1; y < H; y += 2) {
+    float* row = frame + static_cast<std::ptrdiff_t>(y) * W;
+    if (o > 0) {  // row[x] = row[x + o]; the last o columns take the last pixel
+      const float edge = row[W - 1];
+      std::memmove(row, row + o, sizeof(float) * static_cast<std::size_t>(W - o));
+      std::fill(row + W - o, row + W, edge);
+    } else {  // row[x] = row[x - |o|]; the first |o| columns take the first pixel
+      const float edge = row[0];
+      std::memmove(row - o, row, sizeof(float) * static_cast<std::size_t>(W + o));
+      std::fill(row, row - o, edge);
+    }
+  }
+}
+
 }  // namespace rtnmf::dsp

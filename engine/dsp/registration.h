@@ -163,4 +163,17 @@ class RigidRegistration {
   std::vector<std::int32_t> col0_, col1_;  // apply(): clamped column taps
 };
 
+// Bidirectional (resonant) scanning writes every other line in the opposite direction; a
+// mistimed turnaround displaces those lines sideways against the others (the comb artefact
+// suite2p's do_bidiphase removes). Convention: the odd rows (1, 3, ...) are the even rows'
+// image displaced by `offset` columns: odd(x) ~ image(x - offset).
+//
+// The offset in whole pixels (|offset| <= max_offset) that best aligns each odd row with the mean
+// of the even rows around it (normalised correlation over the frame; ties go to the smaller
+// |offset|). 0 for frames under 4 rows or 2 * max_offset + 2 columns. Does not allocate.
+int estimate_bidi_phase(const float* frame, std::uint32_t height, std::uint32_t width, int max_offset);
+// Moves the odd rows of `frame` back by `offset` columns in place (odd(x) <- odd(x + offset)),
+// replicating the edge pixel into the columns it uncovers. Does not allocate.
+void correct_bidi_phase(float* frame, std::uint32_t height, std::uint32_t width, int offset);
+
 }  // namespace rtnmf::dsp

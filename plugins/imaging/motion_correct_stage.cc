@@ -25,6 +25,13 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
   const double tau_s = p.template_tau_s() > 0 ? p.template_tau_s() : 10.0;
   const double rate = in.sample_rate_hz > 0 ? in.sample_rate_hz : 30.0;
   alpha_ = static_cast<float>(1.0 / std::max(1.0, tau_s * rate));
+  if (p.bidi_phase() != 0 && p.bidi_phase_auto())
+    throw ConfigError(where() + "bidi_phase and bidi_phase_auto: set one (a fixed offset, or estimated)");
+  if (std::abs(p.bidi_phase()) >= static_cast<int>(width_))
+    throw ConfigError(where() + "bidi_phase " + std::to_string(p.bidi_phase()) + " is not smaller than the frame width " +
+                      std::to_string(width_));
+  bidi_.store(p.bidi_phase(), std::memory_order_relaxed);
+  bidi_auto_ = p.bidi_phase_auto();
   n_ = 0;
   StreamSpec out = in;
   shifts_lane_ = out.add_lane("shifts", 2);
@@ -35,6 +42,9 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
 void MotionCorrectStage::do_process(Frame& frame) {
   float* data = frame.data();
   const std::uint64_t n = n_++;
+  if (n == 0 && bidi_auto_)
+    bidi_.store(dsp::estimate_bidi_phase(data, height_, width_, kBidiMaxOffset), std::memory_order_relaxed);
+  if (const int bidi = bidi_.load(std::memory_order_relaxed)) dsp::correct_bidi_phase(data, height_, width_, bidi);
   dsp::Shift s;
   if (n < template_frames_) {
     s = reg_.start_template(data, static_cast<std::uint32_t>(n), template_frames_);
@@ -51,6 +61,7 @@ void MotionCorrectStage::do_process(Frame& frame) {
 
 void MotionCorrectStage::report(std::vector<std::pair<std::string, double>>& scalars) const {
   scalars.emplace_back("shift_px", last_shift_.load(std::memory_order_relaxed));
+  scalars.emplace_back("bidi_phase_px", bidi_.load(std::memory_order_relaxed));
 }
 
 RTNMF_REGISTER_STAGE("motion_correct", "rigid FFT phase-correlation motion correction",

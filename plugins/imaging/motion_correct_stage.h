@@ -6,6 +6,8 @@
 // every 32 frames. The template lives inside the registration in reduced form only (binned window
 // and crop), and frames are corrected in place, so a frame costs no full-frame copies. Lane "shifts" (dy, dx: the frame's displacement from the template, pixels) is
 // recorded as /motion/shifts (T x 2). Deterministic (FFTW_ESTIMATE plans, fixed schedule).
+// Optionally the odd lines of bidirectionally scanned frames are first moved back into line
+// (bidi_phase / bidi_phase_auto; dsp::correct_bidi_phase).
 #pragma once
 
 #include <atomic>
@@ -36,6 +38,11 @@ class MotionCorrectStage : public Stage {
   int shifts_lane_ = -1;
   std::uint64_t n_ = 0;
   std::atomic<float> last_shift_{0};
+  // Bidirectional-scan line offset corrected in every frame (bidi_phase, or estimated on frame 0
+  // with bidi_phase_auto).
+  bool bidi_auto_ = false;
+  std::atomic<int> bidi_{0};
+  static constexpr int kBidiMaxOffset = 10;
 };
 
 }  // namespace rtnmf::imaging

@@ -278,6 +278,37 @@ TEST(RigidRegistration, StartTemplateRegistersTheFirstFramesToTheirRunningMean) 
   }
 }
 
+// Bidirectional scanning: the odd rows displaced sideways (the comb). The offset is found in whole
+// pixels on a single noisy frame, and correcting moves the odd rows back exactly (but for the
+// columns it uncovers, which take the edge pixel).
+TEST(BidiPhase, EstimatesTheOddRowsOffsetAndMovesThemBack) {
+  std::mt19937 rng(11);
+  const int h = 96, w = 80;
+  const std::vector<Blob> blobs = random_blobs(h, w, h * w / 300, rng);
+  const std::vector<float> scene = render(h, w, blobs, 0, 0, 0, rng);
+  for (const int offset : {-4, -1, 0, 2, 3, 7}) {
+    std::vector<float> f = render(h, w, blobs, 0, 0, 8.0f, rng);  // noise sd 8 on blobs of 50-200
+    std::vector<float> clean = scene;
+    // odd(x) = scene(x - offset): the inverse of the correction.
+    correct_bidi_phase(f.data(), h, w, -offset);
+    correct_bidi_phase(clean.data(), h, w, -offset);
+    EXPECT_EQ(estimate_bidi_phase(f.data(), h, w, 10), offset);
+    rtnmf::test::AllocationGuard guard;
+    correct_bidi_phase(clean.data(), h, w, offset);
+    if (rtnmf::test::allocation_counting_available()) {
+      EXPECT_EQ(guard.count(), 0u);
+    }
+    const int a = std::abs(offset);
+    for (int y = 0; y < h; ++y)
+      for (int x = a; x < w - a; ++x)
+        ASSERT_EQ(clean[static_cast<std::size_t>(y) * w + x], scene[static_cast<std::size_t>(y) * w + x])
+            << "offset " << offset << " at " << y << "," << x;
+  }
+  // Too small to tell: no offset.
+  std::vector<float> tiny(3 * 40, 1.0f);
+  EXPECT_EQ(estimate_bidi_phase(tiny.data(), 3, 40, 10), 0);
+}
+
 TEST(RigidRegistration, WithoutATemplateReturnsZeroShift) {
   RigidRegistration reg;
   reg.init(16, 16, {});
