@@ -163,6 +163,25 @@ def main():
                 '  stage { type: "motion_correct" name: "motion" } }\n')
     r = run([rtnmf, "replay", movie, "--pipeline", p5, "--out", out4, "--passes", "2"])
     assert r.returncode != 0 and "--passes 2 needs a pipeline with an online_cnmf stage" in r.stderr, r.stderr
+    # rtnmf info: how the readers see a movie; --check reads every frame and names the first
+    # damaged one
+    import json
+    r = run([rtnmf, "info", movie])
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert (info["frames"], info["height"], info["width"], info["files"]) == (300, 48, 48, 1), info
+    assert info["format"] == "tiff" and info["dtype"] == "uint16" and info["frame_rate_hz"] == 30, info
+    r = run([rtnmf, "info", parts, "--check"])
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert (info["frames"], info["files"], info["readable_frames"]) == (420, 2, 420) and "error" not in info, info
+    r = run([rtnmf, "info", cut, "--check"])
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    info = json.loads(r.stdout)
+    assert 200 < info["readable_frames"] < 300, info
+    assert info["error"].startswith(cut + ": frame %d" % info["readable_frames"]), info
+    r = run([rtnmf, "info", movie, "--plane", "1"])
+    assert r.returncode != 0 and movie + ": plane 1 requested but the file has 1 (not volumetric)" in r.stderr, r.stderr
     print("ok")
 
 
