@@ -470,23 +470,25 @@ Shift RigidRegistration::correct(float* frame, float weight) {
 int estimate_bidi_phase(const float* frame, std::uint32_t height, std::uint32_t width, int max_offset) {
   const int H = static_cast<int>(height), W = static_cast<int>(width);
   max_offset = std::max(0, max_offset);
-  if (H < 4 || W < 2 * max_offset + 2) return 0;
-  double mean = 0;
-  for (std::size_t i = 0; i < static_cast<std::size_t>(H) * W; ++i) mean += frame[i];
-  mean /= static_cast<double>(H) * W;
+  if (H < 4 || W < 2 * max_offset + 3) return 0;
+  // Horizontal first differences (edges): a smooth background (vignetting, a gradient) would
+  // otherwise dominate the correlation and pull it towards whatever its slope favours (a
+  // simulated two-photon frame: off by one for every positive offset).
+  auto d = [&](int y, int x) {
+    const float* r = frame + static_cast<std::ptrdiff_t>(y) * W;
+    return static_cast<double>(r[x + 1]) - r[x];
+  };
+  const int Wd = W - 1;
   int best = 0;
   double best_score = -2;
   for (int s = -max_offset; s <= max_offset; ++s) {
     // Columns where odd(x + s) exists: x in [x0, x1).
-    const int x0 = std::max(0, -s), x1 = std::min(W, W - s);
+    const int x0 = std::max(0, -s), x1 = std::min(Wd, Wd - s);
     double sab = 0, saa = 0, sbb = 0;
     for (int y = 1; y + 1 < H; y += 2) {
-      const float* up = frame + static_cast<std::ptrdiff_t>(y - 1) * W;
-      const float* odd = frame + static_cast<std::ptrdiff_t>(y) * W;
-      const float* down = frame + static_cast<std::ptrdiff_t>(y + 1) * W;
       for (int x = x0; x < x1; ++x) {
-        const double a = 0.5 * (static_cast<double>(up[x]) + down[x]) - mean;
-        const double b = static_cast<double>(odd[x + s]) - mean;
+        const double a = 0.5 * (d(y - 1, x) + d(y + 1, x));
+        const double b = d(y, x + s);
         sab += a * b, saa += a * a, sbb += b * b;
       }
     }

@@ -169,8 +169,11 @@ class RigidRegistration {
 // image displaced by `offset` columns: odd(x) ~ image(x - offset).
 //
 // The offset in whole pixels (|offset| <= max_offset) that best aligns each odd row with the mean
-// of the even rows around it (normalised correlation over the frame; ties go to the smaller
-// |offset|). 0 for frames under 4 rows or 2 * max_offset + 2 columns. Does not allocate.
+// of the even rows around it: normalised correlation of their horizontal differences over the
+// frame (edges, not the smooth background), ties to the smaller |offset|. Give it a mean of
+// several frames: one dim frame is mostly noise (a simulated dim two-photon movie: wrong from
+// one frame, right from the mean of five). 0 for frames under 4 rows or 2 * max_offset + 3
+// columns. Does not allocate.
 int estimate_bidi_phase(const float* frame, std::uint32_t height, std::uint32_t width, int max_offset);
 // Moves the odd rows of `frame` back by `offset` columns in place (odd(x) <- odd(x + offset)),
 // replicating the edge pixel into the columns it uncovers. Does not allocate.

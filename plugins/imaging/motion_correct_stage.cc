@@ -32,6 +32,10 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
                       std::to_string(width_));
   bidi_.store(p.bidi_phase(), std::memory_order_relaxed);
   bidi_auto_ = p.bidi_phase_auto();
+  if (bidi_auto_) {
+    bidi_sum_.assign(static_cast<std::size_t>(height_) * width_, 0.0f);
+    bidi_mean_.assign(bidi_sum_.size(), 0.0f);
+  }
   n_ = 0;
   StreamSpec out = in;
   shifts_lane_ = out.add_lane("shifts", 2);
@@ -42,8 +46,18 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
 void MotionCorrectStage::do_process(Frame& frame) {
   float* data = frame.data();
   const std::uint64_t n = n_++;
-  if (n == 0 && bidi_auto_)
-    bidi_.store(dsp::estimate_bidi_phase(data, height_, width_, kBidiMaxOffset), std::memory_order_relaxed);
+  if (bidi_auto_ && n < template_frames_) {
+    // The offset from the mean of the raw frames so far (one dim frame is mostly noise), after
+    // frames 1, 2, 4, 8, 16 and the last template frame; fixed from then on.
+    const std::size_t P = bidi_sum_.size();
+    for (std::size_t i = 0; i < P; ++i) bidi_sum_[i] += data[i];
+    const std::uint64_t m = n + 1;
+    if ((m & (m - 1)) == 0 || m == template_frames_) {
+      const float inv = 1.0f / static_cast<float>(m);
+      for (std::size_t i = 0; i < P; ++i) bidi_mean_[i] = bidi_sum_[i] * inv;
+      bidi_.store(dsp::estimate_bidi_phase(bidi_mean_.data(), height_, width_, kBidiMaxOffset), std::memory_order_relaxed);
+    }
+  }
   if (const int bidi = bidi_.load(std::memory_order_relaxed)) dsp::correct_bidi_phase(data, height_, width_, bidi);
   dsp::Shift s;
   if (n < template_frames_) {
@@ -62,6 +76,12 @@ void MotionCorrectStage::do_process(Frame& frame) {
 void MotionCorrectStage::report(std::vector<std::pair<std::string, double>>& scalars) const {
   scalars.emplace_back("shift_px", last_shift_.load(std::memory_order_relaxed));
   scalars.emplace_back("bidi_phase_px", bidi_.load(std::memory_order_relaxed));
+}
+
+void MotionCorrectStage::write_results(io::h5::File& file) {
+  if (!file.exists("/motion/shifts")) return;  // not recorded (or under a stream's group)
+  file.set_attr("/motion/shifts", "bidi_phase_px", static_cast<std::int64_t>(bidi_.load(std::memory_order_relaxed)));
+  file.set_attr("/motion/shifts", "bidi_phase_estimated", static_cast<std::int64_t>(bidi_auto_ ? 1 : 0));
 }
 
 RTNMF_REGISTER_STAGE("motion_correct", "rigid FFT phase-correlation motion correction",

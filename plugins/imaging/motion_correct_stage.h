@@ -7,13 +7,15 @@
 // and crop), and frames are corrected in place, so a frame costs no full-frame copies. Lane "shifts" (dy, dx: the frame's displacement from the template, pixels) is
 // recorded as /motion/shifts (T x 2). Deterministic (FFTW_ESTIMATE plans, fixed schedule).
 // Optionally the odd lines of bidirectionally scanned frames are first moved back into line
-// (bidi_phase / bidi_phase_auto; dsp::correct_bidi_phase).
+// (bidi_phase, or bidi_phase_auto: measured on the mean of the first template_frames raw
+// frames, refined as they come; dsp::estimate_bidi_phase / correct_bidi_phase).
 #pragma once
 
 #include <atomic>
 #include <vector>
 
 #include "engine/dsp/registration.h"
+#include "engine/io/h5.h"
 #include "engine/runtime/stage.h"
 
 namespace rtnmf::imaging {
@@ -22,8 +24,11 @@ class MotionCorrectStage : public Stage {
  public:
   explicit MotionCorrectStage(const v1::StageConfig& config) : Stage(config) {}
 
-  // Publisher thread: the last shift magnitude (pixels).
+  // Publisher thread: the last shift magnitude and the bidirectional-scan offset (pixels).
   void report(std::vector<std::pair<std::string, double>>& scalars) const override;
+  // The bidirectional-scan offset applied (bidi_phase_px) and whether it was estimated, as
+  // attributes of /motion/shifts.
+  void write_results(io::h5::File& file) override;
 
  protected:
   // Plans and buffers for the stream's frame shape. Throws ConfigError for non-imaging streams.
@@ -38,10 +43,12 @@ class MotionCorrectStage : public Stage {
   int shifts_lane_ = -1;
   std::uint64_t n_ = 0;
   std::atomic<float> last_shift_{0};
-  // Bidirectional-scan line offset corrected in every frame (bidi_phase, or estimated on frame 0
-  // with bidi_phase_auto).
+  // Bidirectional-scan line offset corrected in every frame: bidi_phase, or with bidi_phase_auto
+  // estimated on the mean of the raw frames so far (bidi_sum_, H x W, allocated at start) after
+  // frames 1, 2, 4, 8, 16 and template_frames, then fixed.
   bool bidi_auto_ = false;
   std::atomic<int> bidi_{0};
+  std::vector<float> bidi_sum_, bidi_mean_;
   static constexpr int kBidiMaxOffset = 10;
 };
 

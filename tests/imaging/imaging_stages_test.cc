@@ -109,10 +109,10 @@ TEST(MotionCorrectStage, RecoversSimulatedShiftsAndRecordsThem) {
   st->stop();
 }
 
-// Resonant-scan comb: every odd line of the movie displaced 3 px. bidi_phase_auto finds the
-// offset on the first frame and corrects every frame as bidi_phase: 3 does (identical frames and
-// shifts); the shifts then follow the truth as on a clean movie. Both set, or an offset as wide
-// as the frame, are refused.
+// Resonant-scan comb: every odd line of the movie displaced 3 px. bidi_phase_auto measures the
+// offset on the mean of the first frames and ends at 3, correcting every frame after the
+// template frames as bidi_phase: 3 does (shifts within 0.1 px); the shifts follow the truth as
+// on a clean movie. Both set, or an offset as wide as the frame, are refused.
 TEST(MotionCorrectStage, CorrectsTheBidirectionalScanOffset) {
   sim::CalciumSimOptions so;
   so.height = 128;
@@ -148,10 +148,11 @@ TEST(MotionCorrectStage, CorrectsTheBidirectionalScanOffset) {
     std::copy(fa.data(), fa.data() + 128 * 128, fb.data());
     a->process(fa);
     b->process(fb);
-    ASSERT_TRUE(std::equal(fa.data(), fa.data() + 128 * 128, fb.data())) << "frame " << t;
-    ASSERT_EQ(fa.lane(lane).data[0], fb.lane(lane).data[0]);
-    ASSERT_EQ(fa.lane(lane).data[1], fb.lane(lane).data[1]);
     if (t >= 30) {
+      // Shifts as with the fixed offset (the templates differ by the first frames).
+      const float dy = fa.lane(lane).data[0] - fb.lane(lane).data[0];
+      const float dx = fa.lane(lane).data[1] - fb.lane(lane).data[1];
+      EXPECT_LT(std::hypot(dy, dx), 0.1f) << "frame " << t;
       sq += std::pow(fa.lane(lane).data[0] - simulator.truth().shifts(t, 0), 2) +
             std::pow(fa.lane(lane).data[1] - simulator.truth().shifts(t, 1), 2);
       ++n;

@@ -279,15 +279,19 @@ TEST(RigidRegistration, StartTemplateRegistersTheFirstFramesToTheirRunningMean) 
 }
 
 // Bidirectional scanning: the odd rows displaced sideways (the comb). The offset is found in whole
-// pixels on a single noisy frame, and correcting moves the odd rows back exactly (but for the
-// columns it uncovers, which take the edge pixel).
+// pixels on the mean of 8 noisy frames, and correcting moves the odd rows back exactly (but for
+// the columns it uncovers, which take the edge pixel).
 TEST(BidiPhase, EstimatesTheOddRowsOffsetAndMovesThemBack) {
   std::mt19937 rng(11);
   const int h = 96, w = 80;
   const std::vector<Blob> blobs = random_blobs(h, w, h * w / 300, rng);
   const std::vector<float> scene = render(h, w, blobs, 0, 0, 0, rng);
   for (const int offset : {-4, -1, 0, 2, 3, 7}) {
-    std::vector<float> f = render(h, w, blobs, 0, 0, 8.0f, rng);  // noise sd 8 on blobs of 50-200
+    std::vector<float> f(static_cast<std::size_t>(h) * w, 0.0f);
+    for (int k = 0; k < 8; ++k) {
+      const std::vector<float> one = render(h, w, blobs, 0, 0, 8.0f, rng);  // noise sd 8, blobs of 50-200
+      for (std::size_t i = 0; i < f.size(); ++i) f[i] += one[i] / 8;
+    }
     std::vector<float> clean = scene;
     // odd(x) = scene(x - offset): the inverse of the correction.
     correct_bidi_phase(f.data(), h, w, -offset);

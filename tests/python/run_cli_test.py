@@ -163,6 +163,25 @@ def main():
                 '  stage { type: "motion_correct" name: "motion" } }\n')
     r = run([rtnmf, "replay", movie, "--pipeline", p5, "--out", out4, "--passes", "2"])
     assert r.returncode != 0 and "--passes 2 needs a pipeline with an online_cnmf stage" in r.stderr, r.stderr
+    # bidirectional-scan comb: odd lines of a raw movie displaced 3 px; motion.bidi_phase_auto
+    # measures it on the first frames and the result file records it on /motion/shifts
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:64, 0:64]
+    scene = np.full((64, 64), 100.0)
+    for _ in range(25):
+        cy, cx, sg = rng.uniform(0, 64), rng.uniform(0, 64), rng.uniform(1.5, 3.5)
+        scene += 150 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sg * sg))
+    frames = scene[None] + rng.normal(0, 10, (60, 64, 64))
+    frames[:, 1::2, 3:] = frames[:, 1::2, :-3].copy()
+    raw = os.path.join(d, "comb.raw")
+    frames.astype("<f4").tofile(raw)
+    out7 = os.path.join(d, "comb.h5")
+    r = run([rtnmf, "replay", raw, "--pipeline", p5, "--out", out7, "--quiet", "--set", "source.height=64",
+             "--set", "source.width=64", "--set", "source.dtype=float32", "--set", "motion.bidi_phase_auto=true"])
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out7, "r") as f:
+        a = f["motion/shifts"].attrs
+        assert (a["bidi_phase_px"], a["bidi_phase_estimated"]) == (3, 1), dict(a)
     # rtnmf info: how the readers see a movie; --check reads every frame and names the first
     # damaged one
     import json

@@ -144,6 +144,8 @@ int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
             std::snprintf(x, sizeof x, "  components %.0f", v);
           else if (k.ends_with(".neuron_radius"))  // the soma radius the model runs at (auto_radius)
             std::snprintf(x, sizeof x, "  radius %.1f px", v);
+          else if (k.ends_with(".bidi_phase_px") && v != 0)  // bidirectional-scan offset corrected
+            std::snprintf(x, sizeof x, "  bidi %.0f px", v);
           else if (k.ends_with(".vaf"))
             std::snprintf(x, sizeof x, "  VAF %.1f%%", 100 * v);
           else
