@@ -424,8 +424,18 @@ std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOpti
   }
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw MovieError(path + ": no such file");
+  // Channels and planes are TIFF page layouts; an HDF5 or raw movie is one T x H x W stack.
+  auto single_stack = [&](const char* kind) {
+    if (options.channel > 0)
+      throw MovieError(path + ": channel " + std::to_string(options.channel) + " requested but " + kind +
+                       " movies hold one channel");
+    if (options.plane > 0)
+      throw MovieError(path + ": plane " + std::to_string(options.plane) + " requested but " + kind +
+                       " movies hold one plane");
+  };
   if (!dataset.empty() || ends_with(path, ".h5") || ends_with(path, ".hdf5") ||
       ends_with(path, ".hdf")) {
+    single_stack("HDF5");
     return std::make_unique<Hdf5Movie>(path, dataset, options);
   }
   if (ends_with(path, ".tif") || ends_with(path, ".tiff") || ends_with(path, ".btf") ||
@@ -433,6 +443,7 @@ std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOpti
     return open_tiff_movie(path, options);
   }
   if (options.raw_height > 0 && options.raw_width > 0) {
+    single_stack("raw");
     return std::make_unique<RawMovie>(path, options);
   }
   // Sniff: TIFF magic, HDF5 signature.
@@ -444,7 +455,8 @@ std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOpti
       return open_tiff_movie(path, options);
     }
     if (n == 8 && std::memcmp(magic, "\x89HDF\r\n\x1a\n", 8) == 0) {
-      return std::make_unique<Hdf5Movie>(path, dataset, options);
+      single_stack("HDF5");
+    return std::make_unique<Hdf5Movie>(path, dataset, options);
     }
   }
   throw MovieError(path + ": unknown movie format (TIFF, HDF5 file.h5:/dataset, or raw with a "

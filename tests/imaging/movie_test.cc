@@ -517,6 +517,13 @@ TEST(MovieReader, ReadsHdf5InBothAxisOrders) {
   o.hdf5_order = "hwt";
   auto b = open_movie(path + ":/imaging", o);
   expect_frames(*b, T, H, W);
+  // Channels and planes are TIFF layouts: asked of an HDF5 stack, a clear refusal.
+  MovieOptions layer;
+  layer.channel = 1;
+  expect_open_error(path + ":/mov", layer, path + ": channel 1 requested but HDF5 movies hold one channel");
+  layer.channel = 0;
+  layer.plane = 2;
+  expect_open_error(path + ":/mov", layer, path + ": plane 2 requested but HDF5 movies hold one plane");
   fs::remove(path);
 }
 
