@@ -2,6 +2,7 @@
 // HDF5 T x H x W or H x W x T, raw binary) through engine/io/movie.h. A damaged or truncated file
 // ends the stream with an error naming the file and the frame index; the frames before it have
 // been delivered.
+#include <cstdio>
 #include <exception>
 #include <memory>
 
@@ -34,6 +35,10 @@ class ImagingFileSource : public Source {
     }
     const io::MovieInfo& in = movie_->info();
     const double rate = in.frame_rate_hz > 0 ? in.frame_rate_hz : 30.0;
+    // The rate sets the indicator's decay in frames, the baselines' time constants and the pacing:
+    // say when it is a guess.
+    if (in.frame_rate_hz <= 0)
+      std::fprintf(stderr, "note: %s records no frame rate; assuming 30 Hz (set source.rate_hz)\n", c.path().c_str());
     StreamSpec spec = StreamSpec::make(stream_id, in.height * in.width, 1, rate);
     spec.height = in.height;
     spec.width = in.width;

@@ -179,6 +179,8 @@ def main():
     r = run([rtnmf, "replay", raw, "--pipeline", p5, "--out", out7, "--quiet", "--set", "source.height=64",
              "--set", "source.width=64", "--set", "source.dtype=float32", "--set", "motion.bidi_phase_auto=true"])
     assert r.returncode == 0, r.stderr
+    # a raw movie has no frame rate: the guess is said
+    assert "note: " + raw + " records no frame rate; assuming 30 Hz (set source.rate_hz)" in r.stderr, r.stderr
     with h5py.File(out7, "r") as f:
         a = f["motion/shifts"].attrs
         assert (a["bidi_phase_px"], a["bidi_phase_estimated"]) == (3, 1), dict(a)
