@@ -381,41 +381,17 @@ class ConcatMovie final : public MovieReader {
   std::vector<std::int64_t> starts_;  // the movie's index of each file's first frame
 };
 
-bool is_movie_file(const std::string& name) {
-  return ends_with(name, ".tif") || ends_with(name, ".tiff") || ends_with(name, ".btf") || ends_with(name, ".tf8") ||
-         ends_with(name, ".h5") || ends_with(name, ".hdf5");
+// File names open_movie reads by their extension (a directory's movies are those).
+bool is_tiff_name(const std::string& name) {
+  return ends_with(name, ".tif") || ends_with(name, ".tiff") || ends_with(name, ".btf") || ends_with(name, ".tf8");
+}
+bool is_hdf5_name(const std::string& name) {
+  return ends_with(name, ".h5") || ends_with(name, ".hdf5") || ends_with(name, ".hdf");
 }
 
 }  // namespace
 
 std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOptions& options) {
-  {
-    // A directory or a pattern: the files in name order, as one movie.
-    std::string pattern = spec, dataset;
-    if (std::size_t colon = spec.rfind(":/"); colon != std::string::npos && colon > 0) {
-      pattern = spec.substr(0, colon);
-      dataset = spec.substr(colon + 1);
-    }
-    std::vector<std::string> files;
-    struct stat ds {};
-    const bool exists = ::stat(pattern.c_str(), &ds) == 0;  // "take[2].tif" is a file, not a pattern
-    if (!exists && pattern.find_first_of("*?[") != std::string::npos) {
-      glob_t g{};
-      const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);  // sorted by name
-      for (std::size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);
-      globfree(&g);
-      if (files.empty()) throw MovieError(pattern + ": no file matches");
-    } else if (exists && S_ISDIR(ds.st_mode)) {
-      for (const auto& e : std::filesystem::directory_iterator(pattern))
-        if (e.is_regular_file() && is_movie_file(e.path().filename().string())) files.push_back(e.path().string());
-      std::sort(files.begin(), files.end());
-      if (files.empty()) throw MovieError(pattern + ": directory holds no movie file (.tif, .tiff, .btf, .h5, .hdf5)");
-    }
-    if (files.size() > 1) {
-      return std::make_unique<ConcatMovie>(pattern, files, dataset, options);
-    }
-    if (files.size() == 1) return open_movie(dataset.empty() ? files[0] : files[0] + ":" + dataset, options);
-  }
   std::string path = spec, dataset;
   // "file.h5:/dataset" (a ':' followed by '/', so Windows-free POSIX paths stay intact).
   if (std::size_t colon = spec.rfind(":/"); colon != std::string::npos && colon > 0) {
@@ -423,7 +399,27 @@ std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOpti
     dataset = spec.substr(colon + 1);
   }
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw MovieError(path + ": no such file");
+  const bool exists = ::stat(path.c_str(), &st) == 0;  // "take[2].tif" is a file, not a pattern
+  // A directory or a pattern: the files in name order, as one movie.
+  std::vector<std::string> files;
+  if (!exists && path.find_first_of("*?[") != std::string::npos) {
+    glob_t g{};
+    const int rc = ::glob(path.c_str(), 0, nullptr, &g);  // sorted by name
+    for (std::size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);
+    globfree(&g);
+    if (files.empty()) throw MovieError(path + ": no file matches");
+  } else if (exists && S_ISDIR(st.st_mode)) {
+    for (const auto& e : std::filesystem::directory_iterator(path)) {
+      const std::string name = e.path().filename().string();
+      if (e.is_regular_file() && (is_tiff_name(name) || is_hdf5_name(name))) files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty())
+      throw MovieError(path + ": directory holds no movie file (.tif, .tiff, .btf, .tf8, .h5, .hdf5, .hdf)");
+  }
+  if (files.size() > 1) return std::make_unique<ConcatMovie>(path, files, dataset, options);
+  if (files.size() == 1) return open_movie(dataset.empty() ? files[0] : files[0] + ":" + dataset, options);
+  if (!exists) throw MovieError(path + ": no such file");
   // Channels and planes are TIFF page layouts; an HDF5 or raw movie is one T x H x W stack.
   auto single_stack = [&](const char* kind) {
     if (options.channel > 0)
@@ -433,15 +429,11 @@ std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOpti
       throw MovieError(path + ": plane " + std::to_string(options.plane) + " requested but " + kind +
                        " movies hold one plane");
   };
-  if (!dataset.empty() || ends_with(path, ".h5") || ends_with(path, ".hdf5") ||
-      ends_with(path, ".hdf")) {
+  if (!dataset.empty() || is_hdf5_name(path)) {
     single_stack("HDF5");
     return std::make_unique<Hdf5Movie>(path, dataset, options);
   }
-  if (ends_with(path, ".tif") || ends_with(path, ".tiff") || ends_with(path, ".btf") ||
-      ends_with(path, ".tf8")) {
-    return open_tiff_movie(path, options);
-  }
+  if (is_tiff_name(path)) return open_tiff_movie(path, options);
   if (options.raw_height > 0 && options.raw_width > 0) {
     single_stack("raw");
     return std::make_unique<RawMovie>(path, options);
@@ -456,7 +448,7 @@ std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOpti
     }
     if (n == 8 && std::memcmp(magic, "\x89HDF\r\n\x1a\n", 8) == 0) {
       single_stack("HDF5");
-    return std::make_unique<Hdf5Movie>(path, dataset, options);
+      return std::make_unique<Hdf5Movie>(path, dataset, options);
     }
   }
   throw MovieError(path + ": unknown movie format (TIFF, HDF5 file.h5:/dataset, or raw with a "
