@@ -40,22 +40,6 @@ std::uint32_t int_after(const std::string& text, const char* key, std::uint32_t 
   return end != text.c_str() + p && v > 0 ? static_cast<std::uint32_t>(v) : def;
 }
 
-// ScanImage: "SI.hChannels.channelSave = [1;2]" (or "= 1"). Returns the number of saved channels.
-std::uint32_t scanimage_channels(const std::string& text) {
-  static const std::regex re(R"(channelSave\s*=\s*(\[[^\]]*\]|\d+))");
-  std::smatch m;
-  if (!std::regex_search(text, m, re)) return 1;
-  std::string v = m[1];
-  std::uint32_t n = 0;
-  bool in_digit = false;
-  for (char c : v) {
-    bool d = c >= '0' && c <= '9';
-    if (d && !in_digit) ++n;
-    in_digit = d;
-  }
-  return n == 0 ? 1 : n;
-}
-
 // The value after "key = " in ScanImage header text ("SI.hFastZ.enable = true"), or "" when absent.
 std::string scanimage_value(const std::string& text, const std::string& key) {
   const std::regex re(std::regex_replace(key, std::regex(R"([.])"), R"(\.)") + R"(\s*=\s*([^\r\n]*))");
@@ -89,6 +73,18 @@ Volume scanimage_volume(const std::string& text) {
   const std::uint32_t flyback = discard.empty() || scanimage_true(discard)
                                     ? 0 : scanimage_count(scanimage_value(text, "SI.hFastZ.numDiscardFlybackFrames"));
   return {slices + flyback, slices};
+}
+
+// ScanImage: "SI.hChannels.channelSave = [1;2]" (or "= 1"). Returns the number of saved channels.
+std::uint32_t scanimage_channels(const std::string& text) {
+  std::uint32_t n = 0;
+  bool in_digit = false;
+  for (char c : scanimage_value(text, "channelSave")) {
+    const bool d = c >= '0' && c <= '9';
+    if (d && !in_digit) ++n;
+    in_digit = d;
+  }
+  return n == 0 ? 1 : n;
 }
 
 class TiffMovie final : public MovieReader {
