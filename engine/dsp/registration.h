@@ -170,8 +170,8 @@ class RigidRegistration {
 //
 // The offset in whole pixels (|offset| <= max_offset) that best aligns each odd row with the mean
 // of the even rows around it: normalised correlation of their horizontal differences over the
-// frame (edges, not the smooth background), ties to the smaller |offset|. Give it a mean of
-// several frames: one dim frame is mostly noise (a simulated dim two-photon movie: wrong from
+// frame (edges, not the smooth background), ties to the smaller |offset|; a scaled frame (a sum
+// of frames) gives the same answer. Give it a mean (or sum) of several frames: one dim frame is mostly noise (a simulated dim two-photon movie: wrong from
 // one frame, right from the mean of five). 0 for frames under 4 rows or 2 * max_offset + 3
 // columns. Does not allocate.
 int estimate_bidi_phase(const float* frame, std::uint32_t height, std::uint32_t width, int max_offset);

@@ -32,10 +32,7 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
                       std::to_string(width_));
   bidi_.store(p.bidi_phase(), std::memory_order_relaxed);
   bidi_auto_ = p.bidi_phase_auto();
-  if (bidi_auto_) {
-    bidi_sum_.assign(static_cast<std::size_t>(height_) * width_, 0.0f);
-    bidi_mean_.assign(bidi_sum_.size(), 0.0f);
-  }
+  if (bidi_auto_) bidi_sum_.assign(static_cast<std::size_t>(height_) * width_, 0.0f);
   n_ = 0;
   StreamSpec out = in;
   shifts_lane_ = out.add_lane("shifts", 2);
@@ -51,12 +48,10 @@ void MotionCorrectStage::do_process(Frame& frame) {
     // frames 1, 2, 4, 8, 16 and the last template frame; fixed from then on.
     const std::size_t P = bidi_sum_.size();
     for (std::size_t i = 0; i < P; ++i) bidi_sum_[i] += data[i];
+    // The estimate is a normalised correlation: the sum serves as well as the mean.
     const std::uint64_t m = n + 1;
-    if ((m & (m - 1)) == 0 || m == template_frames_) {
-      const float inv = 1.0f / static_cast<float>(m);
-      for (std::size_t i = 0; i < P; ++i) bidi_mean_[i] = bidi_sum_[i] * inv;
-      bidi_.store(dsp::estimate_bidi_phase(bidi_mean_.data(), height_, width_, kBidiMaxOffset), std::memory_order_relaxed);
-    }
+    if ((m & (m - 1)) == 0 || m == template_frames_)
+      bidi_.store(dsp::estimate_bidi_phase(bidi_sum_.data(), height_, width_, kBidiMaxOffset), std::memory_order_relaxed);
   }
   if (const int bidi = bidi_.load(std::memory_order_relaxed)) dsp::correct_bidi_phase(data, height_, width_, bidi);
   dsp::Shift s;

@@ -44,11 +44,11 @@ class MotionCorrectStage : public Stage {
   std::uint64_t n_ = 0;
   std::atomic<float> last_shift_{0};
   // Bidirectional-scan line offset corrected in every frame: bidi_phase, or with bidi_phase_auto
-  // estimated on the mean of the raw frames so far (bidi_sum_, H x W, allocated at start) after
+  // estimated on the raw frames so far (their sum, bidi_sum_, H x W, allocated at start) after
   // frames 1, 2, 4, 8, 16 and template_frames, then fixed.
   bool bidi_auto_ = false;
   std::atomic<int> bidi_{0};
-  std::vector<float> bidi_sum_, bidi_mean_;
+  std::vector<float> bidi_sum_;
   static constexpr int kBidiMaxOffset = 10;
 };
 
