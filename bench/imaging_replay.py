@@ -14,6 +14,11 @@ at --speed max and, unless --no-realtime, at real time (30 Hz pacing, with --rt-
 - online_cpu_ms_per_frame: CPU time of the whole process (all threads) per online frame, from
   the first model's frame to the last model's (attributes online_cpu_s, online_cpu_frames): the
   work the rate is made of, far less disturbed by the VM's slow stretches than wall times;
+- steady_frames_per_s, steady_cpu_ms_per_frame, steady_model_wait_s: the same from the first
+  model the slow path computed from frames tracked with a model, i.e. once it has caught up with
+  the frames buffered during the initialisation (~590 at 512 x 512, 30 Hz), to the end
+  (attributes steady_*): the rate a long stream runs at. The online phase of a 2,000-frame movie
+  spends its first hundreds of milliseconds on that catch-up;
 - CPU seconds, peak RSS;
 - per-frame latency (received -> activations published, /timing/latency_ns) p50/p99/max over the
   whole run, after the first model took effect, and over the second half (steady state). At
@@ -80,6 +85,11 @@ def replay(args, movie, out, speed):
         online_wait_s = float(comp.get("online_model_wait_s", 0.0))
         cpu_frames = int(comp.get("online_cpu_frames", 0))
         cpu_online = float(comp.get("online_cpu_s", 0.0))
+        steady_frames = int(comp.get("steady_frames", 0))
+        steady_wall = float(comp.get("steady_wall_s", 0.0))
+        steady_wait_s = float(comp.get("steady_model_wait_s", 0.0))
+        steady_cpu_frames = int(comp.get("steady_cpu_frames", 0))
+        steady_cpu = float(comp.get("steady_cpu_s", 0.0))
     n = len(lat)
     return {
         "speed": speed,
@@ -95,6 +105,12 @@ def replay(args, movie, out, speed):
         # CPU time of the whole process (every thread) per online frame: what the rate is made of,
         # far steadier than the wall time on a shared VM; cores / this bounds the online rate.
         "online_cpu_ms_per_frame": round(1e3 * cpu_online / cpu_frames, 3) if cpu_frames > 0 else None,
+        # The steady state: from the first model the slow path computed after catching up with
+        # the frames buffered during the initialisation (attributes steady_*).
+        "steady_frames": steady_frames,
+        "steady_frames_per_s": round(steady_frames / steady_wall, 1) if steady_wall > 0 else None,
+        "steady_model_wait_s": round(steady_wait_s, 3),
+        "steady_cpu_ms_per_frame": round(1e3 * steady_cpu / steady_cpu_frames, 3) if steady_cpu_frames > 0 else None,
         "cpu_s": round(float(field("User time (seconds)")) + float(field("System time (seconds)")), 2),
         "peak_rss_mb": round(int(field("Maximum resident set size (kbytes)")) / 1024, 1),
         "first_model_frame": first,

@@ -195,6 +195,8 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   prepared_ = ~std::uint64_t{0};
   model_ = nullptr;
   wait_ns_ = online_wait_ns_ = first_model_ns_ = last_frame_ns_ = 0;
+  steady_ns_ = steady_wait_ns_ = steady_cpu_ns_ = 0;
+  steady_frame_ = 0;
   first_model_cpu_ns_ = last_model_cpu_ns_ = 0;
   radius_used_.store(0, std::memory_order_relaxed);
   last_model_frame_ = 0;
@@ -253,6 +255,7 @@ void OnlineCnmfStage::prepare(std::uint64_t n) {
     wait_ns_ += t1 - t0;
     ++waits_;
     if (first_model_ns_ != 0) online_wait_ns_ += t1 - t0;  // after the first model
+    if (steady_ns_ != 0) steady_wait_ns_ += t1 - t0;
   }
   if (exchange_.version() != seen_version_) {
     if (exchange_.version() > 0) {
@@ -265,6 +268,11 @@ void OnlineCnmfStage::prepare(std::uint64_t n) {
         first_model_ns_ = t1;
         first_model_frame_ = n;
         first_model_cpu_ns_ = last_model_cpu_ns_;
+      } else if (steady_ns_ == 0 && exchange_.computed_from() != decltype(exchange_)::kNone &&
+                 exchange_.computed_from() >= first_model_frame_) {
+        steady_ns_ = t1;
+        steady_frame_ = n;
+        steady_cpu_ns_ = last_model_cpu_ns_;
       }
     }
     seen_version_ = exchange_.version();
@@ -605,6 +613,13 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
     f.set_attr("/components", "online_wall_s", static_cast<double>(last_frame_ns_ - first_model_ns_) * 1e-9);
     f.set_attr("/components", "online_cpu_frames", static_cast<std::int64_t>(last_model_frame_ - first_model_frame_));
     f.set_attr("/components", "online_cpu_s", static_cast<double>(last_model_cpu_ns_ - first_model_cpu_ns_) * 1e-9);
+  }
+  if (steady_ns_ > 0) {
+    f.set_attr("/components", "steady_frames", static_cast<std::int64_t>(frame_ - steady_frame_));
+    f.set_attr("/components", "steady_wall_s", static_cast<double>(last_frame_ns_ - steady_ns_) * 1e-9);
+    f.set_attr("/components", "steady_model_wait_s", static_cast<double>(steady_wait_ns_) * 1e-9);
+    f.set_attr("/components", "steady_cpu_frames", static_cast<std::int64_t>(last_model_frame_ - steady_frame_));
+    f.set_attr("/components", "steady_cpu_s", static_cast<double>(last_model_cpu_ns_ - steady_cpu_ns_) * 1e-9);
   }
   f.set_attr("/components", "fast_path_model_waits", static_cast<std::int64_t>(waits_));
   f.set_attr("/components", "fast_path_model_wait_s", static_cast<double>(wait_ns_) * 1e-9);

@@ -108,6 +108,12 @@ class OnlineCnmfStage : public Stage {
   // than the wall time.
   std::int64_t first_model_cpu_ns_ = 0, last_model_cpu_ns_ = 0;
   std::uint64_t last_model_frame_ = 0;
+  // The steady state: from the first model computed from frames the fast path tracked with a
+  // model (so the slow path has folded the frames buffered during the initialisation, which the
+  // online phase above includes) to the end. Wall time and waits from that frame, CPU to the
+  // last model.
+  std::int64_t steady_ns_ = 0, steady_wait_ns_ = 0, steady_cpu_ns_ = 0;
+  std::uint64_t steady_frame_ = 0;
   std::int32_t slots_used_ = 0;
 
   // fast -> slow ring (single producer, single consumer)

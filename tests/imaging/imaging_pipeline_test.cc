@@ -168,6 +168,23 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   EXPECT_LE(cpu_frames, online);
   EXPECT_EQ(cpu_frames % update_every, 0) << cpu_frames;
   EXPECT_GT(fa.attr_double("/components", "online_cpu_s"), 0.0);
+  // The steady state starts where the first model computed from frames tracked with a model
+  // takes effect: the first model comes at frame 399 (init_frames 200 + first lag 200 - 1), the
+  // update computed from frame 399 one model lag later, so here the steady state is the online
+  // phase less one model lag.
+  const std::int64_t lag = fa.attr_int64("/components", "model_lag_frames");
+  const std::int64_t steady = fa.attr_int64("/components", "steady_frames");
+  const std::int64_t steady_cpu_frames = fa.attr_int64("/components", "steady_cpu_frames");
+  EXPECT_EQ(fa.attr_int64("/components", "first_model_lag_frames"), 200);
+  EXPECT_EQ(online, 600 - 399);
+  EXPECT_EQ(online - steady, lag);
+  EXPECT_GT(fa.attr_double("/components", "steady_wall_s"), 0.0);
+  EXPECT_LT(fa.attr_double("/components", "steady_wall_s"), fa.attr_double("/components", "online_wall_s"));
+  EXPECT_GT(steady_cpu_frames, 0);
+  EXPECT_EQ(cpu_frames - steady_cpu_frames, lag);
+  EXPECT_GT(fa.attr_double("/components", "steady_cpu_s"), 0.0);
+  EXPECT_LT(fa.attr_double("/components", "steady_cpu_s"), fa.attr_double("/components", "online_cpu_s"));
+  EXPECT_LE(fa.attr_double("/components", "steady_model_wait_s"), fa.attr_double("/components", "online_model_wait_s"));
   // calcium-2p checks its neuron_radius (5) against the data (auto_radius) and records what it
   // ran at: 5, or the estimate to the half pixel when that is off by more than the tolerance
   // (this movie's 11 whole somata have a median half-peak radius of 4.1: the simulator's radius
