@@ -426,6 +426,56 @@ TEST(OnlineCnmf, TakesANeuronThatOverlapsASilentKnownOne) {
   EXPECT_GT(std::max(c00 + c11, c01 + c10), 1.8f) << c00 << " " << c01 << " " << c10 << " " << c11;
 }
 
+// Two overlapping neurons (footprint cosine ~0.5) that fire at different times, except once
+// together, alone in the 60-frame buffer of one update: over that buffer their traces correlate
+// ~1, over the frames since the initialisation they do not. They stay two components (the
+// update merged them on the buffer's correlation alone).
+TEST(OnlineCnmf, OverlappingNeuronsThatFireTogetherOnceAreNotMerged) {
+  constexpr int H = 48, W = 48;
+  constexpr std::uint32_t T = 800, kInit = 300;
+  const Eigen::VectorXf a0 = gaussian_spot(H, W, 24, 22), a1 = gaussian_spot(H, W, 24, 26);
+  Eigen::MatrixXf c = Eigen::MatrixXf::Zero(2, T);
+  const float g = std::exp(-1.0f / (30.0f * 0.4f));
+  // Each fires every 45 frames, 22 frames apart; both silent over frames 400-539 but for one
+  // spike together at 450, inside the buffer of the update after frame 499 (updates every 100).
+  for (int k = 0; k < 2; ++k) {
+    float v = 0;
+    for (std::uint32_t t = 0; t < T; ++t) {
+      const bool own = (t + 22 * k) % 45 == 0 && (t < 400 || t >= 540);
+      v = g * v + ((own || t == 450) ? 80.0f : 0.0f);
+      c(k, t) = v;
+    }
+  }
+  std::mt19937 rng(5);
+  std::normal_distribution<float> noise(0.0f, 3.0f);
+  auto frame = [&](std::uint32_t t, float* out) {
+    for (int p = 0; p < H * W; ++p) out[p] = 100.0f + a0(p) * c(0, t) + a1(p) * c(1, t) + noise(rng);
+  };
+  CnmfOptions o;
+  o.height = H;
+  o.width = W;
+  CnmfRunOptions ro;
+  ro.init_frames = kInit;
+  const CnmfRunResult r = run_cnmf_online(frame, T, o, ro);
+  EXPECT_EQ(r.merged, 0);
+  ASSERT_EQ(r.model.k(), 2) << "added " << r.added << " merged " << r.merged << " removed " << r.removed;
+  const Eigen::MatrixXf a = Eigen::MatrixXf(r.model.footprints);
+  const Eigen::VectorXf n0 = a0.normalized(), n1 = a1.normalized();
+  const float c00 = a.col(0).normalized().dot(n0), c01 = a.col(0).normalized().dot(n1);
+  const float c10 = a.col(1).normalized().dot(n0), c11 = a.col(1).normalized().dot(n1);
+  EXPECT_GT(std::max(c00 + c11, c01 + c10), 1.8f) << c00 << " " << c01 << " " << c10 << " " << c11;
+  // And the traces are each neuron's own after the joint spike.
+  const Eigen::Index t0 = 560, n = T - t0;
+  Eigen::MatrixXf tr = r.denoised.rightCols(n);
+  const int first = c00 + c11 >= c01 + c10 ? 0 : 1;
+  for (int k = 0; k < 2; ++k) {
+    Eigen::VectorXf x = tr.row(k == 0 ? first : 1 - first).transpose(), y = c.row(k).rightCols(n).transpose();
+    x.array() -= x.mean();
+    y.array() -= y.mean();
+    EXPECT_GT(x.dot(y) / (x.norm() * y.norm()), 0.95f) << "neuron " << k;
+  }
+}
+
 // Registration replicates the edge pixels into the strip a shift uncovers, so a bright spot at
 // the border of a moving field flickers with the motion. Given the frames' shifts, the search
 // leaves it alone and still finds a real neuron that fired only after the initialisation;
