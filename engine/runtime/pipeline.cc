@@ -163,12 +163,17 @@ void Pipeline::start_impl() {
     std::string kind = source_kind(s.cfg.source());
     if (kind == "plugin") kind = *plugin_value(s.cfg.source().plugin(), "type");
     s.source = reg.make_source(kind);
+    // The sources' own errors name their field ("source.imaging_file: PATH: ..."); others get
+    // the source kind in front.
+    auto source_error = [&](const char* what) {
+      const std::string msg(what);
+      return ConfigError("stream '" + s.cfg.id() + "': " +
+                         (msg.rfind("source.", 0) == 0 ? msg : std::string("source ").append(kind).append(": ").append(msg)));
+    };
     try {
       s.in_spec = s.source->open(s.cfg.source(), s.cfg.id());
-    } catch (const ConfigError& e) {
-      throw ConfigError("stream '" + s.cfg.id() + "': source " + kind + ": " + e.what());
     } catch (const std::exception& e) {
-      throw ConfigError("stream '" + s.cfg.id() + "': source " + kind + ": " + e.what());
+      throw source_error(e.what());
     }
     s.in_spec.stream_id = s.cfg.id();
     s.policy = overload_policy(s.cfg, s.source->is_live());

@@ -2,8 +2,13 @@
 
 #include <hdf5.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 namespace rtnmf {
@@ -27,7 +32,21 @@ void write_columns(hid_t d, const std::string& where, const float* block, hsize_
 
 ResultFileSink::ResultFileSink(const std::string& path, std::string prefix)
     : path_(path), tmp_path_(path + ".rows.tmp"), prefix_(std::move(prefix)) {
-  file_ = std::make_unique<io::h5::File>(io::h5::File::create(path_));
+  // Whether the file could be created, without creating it: a run that fails to start (a
+  // missing input, a bad pipeline) must not truncate an earlier result at this path.
+  const std::filesystem::path p(path_);
+  const std::string dir = p.has_parent_path() ? p.parent_path().string() : std::string(".");
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(p, ec);
+  if (exists && std::filesystem::is_directory(p, ec))
+    throw std::runtime_error("h5: cannot create '" + path_ + "' (a directory)");
+  if (::access(exists ? path_.c_str() : dir.c_str(), W_OK) != 0)
+    throw std::runtime_error("h5: cannot create '" + path_ + "' (" + std::strerror(errno) + ")");
+}
+
+io::h5::File& ResultFileSink::file() {
+  if (!file_) file_ = std::make_unique<io::h5::File>(io::h5::File::create(path_));
+  return *file_;
 }
 
 ResultFileSink::~ResultFileSink() {
@@ -37,6 +56,7 @@ ResultFileSink::~ResultFileSink() {
 }
 
 void ResultFileSink::begin(const StreamSpec& spec) {
+  file();  // created (truncated) now that the stream runs
   for (size_t i = 0; i < spec.lanes.size(); ++i) {
     const LaneSpec& l = spec.lanes[i];
     if (l.dataset.empty()) continue;

@@ -17,8 +17,10 @@ namespace rtnmf {
 // dataset paths (for pipelines with several streams; "" for one).
 class ResultFileSink : public ResultSink {
  public:
-  // Creates (truncates) the result file now, so a bad path fails before the pipeline starts.
-  // Throws std::runtime_error naming the file.
+  // Checks that the result file can be created (its directory, or the file, writable), so a
+  // bad path fails before the pipeline starts; the file is created (truncated) when the stream
+  // begins, so a run that never starts leaves an earlier file at the path as it was. Throws
+  // std::runtime_error naming the file.
   ResultFileSink(const std::string& path, std::string prefix = "");
   ~ResultFileSink() override;
 
@@ -27,7 +29,7 @@ class ResultFileSink : public ResultSink {
   void end() override;
 
   // The result file, for Stage::write_results and attributes after the pipeline joined.
-  io::h5::File& file() { return *file_; }
+  io::h5::File& file();
   std::uint64_t frames() const { return frames_; }
 
  private:

@@ -80,7 +80,7 @@ class ZmqIngestSource : public Source {
     if (msg_.shape_size() != 2 || msg_.shape(0) != a_ || msg_.shape(1) != b_) {
       std::string got_shape;
       for (int i = 0; i < msg_.shape_size(); ++i)
-        got_shape += (i ? "x" : "") + std::to_string(msg_.shape(i));
+        got_shape.append(i ? "x" : "").append(std::to_string(msg_.shape(i)));
       return reject("frame seq " + std::to_string(msg_.seq()) + ": shape " +
                     (got_shape.empty() ? "missing" : got_shape) + ", expected " +
                     std::to_string(a_) + "x" + std::to_string(b_));

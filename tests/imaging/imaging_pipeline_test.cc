@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -421,6 +422,37 @@ TEST(ImagingPipeline, TruncatedMovieStopsWithTheFrameIndexAndKeepsEarlierFrames)
   EXPECT_EQ(f.dims("/motion/shifts")[0], 350u);
   std::filesystem::remove(movie);
   std::filesystem::remove(out);
+}
+
+// A movie that cannot be opened stops the replay before it starts, with the stream, the source's
+// field and the path named once each, and the result file it would have written is not touched:
+// not created, and an earlier result at that path (a re-run with a mistyped input) kept as it was.
+TEST(ImagingPipeline, MissingMovieIsNamedOnceAndLeavesTheResultPathAlone) {
+  ReplayRequest rq;
+  rq.pipeline = "calcium-2p";
+  rq.input = "/nonexistent/movie.tif";
+  rq.out = temp_path("missing.h5");
+  rq.publish = false;
+  std::filesystem::remove(rq.out);
+  for (const bool earlier : {false, true}) {
+    SCOPED_TRACE(earlier ? "an earlier result at the path" : "no file at the path");
+    if (earlier) std::ofstream(rq.out) << "earlier result";
+    try {
+      replay_to_file(rq);
+      ADD_FAILURE() << "no error";
+    } catch (const ConfigError& e) {
+      EXPECT_STREQ(e.what(), "stream 'imaging': source.imaging_file: /nonexistent/movie.tif: no such file");
+    }
+    if (!earlier) {
+      EXPECT_FALSE(std::filesystem::exists(rq.out));
+    } else {
+      std::ifstream in(rq.out);
+      std::string text;
+      std::getline(in, text);
+      EXPECT_EQ(text, "earlier result");
+    }
+  }
+  std::filesystem::remove(rq.out);
 }
 
 }  // namespace

@@ -81,7 +81,19 @@ stream { id: "r" overload: BLOCK
 }
 
 TEST(ResultFileSink, UnwritablePathFailsBeforeAnythingStarts) {
-  EXPECT_THROW(ResultFileSink("/nonexistent/dir/out.h5"), std::runtime_error);
+  try {
+    ResultFileSink sink("/nonexistent/dir/out.h5");
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "h5: cannot create '/nonexistent/dir/out.h5' (No such file or directory)");
+  }
+  const std::string dir = ::testing::TempDir();
+  try {
+    ResultFileSink sink(dir);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "h5: cannot create '" + dir + "' (a directory)");
+  }
 }
 
 // The replay flow `rtnmf replay` runs: the input fills the source's path, overrides apply after
