@@ -1,6 +1,7 @@
 #include "engine/io/movie.h"
 
 #include <hdf5.h>
+#include <fnmatch.h>
 #include <glob.h>
 #include <sys/stat.h>
 
@@ -389,34 +390,72 @@ bool is_hdf5_name(const std::string& name) {
   return ends_with(name, ".h5") || ends_with(name, ".hdf5") || ends_with(name, ".hdf");
 }
 
-}  // namespace
-
-std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOptions& options) {
-  std::string path = spec, dataset;
-  // "file.h5:/dataset" (a ':' followed by '/', so Windows-free POSIX paths stay intact).
+// A movie spec taken apart: the path, the dataset ("file.h5:/dataset": a ':' followed by '/', so
+// Windows-free POSIX paths stay intact), and whether the path is a directory or a pattern.
+struct SpecParts {
+  std::string path, dataset;
+  bool exists = false, directory = false, pattern = false;
+};
+SpecParts split_spec(const std::string& spec) {
+  SpecParts s;
+  s.path = spec;
   if (std::size_t colon = spec.rfind(":/"); colon != std::string::npos && colon > 0) {
-    path = spec.substr(0, colon);
-    dataset = spec.substr(colon + 1);
+    s.path = spec.substr(0, colon);
+    s.dataset = spec.substr(colon + 1);
   }
   struct stat st {};
-  const bool exists = ::stat(path.c_str(), &st) == 0;  // "take[2].tif" is a file, not a pattern
-  // A directory or a pattern: the files in name order, as one movie.
+  s.exists = ::stat(s.path.c_str(), &st) == 0;  // "take[2].tif" is a file, not a pattern
+  s.directory = s.exists && S_ISDIR(st.st_mode);
+  s.pattern = !s.exists && s.path.find_first_of("*?[") != std::string::npos;
+  return s;
+}
+
+// A directory's movie files or a pattern's matches, in name order.
+std::vector<std::string> list_files(const SpecParts& s) {
   std::vector<std::string> files;
-  if (!exists && path.find_first_of("*?[") != std::string::npos) {
+  if (s.pattern) {
     glob_t g{};
-    const int rc = ::glob(path.c_str(), 0, nullptr, &g);  // sorted by name
+    const int rc = ::glob(s.path.c_str(), 0, nullptr, &g);  // sorted by name
     for (std::size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);
     globfree(&g);
-    if (files.empty()) throw MovieError(path + ": no file matches");
-  } else if (exists && S_ISDIR(st.st_mode)) {
-    for (const auto& e : std::filesystem::directory_iterator(path)) {
+  } else if (s.directory) {
+    for (const auto& e : std::filesystem::directory_iterator(s.path)) {
       const std::string name = e.path().filename().string();
       if (e.is_regular_file() && (is_tiff_name(name) || is_hdf5_name(name))) files.push_back(e.path().string());
     }
     std::sort(files.begin(), files.end());
-    if (files.empty())
-      throw MovieError(path + ": directory holds no movie file (.tif, .tiff, .btf, .tf8, .h5, .hdf5, .hdf)");
   }
+  return files;
+}
+
+}  // namespace
+
+bool movie_spec_includes(const std::string& spec, const std::string& path) {
+  const SpecParts s = split_spec(spec);
+  std::error_code ec;
+  if (s.pattern) {
+    auto absolute = [&](const std::string& x) { return std::filesystem::absolute(x, ec).lexically_normal().string(); };
+    return ::fnmatch(absolute(s.path).c_str(), absolute(path).c_str(), 0) == 0;
+  }
+  const std::filesystem::path p(path);
+  if (s.directory) {
+    const std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+    const std::string name = p.filename().string();
+    return std::filesystem::equivalent(dir, s.path, ec) && (is_tiff_name(name) || is_hdf5_name(name));
+  }
+  return s.exists && std::filesystem::exists(p, ec) && std::filesystem::equivalent(p, s.path, ec);
+}
+
+std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOptions& options) {
+  const SpecParts parts = split_spec(spec);
+  const std::string& path = parts.path;
+  const std::string& dataset = parts.dataset;
+  const bool exists = parts.exists;
+  // A directory or a pattern: the files in name order, as one movie.
+  const std::vector<std::string> files = list_files(parts);
+  if (parts.pattern && files.empty()) throw MovieError(path + ": no file matches");
+  if (parts.directory && files.empty())
+    throw MovieError(path + ": directory holds no movie file (.tif, .tiff, .btf, .tf8, .h5, .hdf5, .hdf)");
   if (files.size() > 1) return std::make_unique<ConcatMovie>(path, files, dataset, options);
   if (files.size() == 1) return open_movie(dataset.empty() ? files[0] : files[0] + ":" + dataset, options);
   if (!exists) throw MovieError(path + ": no such file");

@@ -118,6 +118,11 @@ class MovieReader {
 // movie there: later files are not reached). Allocates; throws MovieError naming the file.
 std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOptions& options = {});
 
+// Whether `path` (existing or not) is, or as a new file would become, part of the movie `spec`
+// names: the same file as a single-file spec (a dataset suffix ignored), a movie file in a
+// directory spec, a match of a pattern spec. For refusing to write results over a recording.
+bool movie_spec_includes(const std::string& spec, const std::string& path);
+
 namespace detail {
 // Converts `count` pixels of type t from `src` to float. Does not allocate.
 void convert_to_float(PixelType t, const void* src, std::size_t count, bool swap_bytes, float* out);

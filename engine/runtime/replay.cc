@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "engine/io/h5.h"
+#include "engine/io/movie.h"
 #include "engine/runtime/config.h"
 #include "engine/runtime/result_file_sink.h"
 
@@ -27,6 +28,17 @@ void set_source_path(v1::SourceConfig* src, const std::string& input) {
   if (!path)
     throw ConfigError("source kind '" + kind + "' does not read files; cannot replay " + input);
   m->GetReflection()->SetString(m, path, input);
+}
+
+// The `path` field of the source's active kind, or "" when it has none.
+std::string source_path(const v1::SourceConfig& src) {
+  const std::string kind = source_kind(src);
+  if (kind.empty()) return "";
+  const pb::FieldDescriptor* fd = src.GetDescriptor()->FindFieldByName(kind);
+  if (!fd || fd->type() != pb::FieldDescriptor::TYPE_MESSAGE) return "";
+  const pb::Message& m = src.GetReflection()->GetMessage(src, fd);
+  const pb::FieldDescriptor* path = m.GetDescriptor()->FindFieldByName("path");
+  return path && path->type() == pb::FieldDescriptor::TYPE_STRING ? m.GetReflection()->GetString(m, path) : "";
 }
 
 void set_pacing(v1::SourceConfig* src, const std::string& speed) {
@@ -91,6 +103,12 @@ v1::PipelineConfig replay_config(const ReplayRequest& request, std::string* text
 
 ResultFileSink* attach_result_file(Pipeline& pipeline, const v1::PipelineConfig& cfg,
                                    const std::string& path) {
+  // The file is created (truncated) when the stream starts: never over what a stream reads.
+  for (const v1::StreamConfig& st : cfg.stream()) {
+    const std::string input = source_path(st.source());
+    if (!input.empty() && io::movie_spec_includes(input, path))
+      throw ConfigError("result file " + path + " is part of the input " + input + "; write the result elsewhere");
+  }
   const bool several = cfg.stream_size() > 1;
   if (several)
     std::fprintf(stderr, "note: several streams; datasets of stream '%s' go under /%s/\n",

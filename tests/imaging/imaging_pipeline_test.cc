@@ -455,5 +455,34 @@ TEST(ImagingPipeline, MissingMovieIsNamedOnceAndLeavesTheResultPathAlone) {
   std::filesystem::remove(rq.out);
 }
 
+// A result path that is the recording itself (or a file its directory would list) is refused
+// before anything starts: the result file is created when the stream begins and would truncate
+// the movie being read.
+TEST(ImagingPipeline, ResultFileOverTheInputIsRefusedAndTheMovieKept) {
+  sim::CalciumSimOptions so;
+  so.height = 16;
+  so.width = 16;
+  so.frames = 20;
+  so.neurons = 2;
+  sim::CalciumSimulator simulator(so);
+  const std::string movie = temp_path("self.tif");
+  write_movie(simulator, movie);
+  const auto size = std::filesystem::file_size(movie);
+  ReplayRequest rq;
+  rq.pipeline = "calcium-2p";
+  rq.input = movie;
+  rq.out = movie;
+  rq.publish = false;
+  try {
+    replay_to_file(rq);
+    ADD_FAILURE() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "result file " + movie + " is part of the input " + movie +
+                                         "; write the result elsewhere");
+  }
+  EXPECT_EQ(std::filesystem::file_size(movie), size);
+  std::filesystem::remove(movie);
+}
+
 }  // namespace
 }  // namespace rtnmf

@@ -421,6 +421,27 @@ TEST(MovieReader, DirectoryFirstTiffCutInsideTheLastPixelsNamesThatFrame) {
 
 // A recording split over files (ScanImage's logFramesPerFile): a directory or a pattern is one
 // movie, the files in name order.
+// What a result file must not overwrite: the movie file itself (however the path is spelt, a
+// dataset suffix ignored), a movie file in a directory given as the recording, a pattern's match.
+TEST(MovieReader, SpecIncludesTheFilesItReadsAndTheNamesItWouldList) {
+  const fs::path dir = temp_path("includes");
+  fs::create_directories(dir);
+  write_tiff((dir / "rec_1.tif").string(), 2, 3, 3, {});
+  const std::string file = (dir / "rec_1.tif").string();
+  EXPECT_TRUE(movie_spec_includes(file, file));
+  EXPECT_TRUE(movie_spec_includes(file, (dir / "." / "rec_1.tif").string()));
+  EXPECT_TRUE(movie_spec_includes(file + ":/mov", file));
+  EXPECT_FALSE(movie_spec_includes(file, (dir / "rec_1.h5").string()));  // not there yet: another file
+  EXPECT_TRUE(movie_spec_includes(dir.string(), (dir / "result.h5").string()));
+  EXPECT_TRUE(movie_spec_includes(dir.string(), (dir / "rec_1.tif").string()));
+  EXPECT_FALSE(movie_spec_includes(dir.string(), (dir / "result.txt").string()));  // not listed
+  EXPECT_FALSE(movie_spec_includes(dir.string(), (dir / "sub" / "result.h5").string()));
+  EXPECT_TRUE(movie_spec_includes((dir / "rec_*").string(), (dir / "rec_result.h5").string()));
+  EXPECT_FALSE(movie_spec_includes((dir / "rec_*.tif").string(), (dir / "rec_result.h5").string()));
+  EXPECT_FALSE(movie_spec_includes("/nonexistent/movie.tif", "/nonexistent/movie.tif"));
+  fs::remove_all(dir);
+}
+
 TEST(MovieReader, ReadsARecordingSplitOverFilesAsOneMovie) {
   const fs::path dir = temp_path("split");
   fs::create_directories(dir);
