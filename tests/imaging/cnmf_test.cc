@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
 
@@ -390,40 +391,64 @@ TEST(OnlineCnmf, SomataLargerThanTheSupportSquareAreNotSplitIntoRimComponents) {
 // once that one has fallen silent: the known neuron's trace then follows the newcomer's light
 // on the shared pixels, so the newcomer looks like the known one's misfit (overlap and a
 // correlated trace). Its activity is the stronger of the two, though, and it must be taken.
-TEST(OnlineCnmf, TakesANeuronThatOverlapsASilentKnownOne) {
-  constexpr int H = 48, W = 48;
-  constexpr std::uint32_t T = 800, kInit = 300;
-  auto blob = [&](float cy, float cx) { return gaussian_spot(H, W, cy, cx); };
-  const Eigen::VectorXf known = blob(24, 20), newcomer = blob(24, 26);
-  // Spikes every 45 frames: the known neuron's during the initialisation, the newcomer's after.
-  Eigen::MatrixXf c = Eigen::MatrixXf::Zero(2, T);
+// Two neurons of the given footprints on a 48 x 48 field (100 counts of background, noise sd 3):
+// calcium with a 0.4 s decay at 30 Hz and spikes of 80 where spike(k, t), the online driver's
+// result on init_frames frames and then the rest.
+constexpr int kSpotsH = 48, kSpotsW = 48;
+struct TwoSpots {
+  Eigen::MatrixXf c;  // 2 x T calcium
+  CnmfRunResult r;
+  // The sum of the found footprints' cosines with the neurons under the better of the two
+  // assignments, and whether component 0 is neuron 1 there.
+  float matched = 0;
+  bool swapped = false;
+};
+TwoSpots run_two_spots(const Eigen::VectorXf& a0, const Eigen::VectorXf& a1, std::uint32_t frames,
+                       std::uint32_t init_frames, unsigned seed,
+                       const std::function<bool(int, std::uint32_t)>& spike) {
+  TwoSpots out;
+  out.c = Eigen::MatrixXf::Zero(2, frames);
   const float g = std::exp(-1.0f / (30.0f * 0.4f));
   for (int k = 0; k < 2; ++k) {
     float v = 0;
-    for (std::uint32_t t = 0; t < T; ++t) {
-      const bool active = k == 0 ? t < kInit : t >= kInit + 20;
-      v = g * v + ((active && (t + 17 * k) % 45 == 0) ? 80.0f : 0.0f);
-      c(k, t) = v;
+    for (std::uint32_t t = 0; t < frames; ++t) {
+      v = g * v + (spike(k, t) ? 80.0f : 0.0f);
+      out.c(k, t) = v;
     }
   }
-  std::mt19937 rng(3);
+  std::mt19937 rng(seed);
   std::normal_distribution<float> noise(0.0f, 3.0f);
-  auto frame = [&](std::uint32_t t, float* out) {
-    for (int p = 0; p < H * W; ++p) out[p] = 100.0f + known(p) * c(0, t) + newcomer(p) * c(1, t) + noise(rng);
+  auto frame = [&](std::uint32_t t, float* px) {
+    for (int p = 0; p < kSpotsH * kSpotsW; ++p) px[p] = 100.0f + a0(p) * out.c(0, t) + a1(p) * out.c(1, t) + noise(rng);
   };
   CnmfOptions o;
-  o.height = H;
-  o.width = W;
+  o.height = kSpotsH;
+  o.width = kSpotsW;
   CnmfRunOptions ro;
-  ro.init_frames = kInit;
-  const CnmfRunResult r = run_cnmf_online(frame, T, o, ro);
-  ASSERT_EQ(r.model.k(), 2) << "added " << r.added << " merged " << r.merged << " removed " << r.removed;
+  ro.init_frames = init_frames;
+  out.r = run_cnmf_online(frame, frames, o, ro);
+  if (out.r.model.k() == 2) {
+    const Eigen::MatrixXf a = Eigen::MatrixXf(out.r.model.footprints);
+    const Eigen::VectorXf n0 = a0.normalized(), n1 = a1.normalized();
+    const float c00 = a.col(0).normalized().dot(n0), c01 = a.col(0).normalized().dot(n1);
+    const float c10 = a.col(1).normalized().dot(n0), c11 = a.col(1).normalized().dot(n1);
+    out.swapped = c01 + c10 > c00 + c11;
+    out.matched = std::max(c00 + c11, c01 + c10);
+  }
+  return out;
+}
+
+TEST(OnlineCnmf, TakesANeuronThatOverlapsASilentKnownOne) {
+  constexpr std::uint32_t T = 800, kInit = 300;
+  // Spikes every 45 frames: the known neuron's during the initialisation, the newcomer's after.
+  const TwoSpots s = run_two_spots(gaussian_spot(kSpotsH, kSpotsW, 24, 20), gaussian_spot(kSpotsH, kSpotsW, 24, 26), T,
+                                   kInit, 3, [](int k, std::uint32_t t) {
+                                     const bool active = k == 0 ? t < kInit : t >= kInit + 20;
+                                     return active && (t + 17 * k) % 45 == 0;
+                                   });
+  ASSERT_EQ(s.r.model.k(), 2) << "added " << s.r.added << " merged " << s.r.merged << " removed " << s.r.removed;
   // One component per neuron: each footprint's best match is a different neuron.
-  const Eigen::MatrixXf a = Eigen::MatrixXf(r.model.footprints);
-  const Eigen::VectorXf kn = known.normalized(), nc = newcomer.normalized();
-  const float c00 = a.col(0).normalized().dot(kn), c01 = a.col(0).normalized().dot(nc);
-  const float c10 = a.col(1).normalized().dot(kn), c11 = a.col(1).normalized().dot(nc);
-  EXPECT_GT(std::max(c00 + c11, c01 + c10), 1.8f) << c00 << " " << c01 << " " << c10 << " " << c11;
+  EXPECT_GT(s.matched, 1.8f);
 }
 
 // Two overlapping neurons (footprint cosine ~0.5) that fire at different times, except once
@@ -431,45 +456,21 @@ TEST(OnlineCnmf, TakesANeuronThatOverlapsASilentKnownOne) {
 // ~1, over the frames since the initialisation they do not. They stay two components (the
 // update merged them on the buffer's correlation alone).
 TEST(OnlineCnmf, OverlappingNeuronsThatFireTogetherOnceAreNotMerged) {
-  constexpr int H = 48, W = 48;
   constexpr std::uint32_t T = 800, kInit = 300;
-  const Eigen::VectorXf a0 = gaussian_spot(H, W, 24, 22), a1 = gaussian_spot(H, W, 24, 26);
-  Eigen::MatrixXf c = Eigen::MatrixXf::Zero(2, T);
-  const float g = std::exp(-1.0f / (30.0f * 0.4f));
   // Each fires every 45 frames, 22 frames apart; both silent over frames 400-539 but for one
   // spike together at 450, inside the buffer of the update after frame 499 (updates every 100).
-  for (int k = 0; k < 2; ++k) {
-    float v = 0;
-    for (std::uint32_t t = 0; t < T; ++t) {
-      const bool own = (t + 22 * k) % 45 == 0 && (t < 400 || t >= 540);
-      v = g * v + ((own || t == 450) ? 80.0f : 0.0f);
-      c(k, t) = v;
-    }
-  }
-  std::mt19937 rng(5);
-  std::normal_distribution<float> noise(0.0f, 3.0f);
-  auto frame = [&](std::uint32_t t, float* out) {
-    for (int p = 0; p < H * W; ++p) out[p] = 100.0f + a0(p) * c(0, t) + a1(p) * c(1, t) + noise(rng);
-  };
-  CnmfOptions o;
-  o.height = H;
-  o.width = W;
-  CnmfRunOptions ro;
-  ro.init_frames = kInit;
-  const CnmfRunResult r = run_cnmf_online(frame, T, o, ro);
-  EXPECT_EQ(r.merged, 0);
-  ASSERT_EQ(r.model.k(), 2) << "added " << r.added << " merged " << r.merged << " removed " << r.removed;
-  const Eigen::MatrixXf a = Eigen::MatrixXf(r.model.footprints);
-  const Eigen::VectorXf n0 = a0.normalized(), n1 = a1.normalized();
-  const float c00 = a.col(0).normalized().dot(n0), c01 = a.col(0).normalized().dot(n1);
-  const float c10 = a.col(1).normalized().dot(n0), c11 = a.col(1).normalized().dot(n1);
-  EXPECT_GT(std::max(c00 + c11, c01 + c10), 1.8f) << c00 << " " << c01 << " " << c10 << " " << c11;
+  const TwoSpots s = run_two_spots(gaussian_spot(kSpotsH, kSpotsW, 24, 22), gaussian_spot(kSpotsH, kSpotsW, 24, 26), T,
+                                   kInit, 5, [](int k, std::uint32_t t) {
+                                     return ((t + 22 * k) % 45 == 0 && (t < 400 || t >= 540)) || t == 450;
+                                   });
+  EXPECT_EQ(s.r.merged, 0);
+  ASSERT_EQ(s.r.model.k(), 2) << "added " << s.r.added << " merged " << s.r.merged << " removed " << s.r.removed;
+  EXPECT_GT(s.matched, 1.8f);
   // And the traces are each neuron's own after the joint spike.
   const Eigen::Index t0 = 560, n = T - t0;
-  Eigen::MatrixXf tr = r.denoised.rightCols(n);
-  const int first = c00 + c11 >= c01 + c10 ? 0 : 1;
   for (int k = 0; k < 2; ++k) {
-    Eigen::VectorXf x = tr.row(k == 0 ? first : 1 - first).transpose(), y = c.row(k).rightCols(n).transpose();
+    Eigen::VectorXf x = s.r.denoised.row(s.swapped ? 1 - k : k).tail(n).transpose();
+    Eigen::VectorXf y = s.c.row(k).tail(n).transpose();
     x.array() -= x.mean();
     y.array() -= y.mean();
     EXPECT_GT(x.dot(y) / (x.norm() * y.norm()), 0.95f) << "neuron " << k;

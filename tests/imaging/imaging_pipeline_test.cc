@@ -459,14 +459,12 @@ TEST(ImagingPipeline, MissingMovieIsNamedOnceAndLeavesTheResultPathAlone) {
 // before anything starts: the result file is created when the stream begins and would truncate
 // the movie being read.
 TEST(ImagingPipeline, ResultFileOverTheInputIsRefusedAndTheMovieKept) {
-  sim::CalciumSimOptions so;
-  so.height = 16;
-  so.width = 16;
-  so.frames = 20;
-  so.neurons = 2;
-  sim::CalciumSimulator simulator(so);
   const std::string movie = temp_path("self.tif");
-  write_movie(simulator, movie);
+  {
+    io::TiffWriter w(movie, 16, 16);
+    std::vector<float> f(16 * 16, 100.0f);
+    for (int t = 0; t < 20; ++t) w.write_frame(f.data());
+  }
   const auto size = std::filesystem::file_size(movie);
   ReplayRequest rq;
   rq.pipeline = "calcium-2p";
