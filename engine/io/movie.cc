@@ -467,6 +467,9 @@ std::unique_ptr<MovieReader> open_movie(const std::string& spec, const MovieOpti
     if (options.plane > 0)
       throw MovieError(path + ": plane " + std::to_string(options.plane) + " requested but " + kind +
                        " movies hold one plane");
+    if (options.roi > 0)
+      throw MovieError(path + ": roi " + std::to_string(options.roi) + " requested but " + kind +
+                       " movies hold one field of view");
   };
   if (!dataset.empty() || is_hdf5_name(path)) {
     single_stack("HDF5");

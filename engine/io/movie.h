@@ -52,6 +52,7 @@ struct MovieInfo {
   PixelType dtype = PixelType::kUint16;
   double frame_rate_hz = 0;  // 0 = not recorded in the file (volumetric: the volume rate)
   std::uint32_t planes = 1;  // planes of a volumetric TIFF (the one read: MovieOptions::plane)
+  std::uint32_t rois = 1;    // ROIs of a ScanImage multi-ROI TIFF (read: MovieOptions::roi)
   std::string description;   // e.g. "ScanImage", "ImageJ", "BigTIFF", "HDF5 T x H x W"
   std::uint32_t files = 1;    // files the movie spans (a directory or a pattern)
 };
@@ -73,6 +74,10 @@ struct MovieOptions {
   // Volumetric TIFFs (ImageJ hyperstacks with "slices=N", ScanImage fast z): which plane
   // (0-based). Each plane is a movie of its own, sampled once per volume (suite2p's nplanes).
   std::uint32_t plane = 0;
+  // ScanImage multi-ROI TIFFs (SI.hRoiManager.mroiEnable; pages hold the ROIs top to bottom with
+  // flyback lines between): which ROI (0-based, in scan order), or -1 (default) for all of them
+  // stacked without the flyback lines (they must be equally wide).
+  int roi = -1;
   // Overrides the frame rate found in the file (0 = keep the file's).
   double frame_rate_hz = 0;
 };

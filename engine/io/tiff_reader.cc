@@ -87,6 +87,42 @@ std::uint32_t scanimage_channels(const std::string& text) {
   return n == 0 ? 1 : n;
 }
 
+// ScanImage multi-ROI (mROI) pages stack the ROIs' scanfields top to bottom with the lines the
+// scanner spends flying between them in between. The ROI group is JSON in the Artist tag
+// ({"RoiGroups": {"imagingRoiGroup": {"rois": [{"scanfields": {"pixelResolutionXY": [w, h],
+// ...}}, ...]}, ...}}): the (w, h) of each scanfield of the imaging group, in scan order.
+std::vector<std::pair<std::uint32_t, std::uint32_t>> scanimage_roi_sizes(const std::string& json) {
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> sizes;
+  const std::size_t key = json.find("\"imagingRoiGroup\"");
+  if (key == std::string::npos) return sizes;
+  const std::size_t open = json.find('{', key);
+  if (open == std::string::npos) return sizes;
+  // The group's object: to its matching brace (strings hold no braces in ScanImage's output
+  // except names, which are skipped with the strings).
+  std::size_t end = open;
+  int depth = 0;
+  bool in_string = false;
+  for (; end < json.size(); ++end) {
+    const char c = json[end];
+    if (in_string) {
+      if (c == '\\') ++end;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{') {
+      ++depth;
+    } else if (c == '}' && --depth == 0) {
+      break;
+    }
+  }
+  const std::string group = json.substr(open, end - open);
+  static const std::regex res(R"re("pixelResolutionXY"\s*:\s*\[\s*([0-9]+)\s*,\s*([0-9]+)\s*\])re");
+  for (auto it = std::sregex_iterator(group.begin(), group.end(), res); it != std::sregex_iterator(); ++it) {
+    sizes.emplace_back(static_cast<std::uint32_t>(std::stoul((*it)[1])), static_cast<std::uint32_t>(std::stoul((*it)[2])));
+  }
+  return sizes;
+}
+
 class TiffMovie final : public MovieReader {
  public:
   TiffMovie(const std::string& path, const MovieOptions& options) {
@@ -106,6 +142,7 @@ class TiffMovie final : public MovieReader {
     const std::string desc = tag_string(tif_, TIFFTAG_IMAGEDESCRIPTION);
     const std::string software = tag_string(tif_, TIFFTAG_SOFTWARE);
     const std::string text = desc + "\n" + software;
+    const std::string artist = tag_string(tif_, TIFFTAG_ARTIST);  // ScanImage's ROI group (JSON)
     const bool is_imagej = desc.rfind("ImageJ=", 0) == 0;
     const bool is_scanimage = text.find("SI.") != std::string::npos ||
                               text.find("scanimage") != std::string::npos ||
@@ -172,6 +209,10 @@ class TiffMovie final : public MovieReader {
     }
     channel_ = options.channel;
     plane_ = options.plane;
+    if (is_scanimage && scanimage_true(scanimage_value(text, "SI.hRoiManager.mroiEnable")))
+      setup_rois(path, scanimage_roi_sizes(artist), options.roi);
+    if (options.roi > 0 && rois_.empty())
+      throw MovieError(path + ": roi " + std::to_string(options.roi) + " requested but the file has 1 (not ScanImage multi-ROI)");
     info_.planes = slices_;
     if (slices_ > 1) info_.description += ", " + std::to_string(slices_) + " planes";
     info_.frames = static_cast<std::int64_t>(pages / (static_cast<std::uint64_t>(channels_) * volume_));
@@ -207,6 +248,74 @@ class TiffMovie final : public MovieReader {
                        index);
     }
     const std::uint64_t page = (static_cast<std::uint64_t>(index) * volume_ + plane_) * channels_ + channel_;
+    if (!crop_.empty()) {
+      // Multi-ROI: the whole page, then the selected ROIs' rows (their flyback lines dropped).
+      read_page(index, page, page_buf_.data());
+      float* dst = out;
+      for (const Roi& r : crop_)
+        for (std::uint32_t y = 0; y < r.height; ++y, dst += r.width)
+          std::memcpy(dst, page_buf_.data() + static_cast<std::size_t>(r.row + y) * page_w_, sizeof(float) * r.width);
+      return;
+    }
+    read_page(index, page, out);
+  }
+
+ private:
+  struct Roi {
+    std::uint32_t row = 0, height = 0, width = 0;  // first page row, rows, columns (from the left)
+  };
+
+  // Multi-ROI layout from the scanfield sizes; `roi` < 0: all of them stacked (same widths),
+  // else that one. Sets the movie's frame shape.
+  void setup_rois(const std::string& path, const std::vector<std::pair<std::uint32_t, std::uint32_t>>& sizes, int roi) {
+    if (sizes.size() < 2) return;  // one ROI: the page is its image
+    const std::string where = path + ": ScanImage multi-ROI: ";
+    std::uint64_t rows = 0;
+    std::string list;
+    for (const auto& [w, h] : sizes) {
+      if (w == 0 || h == 0 || w > page_w_)
+        throw MovieError(where + "a ROI of " + std::to_string(h) + "x" + std::to_string(w) + " pixels on pages of " +
+                         std::to_string(page_h_) + "x" + std::to_string(page_w_));
+      rows += h;
+      list += (list.empty() ? "" : " + ") + std::to_string(h);
+    }
+    const std::uint64_t n = sizes.size();
+    if (rows > page_h_ || (page_h_ - rows) % (n - 1) != 0) {
+      throw MovieError(where + std::to_string(n) + " ROIs of " + list + " rows do not fit pages of " +
+                       std::to_string(page_h_) + " rows with equal gaps between them");
+    }
+    const std::uint32_t gap = static_cast<std::uint32_t>((page_h_ - rows) / (n - 1));
+    std::uint32_t row = 0;
+    for (const auto& [w, h] : sizes) {
+      rois_.push_back({row, h, w});
+      row += h + gap;
+    }
+    if (roi >= static_cast<int>(n)) {
+      throw MovieError(path + ": roi " + std::to_string(roi) + " requested but the file has " + std::to_string(n) +
+                       " (ScanImage multi-ROI)");
+    }
+    if (roi >= 0) {
+      crop_ = {rois_[static_cast<std::size_t>(roi)]};
+    } else {
+      for (const Roi& r : rois_) {
+        if (r.width != rois_[0].width) {
+          throw MovieError(where + "ROIs " + std::to_string(rois_[0].width) + " and " + std::to_string(r.width) +
+                           " pixels wide cannot be stacked; choose one with source.imaging_file.roi");
+        }
+      }
+      crop_ = rois_;
+    }
+    info_.height = 0;
+    for (const Roi& r : crop_) info_.height += r.height;
+    info_.width = crop_[0].width;
+    info_.rois = static_cast<std::uint32_t>(n);
+    info_.description += ", " + std::to_string(n) + " ROIs (" + (roi >= 0 ? "ROI " + std::to_string(roi) : "stacked") +
+                         ", " + std::to_string(gap) + " flyback lines between)";
+    page_buf_.resize(static_cast<std::size_t>(page_w_) * page_h_);
+  }
+
+  // Page `page` (frame `index` in errors) as float into out[page_h_ * page_w_].
+  void read_page(std::int64_t index, std::uint64_t page, float* out) {
     if (contiguous_) {
       read_contiguous(index, page, out);
       return;
@@ -224,7 +333,7 @@ class TiffMovie final : public MovieReader {
     TIFFGetFieldDefaulted(tif_, TIFFTAG_BITSPERSAMPLE, &bps);
     TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLEFORMAT, &fmt);
     TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLESPERPIXEL, &spp);
-    if (w != info_.width || h != info_.height || bps != bits_ || fmt != sample_format_ || spp != 1) {
+    if (w != page_w_ || h != page_h_ || bps != bits_ || fmt != sample_format_ || spp != 1) {
       fail(index, "page shape or pixel type differs from the first page (" + std::to_string(h) +
                       "x" + std::to_string(w) + ", " + std::to_string(bps) + " bits)");
     }
@@ -267,7 +376,6 @@ class TiffMovie final : public MovieReader {
     detail::convert_to_float(info_.dtype, buf, static_cast<std::size_t>(w) * h, false, out);
   }
 
- private:
   [[noreturn]] void fail(std::int64_t index, const std::string& what) {
     std::string msg = info_.path + ": frame " + std::to_string(index) + ": " + what;
     if (!last_error_.empty()) msg += " (" + last_error_ + ")";
@@ -283,6 +391,8 @@ class TiffMovie final : public MovieReader {
     TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLESPERPIXEL, &spp);
     TIFFGetFieldDefaulted(tif_, TIFFTAG_PLANARCONFIG, &planar);
     if (info_.width == 0 || info_.height == 0) throw MovieError(path + ": empty first page");
+    page_w_ = info_.width;
+    page_h_ = info_.height;
     if (spp != 1) {
       throw MovieError(path + ": " + std::to_string(spp) +
                        " samples per pixel; only single-sample (grey) movies are supported");
@@ -336,7 +446,7 @@ class TiffMovie final : public MovieReader {
     TIFFGetFieldDefaulted(tif_, TIFFTAG_SAMPLESPERPIXEL, &spp);
     TIFFGetFieldDefaulted(tif_, TIFFTAG_COMPRESSION, &comp);
     TIFFGetFieldDefaulted(tif_, TIFFTAG_PLANARCONFIG, &planar);
-    if (w != info_.width || h != info_.height || bps != bits_ || fmt != sample_format_ || spp != 1 ||
+    if (w != page_w_ || h != page_h_ || bps != bits_ || fmt != sample_format_ || spp != 1 ||
         comp != COMPRESSION_NONE || planar != PLANARCONFIG_CONTIG || TIFFIsTiled(tif_)) {
       return kNoSpan;
     }
@@ -361,7 +471,7 @@ class TiffMovie final : public MovieReader {
   }
 
   void read_span(std::int64_t index, std::uint64_t offset, float* out) {
-    const std::size_t n = static_cast<std::size_t>(info_.width) * info_.height;
+    const std::size_t n = static_cast<std::size_t>(page_w_) * page_h_;
     const std::size_t bytes = n * pixel_type_bytes(info_.dtype);
     std::size_t got = 0;
     while (got < bytes) {
@@ -378,7 +488,7 @@ class TiffMovie final : public MovieReader {
   }
 
   void read_contiguous(std::int64_t index, std::uint64_t page, float* out) {
-    const std::size_t n = static_cast<std::size_t>(info_.width) * info_.height;
+    const std::size_t n = static_cast<std::size_t>(page_w_) * page_h_;
     const std::size_t bytes = n * pixel_type_bytes(info_.dtype);
     if (fseeko(raw_file_, static_cast<off_t>(data_offset_ + page * bytes), SEEK_SET) != 0 ||
         std::fread(scratch_.data(), 1, bytes, raw_file_) != bytes) {
@@ -403,6 +513,9 @@ class TiffMovie final : public MovieReader {
   // slices among them, and the one read.
   std::uint32_t volume_ = 1, slices_ = 1, plane_ = 0;
   std::vector<char> scratch_, tile_;
+  std::uint32_t page_w_ = 0, page_h_ = 0;  // the pages' shape (the frame's unless ROIs are cut out)
+  std::vector<Roi> rois_, crop_;           // multi-ROI: all ROIs, and those read (stacked)
+  std::vector<float> page_buf_;            // multi-ROI: the page before the ROIs are cut out
   // ImageJ contiguous layout
   bool contiguous_ = false, swap_ = false;
   std::uint64_t data_offset_ = 0;

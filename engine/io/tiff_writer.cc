@@ -94,6 +94,7 @@ void TiffWriter::write_frame_raw(const void* pixels) {
     TIFFSetField(tif_, TIFFTAG_IMAGEDESCRIPTION, options_.description.c_str());
   }
   if (!options_.software.empty()) TIFFSetField(tif_, TIFFTAG_SOFTWARE, options_.software.c_str());
+  if (!options_.artist.empty() && frames_ == 0) TIFFSetField(tif_, TIFFTAG_ARTIST, options_.artist.c_str());
   const tmsize_t bytes =
       static_cast<tmsize_t>(height_) * width_ * static_cast<tmsize_t>(pixel_type_bytes(options_.dtype));
   error_.clear();

@@ -16,6 +16,7 @@ struct TiffWriteOptions {
   bool bigtiff = false;
   std::string description;  // ImageDescription of the first page (e.g. ScanImage/ImageJ text)
   std::string software;     // Software tag of every page (ScanImage writes its header here)
+  std::string artist;       // Artist tag of the first page (ScanImage: the ROI group, JSON)
 };
 
 class TiffWriter {

@@ -22,6 +22,7 @@ class ImagingFileSource : public Source {
     if (!c.hdf5_order().empty()) o.hdf5_order = c.hdf5_order();
     o.channel = c.channel();
     o.plane = c.plane();
+    if (c.has_roi()) o.roi = static_cast<int>(c.roi());
     o.raw_height = c.height();
     o.raw_width = c.width();
     if (!c.dtype().empty()) o.raw_dtype = c.dtype();

@@ -271,6 +271,40 @@ TEST(ImagingFileSource, TruncatedTiffEndsTheStreamWithTheFrameIndex) {
   std::filesystem::remove(path);
 }
 
+// source.imaging_file.roi reaches the reader: unset, a ScanImage multi-ROI file's ROIs come
+// stacked; set, that ROI alone (pages of two 4 x 6 ROIs with 2 flyback lines between).
+TEST(ImagingFileSource, RoiSelectsOneScanImageRoi) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("rtnmf_src_mroi_" + std::to_string(::getpid()) + ".tif")).string();
+  {
+    io::TiffWriteOptions o;
+    o.software = "SI.hRoiManager.scanFrameRate = 15\nSI.hRoiManager.mroiEnable = 1\n";
+    o.artist = "{\"RoiGroups\": {\"imagingRoiGroup\": {\"rois\": [{\"scanfields\": {\"pixelResolutionXY\": [6, 4]}}, "
+               "{\"scanfields\": {\"pixelResolutionXY\": [6, 4]}}]}}}";
+    io::TiffWriter w(path, 10, 6, o);
+    std::vector<float> page(60);
+    for (int i = 0; i < 60; ++i) page[static_cast<std::size_t>(i)] = static_cast<float>(i);
+    for (int t = 0; t < 3; ++t) w.write_frame(page.data());
+  }
+  v1::SourceConfig cfg;
+  cfg.mutable_imaging_file()->set_path(path);
+  cfg.set_pacing(v1::MAX);
+  std::unique_ptr<Source> all = Registry::instance().make_source("imaging_file");
+  StreamSpec spec = all->open(cfg, "img");
+  EXPECT_EQ(spec.height, 8u);
+  EXPECT_EQ(spec.width, 6u);
+  cfg.mutable_imaging_file()->set_roi(1);
+  std::unique_ptr<Source> one = Registry::instance().make_source("imaging_file");
+  spec = one->open(cfg, "img");
+  ASSERT_EQ(spec.height, 4u);
+  EXPECT_DOUBLE_EQ(spec.sample_rate_hz, 15.0);
+  Frame f;
+  f.allocate({24});
+  ASSERT_EQ(one->read(f), ReadStatus::kFrame);
+  for (int i = 0; i < 24; ++i) EXPECT_EQ(f.data()[i], static_cast<float>(36 + i)) << i;  // rows 6-9
+  std::filesystem::remove(path);
+}
+
 TEST(ImagingFileSource, MissingFileIsAConfigError) {
   std::unique_ptr<Source> src = Registry::instance().make_source("imaging_file");
   v1::SourceConfig cfg;

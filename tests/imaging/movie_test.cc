@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "engine/io/h5.h"
@@ -128,6 +129,108 @@ TEST(MovieReader, SelectsOneChannelOfInterleavedScanImageTiff) {
 
 // Volumetric files: pages are channel fastest, then plane (with flyback frames where saved), then
 // volume. Each plane is a movie at the volume rate.
+// ScanImage multi-ROI pages: the ROIs top to bottom in scan order, flyback lines between them;
+// their sizes in the Artist tag's ROI group (JSON). Frame t of ROI (row0, h, w): rows
+// row0 .. row0 + h - 1, columns 0 .. w - 1 of page t.
+std::vector<float> roi_frame(int t, int row0, int h, int w) {
+  std::vector<float> f;
+  for (int r = row0; r < row0 + h; ++r)
+    for (int c = 0; c < w; ++c) f.push_back(pixel_value(t, r, c));
+  return f;
+}
+std::string roi_group_json(const std::vector<std::pair<int, int>>& sizes) {  // (w, h) per ROI
+  std::string rois;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    rois += std::string(i ? ", " : "") + "{\"ver\": 1, \"classname\": \"scanimage.mroi.Roi\", \"name\": \"ROI " +
+            std::to_string(i + 1) + "\", \"zs\": 0, \"scanfields\": {\"name\": \"Default {" + std::to_string(i) +
+            "}\", \"centerXY\": [0, 0], \"sizeXY\": [1, 1], \"pixelResolutionXY\": [" +
+            std::to_string(sizes[i].first) + ", " + std::to_string(sizes[i].second) + "]}}";
+  }
+  // The integration group after the imaging one holds scanfields too: not the ROIs read.
+  return "{\"RoiGroups\": {\"imagingRoiGroup\": {\"ver\": 1, \"name\": \"MROI\", \"rois\": [" + rois +
+         "]}, \"photostimRoiGroups\": null, \"integrationRoiGroup\": {\"rois\": [{\"scanfields\": "
+         "{\"pixelResolutionXY\": [9, 9]}}]}}}";
+}
+
+TEST(MovieReader, CutsTheROIsOfScanImageMultiRoiPages) {
+  const std::string si = "SI.hRoiManager.scanFrameRate = 30\nSI.hRoiManager.mroiEnable = 1\n";
+  {
+    // Three ROIs of 4, 3 and 4 rows (the last 4 pixels wide) with 2 flyback lines between them:
+    // pages of 15 x 6.
+    const std::string path = temp_path("si_mroi.tif");
+    TiffWriteOptions o;
+    o.software = si;
+    o.artist = roi_group_json({{6, 4}, {6, 3}, {4, 4}});
+    write_tiff(path, 5, 15, 6, o);
+    expect_open_error(path, {}, path + ": ScanImage multi-ROI: ROIs 6 and 4 pixels wide cannot be stacked; "
+                                       "choose one with source.imaging_file.roi");
+    MovieOptions mo;
+    for (const auto& [roi, row0, h, w] : {std::tuple{0, 0, 4, 6}, std::tuple{1, 6, 3, 6}, std::tuple{2, 11, 4, 4}}) {
+      mo.roi = roi;
+      auto m = open_movie(path, mo);
+      EXPECT_EQ(m->info().rois, 3u);
+      ASSERT_EQ(m->info().height, static_cast<std::uint32_t>(h));
+      ASSERT_EQ(m->info().width, static_cast<std::uint32_t>(w));
+      EXPECT_NE(m->info().description.find("3 ROIs (ROI " + std::to_string(roi) + ", 2 flyback lines between)"),
+                std::string::npos) << m->info().description;
+      std::vector<float> out(static_cast<std::size_t>(h) * w);
+      for (int t = 0; t < 5; ++t) {
+        m->read_frame(t, out.data());
+        EXPECT_EQ(out, roi_frame(t, row0, h, w)) << "ROI " << roi << " frame " << t;
+      }
+    }
+    mo.roi = 3;
+    expect_open_error(path, mo, path + ": roi 3 requested but the file has 3 (ScanImage multi-ROI)");
+    fs::remove(path);
+  }
+  {
+    // Two equally wide ROIs of 4 rows, 3 flyback lines: stacked by default into 8 x 5 frames.
+    const std::string path = temp_path("si_mroi2.tif");
+    TiffWriteOptions o;
+    o.software = si;
+    o.artist = roi_group_json({{5, 4}, {5, 4}});
+    write_tiff(path, 4, 11, 5, o);
+    auto m = open_movie(path);
+    EXPECT_EQ(m->info().rois, 2u);
+    ASSERT_EQ(m->info().height, 8u);
+    ASSERT_EQ(m->info().width, 5u);
+    EXPECT_NE(m->info().description.find("2 ROIs (stacked, 3 flyback lines between)"), std::string::npos);
+    std::vector<float> out(40);
+    m->read_frame(3, out.data());
+    std::vector<float> want = roi_frame(3, 0, 4, 5), second = roi_frame(3, 7, 4, 5);
+    want.insert(want.end(), second.begin(), second.end());
+    EXPECT_EQ(out, want);
+    fs::remove(path);
+  }
+  {
+    // ROI sizes that do not fit the page with equal gaps are refused, naming them.
+    const std::string path = temp_path("si_mroi_bad.tif");
+    TiffWriteOptions o;
+    o.software = si;
+    o.artist = roi_group_json({{5, 4}, {5, 4}, {5, 4}});
+    write_tiff(path, 2, 13, 5, o);
+    expect_open_error(path, {}, path + ": ScanImage multi-ROI: 3 ROIs of 4 + 4 + 4 rows do not fit pages of 13 "
+                                       "rows with equal gaps between them");
+    fs::remove(path);
+  }
+  {
+    // One ROI (mROI on): the page is its image. A file that is not multi-ROI has no ROI 1.
+    const std::string path = temp_path("si_mroi1.tif");
+    TiffWriteOptions o;
+    o.software = si;
+    o.artist = roi_group_json({{5, 6}});
+    write_tiff(path, 3, 6, 5, o);
+    auto m = open_movie(path);
+    expect_frames(*m, 3, 6, 5);
+    MovieOptions mo;
+    mo.roi = 0;
+    expect_frames(*open_movie(path, mo), 3, 6, 5);
+    mo.roi = 1;
+    expect_open_error(path, mo, path + ": roi 1 requested but the file has 1 (not ScanImage multi-ROI)");
+    fs::remove(path);
+  }
+}
+
 TEST(MovieReader, SelectsOnePlaneOfVolumetricScanImageAndImageJFiles) {
   std::vector<float> out(9);
   {
@@ -545,6 +648,11 @@ TEST(MovieReader, ReadsHdf5InBothAxisOrders) {
   layer.channel = 0;
   layer.plane = 2;
   expect_open_error(path + ":/mov", layer, path + ": plane 2 requested but HDF5 movies hold one plane");
+  layer.plane = 0;
+  layer.roi = 1;
+  expect_open_error(path + ":/mov", layer, path + ": roi 1 requested but HDF5 movies hold one field of view");
+  layer.roi = 0;  // the one there is
+  EXPECT_EQ(open_movie(path + ":/mov", layer)->info().frames, T);
   fs::remove(path);
 }
 

@@ -13,12 +13,13 @@ namespace {
 const char* kUsage = R"(usage: rtnmf info MOVIE [options]
 
 Prints, as JSON, how rtnmf reads a movie: frames, height, width, pixel type, frame rate (0: none
-in the file), planes, files and the reader's description (TIFF/BigTIFF/ImageJ/ScanImage, HDF5
+in the file), planes, ROIs, files and the reader's description (TIFF/BigTIFF/ImageJ/ScanImage, HDF5
 axis order). MOVIE is what `rtnmf replay` takes: file.tif, file.h5[:/dataset], a raw file, a
 directory or a quoted pattern of a recording split over files.
 
   --channel N      multi-channel TIFF: the channel read (0)
   --plane N        volumetric TIFF: the plane read (0)
+  --roi N          ScanImage multi-ROI TIFF: the ROI read (default: all, stacked)
   --hdf5-order O   auto (default), thw or hwt
   --height H --width W --dtype T --header-bytes N --big-endian   raw binary layout
   --rate HZ        frame rate to assume or override
@@ -39,7 +40,7 @@ std::string json_string(const std::string& s) {
 
 int info_cmd(const std::vector<std::string>& args) {
   ArgParser p(args, {"check", "big-endian"});
-  p.check_known({"channel", "plane", "hdf5-order", "height", "width", "dtype", "header-bytes", "big-endian", "rate",
+  p.check_known({"channel", "plane", "roi", "hdf5-order", "height", "width", "dtype", "header-bytes", "big-endian", "rate",
                  "check"});
   if (p.positionals().size() != 1) throw UsageError("expected one MOVIE");
   io::MovieOptions o;
@@ -50,6 +51,7 @@ int info_cmd(const std::vector<std::string>& args) {
   };
   o.channel = static_cast<std::uint32_t>(count("channel"));
   o.plane = static_cast<std::uint32_t>(count("plane"));
+  if (p.has("roi")) o.roi = static_cast<int>(count("roi"));
   o.hdf5_order = p.get("hdf5-order", "auto");
   o.raw_height = static_cast<std::uint32_t>(count("height"));
   o.raw_width = static_cast<std::uint32_t>(count("width"));
@@ -71,6 +73,7 @@ int info_cmd(const std::vector<std::string>& args) {
   std::snprintf(rate, sizeof rate, "%.6g", in.frame_rate_hz);
   out += std::string("  \"frame_rate_hz\": ") + rate + ",\n";
   out += "  \"planes\": " + std::to_string(in.planes) + ",\n";
+  out += "  \"rois\": " + std::to_string(in.rois) + ",\n";
   out += "  \"files\": " + std::to_string(in.files) + ",\n";
   out += "  \"description\": " + json_string(in.description);
   int status = 0;
