@@ -152,16 +152,21 @@ std::string roi_group_json(const std::vector<std::pair<int, int>>& sizes) {  // 
          "{\"pixelResolutionXY\": [9, 9]}}]}}}";
 }
 
+// A ScanImage mROI movie of `frames` pages of h x w with the ROIs of `sizes` ((w, h) each).
+std::string write_mroi(const std::string& name, const std::vector<std::pair<int, int>>& sizes, int frames, int h, int w) {
+  const std::string path = temp_path(name);
+  TiffWriteOptions o;
+  o.software = "SI.hRoiManager.scanFrameRate = 30\nSI.hRoiManager.mroiEnable = 1\n";
+  o.artist = roi_group_json(sizes);
+  write_tiff(path, frames, h, w, o);
+  return path;
+}
+
 TEST(MovieReader, CutsTheROIsOfScanImageMultiRoiPages) {
-  const std::string si = "SI.hRoiManager.scanFrameRate = 30\nSI.hRoiManager.mroiEnable = 1\n";
   {
     // Three ROIs of 4, 3 and 4 rows (the last 4 pixels wide) with 2 flyback lines between them:
     // pages of 15 x 6.
-    const std::string path = temp_path("si_mroi.tif");
-    TiffWriteOptions o;
-    o.software = si;
-    o.artist = roi_group_json({{6, 4}, {6, 3}, {4, 4}});
-    write_tiff(path, 5, 15, 6, o);
+    const std::string path = write_mroi("si_mroi.tif", {{6, 4}, {6, 3}, {4, 4}}, 5, 15, 6);
     expect_open_error(path, {}, path + ": ScanImage multi-ROI: ROIs 6 and 4 pixels wide cannot be stacked; "
                                        "choose one with source.imaging_file.roi");
     MovieOptions mo;
@@ -185,11 +190,7 @@ TEST(MovieReader, CutsTheROIsOfScanImageMultiRoiPages) {
   }
   {
     // Two equally wide ROIs of 4 rows, 3 flyback lines: stacked by default into 8 x 5 frames.
-    const std::string path = temp_path("si_mroi2.tif");
-    TiffWriteOptions o;
-    o.software = si;
-    o.artist = roi_group_json({{5, 4}, {5, 4}});
-    write_tiff(path, 4, 11, 5, o);
+    const std::string path = write_mroi("si_mroi2.tif", {{5, 4}, {5, 4}}, 4, 11, 5);
     auto m = open_movie(path);
     EXPECT_EQ(m->info().rois, 2u);
     ASSERT_EQ(m->info().height, 8u);
@@ -204,22 +205,14 @@ TEST(MovieReader, CutsTheROIsOfScanImageMultiRoiPages) {
   }
   {
     // ROI sizes that do not fit the page with equal gaps are refused, naming them.
-    const std::string path = temp_path("si_mroi_bad.tif");
-    TiffWriteOptions o;
-    o.software = si;
-    o.artist = roi_group_json({{5, 4}, {5, 4}, {5, 4}});
-    write_tiff(path, 2, 13, 5, o);
+    const std::string path = write_mroi("si_mroi_bad.tif", {{5, 4}, {5, 4}, {5, 4}}, 2, 13, 5);
     expect_open_error(path, {}, path + ": ScanImage multi-ROI: 3 ROIs of 4 + 4 + 4 rows do not fit pages of 13 "
                                        "rows with equal gaps between them");
     fs::remove(path);
   }
   {
     // One ROI (mROI on): the page is its image. A file that is not multi-ROI has no ROI 1.
-    const std::string path = temp_path("si_mroi1.tif");
-    TiffWriteOptions o;
-    o.software = si;
-    o.artist = roi_group_json({{5, 6}});
-    write_tiff(path, 3, 6, 5, o);
+    const std::string path = write_mroi("si_mroi1.tif", {{5, 6}}, 3, 6, 5);
     auto m = open_movie(path);
     expect_frames(*m, 3, 6, 5);
     MovieOptions mo;
