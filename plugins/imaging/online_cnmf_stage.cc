@@ -203,6 +203,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   waits_ = first_model_frame_ = 0;
   seen_version_ = ~std::uint64_t{0};
   slots_used_ = 0;
+  offset_ = 0.0f;
   // The ring covers max(L, first lag) + update_every frames (the slow path may sit in the
   // initialisation or in publish() that long in replay while the fast path keeps producing; see
   // ModelExchange).
@@ -313,6 +314,15 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   }
   const std::uint32_t slot = static_cast<std::uint32_t>(head % ring_cap_);
   float* px = frame.data();
+  // The model is non-negative (A c + b f): a recording whose values go below zero (ScanImage
+  // int16 files with a dark level under 0, offset-subtracted movies) is lifted by the first
+  // frame's minimum, for the whole stream (CaImAn subtracts the movie's minimum likewise).
+  if (n == 0) {
+    const float lo = *std::min_element(px, px + pixels_);
+    offset_ = lo < 0 ? -lo : 0.0f;  // said by the slow path (no logging here)
+  }
+  if (offset_ > 0)
+    for (std::uint32_t p = 0; p < pixels_; ++p) px[p] += offset_;
   float* act = ring_act_.data() + static_cast<std::size_t>(slot) * slots_;
   float* bgr = ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1);
   if (to_slow) {
@@ -407,6 +417,9 @@ void OnlineCnmfStage::slow_loop() {
 
 void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
   const float* px = ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_;
+  if (t == 0 && offset_ > 0)  // set by the fast path before it handed frame 0 over
+    std::fprintf(stderr, "note: %spixel values go down to %g in the first frame; adding %g to every frame (the model is non-negative)\n",
+                 where().c_str(), static_cast<double>(-offset_), static_cast<double>(offset_));
   if (t < init_frames_) {
     std::memcpy(init_movie_.col(static_cast<Eigen::Index>(t)).data(), px, sizeof(float) * pixels_);
   } else if (initialised_) {
@@ -601,6 +614,8 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.set_attr("/components", "update_every_frames", static_cast<std::int64_t>(update_every_));
   f.set_attr("/components", "model_lag_frames", static_cast<std::int64_t>(lag_));
   f.set_attr("/components", "first_model_lag_frames", static_cast<std::int64_t>(first_lag_));
+  // Added to every pixel before the model saw it (0 unless the first frame had negative values).
+  f.set_attr("/components", "data_offset", static_cast<double>(offset_));
   if (initialised_) {
     // The soma radius the model ran at (auto_radius may have replaced the configured one) and the
     // estimate from the initialisation's components (0: not estimated).

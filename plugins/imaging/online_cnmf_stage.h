@@ -115,6 +115,7 @@ class OnlineCnmfStage : public Stage {
   std::int64_t steady_ns_ = 0, steady_wait_ns_ = 0, steady_cpu_ns_ = 0;
   std::uint64_t steady_frame_ = 0;
   std::int32_t slots_used_ = 0;
+  float offset_ = 0.0f;  // added to every pixel: minus the first frame's minimum when below 0
 
   // fast -> slow ring (single producer, single consumer)
   std::uint32_t ring_cap_ = 0;
