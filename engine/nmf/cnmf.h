@@ -72,6 +72,12 @@ struct CnmfOptions {
   // (the active frames' mean minus the buffer's mean).
   float new_space_corr = 0.85f;
   int init_iterations = 8;        // HALS rounds at initialisation
+  // The initialisation takes no seed centred within this many pixels of the frame's edge. Motion
+  // correction replicates edge pixels into the strip a shift uncovers, and in a moving field
+  // that strip's flicker seeds components that are no neuron; the online_cnmf stage sets it to
+  // the largest whole-pixel shift of the initialisation's frames (CaImAn's border_pix). Neurons
+  // there are still found by the online search, which tests candidates against the shifts.
+  int seed_border_px = 0;
   float decay_time_s = 0.4f;      // indicator decay (GCaMP6f ~0.4 s, GCaMP6s ~1 s); a prior only
   bool estimate_decay = true;     // estimate g from the initial traces (median over neurons)
   // Deconvolution model: 1 = AR(1) (decay only), 2 = AR(2) (rise and decay). AR(2) needs the rise

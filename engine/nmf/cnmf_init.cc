@@ -293,9 +293,11 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
   {
     const int lr = std::max(1, static_cast<int>(std::lround(0.8f * r)));
     Eigen::VectorXf score = pnr.cwiseProduct(cn.cwiseMax(0.0f));
+    const int band = o.seed_border_px;
     for (Eigen::Index p = 0; p < P; ++p) {
       if (pnr(p) < o.min_pnr || cn(p) < o.min_corr) continue;
       const int py = static_cast<int>(p / W), px = static_cast<int>(p % W);
+      if (py < band || px < band || py >= H - band || px >= W - band) continue;
       bool is_max = true;
       for (int yy = std::max(0, py - lr); yy <= std::min(H - 1, py + lr) && is_max; ++yy)
         for (int xx = std::max(0, px - lr); xx <= std::min(W - 1, px + lr); ++xx) {
@@ -359,6 +361,8 @@ std::vector<Seed> find_seeds(Eigen::MatrixXf& s, Eigen::Ref<const Eigen::MatrixX
     sd.trace = c;
     sd.pnr = pnr(best);
     sd.corr = cn(best);
+    sd.row = py;
+    sd.col = px;
     seeds.push_back(std::move(sd));
   }
 

@@ -89,6 +89,7 @@ struct Seed {
   Eigen::VectorXf values;  // unit-norm footprint on it
   Eigen::VectorXf trace;   // smoothed high-passed trace at the seed (T)
   float pnr = 0, corr = 0;
+  int row = -1, col = -1;  // the seed pixel
 };
 
 // Greedy seeds on a background-free movie: `s` (P x T, overwritten: high-passed, smoothed,

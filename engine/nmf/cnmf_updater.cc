@@ -885,6 +885,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
   po.height = static_cast<std::uint32_t>(ph);
   po.init_threads = std::max(1, options_.update_threads);
   po.width = static_cast<std::uint32_t>(pw);
+  po.seed_border_px = 0;  // the initialisation's rule; the search tests shifts instead (motion_r2)
   std::vector<detail::Seed> seeds = detail::find_seeds(work, raw, po, 4 * want);
   const float g = model_.g.size() ? model_.g(0) : detail::default_g(options_.frame_rate_hz, options_.decay_time_s);
   int added = 0;

@@ -2,6 +2,7 @@
 // hard), fast path without allocation, state followed by id across model swaps.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -173,6 +174,48 @@ TEST(CnmfInitialize, TwoThreadsGiveTheSameModelAsOne) {
       EXPECT_TRUE(Eigen::MatrixXf(one.model.ring.w) == Eigen::MatrixXf(two.model.ring.w));
       EXPECT_TRUE(one.model.ring.b0 == two.model.ring.b0);
     }
+  }
+}
+
+// seed_border_px: no seed centred in the edge strip (where registration replicates pixels); the
+// neuron inside the field is seeded as before.
+TEST(CnmfInitialize, NoSeedsInTheEdgeStrip) {
+  constexpr int H = 48, W = 48;
+  constexpr std::uint32_t T = 300;
+  const Eigen::VectorXf edge = gaussian_spot(H, W, 5, 20), inner = gaussian_spot(H, W, 24, 24);
+  const float g = std::exp(-1.0f / (30.0f * 0.4f));
+  std::mt19937 rng(7);
+  std::normal_distribution<float> noise(0.0f, 3.0f);
+  Eigen::MatrixXf movie(H * W, T);
+  float c0 = 0, c1 = 0;
+  for (std::uint32_t t = 0; t < T; ++t) {
+    c0 = g * c0 + (t % 40 == 5 ? 80.0f : 0.0f);
+    c1 = g * c1 + (t % 37 == 20 ? 80.0f : 0.0f);
+    for (int p = 0; p < H * W; ++p) movie(p, t) = edge(p) * c0 + inner(p) * c1 + noise(rng);
+  }
+  CnmfOptions o;
+  o.height = H;
+  o.width = W;
+  auto seeds = [&](int band) {
+    o.seed_border_px = band;
+    Eigen::MatrixXf s = movie;
+    return detail::find_seeds(s, movie, o, 10);
+  };
+  auto has_seed_at = [](const std::vector<detail::Seed>& v, int row, int col) {
+    return std::any_of(v.begin(), v.end(), [&](const detail::Seed& sd) {
+      return std::abs(sd.row - row) <= 1 && std::abs(sd.col - col) <= 1;
+    });
+  };
+  const std::vector<detail::Seed> all = seeds(0);
+  EXPECT_TRUE(has_seed_at(all, 5, 20));
+  EXPECT_TRUE(has_seed_at(all, 24, 24));
+  const std::vector<detail::Seed> inside = seeds(8);
+  EXPECT_TRUE(has_seed_at(inside, 24, 24));
+  for (const detail::Seed& sd : inside) {
+    EXPECT_GE(sd.row, 8);
+    EXPECT_GE(sd.col, 8);
+    EXPECT_LT(sd.row, H - 8);
+    EXPECT_LT(sd.col, W - 8);
   }
 }
 

@@ -158,6 +158,15 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
     EXPECT_GE(rise, 0.0f) << "component " << k;
     EXPECT_LT(rise, decay) << "component " << k;
   }
+  // The initialisation took no seed in the edge strip registration replicates into: the
+  // largest whole-pixel shift of its 200 frames, at most a sixteenth of the side (4 here).
+  {
+    const std::vector<float> sh = fa.read<float>("/motion/shifts");
+    float largest = 0;
+    for (std::size_t i = 0; i < 2 * 200; ++i) largest = std::max(largest, std::fabs(sh[i]));
+    EXPECT_EQ(fa.attr_int64("/components", "init_seed_border_px"),
+              std::min<std::int64_t>(static_cast<std::int64_t>(std::floor(largest)), 4));
+  }
   // The benchmarks' timing attributes: the online phase's frames and wall time, and its CPU time
   // between the first and the last model's frames (whole models apart).
   const std::int64_t update_every = fa.attr_int64("/components", "update_every_frames");
