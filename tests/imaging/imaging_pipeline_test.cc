@@ -99,15 +99,21 @@ void write_movie(sim::CalciumSimulator& simulator, const std::string& movie) {
   }
 }
 
-TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) {
+// The small movie of the replay tests: 64 x 64, 600 frames, 12 neurons firing at 1 Hz.
+sim::CalciumSimOptions small_movie() {
   sim::CalciumSimOptions so;
   so.height = 64;
   so.width = 64;
   so.frames = 600;
   so.neurons = 12;
   so.firing_rate_hz = 1.0f;
-  so.motion_px = 0.5f;
   so.seed = 9;
+  return so;
+}
+
+TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) {
+  sim::CalciumSimOptions so = small_movie();
+  so.motion_px = 0.5f;
   sim::CalciumSimulator simulator(so);
   const std::string movie = temp_path("movie.tif");
   write_movie(simulator, movie);
@@ -293,13 +299,7 @@ TEST(ImagingPipeline, ARecordingThatEndsBeforeTheFirstModelKeepsTheInitialNeuron
 // (Without the lift a 128 x 128 movie of 40 neurons scored F1 0.59 and trace correlation 0.57
 // against 1.0 / 0.996 for the same movie unshifted.)
 TEST(ImagingPipeline, NegativePixelValuesAreLiftedByTheFirstFramesMinimum) {
-  sim::CalciumSimOptions so;
-  so.height = 64;
-  so.width = 64;
-  so.frames = 600;
-  so.neurons = 12;
-  so.firing_rate_hz = 1.0f;
-  so.seed = 9;
+  const sim::CalciumSimOptions so = small_movie();
   sim::CalciumSimulator simulator(so);
   const std::string movie = temp_path("negative.tif"), out = temp_path("negative.h5");
   float first_min = 0;
