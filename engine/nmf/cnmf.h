@@ -144,6 +144,9 @@ struct CnmfModel {
   std::int32_t next_slot = 0;
   int k() const { return static_cast<int>(footprints.cols()); }
   int nb() const { return static_cast<int>(background.cols()); }
+  // Components without a result row (found after all max_components rows were taken): tracked,
+  // so they still explain their light, but neither recorded nor published.
+  int unrecorded() const { return static_cast<int>(std::count(slots.begin(), slots.end(), -1)); }
   // Recomputes gram and gram_sparse from footprints and background. Allocates.
   void finalize();
 };

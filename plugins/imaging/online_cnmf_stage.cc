@@ -490,6 +490,13 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     added_.fetch_add(static_cast<std::uint64_t>(updater_.added_last()), std::memory_order_relaxed);
     merged_.fetch_add(static_cast<std::uint64_t>(updater_.merged_last()), std::memory_order_relaxed);
     removed_.fetch_add(static_cast<std::uint64_t>(updater_.removed_last()), std::memory_order_relaxed);
+    // Once every result row is taken (they are never reused), components found later are
+    // tracked but neither recorded nor published: counted, and said once.
+    const int unrecorded = back.unrecorded();
+    if (unrecorded > 0 && unrecorded_.load(std::memory_order_relaxed) == 0)
+      std::fprintf(stderr, "note: %sall %d result rows (cnmf.max_components) are taken; components found from frame %llu on are tracked but not recorded or published\n",
+                   where().c_str(), options_.max_components, static_cast<unsigned long long>(t + 1));
+    if (unrecorded > unrecorded_.load(std::memory_order_relaxed)) unrecorded_.store(unrecorded, std::memory_order_relaxed);
   }
   {
     std::lock_guard<std::mutex> lock(final_mutex_);
@@ -557,6 +564,8 @@ void OnlineCnmfStage::report(std::vector<std::pair<std::string, double>>& scalar
   scalars.emplace_back("slow_path_drops", static_cast<double>(dropped_.load(std::memory_order_relaxed)));
   const float radius = radius_used_.load(std::memory_order_relaxed);
   if (radius > 0) scalars.emplace_back("neuron_radius", radius);
+  const int unrecorded = unrecorded_.load(std::memory_order_relaxed);
+  if (unrecorded > 0) scalars.emplace_back("unrecorded_components", unrecorded);
 }
 
 void OnlineCnmfStage::write_results(io::h5::File& f) {
@@ -622,6 +631,8 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
              "c[t] = g c[t-1] + g2 c[t-2] + s[t]; AR(2) with rise: g = d + r, g2 = -d r (d, r the decay "
              "and rise factors per frame, exp(-1 / (rate * tau))); AR(1): g2 = 0, g = d");
   f.set_attr("/components", "added", static_cast<std::int64_t>(added_.load()));
+  // The most components alive at once without a result row (all max_components rows taken).
+  f.set_attr("/components", "unrecorded_components", static_cast<std::int64_t>(unrecorded_.load()));
   f.set_attr("/components", "merged", static_cast<std::int64_t>(merged_.load()));
   f.set_attr("/components", "removed", static_cast<std::int64_t>(removed_.load()));
   f.set_attr("/components", "model_updates", static_cast<std::int64_t>(updates_.load()));

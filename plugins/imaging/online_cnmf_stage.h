@@ -168,6 +168,7 @@ class OnlineCnmfStage : public Stage {
   std::atomic<int> k_{0};
   std::atomic<float> radius_used_{0};  // soma radius the initialisation ran at (0 before it)
   std::atomic<std::uint64_t> updates_{0}, dropped_{0}, added_{0}, merged_{0}, removed_{0};
+  std::atomic<int> unrecorded_{0};  // most components alive at once without a result row
 };
 
 }  // namespace rtnmf::imaging

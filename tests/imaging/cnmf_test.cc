@@ -106,6 +106,33 @@ void activations_by_slot(const CnmfModel& m, const CnmfTracker& tracker, Eigen::
     if (m.slots[static_cast<std::size_t>(k)] >= 0) act(m.slots[static_cast<std::size_t>(k)]) = tracker.output().activation(k);
 }
 
+// The online loop after an initialisation the caller made (and may have altered): frames `from`
+// to the end of `movie` tracked and added to an updater (`each` first, with the frame index),
+// an update every 100 frames taking effect at the next frame. `model` ends as the last model and
+// `tracker` on it.
+void run_online_from(const Eigen::MatrixXf& movie, const CnmfOptions& o, const CnmfInitResult& init, int from,
+                     CnmfTracker& tracker, CnmfModel& model,
+                     const std::function<void(CnmfUpdater&, int)>& each = {}) {
+  CnmfUpdater up;
+  up.init(o, init, movie.leftCols(from));
+  model = init.model;
+  tracker.init(o, model.nb());
+  tracker.set_model(&model);
+  Eigen::VectorXf act = Eigen::VectorXf::Zero(o.max_components);
+  for (int t = from; t < static_cast<int>(movie.cols()); ++t) {
+    tracker.process(movie.col(t).data());
+    activations_by_slot(model, tracker, act);
+    if (each) each(up, t);
+    up.add_frame(movie.col(t).data(), act, tracker.output().background.head(model.nb()));
+    if ((t + 1) % 100 == 0) {
+      CnmfModel next;
+      up.update(next);
+      model = std::move(next);
+      tracker.set_model(&model);
+    }
+  }
+}
+
 void expect_targets(const Outcome& r, const char* what) {
   SCOPED_TRACE(what);
   std::printf("[%s] K %d F1 %.3f precision %.3f recall %.3f cosine %.3f trace corr %.3f spike F1 %.3f\n", what,
@@ -551,25 +578,11 @@ TEST(OnlineCnmf, MotionExplainedBorderActivityIsNotTakenForANeuronWhenShiftsAreG
     o.width = W;
     const CnmfInitResult init = cnmf_initialize(movie.leftCols(kInit), o);
     ASSERT_EQ(init.model.k(), 1);
-    CnmfUpdater up;
-    up.init(o, init, movie.leftCols(kInit));
-    CnmfModel model = init.model;
     CnmfTracker tracker;
-    tracker.init(o, model.nb());
-    tracker.set_model(&model);
-    Eigen::VectorXf act = Eigen::VectorXf::Zero(o.max_components);
-    for (int t = kInit; t < T; ++t) {
-      tracker.process(movie.col(t).data());
-      activations_by_slot(model, tracker, act);
+    CnmfModel model;
+    run_online_from(movie, o, init, kInit, tracker, model, [&](CnmfUpdater& up, int t) {
       if (give_shifts) up.set_motion(0.0f, dx[static_cast<std::size_t>(t)]);
-      up.add_frame(movie.col(t).data(), act, tracker.output().background.head(model.nb()));
-      if ((t + 1) % 100 == 0) {
-        CnmfModel next;
-        up.update(next);
-        model = next;
-        tracker.set_model(&model);
-      }
-    }
+    });
     // Components by footprint centre: the newcomer's must be there; the border spot's only
     // without the shifts.
     const Eigen::MatrixXf a = Eigen::MatrixXf(model.footprints);
@@ -628,6 +641,44 @@ TEST(OnlineCnmf, NewNeuronSearchIsBoundedPerUpdateOnASettledField) {
 
 // add_frame_kept (the updater reads the caller's frames in place) builds the same models as
 // add_frame (it copies them), with the caller's frames kept for residual_buffer() frames.
+// Result rows are never reused and max_components bounds them over the run. When a stream has
+// used them all (set by hand here: next_slot = max_components), a neuron found later is still
+// tracked, with no row (slot -1), and the model counts it (CnmfModel::unrecorded, which the
+// online_cnmf stage reports).
+TEST(CnmfUpdater, ANeuronFoundAfterTheResultRowsAreTakenIsTrackedWithoutARow) {
+  constexpr int H = 48, W = 48, P = H * W;
+  constexpr std::uint32_t T = 800, kInit = 300;
+  const Eigen::VectorXf first = gaussian_spot(H, W, 24, 12), later = gaussian_spot(H, W, 24, 36);
+  const float g = std::exp(-1.0f / (30.0f * 0.4f));
+  std::mt19937 rng(11);
+  std::normal_distribution<float> noise(0.0f, 3.0f);
+  Eigen::MatrixXf movie(P, T);
+  float c0 = 0, c1 = 0;
+  for (std::uint32_t t = 0; t < T; ++t) {
+    c0 = g * c0 + (t < kInit && t % 45 == 3 ? 80.0f : 0.0f);    // only during the initialisation
+    c1 = g * c1 + (t >= kInit + 20 && t % 45 == 8 ? 80.0f : 0.0f);  // only after it
+    for (int p = 0; p < P; ++p) movie(p, t) = 100.0f + first(p) * c0 + later(p) * c1 + noise(rng);
+  }
+  CnmfOptions o;
+  o.height = H;
+  o.width = W;
+  o.max_components = 4;
+  CnmfInitResult init = cnmf_initialize(movie.leftCols(kInit), o);
+  ASSERT_EQ(init.model.k(), 1);
+  EXPECT_EQ(init.model.unrecorded(), 0);
+  init.model.next_slot = o.max_components;  // earlier components took every row
+  CnmfTracker tracker;
+  CnmfModel model;
+  run_online_from(movie, o, init, kInit, tracker, model);
+  ASSERT_EQ(model.k(), 2);
+  EXPECT_EQ(model.slots[0], 0);
+  EXPECT_EQ(model.slots[1], -1);
+  EXPECT_EQ(model.unrecorded(), 1);
+  // Tracked all the same: the later neuron's activation follows its calcium.
+  tracker.process(movie.col(T - 1).data());
+  EXPECT_GT(tracker.output().activation(1), 0.0f);
+}
+
 TEST(CnmfUpdater, KeptFramesGiveTheSameModelsAsCopiedOnes) {
   sim::CalciumSimOptions so;
   so.height = 64;

@@ -184,6 +184,7 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   EXPECT_LE(cpu_frames, online);
   EXPECT_EQ(cpu_frames % update_every, 0) << cpu_frames;
   EXPECT_GT(fa.attr_double("/components", "online_cpu_s"), 0.0);
+  EXPECT_EQ(fa.attr_int64("/components", "unrecorded_components"), 0);  // rows to spare
   // The steady state starts where the first model computed from frames tracked with a model
   // takes effect: the first model comes at frame 399 (init_frames 200 + first lag 200 - 1), the
   // update computed from frame 399 one model lag later, so here the steady state is the online
