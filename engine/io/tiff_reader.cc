@@ -211,7 +211,7 @@ class TiffMovie final : public MovieReader {
     plane_ = options.plane;
     if (is_scanimage && scanimage_true(scanimage_value(text, "SI.hRoiManager.mroiEnable")))
       setup_rois(path, scanimage_roi_sizes(artist), options.roi);
-    if (options.roi > 0 && rois_.empty())
+    if (options.roi > 0 && info_.rois == 1)
       throw MovieError(path + ": roi " + std::to_string(options.roi) + " requested but the file has 1 (not ScanImage multi-ROI)");
     info_.planes = slices_;
     if (slices_ > 1) info_.description += ", " + std::to_string(slices_) + " planes";
@@ -285,9 +285,10 @@ class TiffMovie final : public MovieReader {
                        std::to_string(page_h_) + " rows with equal gaps between them");
     }
     const std::uint32_t gap = static_cast<std::uint32_t>((page_h_ - rows) / (n - 1));
+    std::vector<Roi> rois;
     std::uint32_t row = 0;
     for (const auto& [w, h] : sizes) {
-      rois_.push_back({row, h, w});
+      rois.push_back({row, h, w});
       row += h + gap;
     }
     if (roi >= static_cast<int>(n)) {
@@ -295,15 +296,15 @@ class TiffMovie final : public MovieReader {
                        " (ScanImage multi-ROI)");
     }
     if (roi >= 0) {
-      crop_ = {rois_[static_cast<std::size_t>(roi)]};
+      crop_ = {rois[static_cast<std::size_t>(roi)]};
     } else {
-      for (const Roi& r : rois_) {
-        if (r.width != rois_[0].width) {
-          throw MovieError(where + "ROIs " + std::to_string(rois_[0].width) + " and " + std::to_string(r.width) +
+      for (const Roi& r : rois) {
+        if (r.width != rois[0].width) {
+          throw MovieError(where + "ROIs " + std::to_string(rois[0].width) + " and " + std::to_string(r.width) +
                            " pixels wide cannot be stacked; choose one with source.imaging_file.roi");
         }
       }
-      crop_ = rois_;
+      crop_ = std::move(rois);
     }
     info_.height = 0;
     for (const Roi& r : crop_) info_.height += r.height;
@@ -514,7 +515,7 @@ class TiffMovie final : public MovieReader {
   std::uint32_t volume_ = 1, slices_ = 1, plane_ = 0;
   std::vector<char> scratch_, tile_;
   std::uint32_t page_w_ = 0, page_h_ = 0;  // the pages' shape (the frame's unless ROIs are cut out)
-  std::vector<Roi> rois_, crop_;           // multi-ROI: all ROIs, and those read (stacked)
+  std::vector<Roi> crop_;                  // multi-ROI: the ROIs read (stacked), in page order
   std::vector<float> page_buf_;            // multi-ROI: the page before the ROIs are cut out
   // ImageJ contiguous layout
   bool contiguous_ = false, swap_ = false;
