@@ -205,7 +205,6 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   slots_used_ = 0;
   offset_ = 0.0f;
   init_largest_shift_ = 0.0f;
-  seed_border_px_ = 0;
   // The ring covers max(L, first lag) + update_every frames (the slow path may sit in the
   // initialisation or in publish() that long in replay while the fast path keeps producing; see
   // ModelExchange).
@@ -417,6 +416,12 @@ void OnlineCnmfStage::slow_loop() {
   }
 }
 
+int OnlineCnmfStage::init_seed_border_px() const {
+  // At most a sixteenth of the frame's side: a small field that moved far keeps most of its area
+  // for the initialisation (the rest is left to the online search).
+  return std::min(static_cast<int>(std::floor(init_largest_shift_)), static_cast<int>(std::min(height_, width_) / 16));
+}
+
 void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
   const float* px = ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_;
   if (t == 0 && offset_ > 0)  // set by the fast path before it handed frame 0 over
@@ -459,11 +464,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     // with 6 px of motion (120 neurons at 1.1 radii, read noise 10; 9 seeds): F1 0.933-0.979 ->
     // 0.952-0.979 (mean +0.012, precision up to +0.04); 1-2 px of motion and no motion: identical.
     nmf::CnmfOptions io = options_;
-    // At most a sixteenth of the frame's side: a small field that moved far keeps most of its
-    // area for the initialisation (the rest is left to the online search).
-    io.seed_border_px = std::min(static_cast<int>(std::floor(init_largest_shift_)),
-                                 static_cast<int>(std::min(height_, width_) / 16));
-    seed_border_px_ = io.seed_border_px;
+    io.seed_border_px = init_seed_border_px();
     init_ = nmf::cnmf_initialize(init_movie_, io, seeds_.cols() ? &seeds_ : nullptr);
     seeds_ = Eigen::SparseMatrix<float>();  // used only by the initialisation
     updater_.init(options_, init_, init_movie_);  // at init_.neuron_radius (auto_radius)
@@ -641,10 +642,10 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.set_attr("/components", "update_every_frames", static_cast<std::int64_t>(update_every_));
   f.set_attr("/components", "model_lag_frames", static_cast<std::int64_t>(lag_));
   f.set_attr("/components", "first_model_lag_frames", static_cast<std::int64_t>(first_lag_));
-  if (initialised_) f.set_attr("/components", "init_seed_border_px", static_cast<std::int64_t>(seed_border_px_));
   // Added to every pixel before the model saw it (0 unless the first frame had negative values).
   f.set_attr("/components", "data_offset", static_cast<double>(offset_));
   if (initialised_) {
+    f.set_attr("/components", "init_seed_border_px", static_cast<std::int64_t>(init_seed_border_px()));
     // The soma radius the model ran at (auto_radius may have replaced the configured one) and the
     // estimate from the initialisation's components (0: not estimated).
     f.set_attr("/components", "neuron_radius", static_cast<double>(init_.neuron_radius));

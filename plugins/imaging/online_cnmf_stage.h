@@ -80,6 +80,8 @@ class OnlineCnmfStage : public Stage {
   void prepare(std::uint64_t n);
   void slow_loop();
   void slow_frame(std::uint64_t t, std::uint32_t slot);
+  // The initialisation's seed-free edge strip: the largest whole-pixel shift of its frames.
+  int init_seed_border_px() const;
 
   // configuration
   nmf::CnmfOptions options_;
@@ -116,10 +118,9 @@ class OnlineCnmfStage : public Stage {
   std::uint64_t steady_frame_ = 0;
   std::int32_t slots_used_ = 0;
   float offset_ = 0.0f;  // added to every pixel: minus the first frame's minimum when below 0
-  // Slow path (read after stop): the largest |shift| of the initialisation's frames and the
-  // seed-free edge strip it gave the initialisation.
+  // Slow path (read after stop): the largest |shift| of the initialisation's frames, which sets
+  // the seed-free edge strip of the initialisation (init_seed_border_px).
   float init_largest_shift_ = 0.0f;
-  int seed_border_px_ = 0;
 
   // fast -> slow ring (single producer, single consumer)
   std::uint32_t ring_cap_ = 0;
