@@ -53,6 +53,53 @@ void expect_frames(MovieReader& m, int frames, int h, int w) {
   EXPECT_EQ(t, frames);
 }
 
+// A ScanImage-like TIFF in the scratch directory: `frames` pages of h x w (make_frame), the
+// header text in the Software tag and, when given, the ROI group in the Artist tag.
+std::string write_scanimage(const std::string& name, int frames, int h, int w, const std::string& software,
+                            const std::string& artist = "") {
+  const std::string path = temp_path(name);
+  TiffWriteOptions o;
+  o.software = software;
+  o.artist = artist;
+  write_tiff(path, frames, h, w, o);
+  return path;
+}
+
+// A TIFF of `frames` 3 x 3 pages written with `o` that must read as a planar movie (one plane,
+// every page a frame, in order). Returns its path.
+std::string expect_planar_tiff(const std::string& name, const TiffWriteOptions& o, int frames) {
+  const std::string path = temp_path(name);
+  write_tiff(path, frames, 3, 3, o);
+  auto m = open_movie(path);
+  EXPECT_EQ(m->info().planes, 1u);
+  expect_frames(*m, frames, 3, 3);
+  return path;
+}
+
+// Reads `m` from its next frame until it throws, each frame checked against make_frame(t, h, w):
+// how many were read, and the error (failed false: the movie ended without one).
+struct ReadToError {
+  int good = 0;
+  bool failed = false;
+  std::string what;
+  std::int64_t index = -1;
+};
+ReadToError read_to_error(MovieReader& m, int h, int w) {
+  ReadToError r;
+  std::vector<float> out(static_cast<std::size_t>(h) * w);
+  try {
+    while (m.read_next(out.data())) {
+      EXPECT_EQ(out, make_frame(r.good, h, w)) << "frame " << r.good;
+      ++r.good;
+    }
+  } catch (const MovieError& e) {
+    r.failed = true;
+    r.what = e.what();
+    r.index = e.frame_index();
+  }
+  return r;
+}
+
 // open_movie(spec, o) must fail with exactly `message`.
 void expect_open_error(const std::string& spec, const MovieOptions& o, const std::string& message) {
   try {
@@ -154,12 +201,8 @@ std::string roi_group_json(const std::vector<std::pair<int, int>>& sizes) {  // 
 
 // A ScanImage mROI movie of `frames` pages of h x w with the ROIs of `sizes` ((w, h) each).
 std::string write_mroi(const std::string& name, const std::vector<std::pair<int, int>>& sizes, int frames, int h, int w) {
-  const std::string path = temp_path(name);
-  TiffWriteOptions o;
-  o.software = "SI.hRoiManager.scanFrameRate = 30\nSI.hRoiManager.mroiEnable = 1\n";
-  o.artist = roi_group_json(sizes);
-  write_tiff(path, frames, h, w, o);
-  return path;
+  return write_scanimage(name, frames, h, w, "SI.hRoiManager.scanFrameRate = 30\nSI.hRoiManager.mroiEnable = 1\n",
+                         roi_group_json(sizes));
 }
 
 TEST(MovieReader, CutsTheROIsOfScanImageMultiRoiPages) {
@@ -228,13 +271,11 @@ TEST(MovieReader, SelectsOnePlaneOfVolumetricScanImageAndImageJFiles) {
   std::vector<float> out(9);
   {
     // ScanImage 2016: fast z, 3 slices + 1 saved flyback frame, 2 channels; 5 volumes = 40 pages.
-    const std::string path = temp_path("si_fastz.tif");
-    TiffWriteOptions o;
-    o.software = "SI.hRoiManager.scanFrameRate = 30\nSI.hChannels.channelSave = [1;2]\n"
-                 "SI.hFastZ.enable = true\nSI.hFastZ.enableFieldCurveCorr = false\n"
-                 "SI.hFastZ.discardFlybackFrames = false\nSI.hFastZ.numDiscardFlybackFrames = 1\n"
-                 "SI.hStackManager.numSlices = 3\n";
-    write_tiff(path, 40, 3, 3, o);
+    const std::string path = write_scanimage("si_fastz.tif", 40, 3, 3,
+                                             "SI.hRoiManager.scanFrameRate = 30\nSI.hChannels.channelSave = [1;2]\n"
+                                             "SI.hFastZ.enable = true\nSI.hFastZ.enableFieldCurveCorr = false\n"
+                                             "SI.hFastZ.discardFlybackFrames = false\nSI.hFastZ.numDiscardFlybackFrames = 1\n"
+                                             "SI.hStackManager.numSlices = 3\n");
     MovieOptions mo;
     mo.plane = 2;
     mo.channel = 1;
@@ -254,13 +295,11 @@ TEST(MovieReader, SelectsOnePlaneOfVolumetricScanImageAndImageJFiles) {
   {
     // ScanImage 2020+: the stack manager's fast mode, flyback frames discarded (not in the file),
     // the volume rate recorded.
-    const std::string path = temp_path("si2020_fastz.tif");
-    TiffWriteOptions o;
-    o.software = "SI.hRoiManager.scanFrameRate = 30\nSI.hRoiManager.scanVolumeRate = 9.5\n"
-                 "SI.hChannels.channelSave = 1\nSI.hStackManager.enable = true\n"
-                 "SI.hStackManager.stackMode = 'fast'\nSI.hStackManager.actualNumSlices = 3\n"
-                 "SI.hFastZ.discardFlybackFrames = true\nSI.hFastZ.numDiscardFlybackFrames = 2\n";
-    write_tiff(path, 12, 3, 3, o);
+    const std::string path = write_scanimage("si2020_fastz.tif", 12, 3, 3,
+                                             "SI.hRoiManager.scanFrameRate = 30\nSI.hRoiManager.scanVolumeRate = 9.5\n"
+                                             "SI.hChannels.channelSave = 1\nSI.hStackManager.enable = true\n"
+                                             "SI.hStackManager.stackMode = 'fast'\nSI.hStackManager.actualNumSlices = 3\n"
+                                             "SI.hFastZ.discardFlybackFrames = true\nSI.hFastZ.numDiscardFlybackFrames = 2\n");
     MovieOptions mo;
     mo.plane = 1;
     auto m = open_movie(path, mo);
@@ -272,13 +311,9 @@ TEST(MovieReader, SelectsOnePlaneOfVolumetricScanImageAndImageJFiles) {
   }
   {
     // Fast z off: a planar recording, whatever numSlices says.
-    const std::string path = temp_path("si_planar.tif");
     TiffWriteOptions o;
     o.software = "SI.hRoiManager.scanFrameRate = 30\nSI.hFastZ.enable = false\nSI.hStackManager.numSlices = 5\n";
-    write_tiff(path, 10, 3, 3, o);
-    auto m = open_movie(path);
-    EXPECT_EQ(m->info().planes, 1u);
-    expect_frames(*m, 10, 3, 3);
+    const std::string path = expect_planar_tiff("si_planar.tif", o, 10);
     MovieOptions mo;
     mo.plane = 1;
     expect_open_error(path, mo, path + ": plane 1 requested but the file has 1 (not volumetric)");
@@ -304,14 +339,9 @@ TEST(MovieReader, SelectsOnePlaneOfVolumetricScanImageAndImageJFiles) {
   }
   {
     // A plain ImageJ stack (slices=N without frames=): the slices are the movie's frames.
-    const std::string path = temp_path("imagej_stack.tif");
     TiffWriteOptions o;
     o.description = "ImageJ=1.52p\nimages=6\nslices=6\nloop=false\n";
-    write_tiff(path, 6, 3, 3, o);
-    auto m = open_movie(path);
-    EXPECT_EQ(m->info().planes, 1u);
-    expect_frames(*m, 6, 3, 3);
-    fs::remove(path);
+    fs::remove(expect_planar_tiff("imagej_stack.tif", o, 6));
   }
 }
 
@@ -335,19 +365,11 @@ TEST(MovieReader, TruncatedTiffNamesTheFrameAndKeepsTheEarlierOnes) {
   const std::uintmax_t page = full / 10;
   fs::resize_file(path, 6 * page + 100);
   auto m = open_movie(path);
-  std::vector<float> out(256);
-  int good = 0;
-  try {
-    while (m->read_next(out.data())) {
-      EXPECT_EQ(out, make_frame(good, 16, 16));
-      ++good;
-    }
-    FAIL() << "no error for a truncated file";
-  } catch (const MovieError& e) {
-    EXPECT_EQ(e.frame_index(), good);
-    EXPECT_EQ(std::string(e.what()).rfind(path + ": frame " + std::to_string(good) + ": ", 0), 0u)
-        << e.what();
-  }
+  const ReadToError r = read_to_error(*m, 16, 16);
+  ASSERT_TRUE(r.failed) << "no error for a truncated file";
+  const int good = r.good;
+  EXPECT_EQ(r.index, good);
+  EXPECT_EQ(r.what.rfind(path + ": frame " + std::to_string(good) + ": ", 0), 0u) << r.what;
   EXPECT_GE(good, 5);
   EXPECT_LE(good, 6);
   fs::remove(path);
@@ -576,21 +598,13 @@ TEST(MovieReader, ReadsARecordingSplitOverFilesAsOneMovie) {
   const fs::path second = dir / "rec_00002.tif";
   fs::resize_file(second, 2 * (fs::file_size(second) / counts[1]) + 20);
   auto m = open_movie(dir.string());
-  std::vector<float> out(30);
-  int good = 0;
-  try {
-    while (m->read_next(out.data())) {
-      EXPECT_EQ(out, make_frame(good, 6, 5));
-      ++good;
-    }
-    ADD_FAILURE() << "no error for the cut file";
-  } catch (const MovieError& e) {
-    EXPECT_EQ(e.frame_index(), good);
-    const std::string local = std::to_string(good - counts[0]);
-    EXPECT_EQ(std::string(e.what()).rfind(second.string() + ": frame " + local + ": ", 0), 0u) << e.what();
-    EXPECT_NE(std::string(e.what()).find("(frame " + std::to_string(good) + " of the recording)"), std::string::npos)
-        << e.what();
-  }
+  const ReadToError r = read_to_error(*m, 6, 5);
+  EXPECT_TRUE(r.failed) << "no error for the cut file";
+  const int good = r.good;
+  EXPECT_EQ(r.index, good);
+  const std::string local = std::to_string(good - counts[0]);
+  EXPECT_EQ(r.what.rfind(second.string() + ": frame " + local + ": ", 0), 0u) << r.what;
+  EXPECT_NE(r.what.find("(frame " + std::to_string(good) + " of the recording)"), std::string::npos) << r.what;
   EXPECT_GE(good, counts[0] + 1);
   EXPECT_LE(good, counts[0] + 2);
   fs::remove_all(dir);
