@@ -3,6 +3,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -279,6 +280,79 @@ void File::read_slab_raw(const std::string& path, std::int64_t mem_type, const D
                    close_space);
   if (H5Dread(ds.get(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out) < 0)
     fail(where(path) + ": cannot read hyperslab");
+}
+
+void File::split_rows(const std::string& path, const std::vector<std::uint64_t>& keep,
+                      const std::string& moved_path, const std::vector<std::uint64_t>& moved) {
+  const Dims d = dims(path);
+  if (d.size() != 2)
+    throw std::runtime_error(where(path) + ": has " + std::to_string(d.size()) + " dimensions, rows need 2");
+  const std::uint64_t K = d[0], T = d[1];
+  for (const std::vector<std::uint64_t>* rows : {&keep, &moved})
+    for (std::uint64_t r : *rows)
+      if (r >= K)
+        throw std::runtime_error(where(path) + ": row " + std::to_string(r) + " requested but the dataset has " +
+                                 std::to_string(K));
+  const std::uint64_t nk = keep.size(), nm = moved.size();
+  Handle ds = open_dataset(path);
+  Handle dcpl(H5Dget_create_plist(ds.get()), close_plist);
+  const bool chunked = dcpl.valid() && H5Pget_layout(dcpl.get()) == H5D_CHUNKED;
+  // The moved rows' dataset, chunked along T as the streamed results are.
+  Handle out;
+  if (nm > 0) {
+    if (exists(moved_path) && H5Ldelete(file_.get(), normalize(moved_path).c_str(), H5P_DEFAULT) < 0)
+      fail(where(moved_path) + ": cannot replace existing dataset");
+    hsize_t md[2] = {nm, T};
+    Handle space(H5Screate_simple(2, md, nullptr), close_space);
+    Handle ocpl(H5Pcreate(H5P_DATASET_CREATE), close_plist);
+    if (T > 0) {
+      hsize_t chunk[2] = {std::min<hsize_t>(nm, 64), std::min<hsize_t>(T, 1024)};
+      H5Pset_chunk(ocpl.get(), 2, chunk);
+    }
+    Handle lcpl = lcpl_with_parents();
+    out = Handle(H5Dcreate2(file_.get(), normalize(moved_path).c_str(), H5T_NATIVE_FLOAT, space.get(), lcpl.get(),
+                            ocpl.get(), H5P_DEFAULT),
+                 close_dataset);
+    if (!out.valid()) fail(where(moved_path) + ": cannot create dataset");
+  }
+  // Rows [0, n) x columns [t0, t0 + c) of dataset `id` from/to a row-major n x c buffer.
+  auto columns = [&](std::int64_t id, const std::string& name, float* buf, hsize_t n, hsize_t t0, hsize_t c,
+                     bool write) {
+    Handle space(H5Dget_space(id), close_space);
+    hsize_t start[2] = {0, t0}, count[2] = {n, c};
+    H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+    Handle mem(H5Screate_simple(2, count, nullptr), close_space);
+    const herr_t rc = write ? H5Dwrite(id, H5T_NATIVE_FLOAT, mem.get(), space.get(), H5P_DEFAULT, buf)
+                            : H5Dread(id, H5T_NATIVE_FLOAT, mem.get(), space.get(), H5P_DEFAULT, buf);
+    if (rc < 0) fail(where(name) + (write ? ": cannot write rows" : ": cannot read rows"));
+  };
+  const std::uint64_t block = chunked ? 2048 : std::max<std::uint64_t>(T, 1);
+  std::vector<float> all, kept, gone;
+  std::vector<float> kept_whole;  // contiguous: the kept rows, written as a new dataset at the end
+  if (!chunked) kept_whole.resize(nk * T);
+  for (std::uint64_t t0 = 0; t0 < T && K > 0; t0 += block) {
+    const std::uint64_t c = std::min(block, T - t0);
+    all.resize(K * c);
+    columns(ds.get(), path, all.data(), K, t0, c, false);
+    kept.resize(nk * c);
+    gone.resize(nm * c);
+    for (std::uint64_t i = 0; i < nk; ++i) std::memcpy(&kept[i * c], &all[keep[i] * c], c * sizeof(float));
+    for (std::uint64_t i = 0; i < nm; ++i) std::memcpy(&gone[i * c], &all[moved[i] * c], c * sizeof(float));
+    if (nm > 0) columns(out.get(), moved_path, gone.data(), nm, t0, c, true);
+    if (!chunked) {
+      kept_whole.swap(kept);
+    } else if (nk > 0) {
+      // The block was read whole before any of it is written: in place is safe in any order.
+      columns(ds.get(), path, kept.data(), nk, t0, c, true);
+    }
+  }
+  if (chunked) {
+    hsize_t nd[2] = {nk, T};
+    if (H5Dset_extent(ds.get(), nd) < 0) fail(where(path) + ": cannot shrink to " + std::to_string(nk) + " rows");
+  } else {
+    ds.reset();
+    write_raw(path, H5T_NATIVE_FLOAT, kept_whole.data(), Dims{nk, T});
+  }
 }
 
 void File::write_attr_raw(const std::string& obj_path, const std::string& name,

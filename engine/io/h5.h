@@ -128,6 +128,15 @@ class File {
   template <typename T>
   void read_rows(const std::string& path, std::uint64_t first, std::uint64_t n, T* out) const;
 
+  // Splits the rows of the 2-d float dataset `path` (K x T): rows `keep` stay, in that order, as
+  // rows 0..keep.size()-1 (the dataset shrinks to them); rows `moved` become the new dataset
+  // `moved_path` (moved.size() x T, parents created; not written when `moved` is empty). Works
+  // column block by column block, so memory stays K x 2048 floats whatever T. A chunked dataset
+  // is rewritten in place; a contiguous one (made by write(), small) is replaced. Throws naming
+  // file and path when the dataset is not 2-d or a row index is out of range.
+  void split_rows(const std::string& path, const std::vector<std::uint64_t>& keep,
+                  const std::string& moved_path, const std::vector<std::uint64_t>& moved);
+
   // Attributes on "/" (the file), a group or a dataset. Setting replaces.
   void set_attr(const std::string& obj_path, const std::string& name, const std::string& value);
   void set_attr(const std::string& obj_path, const std::string& name, const char* value) {

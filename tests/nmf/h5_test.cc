@@ -174,6 +174,51 @@ TEST_F(H5File, AppendableCachesTwoChunks) {
   EXPECT_EQ(act.rows(), 1u);
 }
 
+// The result file keeps the final components' rows and moves the others to a group of their own:
+// rows split exactly, in the order asked, across several column blocks, chunked or contiguous.
+TEST_F(H5File, SplitRowsKeepsSomeInPlaceAndMovesTheOthers) {
+  const std::uint64_t K = 5, T = 4500;  // more than two 2048-column blocks
+  auto value = [](std::uint64_t k, std::uint64_t t) { return static_cast<float>(k * 10000 + t); };
+  std::vector<float> m(K * T);
+  for (std::uint64_t k = 0; k < K; ++k)
+    for (std::uint64_t t = 0; t < T; ++t) m[k * T + t] = value(k, t);
+  {
+    File f = File::create(path_);
+    Appendable<float> chunked(f, "/chunked", {T}, 2);
+    chunked.append_rows(m.data(), K);
+    f.write<float>("/contiguous", m, {K, T});
+  }
+  const std::vector<std::uint64_t> keep{0, 2, 4}, moved{3, 1};
+  for (const char* name : {"/chunked", "/contiguous"}) {
+    {
+      File f = File::open(path_, File::Mode::kReadWrite);
+      f.split_rows(name, keep, std::string("/retired") + name, moved);
+    }
+    File f = File::open(path_);
+    EXPECT_EQ(f.dims(name), (Dims{3, T})) << name;
+    EXPECT_EQ(f.dims(std::string("/retired") + name), (Dims{2, T})) << name;
+    const std::vector<float> a = f.read<float>(name), b = f.read<float>(std::string("/retired") + name);
+    for (std::uint64_t t = 0; t < T; ++t) {
+      for (std::size_t i = 0; i < keep.size(); ++i) ASSERT_EQ(a[i * T + t], value(keep[i], t)) << name << " t " << t;
+      for (std::size_t i = 0; i < moved.size(); ++i) ASSERT_EQ(b[i * T + t], value(moved[i], t)) << name << " t " << t;
+    }
+  }
+  // Nothing to move: the dataset only shrinks, and no moved dataset appears.
+  {
+    File f = File::open(path_, File::Mode::kReadWrite);
+    f.split_rows("/chunked", {1}, "/none", {});
+    EXPECT_FALSE(f.exists("/none"));
+    EXPECT_EQ(f.dims("/chunked"), (Dims{1, T}));
+    EXPECT_EQ(f.read<float>("/chunked")[T - 1], value(2, T - 1));
+    try {
+      f.split_rows("/chunked", {0}, "/x", {1});
+      FAIL();
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()), "h5: " + path_ + ":/chunked: row 1 requested but the dataset has 1");
+    }
+  }
+}
+
 TEST_F(H5File, ErrorsNameTheFileAndThePath) {
   try {
     File::open(path_ + ".missing");
