@@ -77,7 +77,7 @@ def replay(args, movie, out, speed):
         comp = f["/components"].attrs
         first = int(comp.get("init_frames", 0)) + int(comp.get("first_model_lag_frames",
                                                                 comp.get("model_lag_frames", 0)))
-        k = int(np.sum(f["/components/alive"][()]))
+        k = int(f["/components/id"].shape[0])  # the final model's components
         online_frames = int(comp.get("online_frames", 0))
         online_wall = float(comp.get("online_wall_s", 0.0))
         waits = int(comp.get("fast_path_model_waits", 0))

@@ -342,6 +342,17 @@ class CnmfUpdater {
   int patches_last() const { return patches_last_; }
   int merged_last() const { return merged_last_; }
   int removed_last() const { return removed_last_; }
+  // The components with a result row that the last update() merged into another or removed,
+  // each with the footprint it had then (the result file keeps them apart from the final ones).
+  struct Retired {
+    std::uint64_t id = 0;
+    std::int32_t slot = -1;
+    std::int64_t merged_into = -1;  // the id that absorbed it; -1: removed
+    std::uint64_t frame = 0;        // frames_seen() at that update
+    std::vector<std::int32_t> pixels;
+    std::vector<float> values;
+  };
+  const std::vector<Retired>& retired_last() const { return retired_last_; }
 
  private:
   void fold();
@@ -363,7 +374,8 @@ class CnmfUpdater {
   void remove_components();
   void update_shapes();
   void rebuild_model();
-  void erase_component(int k);
+  // Drops component k; merged_into: the id that absorbed it, -1 when removed (retired_last_).
+  void erase_component(int k, std::int64_t merged_into);
 
   CnmfOptions options_;
   CnmfModel model_;
@@ -427,6 +439,7 @@ class CnmfUpdater {
   // Ring background: the frame with it removed, y − A c, scratch, running mean of y − A c (b0).
   Eigen::VectorXf ring_y_, ring_x_, ring_scratch_, ring_mean_;
   int added_last_ = 0, merged_last_ = 0, removed_last_ = 0, patches_last_ = 0;
+  std::vector<Retired> retired_last_;
 };
 
 namespace detail {

@@ -442,8 +442,19 @@ void CnmfUpdater::update_shapes() {
   (void)K;
 }
 
-void CnmfUpdater::erase_component(int k) {
+void CnmfUpdater::erase_component(int k, std::int64_t merged_into) {
   const int K = model_.k();
+  if (model_.slots[static_cast<std::size_t>(k)] >= 0) {
+    Retired r;
+    r.id = model_.ids[static_cast<std::size_t>(k)];
+    r.slot = model_.slots[static_cast<std::size_t>(k)];
+    r.merged_into = merged_into;
+    r.frame = t_;
+    r.pixels = support_[static_cast<std::size_t>(k)];
+    const Eigen::VectorXf& v = values_[static_cast<std::size_t>(k)];
+    r.values.assign(v.data(), v.data() + v.size());
+    retired_last_.push_back(std::move(r));
+  }
   support_.erase(support_.begin() + k);
   born_.erase(born_.begin() + k);
   values_.erase(values_.begin() + k);
@@ -503,7 +514,7 @@ void CnmfUpdater::remove_components() {
                                                      support_[static_cast<std::size_t>(k)].size(),
                                                      options_) == detail::SomaSize::kTooLarge;
     if (empty || dead || diffuse) {
-      erase_component(k);
+      erase_component(k, -1);
       ++removed_last_;
     }
   }
@@ -557,6 +568,7 @@ void CnmfUpdater::merge_components() {
   constexpr float kOverlapHistoryCorr = 0.7f;
   const std::uint64_t kMergeAge = kMergeAgeBuffers * ring_n_;
   std::vector<char> gone(static_cast<std::size_t>(K), 0);
+  std::vector<std::int64_t> into(static_cast<std::size_t>(K), -1);  // id of the absorber
   for (int i = 0; i < K; ++i) {
     for (int j = i + 1; j < K; ++j) {
       if (gone[static_cast<std::size_t>(i)] || gone[static_cast<std::size_t>(j)]) continue;
@@ -618,11 +630,12 @@ void CnmfUpdater::merge_components() {
       hist_x_.row(i) += hist_x_.row(j);
       buffer_x_.row(i) += buffer_x_.row(j);
       gone[static_cast<std::size_t>(j)] = 1;
+      into[static_cast<std::size_t>(j)] = static_cast<std::int64_t>(model_.ids[static_cast<std::size_t>(i)]);
       ++merged_last_;
     }
   }
   for (int k = K - 1; k >= 0; --k)
-    if (gone[static_cast<std::size_t>(k)]) erase_component(k);
+    if (gone[static_cast<std::size_t>(k)]) erase_component(k, into[static_cast<std::size_t>(k)]);
 }
 
 void CnmfUpdater::detect_new_components() {
@@ -1040,6 +1053,7 @@ void CnmfUpdater::rebuild_model() {
 }
 
 void CnmfUpdater::update(CnmfModel& out) {
+  retired_last_.clear();
   fold();
   if (options_.update_footprints) update_shapes();
   remove_components();

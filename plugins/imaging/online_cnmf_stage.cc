@@ -491,6 +491,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     added_.fetch_add(static_cast<std::uint64_t>(updater_.added_last()), std::memory_order_relaxed);
     merged_.fetch_add(static_cast<std::uint64_t>(updater_.merged_last()), std::memory_order_relaxed);
     removed_.fetch_add(static_cast<std::uint64_t>(updater_.removed_last()), std::memory_order_relaxed);
+    retired_.insert(retired_.end(), updater_.retired_last().begin(), updater_.retired_last().end());
     // Once every result row is taken (they are never reused), components found later are
     // tracked but neither recorded nor published: counted, and said once.
     const int unrecorded = back.unrecorded();
@@ -602,21 +603,29 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
     const io::h5::Dims d = f.dims("/traces");
     if (d.size() == 2) used = static_cast<std::int32_t>(d[0]);
   }
-  std::vector<Eigen::Triplet<float>> trip;
-  std::vector<std::int64_t> ids(static_cast<std::size_t>(used), -1);
-  std::vector<std::int64_t> alive(static_cast<std::size_t>(used), 0);
-  std::vector<float> g(static_cast<std::size_t>(used), 0.0f), g2(static_cast<std::size_t>(used), 0.0f);
+  // The final components in slot order (the order they appeared), and the rows of the others.
+  std::vector<int> column_of(static_cast<std::size_t>(used), -1);  // slot -> component of m
   for (int k = 0; k < m.k(); ++k) {
     const std::int32_t s = m.slots[static_cast<std::size_t>(k)];
-    if (s < 0 || s >= used) continue;
-    for (Eigen::SparseMatrix<float>::InnerIterator it(m.footprints, k); it; ++it)
-      trip.emplace_back(static_cast<int>(it.row()), s, it.value());
-    ids[static_cast<std::size_t>(s)] = static_cast<std::int64_t>(m.ids[static_cast<std::size_t>(k)]);
-    alive[static_cast<std::size_t>(s)] = 1;
-    g[static_cast<std::size_t>(s)] = m.g(k);
-    if (m.g2.size() == m.k()) g2[static_cast<std::size_t>(s)] = m.g2(k);
+    if (s >= 0 && s < used) column_of[static_cast<std::size_t>(s)] = k;
   }
-  Eigen::SparseMatrix<float> a(P, used);
+  std::vector<std::uint64_t> kept, gone;
+  for (std::int32_t s = 0; s < used; ++s)
+    (column_of[static_cast<std::size_t>(s)] >= 0 ? kept : gone).push_back(static_cast<std::uint64_t>(s));
+  std::vector<Eigen::Triplet<float>> trip;
+  const std::size_t K = kept.size();
+  std::vector<std::int64_t> ids(K), slots(K);
+  std::vector<float> g(K), g2(K, 0.0f);
+  for (std::size_t j = 0; j < K; ++j) {
+    const int k = column_of[kept[j]];
+    for (Eigen::SparseMatrix<float>::InnerIterator it(m.footprints, k); it; ++it)
+      trip.emplace_back(static_cast<int>(it.row()), static_cast<int>(j), it.value());
+    ids[j] = static_cast<std::int64_t>(m.ids[static_cast<std::size_t>(k)]);
+    slots[j] = static_cast<std::int64_t>(kept[j]);
+    g[j] = m.g(k);
+    if (m.g2.size() == m.k()) g2[j] = m.g2(k);
+  }
+  Eigen::SparseMatrix<float> a(P, static_cast<Eigen::Index>(K));
   a.setFromTriplets(trip.begin(), trip.end());
   io::write_csc(f, "/footprints", a);
   f.set_attr("/footprints", "layout", "CSC pixels x K, pixel = row * width + column");
@@ -624,10 +633,38 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   f.set_attr("/footprints", "width", static_cast<std::int64_t>(width_));
   if (m.nb() > 0) f.write_matrix("/background/spatial", m.background);
   if (m.ring.active()) f.write_vector("/background/ring_baseline", m.ring.b0);
-  f.write<std::int64_t>("/components/id", ids, {ids.size()});
-  f.write<std::int64_t>("/components/alive", alive, {alive.size()});
-  f.write<float>("/components/g", g, {g.size()});
-  f.write<float>("/components/g2", g2, {g2.size()});
+  f.write<std::int64_t>("/components/id", ids, {K});
+  f.write<std::int64_t>("/components/slot", slots, {K});
+  f.write<float>("/components/g", g, {K});
+  f.write<float>("/components/g2", g2, {K});
+  // Merged and removed components: the footprint each had when it went, its id and slot, the
+  // id that absorbed it (-1: removed), the frame count of that update.
+  {
+    const std::size_t R = gone.size();
+    std::vector<const nmf::CnmfUpdater::Retired*> rec(static_cast<std::size_t>(used), nullptr);
+    for (const nmf::CnmfUpdater::Retired& r : retired_)
+      if (r.slot >= 0 && r.slot < used) rec[static_cast<std::size_t>(r.slot)] = &r;
+    std::vector<std::int64_t> rid(R, -1), rslot(R), into(R, -1), rframe(R, 0);
+    std::vector<Eigen::Triplet<float>> rtrip;
+    for (std::size_t j = 0; j < R; ++j) {
+      rslot[j] = static_cast<std::int64_t>(gone[j]);
+      const nmf::CnmfUpdater::Retired* r = rec[gone[j]];
+      if (!r) continue;
+      rid[j] = static_cast<std::int64_t>(r->id);
+      into[j] = r->merged_into;
+      rframe[j] = static_cast<std::int64_t>(r->frame);
+      for (std::size_t q = 0; q < r->pixels.size(); ++q)
+        if (r->values[q] != 0.0f) rtrip.emplace_back(r->pixels[q], static_cast<int>(j), r->values[q]);
+    }
+    Eigen::SparseMatrix<float> ra(P, static_cast<Eigen::Index>(R));
+    ra.setFromTriplets(rtrip.begin(), rtrip.end());
+    ra.makeCompressed();
+    io::write_csc(f, "/retired/footprints", ra);
+    f.write<std::int64_t>("/retired/id", rid, {R});
+    f.write<std::int64_t>("/retired/slot", rslot, {R});
+    f.write<std::int64_t>("/retired/merged_into", into, {R});
+    f.write<std::int64_t>("/retired/frame", rframe, {R});
+  }
   f.set_attr("/components", "ar_model",
              "c[t] = g c[t-1] + g2 c[t-2] + s[t]; AR(2) with rise: g = d + r, g2 = -d r (d, r the decay "
              "and rise factors per frame, exp(-1 / (rate * tau))); AR(1): g2 = 0, g = d");
@@ -710,6 +747,18 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
       write_block(f, "/spikes", Eigen::MatrixXf(catch_spk_.leftCols(nc)), init_frames_);
       if (nb_ > 0) write_block(f, "/background/temporal", Eigen::MatrixXf(catch_bg_.leftCols(nc)), init_frames_);
     }
+  }
+  // The per-slot rows: the final components' stay (row k is /footprints column k), the merged
+  // and removed ones' go to /retired/ (zero from the frame their retirement took effect).
+  for (const char* path : {"/traces", "/raw_traces", "/dff", "/spikes"}) {
+    if (!f.exists(path)) continue;
+    const io::h5::Dims d = f.dims(path);
+    if (d.size() != 2 || d[0] != static_cast<std::uint64_t>(used)) continue;
+    const std::string moved = std::string("/retired") + path;
+    if (!gone.empty())
+      f.split_rows(path, kept, moved, gone);
+    else
+      f.write<float>(moved, std::vector<float>(), {0, d[1]});
   }
 }
 

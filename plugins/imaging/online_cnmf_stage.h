@@ -4,8 +4,9 @@
 // warm-started HALS on sparse footprints and the low-rank background, online OASIS per neuron;
 // no allocation, no lock. Output: lane 0 = denoised traces by result slot (/traces, K x T),
 // lanes "spikes" (/spikes), "raw_traces" (/raw_traces), "background" (/background/temporal).
-// Each component keeps one result slot (row) for the whole run; rows of removed or merged
-// components stop and their footprint column is empty.
+// Each component keeps one result slot (row of the published activations) for the whole run;
+// the rows of removed or merged components stop. The result file holds the final components
+// (slot order) and moves the others to /retired/ (write_results).
 // With a motion_correct stage before it, each frame's shift (its "shifts" lane) goes to the
 // updater with the frame (CnmfUpdater::set_motion): the new-neuron search refuses candidates
 // whose activity the motion explains.
@@ -48,10 +49,13 @@ class OnlineCnmfStage : public Stage {
   explicit OnlineCnmfStage(const v1::StageConfig& config);
   ~OnlineCnmfStage() override;
 
-  // /footprints/{data,indices,indptr,shape} (CSC, pixels x slots), /background/spatial,
-  // /components/{id, alive, g}, attributes; rewrites the first init frames of /traces,
-  // /raw_traces and /spikes with the initialisation batch. Main thread after stop() and after
-  // the result sink finished. Throws std::runtime_error on HDF5 failure.
+  // /footprints/{data,indices,indptr,shape} (CSC, pixels x K: the components of the last
+  // processed frame's model), /background/spatial, /components/{id, slot, g, g2}, attributes;
+  // rewrites the first init frames of /traces, /raw_traces, /dff and /spikes with the
+  // initialisation batch; then moves the rows of merged and removed components out of those
+  // (streamed by result slot) into /retired/ with their last footprints, so that every column
+  // of /footprints is a component and row k of /traces is column k's. Main thread after stop()
+  // and after the result sink finished. Throws std::runtime_error on HDF5 failure.
   void write_results(io::h5::File& file) override;
   // Publisher thread: components, model updates, slow-path drops.
   void report(std::vector<std::pair<std::string, double>>& scalars) const override;
@@ -121,6 +125,9 @@ class OnlineCnmfStage : public Stage {
   // Slow path (read after stop): the largest |shift| of the initialisation's frames, which sets
   // the seed-free edge strip of the initialisation (init_seed_border_px).
   float init_largest_shift_ = 0.0f;
+  // Slow path (read after stop): every component with a result row that an update merged or
+  // removed, with its footprint then (the result file's /retired group).
+  std::vector<nmf::CnmfUpdater::Retired> retired_;
 
   // fast -> slow ring (single producer, single consumer)
   std::uint32_t ring_cap_ = 0;

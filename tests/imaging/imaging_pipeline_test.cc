@@ -64,27 +64,17 @@ Replay replay(const std::string& movie, const std::string& out, bool paced,
   return r;
 }
 
-// Result footprints without the empty columns of removed components, and their traces (or
-// another K x T dataset). `kept`, when given, receives the result rows of the scored columns.
+// Scores a result file's footprints and traces (or another K x T dataset) against the truth.
+// Every column of /footprints is a component of the final model (merged and removed ones are
+// under /retired/), so none may be empty and /traces has a row for each.
 sim::ImagingScore score_result(io::h5::File& f, const sim::CalciumTruth& truth, int skip,
-                               const char* dataset = "/traces", std::vector<int>* kept_rows = nullptr) {
-  Eigen::SparseMatrix<float> fp = io::read_csc(f, "/footprints");
-  std::vector<int> keep;
-  for (int k = 0; k < fp.cols(); ++k)
-    if (fp.col(k).nonZeros() > 0) keep.push_back(k);
-  if (kept_rows) *kept_rows = keep;
-  Eigen::MatrixXf traces = f.read_matrix<float>(dataset);
-  Eigen::SparseMatrix<float> kept(fp.rows(), static_cast<Eigen::Index>(keep.size()));
-  Eigen::MatrixXf kt(keep.size(), traces.cols() - skip);
-  std::vector<Eigen::Triplet<float>> trip;
-  for (std::size_t j = 0; j < keep.size(); ++j) {
-    for (Eigen::SparseMatrix<float>::InnerIterator it(fp, keep[j]); it; ++it)
-      trip.emplace_back(static_cast<int>(it.row()), static_cast<int>(j), it.value());
-    kt.row(static_cast<Eigen::Index>(j)) = traces.row(keep[j]).tail(traces.cols() - skip);
-  }
-  kept.setFromTriplets(trip.begin(), trip.end());
+                               const char* dataset = "/traces") {
+  const Eigen::SparseMatrix<float> fp = io::read_csc(f, "/footprints");
+  for (int k = 0; k < fp.cols(); ++k) EXPECT_GT(fp.col(k).nonZeros(), 0) << "column " << k;
+  const Eigen::MatrixXf traces = f.read_matrix<float>(dataset);
+  EXPECT_EQ(traces.rows(), fp.cols()) << dataset;
   return sim::score_imaging(truth.footprints, truth.traces.rightCols(truth.traces.cols() - skip),
-                            Eigen::MatrixXf(), kept, kt, Eigen::MatrixXf());
+                            Eigen::MatrixXf(), fp, traces.rightCols(traces.cols() - skip), Eigen::MatrixXf());
 }
 
 void write_movie(sim::CalciumSimulator& simulator, const std::string& movie) {
@@ -151,11 +141,9 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   // roots of z^2 - g z - g2) are the decay per frame, within a factor 3 of the pipeline's 0.4 s
   // at 30 Hz, and the rise.
   const std::vector<float> g = fa.read<float>("/components/g"), g2 = fa.read<float>("/components/g2");
-  const std::vector<std::int64_t> alive = fa.read<std::int64_t>("/components/alive");
   ASSERT_EQ(g.size(), td[0]);
   ASSERT_EQ(g2.size(), td[0]);
   for (std::size_t k = 0; k < g.size(); ++k) {
-    if (!alive[k]) continue;
     const float disc = g[k] * g[k] + 4 * g2[k];
     ASSERT_GE(disc, 0.0f) << "component " << k;
     const float decay = 0.5f * (g[k] + std::sqrt(disc)), rise = 0.5f * (g[k] - std::sqrt(disc));
@@ -229,8 +217,7 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   // error of units, far from 1 either way.
   {
     const sim::CalciumTruth& truth = simulator.truth();
-    std::vector<int> rows;
-    const sim::ImagingScore sd = score_result(fa, truth, 0, "/dff", &rows);
+    const sim::ImagingScore sd = score_result(fa, truth, 0, "/dff");
     EXPECT_GE(sd.median_trace_corr, 0.9) << sd.to_json();
     const Eigen::MatrixXf dff = fa.read_matrix<float>("/dff");
     std::vector<double> slopes;
@@ -243,7 +230,7 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
       under /= aa;
       const Eigen::RowVectorXf f0 = truth.f0(pr.truth) + (under.transpose() * truth.bg_temporal).array();
       const Eigen::RowVectorXf expected = truth.traces.row(pr.truth).array() / f0.array();
-      const Eigen::RowVectorXf found = dff.row(rows[static_cast<std::size_t>(pr.found)]);
+      const Eigen::RowVectorXf found = dff.row(pr.found);
       slopes.push_back(expected.dot(found) / expected.squaredNorm());
     }
     ASSERT_FALSE(slopes.empty());
@@ -261,6 +248,77 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
 // A recording shorter than the initialisation plus the first model's lag (here 200 + 200
 // frames): the fast path never had a model, yet the file holds the initial neurons' footprints
 // and their traces over the whole recording (initialisation, then the slow path's catch-up).
+// Components merged into another or removed during the run leave the result's main datasets:
+// /footprints and /traces hold the final model's components (every column a footprint, row k
+// of each K x T dataset column k's), in the order they appeared, with the row each had in the
+// published activations (/components/slot); the others' rows, last footprints, ids, absorbers
+// and update frames are under /retired/. A hard 128 x 128 movie (overlapping somata, read noise
+// 10, 2 px of motion) whose updates at frame 700 remove one component and merge another.
+TEST(ImagingPipeline, MergedAndRemovedComponentsAreKeptApartFromTheFinalOnes) {
+  sim::CalciumSimOptions so;
+  so.height = 128;
+  so.width = 128;
+  so.frames = 1200;
+  so.neurons = 60;
+  so.min_distance = 1.0f;
+  so.read_noise = 10.0f;
+  so.spike_amplitude = 40.0f;
+  so.motion_px = 2.0f;
+  so.seed = 4;
+  sim::CalciumSimulator simulator(so);
+  const std::string movie = temp_path("movie.tif"), out = temp_path("r.h5");
+  write_movie(simulator, movie);
+  const Replay r = replay(movie, out, false, "calcium-2p", false, false, {"cnmf.max_components=1000"});
+  ASSERT_TRUE(r.errors.empty());
+  io::h5::File f = io::h5::File::open(out);
+  const std::vector<std::int64_t> slot = f.read<std::int64_t>("/components/slot");
+  const std::vector<std::int64_t> id = f.read<std::int64_t>("/components/id");
+  const std::vector<std::int64_t> rslot = f.read<std::int64_t>("/retired/slot");
+  const std::vector<std::int64_t> rid = f.read<std::int64_t>("/retired/id");
+  const std::vector<std::int64_t> into = f.read<std::int64_t>("/retired/merged_into");
+  const std::vector<std::int64_t> rframe = f.read<std::int64_t>("/retired/frame");
+  const std::size_t K = slot.size(), R = rslot.size();
+  // The scenario: at least one removal and one merge.
+  ASSERT_TRUE(std::count(into.begin(), into.end(), -1) > 0 && std::count(into.begin(), into.end(), -1) < static_cast<long>(R))
+      << "retired " << R;
+  EXPECT_EQ(static_cast<std::int64_t>(R), f.attr_int64("/components", "merged") + f.attr_int64("/components", "removed"));
+  // Every row the run streamed is in exactly one of the two, each part in slot order.
+  EXPECT_TRUE(std::is_sorted(slot.begin(), slot.end()));
+  EXPECT_TRUE(std::is_sorted(rslot.begin(), rslot.end()));
+  std::vector<std::int64_t> all(slot);
+  all.insert(all.end(), rslot.begin(), rslot.end());
+  std::sort(all.begin(), all.end());
+  for (std::size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], static_cast<std::int64_t>(i));
+  const Eigen::SparseMatrix<float> fp = io::read_csc(f, "/footprints"), rfp = io::read_csc(f, "/retired/footprints");
+  ASSERT_EQ(static_cast<std::size_t>(fp.cols()), K);
+  ASSERT_EQ(static_cast<std::size_t>(rfp.cols()), R);
+  EXPECT_EQ(id.size(), K);
+  EXPECT_EQ(rid.size(), R);
+  for (std::size_t k = 0; k < K; ++k) EXPECT_GT(fp.col(static_cast<Eigen::Index>(k)).nonZeros(), 0) << "column " << k;
+  const std::int64_t lag = f.attr_int64("/components", "model_lag_frames");
+  for (const char* d : {"/traces", "/raw_traces", "/dff", "/spikes"}) {
+    EXPECT_EQ(f.dims(d), (io::h5::Dims{K, 1200})) << d;
+    EXPECT_EQ(f.dims(std::string("/retired") + d), (io::h5::Dims{R, 1200})) << d;
+  }
+  const Eigen::MatrixXf rt = f.read_matrix<float>("/retired/traces");
+  for (std::size_t j = 0; j < R; ++j) {
+    // Its last footprint, an absorber that is a known component, and a trace that ran until the
+    // model without it took effect (the update after frame rframe - 1, one model lag later).
+    if (into[j] >= 0) {
+      EXPECT_GT(rfp.col(static_cast<Eigen::Index>(j)).nonZeros(), 0) << "retired " << j;
+      EXPECT_TRUE(std::count(id.begin(), id.end(), into[j]) + std::count(rid.begin(), rid.end(), into[j]) == 1)
+          << "retired " << j << " merged into " << into[j];
+    }
+    const Eigen::Index end = rframe[j] - 1 + lag;
+    ASSERT_LT(end, 1200);
+    EXPECT_GT(rt.row(static_cast<Eigen::Index>(j)).head(end).cwiseAbs().maxCoeff(), 0.0f) << "retired " << j;
+    EXPECT_EQ(rt.row(static_cast<Eigen::Index>(j)).tail(1200 - end).cwiseAbs().maxCoeff(), 0.0f) << "retired " << j;
+  }
+  // Scored as it stands (no column to drop): the planted neurons are found.
+  const sim::ImagingScore sc = score_result(f, simulator.truth(), 0);
+  EXPECT_GE(sc.f1, 0.9) << sc.to_json();
+}
+
 TEST(ImagingPipeline, ARecordingThatEndsBeforeTheFirstModelKeepsTheInitialNeurons) {
   sim::CalciumSimOptions so;
   so.height = 64;

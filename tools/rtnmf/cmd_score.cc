@@ -22,8 +22,9 @@ const char* kImagingUsage = R"(usage: rtnmf score --truth TRUTH.h5 RESULT.h5 [op
 Calcium imaging (truth from `rtnmf simulate calcium`): matches result footprints to true ones
 one-to-one (Hungarian on mask overlap, Jaccard >= --min-iou), then prints JSON with precision,
 recall, F1, footprint cosine, trace correlation and spike-detection F1 of matched pairs.
-Result columns with an empty footprint (components removed or merged during the run) are ignored;
-each pair's "found" is the result file's column (the /footprints column and /traces row).
+Result columns with an empty footprint are ignored (files of rtnmf before 2026-11-30 kept merged
+and removed components as empty columns; now they are under /retired/ and not scored); each
+pair's "found" is the result file's column (the /footprints column and /traces row).
 
   --min-iou J          mask overlap needed for a match (0.3)
   --skip N             ignore the first N frames in trace and spike figures (0)
