@@ -282,6 +282,12 @@ void File::read_slab_raw(const std::string& path, std::int64_t mem_type, const D
     fail(where(path) + ": cannot read hyperslab");
 }
 
+void File::move(const std::string& from, const std::string& to) {
+  Handle lcpl = lcpl_with_parents();
+  if (H5Lmove(file_.get(), normalize(from).c_str(), file_.get(), normalize(to).c_str(), lcpl.get(), H5P_DEFAULT) < 0)
+    fail(where(from) + ": cannot move to " + normalize(to));
+}
+
 void File::split_rows(const std::string& path, const std::vector<std::uint64_t>& keep,
                       const std::string& moved_path, const std::vector<std::uint64_t>& moved) {
   const Dims d = dims(path);

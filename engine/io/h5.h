@@ -128,6 +128,9 @@ class File {
   template <typename T>
   void read_rows(const std::string& path, std::uint64_t first, std::uint64_t n, T* out) const;
 
+  // Renames (moves) a group or dataset, creating the destination's missing parents. Throws
+  // naming both paths when `from` is missing or `to` exists.
+  void move(const std::string& from, const std::string& to);
   // Splits the rows of the 2-d float dataset `path` (K x T): rows `keep` stay, in that order, as
   // rows 0..keep.size()-1 (the dataset shrinks to them); rows `moved` become the new dataset
   // `moved_path` (moved.size() x T, parents created; not written when `moved` is empty). Works

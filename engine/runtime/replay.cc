@@ -122,7 +122,16 @@ ResultFileSink* attach_result_file(Pipeline& pipeline, const v1::PipelineConfig&
 std::uint64_t finish_result_file(Pipeline& pipeline, ResultFileSink& sink,
                                  const std::string& pipeline_text, const std::string& input) {
   io::h5::File& f = sink.file();
+  // Stages write their results at the root and find the streamed datasets there (/traces, whose
+  // rows they complete and split); with several streams the file keeps stream 0's under its
+  // group, so they are at the root only while the stages write.
+  const std::string& group = sink.prefix();
+  if (!group.empty())
+    for (const std::string& name : f.list(group)) f.move(group + "/" + name, "/" + name);
   for (Stage* st : pipeline.stages(0)) st->write_results(f);
+  if (!group.empty())
+    for (const std::string& name : f.list("/"))
+      if ("/" + name != group) f.move("/" + name, group + "/" + name);
   const StreamSpec& in = pipeline.input_spec(0);
   f.set_attr("/", "rtnmf_version", RTNMF_VERSION);
   f.set_attr("/", "pipeline", pipeline_text);

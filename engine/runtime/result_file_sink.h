@@ -31,6 +31,8 @@ class ResultFileSink : public ResultSink {
   // The result file, for Stage::write_results and attributes after the pipeline joined.
   io::h5::File& file();
   std::uint64_t frames() const { return frames_; }
+  // "" or "/<stream id>": the group the datasets went under.
+  const std::string& prefix() const { return prefix_; }
 
  private:
   struct Recorded {

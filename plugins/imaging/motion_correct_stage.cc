@@ -74,7 +74,7 @@ void MotionCorrectStage::report(std::vector<std::pair<std::string, double>>& sca
 }
 
 void MotionCorrectStage::write_results(io::h5::File& file) {
-  if (!file.exists("/motion/shifts")) return;  // not recorded (or under a stream's group)
+  if (!file.exists("/motion/shifts")) return;  // not recorded
   file.set_attr("/motion/shifts", "bidi_phase_px", static_cast<std::int64_t>(bidi_.load(std::memory_order_relaxed)));
   file.set_attr("/motion/shifts", "bidi_phase_estimated", static_cast<std::int64_t>(bidi_auto_ ? 1 : 0));
 }

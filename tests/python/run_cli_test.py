@@ -119,6 +119,24 @@ def main():
     # first pass's final components (its rows; merged and removed ones are under /retired/)
     assert np.count_nonzero(live) <= first.shape[0], (live, first.shape)
     assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("rtnmf_replay_pass1_")]
+    # several streams: stream 0's datasets, the stages' results included, all under /<its id>/,
+    # and the same as its single-stream replay's (the file held the footprints and the retired
+    # components at the root beside /cam/traces, and the rows at the root were never split)
+    p6 = os.path.join(d, "two.pbtxt")
+    with open(p6, "w") as f:
+        f.write('name: "two-streams"\npublisher { disabled: true }\n' + "".join(
+            'stream { id: "%s" source { imaging_file { path: "%s" } }\n'
+            '  stage { type: "online_cnmf" name: "cnmf" imaging { neuron_radius: 4 init_frames: 100 '
+            'update_every: 50 } } }\n' % (sid, path) for sid, path in (("cam", ""), ("cam2", movie))))
+    out8 = os.path.join(d, "two.h5")
+    r = run([rtnmf, "replay", movie, "--pipeline", p6, "--out", out8, "--quiet"])
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out8, "r") as f, h5py.File(out3, "r") as one:
+        assert list(f.keys()) == ["cam"], list(f.keys())
+        for name in ("traces", "dff", "footprints/data", "footprints/indptr", "components/id", "components/slot",
+                     "retired/traces", "retired/slot", "background/spatial"):
+            assert np.array_equal(f["cam/" + name][()], one[name][()]), name
+        assert f["cam/footprints/shape"][1] == f["cam/traces"].shape[0]
     # a damaged movie: the first pass stops at the frame, keeps what came before it as the result
     cut = os.path.join(d, "cut.tif")
     with open(movie, "rb") as src, open(cut, "wb") as dst:
