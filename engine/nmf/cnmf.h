@@ -57,7 +57,13 @@ struct CnmfOptions {
   // background (background_components) is still used while seeding the initialisation; the
   // model then has nb = 0 and a ring.
   int ring_radius = 0;
-  int max_components = 1000;  // alive at once, and output slots over the whole run
+  int max_components = 1000;  // alive at once
+  // Output slots over the whole run: the rows of the streamed K x T results and the indices of
+  // the published activations. A slot is never reused (a row belongs to one component), so
+  // merged, removed and new components use them up: the hour-long 512 x 512 benchmark stream
+  // took 600 (500 at the initialisation, 79 added, 94 merged and 11 removed on the way; 925
+  // in session 5, before new components' statistics came from the data). A component found once all are taken is tracked without one (unrecorded()).
+  int result_rows = 4000;
   // Seeding (initialisation and new neurons): a candidate needs a peak-to-noise ratio of its
   // smoothed high-passed trace >= min_pnr and a local correlation >= min_corr.
   float min_pnr = 6.0f;
@@ -144,7 +150,7 @@ struct CnmfModel {
   std::int32_t next_slot = 0;
   int k() const { return static_cast<int>(footprints.cols()); }
   int nb() const { return static_cast<int>(background.cols()); }
-  // Components without a result row (found after all max_components rows were taken): tracked,
+  // Components without a result row (found after all result_rows rows were taken): tracked,
   // so they still explain their light, but neither recorded nor published.
   int unrecorded() const { return static_cast<int>(std::count(slots.begin(), slots.end(), -1)); }
   // Recomputes gram and gram_sparse from footprints and background. Allocates.

@@ -30,7 +30,7 @@ CnmfRunResult run_cnmf_online(const std::function<void(std::uint32_t, float*)>& 
   CnmfRunResult res;
   res.background = Eigen::MatrixXf::Zero(nb, frames);
   Eigen::VectorXf y(P);
-  Eigen::VectorXf by_slot = Eigen::VectorXf::Zero(std::max(1, options.max_components));
+  Eigen::VectorXf by_slot = Eigen::VectorXf::Zero(std::max(1, options.result_rows));
   std::unique_ptr<CnmfModel> pending;
   for (std::uint32_t t = 0; t < frames; ++t) {
     if (pending) {

@@ -852,7 +852,9 @@ CnmfInitResult initialize_at_radius(Eigen::Ref<const Eigen::MatrixXf> y, const C
   m.next_id = static_cast<std::uint64_t>(K);
   m.slots.resize(static_cast<std::size_t>(K));
   std::iota(m.slots.begin(), m.slots.end(), 0);
-  m.next_slot = K;
+  for (std::int32_t& s : m.slots)
+    if (s >= o.result_rows) s = -1;
+  m.next_slot = std::min(K, std::max(o.result_rows, 0));
   m.finalize();
   res.traces = c;
   res.background_traces = f;

@@ -1036,7 +1036,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
     push(model_.baseline, 0.0f);
     push(model_.noise, noise);
     model_.ids.push_back(model_.next_id++);
-    model_.slots.push_back(model_.next_slot < options_.max_components ? model_.next_slot++ : -1);
+    model_.slots.push_back(model_.next_slot < options_.result_rows ? model_.next_slot++ : -1);
     for (Eigen::Index q = 0; q < n; ++q)
       for (std::size_t i = 0; i < sd.support.size(); ++i)
         raw(sd.support[i], q) -= cpos(q) * sd.values(static_cast<Eigen::Index>(i));

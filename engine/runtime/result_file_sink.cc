@@ -70,8 +70,10 @@ void ResultFileSink::begin(const StreamSpec& spec) {
     r.row.assign(r.width, 0.f);
     if (r.component_major) {
       if (!tmp_) tmp_ = std::make_unique<io::h5::File>(io::h5::File::create(tmp_path_));
-      r.rows = std::make_unique<io::h5::Appendable<float>>(*tmp_, "/rows" + r.dataset,
-                                                           io::h5::Dims{r.width}, 256);
+      r.rows = std::make_unique<io::h5::Appendable<float>>(*tmp_, "/values" + r.dataset, io::h5::Dims{}, 65536);
+      r.counts = std::make_unique<io::h5::Appendable<std::int64_t>>(*tmp_, "/counts" + r.dataset, io::h5::Dims{}, 4096);
+      r.pending_values.reserve(65536);
+      r.pending_counts.reserve(4096);
     } else {
       r.rows = std::make_unique<io::h5::Appendable<float>>(*file_, r.dataset,
                                                            io::h5::Dims{r.width}, 256);
@@ -84,10 +86,35 @@ void ResultFileSink::begin(const StreamSpec& spec) {
                                                             io::h5::Dims{}, 1024);
 }
 
+void ResultFileSink::flush_pending(Recorded& r) {
+  if (!r.pending_values.empty()) r.rows->append_rows(r.pending_values.data(), r.pending_values.size());
+  if (!r.pending_counts.empty()) r.counts->append_rows(r.pending_counts.data(), r.pending_counts.size());
+  r.pending_values.clear();
+  r.pending_counts.clear();
+}
+
 void ResultFileSink::write(const Frame& f) {
   for (Recorded& r : recorded_) {
     const Lane& lane = f.lane(r.lane);
-    if (r.per_column) {
+    if (r.component_major) {
+      // Each time step's filled values only: a column of lane 0's rows × cols block, or the lane.
+      const std::uint32_t rows = r.per_column ? (r.lane == 0 ? f.header.rows : r.width) : lane.size;
+      const std::uint32_t steps = r.per_column ? f.header.cols : 1;
+      const std::int64_t n = std::min(rows, r.width);
+      for (std::uint32_t c = 0; c < steps; ++c) {
+        if (r.pending_values.size() + static_cast<std::size_t>(n) > r.pending_values.capacity() ||
+            r.pending_counts.size() == r.pending_counts.capacity())
+          flush_pending(r);
+        if (static_cast<std::size_t>(n) > r.pending_values.capacity()) {  // wider than the buffer
+          r.rows->append_rows(lane.data + static_cast<size_t>(c) * rows, static_cast<std::uint64_t>(n));
+        } else {
+          const float* v = lane.data + static_cast<size_t>(c) * rows;
+          r.pending_values.insert(r.pending_values.end(), v, v + n);
+        }
+        r.pending_counts.push_back(n);
+      }
+      r.max_filled = std::max(r.max_filled, static_cast<std::uint32_t>(n));
+    } else if (r.per_column) {
       // Each column of the rows × cols block is one time step.
       const std::uint32_t rows = r.lane == 0 ? f.header.rows : r.width;
       for (std::uint32_t c = 0; c < f.header.cols; ++c) {
@@ -115,10 +142,12 @@ void ResultFileSink::write(const Frame& f) {
 
 void ResultFileSink::end() {
   constexpr std::uint64_t kBlock = 2048;
-  std::vector<float> rows, cols;
+  std::vector<float> values, cols;
+  std::vector<std::int64_t> counts;
   for (Recorded& r : recorded_) {
     if (!r.component_major) continue;
-    const std::uint64_t t_total = r.rows->rows();
+    flush_pending(r);
+    const std::uint64_t t_total = r.counts->rows();
     const hsize_t k = r.max_filled;
     const std::string where = file_->where(r.dataset);
     // Create the K × T dataset (chunked along T) and fill it block by block.
@@ -137,13 +166,19 @@ void ResultFileSink::end() {
     H5Sclose(space);
     if (d < 0) throw std::runtime_error(where + ": cannot create dataset");
     try {
+      std::uint64_t offset = 0;  // of the block's first value in the flat stream
       for (std::uint64_t t0 = 0; t0 < t_total && k > 0; t0 += kBlock) {
         const std::uint64_t n = std::min(kBlock, t_total - t0);
-        rows.resize(n * r.width);
-        tmp_->read_rows<float>("/rows" + r.dataset, t0, n, rows.data());
-        cols.resize(k * n);
-        for (std::uint64_t t = 0; t < n; ++t)
-          for (hsize_t c = 0; c < k; ++c) cols[c * n + t] = rows[t * r.width + c];
+        counts.resize(n);
+        tmp_->read_rows<std::int64_t>("/counts" + r.dataset, t0, n, counts.data());
+        std::uint64_t total = 0;
+        for (std::int64_t c : counts) total += static_cast<std::uint64_t>(c);
+        values.resize(total);
+        if (total > 0) tmp_->read_rows<float>("/values" + r.dataset, offset, total, values.data());
+        offset += total;
+        cols.assign(k * n, 0.0f);
+        for (std::uint64_t t = 0, at = 0; t < n; at += static_cast<std::uint64_t>(counts[t]), ++t)
+          for (std::int64_t c = 0; c < counts[t]; ++c) cols[static_cast<std::uint64_t>(c) * n + t] = values[at + static_cast<std::uint64_t>(c)];
         write_columns(d, where, cols.data(), k, t0, n);
       }
     } catch (...) {

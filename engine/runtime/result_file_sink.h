@@ -12,8 +12,10 @@ namespace rtnmf {
 
 // Every lane whose LaneSpec names a dataset is appended per frame, plus /timing/latency_ns
 // (frame received → activations ready, per frame) and /timing/seq. Component-major lanes
-// (K × T, e.g. /traces) are streamed to a temporary file next to the result as T × K rows and
-// transposed block by block at the end, so memory never grows with T. `prefix` is prepended to
+// (K × T, e.g. /traces) are streamed to a temporary file next to the result, each time step's
+// filled values (the lane's size, which may grow: components appear) one after the other with
+// their count, and transposed block by block at the end into K × T (zero where a component did
+// not exist yet), so memory never grows with T and unfilled capacity costs no disk. `prefix` is prepended to
 // dataset paths (for pipelines with several streams; "" for one).
 class ResultFileSink : public ResultSink {
  public:
@@ -42,7 +44,14 @@ class ResultFileSink : public ResultSink {
     bool per_column;           // lane 0 or a column_width lane: one time step per frame column
     std::uint32_t width;       // floats per time step (row length)
     std::uint32_t max_filled;  // components actually used (trim at the end)
-    std::unique_ptr<io::h5::Appendable<float>> rows;  // T × width (temp file if component-major)
+    // Time-major lanes: T × width in the result. Component-major: the filled values of each
+    // time step, flat, and their count per time step (temp file).
+    std::unique_ptr<io::h5::Appendable<float>> rows;
+    std::unique_ptr<io::h5::Appendable<std::int64_t>> counts;
+    // Component-major: values and counts not yet appended (one HDF5 append per lane every
+    // ~kFlushValues values instead of two per time step).
+    std::vector<float> pending_values;
+    std::vector<std::int64_t> pending_counts;
     std::vector<float> row;
   };
   std::string path_;
@@ -54,6 +63,7 @@ class ResultFileSink : public ResultSink {
   std::unique_ptr<io::h5::Appendable<std::int64_t>> latency_;
   std::unique_ptr<io::h5::Appendable<std::int64_t>> seq_;
   std::uint64_t frames_ = 0;
+  static void flush_pending(Recorded& r);
 };
 
 }  // namespace rtnmf

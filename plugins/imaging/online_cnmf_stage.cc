@@ -119,6 +119,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   options_.auto_radius_max = p.auto_radius_max();
   if (p.background_components() > 0) options_.background_components = static_cast<int>(p.background_components());
   if (p.max_components() > 0) options_.max_components = static_cast<int>(p.max_components());
+  if (p.result_rows() > 0) options_.result_rows = static_cast<int>(p.result_rows());
   if (p.min_pnr() > 0) options_.min_pnr = p.min_pnr();
   if (p.min_corr() > 0) options_.min_corr = p.min_corr();
   if (p.min_snr() > 0) options_.min_snr = p.min_snr();
@@ -173,7 +174,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   const auto need = static_cast<std::uint32_t>(std::ceil(init_s * rate_hz_ / kInitCoreShare));
   first_lag_ = std::max({lag_, init_frames_, need});
   nb_ = options_.ring_radius > 0 ? 0 : options_.background_components;  // ring: no b f
-  slots_ = static_cast<std::uint32_t>(options_.max_components);
+  slots_ = static_cast<std::uint32_t>(options_.result_rows);
   if (options_.neuron_radius > nmf::largest_neuron_radius(height_, width_)) {
     throw ConfigError(where() + "neuron_radius " + std::to_string(options_.neuron_radius) +
                       " is too large for " + std::to_string(height_) + "x" + std::to_string(width_) +
@@ -496,8 +497,8 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     // tracked but neither recorded nor published: counted, and said once.
     const int unrecorded = back.unrecorded();
     if (unrecorded > 0 && unrecorded_.load(std::memory_order_relaxed) == 0)
-      std::fprintf(stderr, "note: %sall %d result rows (cnmf.max_components) are taken; components found from frame %llu on are tracked but not recorded or published\n",
-                   where().c_str(), options_.max_components, static_cast<unsigned long long>(t + 1));
+      std::fprintf(stderr, "note: %sall %d result rows (cnmf.result_rows) are taken; components found from frame %llu on are tracked but not recorded or published\n",
+                   where().c_str(), options_.result_rows, static_cast<unsigned long long>(t + 1));
     if (unrecorded > unrecorded_.load(std::memory_order_relaxed)) unrecorded_.store(unrecorded, std::memory_order_relaxed);
   }
   {
@@ -669,7 +670,7 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
              "c[t] = g c[t-1] + g2 c[t-2] + s[t]; AR(2) with rise: g = d + r, g2 = -d r (d, r the decay "
              "and rise factors per frame, exp(-1 / (rate * tau))); AR(1): g2 = 0, g = d");
   f.set_attr("/components", "added", static_cast<std::int64_t>(added_.load()));
-  // The most components alive at once without a result row (all max_components rows taken).
+  // The most components alive at once without a result row (all result_rows rows taken).
   f.set_attr("/components", "unrecorded_components", static_cast<std::int64_t>(unrecorded_.load()));
   f.set_attr("/components", "merged", static_cast<std::int64_t>(merged_.load()));
   f.set_attr("/components", "removed", static_cast<std::int64_t>(removed_.load()));

@@ -641,10 +641,12 @@ TEST(OnlineCnmf, NewNeuronSearchIsBoundedPerUpdateOnASettledField) {
 
 // add_frame_kept (the updater reads the caller's frames in place) builds the same models as
 // add_frame (it copies them), with the caller's frames kept for residual_buffer() frames.
-// Result rows are never reused and max_components bounds them over the run. When a stream has
-// used them all (set by hand here: next_slot = max_components), a neuron found later is still
-// tracked, with no row (slot -1), and the model counts it (CnmfModel::unrecorded, which the
-// online_cnmf stage reports).
+// Result rows are never reused and result_rows bounds them over the run, apart from the cap on
+// components alive at once (max_components). A neuron found once every row is taken (one row
+// here, the initialisation's neuron's) is still tracked, with no row (slot -1), and the model
+// counts it (CnmfModel::unrecorded, which the online_cnmf stage reports); with rows to spare it
+// gets the next one even beyond max_components (rows used by components since merged or
+// removed: next_slot set by hand).
 TEST(CnmfUpdater, ANeuronFoundAfterTheResultRowsAreTakenIsTrackedWithoutARow) {
   constexpr int H = 48, W = 48, P = H * W;
   constexpr std::uint32_t T = 800, kInit = 300;
@@ -659,24 +661,42 @@ TEST(CnmfUpdater, ANeuronFoundAfterTheResultRowsAreTakenIsTrackedWithoutARow) {
     c1 = g * c1 + (t >= kInit + 20 && t % 45 == 8 ? 80.0f : 0.0f);  // only after it
     for (int p = 0; p < P; ++p) movie(p, t) = 100.0f + first(p) * c0 + later(p) * c1 + noise(rng);
   }
-  CnmfOptions o;
-  o.height = H;
-  o.width = W;
-  o.max_components = 4;
-  CnmfInitResult init = cnmf_initialize(movie.leftCols(kInit), o);
-  ASSERT_EQ(init.model.k(), 1);
-  EXPECT_EQ(init.model.unrecorded(), 0);
-  init.model.next_slot = o.max_components;  // earlier components took every row
-  CnmfTracker tracker;
-  CnmfModel model;
-  run_online_from(movie, o, init, kInit, tracker, model);
-  ASSERT_EQ(model.k(), 2);
-  EXPECT_EQ(model.slots[0], 0);
-  EXPECT_EQ(model.slots[1], -1);
-  EXPECT_EQ(model.unrecorded(), 1);
-  // Tracked all the same: the later neuron's activation follows its calcium.
-  tracker.process(movie.col(T - 1).data());
-  EXPECT_GT(tracker.output().activation(1), 0.0f);
+  {
+    CnmfOptions o;
+    o.height = H;
+    o.width = W;
+    o.result_rows = 1;
+    CnmfInitResult init = cnmf_initialize(movie.leftCols(kInit), o);
+    ASSERT_EQ(init.model.k(), 1);
+    EXPECT_EQ(init.model.unrecorded(), 0);
+    EXPECT_EQ(init.model.next_slot, 1);
+    CnmfTracker tracker;
+    CnmfModel model;
+    run_online_from(movie, o, init, kInit, tracker, model);
+    ASSERT_EQ(model.k(), 2);
+    EXPECT_EQ(model.slots[0], 0);
+    EXPECT_EQ(model.slots[1], -1);
+    EXPECT_EQ(model.unrecorded(), 1);
+    // Tracked all the same: the later neuron's activation follows its calcium.
+    tracker.process(movie.col(T - 1).data());
+    EXPECT_GT(tracker.output().activation(1), 0.0f);
+  }
+  {
+    CnmfOptions o;
+    o.height = H;
+    o.width = W;
+    o.max_components = 2;
+    o.result_rows = 3;
+    CnmfInitResult init = cnmf_initialize(movie.leftCols(kInit), o);
+    ASSERT_EQ(init.model.k(), 1);
+    init.model.next_slot = 2;  // rows 0-1 taken (one by a component since removed)
+    CnmfTracker tracker;
+    CnmfModel model;
+    run_online_from(movie, o, init, kInit, tracker, model);
+    ASSERT_EQ(model.k(), 2);
+    EXPECT_EQ(model.slots[1], 2);
+    EXPECT_EQ(model.unrecorded(), 0);
+  }
 }
 
 TEST(CnmfUpdater, KeptFramesGiveTheSameModelsAsCopiedOnes) {

@@ -13,8 +13,9 @@
 namespace rtnmf {
 namespace {
 
-// Emits K = 3 "components" per frame in lane 0 (value = seq * 10 + k, but only 2 of 4 capacity
-// slots filled) and a time-major 2-wide lane "shifts" (seq, -seq).
+// Emits "components" in lane 0 (value = seq * 10 + k): one until frame 2500, two from then on
+// (a component found online), of 4 capacity slots; and a time-major 2-wide lane "shifts"
+// (seq, -seq).
 class RecordingStage : public Stage {
  public:
   using Stage::Stage;
@@ -33,7 +34,7 @@ class RecordingStage : public Stage {
   }
   void do_process(Frame& f) override {
     const float seq = static_cast<float>(f.header.seq);
-    f.set_shape(2, 1);  // only two components found so far
+    f.set_shape(f.header.seq < 2500 ? 1 : 2, 1);  // the components found so far
     f.data()[0] = seq * 10;
     f.data()[1] = seq * 10 + 1;
     f.lane(shifts_).data[0] = seq;
@@ -63,13 +64,15 @@ stream { id: "r" overload: BLOCK
   p.join();
   ASSERT_TRUE(p.errors().empty());
   io::h5::File& f = rs->file();
-  // Components never filled (2 of capacity 4) are trimmed: 2 × T.
+  // Components never filled (2 of capacity 4) are trimmed: 2 × T, the second zero before it
+  // appeared; the temporary file is gone.
   EXPECT_EQ(f.dims("/traces"), (io::h5::Dims{2, kFrames}));
   std::vector<float> traces = f.read<float>("/traces");
   for (int t = 0; t < kFrames; ++t) {
     ASSERT_EQ(traces[t], t * 10.f);
-    ASSERT_EQ(traces[kFrames + t], t * 10.f + 1);
+    ASSERT_EQ(traces[kFrames + t], t < 2500 ? 0.f : t * 10.f + 1) << t;
   }
+  EXPECT_FALSE(std::ifstream(path + ".rows.tmp").good());
   EXPECT_EQ(f.dims("/motion/shifts"), (io::h5::Dims{kFrames, 2}));
   std::vector<float> shifts = f.read<float>("/motion/shifts");
   EXPECT_EQ(shifts[2 * 4321], 4321.f);
@@ -131,7 +134,7 @@ stream { id: "m" overload: DROP_OLDEST
   EXPECT_EQ(r.stats.streams(0).frames_processed(), 6u);
   EXPECT_NE(r.pipeline_text.find("# --set source.rate_hz=25"), std::string::npos);
   io::h5::File f = io::h5::File::open(req.out);
-  EXPECT_EQ(f.dims("/traces"), (io::h5::Dims{2, 6}));
+  EXPECT_EQ(f.dims("/traces"), (io::h5::Dims{1, 6}));  // one component before frame 2500
   EXPECT_EQ(f.read<float>("/traces")[5], 50.f);
   EXPECT_EQ(f.attr_string("/", "input"), raw);
   EXPECT_EQ(f.attr_string("/", "pipeline"), r.pipeline_text);
