@@ -421,6 +421,7 @@ class CnmfUpdater {
   // New-neuron search: per block, the update (updates_, from 1) whose patch search there found
   // nothing, 0 if none (detect_new_components).
   std::vector<std::uint32_t> searched_empty_;
+  std::vector<float> searched_score_;  // per block, its screening score when searched_empty_ was set
   Eigen::VectorXf block_scratch_;  // hl_*wl_, zeros between uses (detect_new_components)
   std::uint32_t updates_ = 0;
   Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices

@@ -178,6 +178,7 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   x_ = Eigen::VectorXf::Zero(K + nb_);
   dense_ = Eigen::VectorXf::Zero(P);
   searched_empty_.assign(static_cast<std::size_t>(hl_) * wl_, 0);
+  searched_score_.assign(static_cast<std::size_t>(hl_) * wl_, 0.0f);
   block_scratch_ = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(hl_) * wl_);
   updates_ = 0;
   t_ = static_cast<std::uint64_t>(T);
@@ -786,13 +787,17 @@ void CnmfUpdater::detect_new_components() {
   // searched 8 x want of them in vain (~80 ms, more than the rest of the update). So at most
   // 2 x want patches per update, and a spot whose search found nothing is skipped for the next
   // kRetryUpdates updates: the searches move down the ranking instead of repeating the top.
+  // Unless its score has since grown kRetryGain-fold: a neuron that fires for the first time
+  // where noise was searched in vain a few seconds before (sparse firing) is not skipped.
   constexpr std::uint32_t kRetryUpdates = 4;
+  constexpr float kRetryGain = 2.0f;
   ++updates_;
   const int reach = (half - R) / ds_;  // blocks whose patch this one's search covers
   for (Eigen::Index p : cand) {
     if (added_last_ >= want || patches >= 2 * want) break;
     const std::uint32_t last = searched_empty_[static_cast<std::size_t>(p)];
-    if (last != 0 && updates_ - last <= kRetryUpdates) continue;
+    if (last != 0 && updates_ - last <= kRetryUpdates && score(p) < kRetryGain * searched_score_[static_cast<std::size_t>(p)])
+      continue;
     const int cy = static_cast<int>(p / wl_) * ds_ + ds_ / 2, cx = static_cast<int>(p % wl_) * ds_ + ds_ / 2;
     bool covered = false;
     for (const auto& d : done)
@@ -807,8 +812,11 @@ void CnmfUpdater::detect_new_components() {
     if (added_last_ == before) {
       const int by = static_cast<int>(p / wl_), bx = static_cast<int>(p % wl_);
       for (int yy = std::max(0, by - reach); yy <= std::min(hl_ - 1, by + reach); ++yy)
-        for (int xx = std::max(0, bx - reach); xx <= std::min(wl_ - 1, bx + reach); ++xx)
-          searched_empty_[static_cast<std::size_t>(yy) * wl_ + xx] = updates_;
+        for (int xx = std::max(0, bx - reach); xx <= std::min(wl_ - 1, bx + reach); ++xx) {
+          const std::size_t q = static_cast<std::size_t>(yy) * wl_ + xx;
+          searched_empty_[q] = updates_;
+          searched_score_[q] = score(static_cast<Eigen::Index>(q));
+        }
     }
   }
   patches_last_ = patches;
