@@ -359,6 +359,16 @@ class CnmfUpdater {
     std::vector<float> values;
   };
   const std::vector<Retired>& retired_last() const { return retired_last_; }
+  // The components with a result row that the last update() found, each with its trace over
+  // the residual buffer its detection used (the last residual_buffer() frames added, oldest
+  // first: activity the fast path could not report, the component not being in its model yet)
+  // and its deconvolution parameters.
+  struct Born {
+    std::int32_t slot = -1;
+    std::vector<float> trace;
+    float g = 0, g2 = 0, s_min = 0, noise = 0;
+  };
+  const std::vector<Born>& born_last() const { return born_last_; }
 
  private:
   void fold();
@@ -447,6 +457,7 @@ class CnmfUpdater {
   Eigen::VectorXf ring_y_, ring_x_, ring_scratch_, ring_mean_;
   int added_last_ = 0, merged_last_ = 0, removed_last_ = 0, patches_last_ = 0;
   std::vector<Retired> retired_last_;
+  std::vector<Born> born_last_;
 };
 
 namespace detail {

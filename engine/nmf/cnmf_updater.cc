@@ -1045,6 +1045,16 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
     push(model_.noise, noise);
     model_.ids.push_back(model_.next_id++);
     model_.slots.push_back(model_.next_slot < options_.result_rows ? model_.next_slot++ : -1);
+    if (model_.slots.back() >= 0) {
+      Born b;
+      b.slot = model_.slots.back();
+      b.trace.assign(cpos.data(), cpos.data() + cpos.size());
+      b.g = model_.g(model_.g.size() - 1);
+      b.g2 = model_.g2.size() == model_.g.size() ? model_.g2(model_.g2.size() - 1) : 0.0f;
+      b.s_min = model_.s_min(model_.s_min.size() - 1);
+      b.noise = noise;
+      born_last_.push_back(std::move(b));
+    }
     for (Eigen::Index q = 0; q < n; ++q)
       for (std::size_t i = 0; i < sd.support.size(); ++i)
         raw(sd.support[i], q) -= cpos(q) * sd.values(static_cast<Eigen::Index>(i));
@@ -1062,6 +1072,7 @@ void CnmfUpdater::rebuild_model() {
 
 void CnmfUpdater::update(CnmfModel& out) {
   retired_last_.clear();
+  born_last_.clear();
   fold();
   if (options_.update_footprints) update_shapes();
   remove_components();

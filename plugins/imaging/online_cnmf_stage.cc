@@ -42,11 +42,11 @@ void idle_backoff(int& spins) {
 // Overwrites the block [0, rows) x [col0, col0 + cols) of a 2-d float dataset (rows x T) with
 // a row-major buffer. Throws naming the dataset.
 void write_block(io::h5::File& f, const std::string& path, const Eigen::MatrixXf& block,
-                 std::uint64_t col0) {
+                 std::uint64_t col0, std::uint64_t row0 = 0) {
   if (block.size() == 0 || !f.exists(path)) return;
   const io::h5::Dims d = f.dims(path);
-  if (d.size() != 2) return;
-  const hsize_t rows = std::min<hsize_t>(d[0], static_cast<hsize_t>(block.rows()));
+  if (d.size() != 2 || row0 >= d[0]) return;
+  const hsize_t rows = std::min<hsize_t>(d[0] - row0, static_cast<hsize_t>(block.rows()));
   if (col0 >= d[1]) return;
   const hsize_t cols = std::min<hsize_t>(d[1] - col0, static_cast<hsize_t>(block.cols()));
   if (rows == 0 || cols == 0) return;
@@ -54,7 +54,7 @@ void write_block(io::h5::File& f, const std::string& path, const Eigen::MatrixXf
       block.topLeftCorner(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
   io::h5::Handle ds = f.open_dataset(path);
   hid_t space = H5Dget_space(ds.get());
-  hsize_t start[2] = {0, col0}, count[2] = {rows, cols};
+  hsize_t start[2] = {row0, col0}, count[2] = {rows, cols};
   H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
   hid_t mem = H5Screate_simple(2, count, nullptr);
   const herr_t rc = H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, buf.data());
@@ -493,6 +493,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     merged_.fetch_add(static_cast<std::uint64_t>(updater_.merged_last()), std::memory_order_relaxed);
     removed_.fetch_add(static_cast<std::uint64_t>(updater_.removed_last()), std::memory_order_relaxed);
     retired_.insert(retired_.end(), updater_.retired_last().begin(), updater_.retired_last().end());
+    for (const nmf::CnmfUpdater::Born& b : updater_.born_last()) births_.push_back({b, t});
     // Once every result row is taken (they are never reused), components found later are
     // tracked but neither recorded nor published: counted, and said once.
     const int unrecorded = back.unrecorded();
@@ -747,6 +748,40 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
       write_block(f, "/dff", Eigen::MatrixXf(catch_dff_.leftCols(nc)), init_frames_);
       write_block(f, "/spikes", Eigen::MatrixXf(catch_spk_.leftCols(nc)), init_frames_);
       if (nb_ > 0) write_block(f, "/background/temporal", Eigen::MatrixXf(catch_bg_.leftCols(nc)), init_frames_);
+    }
+  }
+  // A component found online: its activity over the buffer its detection used, before any model
+  // the fast path ran had it (zeros there until now; the burst that got a sparsely firing neuron
+  // found was often its only activity). Deconvolved as the fast path would; dF/F over the
+  // resting fluorescence its own row shows once tracked. Not where the slow path dropped frames
+  // (live overload): its buffer's frames are then not consecutive.
+  if (dropped_.load() == 0 && f.exists("/traces")) {
+    const std::uint64_t T = f.dims("/traces")[1];
+    for (const Birth& b : births_) {
+      const nmf::CnmfUpdater::Born& bn = b.born;
+      const std::uint64_t n = bn.trace.size();
+      if (bn.slot < 0 || bn.slot >= used || n == 0 || b.last + 1 < n || b.last >= T) continue;
+      const std::uint64_t first = b.last + 1 - n;
+      const Eigen::VectorXf y = Eigen::Map<const Eigen::VectorXf>(bn.trace.data(), static_cast<Eigen::Index>(n));
+      Eigen::VectorXf c(static_cast<Eigen::Index>(n)), s(static_cast<Eigen::Index>(n));
+      nmf::oasis_ar2(y, bn.g, bn.g2, bn.s_min, c, s);
+      s = (s.array() >= options_.spike_threshold_sigma * bn.noise).select(s, 0.0f);
+      const std::uint64_t row = static_cast<std::uint64_t>(bn.slot);
+      write_block(f, "/raw_traces", Eigen::MatrixXf(y.transpose()), first, row);
+      write_block(f, "/traces", Eigen::MatrixXf(c.transpose()), first, row);
+      write_block(f, "/spikes", Eigen::MatrixXf(s.transpose()), first, row);
+      if (f.exists("/dff")) {
+        const std::uint64_t from = b.last + 1, len = std::min<std::uint64_t>(T - from, 30 * static_cast<std::uint64_t>(rate_hz_) + lag_);
+        if (len == 0) continue;
+        std::vector<float> tr(len), df(len), ratio;
+        f.read_slab<float>("/traces", {row, from}, {1, len}, tr.data());
+        f.read_slab<float>("/dff", {row, from}, {1, len}, df.data());
+        for (std::uint64_t q = 0; q < len; ++q)
+          if (tr[q] > 0 && df[q] > 1e-9f) ratio.push_back(tr[q] / df[q]);
+        if (ratio.empty()) continue;
+        std::nth_element(ratio.begin(), ratio.begin() + static_cast<std::ptrdiff_t>(ratio.size() / 2), ratio.end());
+        write_block(f, "/dff", Eigen::MatrixXf(c.transpose() / ratio[ratio.size() / 2]), first, row);
+      }
     }
   }
   // The per-slot rows: the final components' stay (row k is /footprints column k), the merged

@@ -128,6 +128,14 @@ class OnlineCnmfStage : public Stage {
   // Slow path (read after stop): every component with a result row that an update merged or
   // removed, with its footprint then (the result file's /retired group).
   std::vector<nmf::CnmfUpdater::Retired> retired_;
+  // Slow path (read after stop): every component with a result row an update found, with its
+  // trace over the detection's buffer, which ends at frame `last` (write_results puts it in the
+  // rows, where the fast path had nothing to report yet).
+  struct Birth {
+    nmf::CnmfUpdater::Born born;
+    std::uint64_t last = 0;
+  };
+  std::vector<Birth> births_;
 
   // fast -> slow ring (single producer, single consumer)
   std::uint32_t ring_cap_ = 0;
