@@ -101,6 +101,16 @@ sim::CalciumSimOptions small_movie() {
   return so;
 }
 
+// Writes the simulator's movie, replays it through calcium-2p with its default schedule (and the
+// `extra` overrides) and opens the result.
+io::h5::File replay_simulation(sim::CalciumSimulator& simulator, const std::vector<std::string>& extra = {}) {
+  const std::string movie = temp_path("movie.tif"), out = temp_path("r.h5");
+  write_movie(simulator, movie);
+  const Replay r = replay(movie, out, false, "calcium-2p", false, false, extra);
+  EXPECT_TRUE(r.errors.empty());
+  return io::h5::File::open(out);
+}
+
 TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) {
   sim::CalciumSimOptions so = small_movie();
   so.motion_px = 0.5f;
@@ -266,11 +276,7 @@ TEST(ImagingPipeline, MergedAndRemovedComponentsAreKeptApartFromTheFinalOnes) {
   so.motion_px = 2.0f;
   so.seed = 4;
   sim::CalciumSimulator simulator(so);
-  const std::string movie = temp_path("movie.tif"), out = temp_path("r.h5");
-  write_movie(simulator, movie);
-  const Replay r = replay(movie, out, false, "calcium-2p", false, false, {"cnmf.max_components=1000"});
-  ASSERT_TRUE(r.errors.empty());
-  io::h5::File f = io::h5::File::open(out);
+  io::h5::File f = replay_simulation(simulator, {"cnmf.max_components=1000"});
   const std::vector<std::int64_t> slot = f.read<std::int64_t>("/components/slot");
   const std::vector<std::int64_t> id = f.read<std::int64_t>("/components/id");
   const std::vector<std::int64_t> rslot = f.read<std::int64_t>("/retired/slot");
@@ -334,11 +340,7 @@ TEST(ImagingPipeline, ComponentsFoundOnlineHaveTheirDetectionBurstInTheirTraces)
   so.firing_rate_hz = 0.05f;
   so.seed = 6;
   sim::CalciumSimulator simulator(so);
-  const std::string movie = temp_path("movie.tif"), out = temp_path("r.h5");
-  write_movie(simulator, movie);
-  const Replay r = replay(movie, out, false, "calcium-2p", false);
-  ASSERT_TRUE(r.errors.empty());
-  io::h5::File f = io::h5::File::open(out);
+  io::h5::File f = replay_simulation(simulator);
   const sim::ImagingScore sc = score_result(f, simulator.truth(), 0);
   const std::vector<std::int64_t> slot = f.read<std::int64_t>("/components/slot");
   const std::int64_t used = static_cast<std::int64_t>(slot.size() + f.read<std::int64_t>("/retired/slot").size());
