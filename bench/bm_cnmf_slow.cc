@@ -79,7 +79,7 @@ std::unique_ptr<Fed> feed(bool add, int update_threads = 1) {
   CnmfTracker tracker;
   tracker.init(mv.options, init.model.nb());
   tracker.set_model(&init.model);
-  f->act = Eigen::MatrixXf::Zero(mv.options.max_components, kMore);
+  f->act = Eigen::MatrixXf::Zero(mv.options.result_rows, kMore);
   f->bg = Eigen::MatrixXf::Zero(init.model.nb(), kMore);
   for (int t = 0; t < kMore; ++t) {
     tracker.process(mv.frames.col(kInit + t).data());

@@ -118,7 +118,7 @@ void run_online_from(const Eigen::MatrixXf& movie, const CnmfOptions& o, const C
   model = init.model;
   tracker.init(o, model.nb());
   tracker.set_model(&model);
-  Eigen::VectorXf act = Eigen::VectorXf::Zero(o.max_components);
+  Eigen::VectorXf act = Eigen::VectorXf::Zero(o.result_rows);
   for (int t = from; t < static_cast<int>(movie.cols()); ++t) {
     tracker.process(movie.col(t).data());
     activations_by_slot(model, tracker, act);
@@ -641,7 +641,7 @@ TEST(OnlineCnmf, NewNeuronSearchIsBoundedPerUpdateOnASettledField) {
   CnmfTracker tracker;
   tracker.init(o, model.nb());
   tracker.set_model(&model);
-  Eigen::VectorXf y(P), act = Eigen::VectorXf::Zero(o.max_components);
+  Eigen::VectorXf y(P), act = Eigen::VectorXf::Zero(o.result_rows);
   int searched = 0, updates = 0, empty_updates = 0;
   for (int t = 300; t < static_cast<int>(so.frames); ++t) {
     simulator.render(static_cast<std::uint32_t>(t), y.data());
@@ -746,7 +746,7 @@ TEST(CnmfUpdater, KeptFramesGiveTheSameModelsAsCopiedOnes) {
   tracker.set_model(&model);
   // The kept frames live in a ring of residual_buffer() slots that is overwritten as it turns.
   Eigen::MatrixXf ring(P, kept.residual_buffer());
-  Eigen::VectorXf act = Eigen::VectorXf::Zero(o.max_components);
+  Eigen::VectorXf act = Eigen::VectorXf::Zero(o.result_rows);
   for (Eigen::Index t = 200; t < so.frames; ++t) {
     float* slot = ring.col((t - 200) % ring.cols()).data();
     std::copy(movie.col(t).data(), movie.col(t).data() + P, slot);
