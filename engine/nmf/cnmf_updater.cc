@@ -247,6 +247,10 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
     const std::int32_t slot = model_.slots[static_cast<std::size_t>(k)];
     if (slot >= 0 && slot < by_slot.size()) x_(k) = by_slot(slot);
   }
+  if (nb_ > 0) x_.tail(nb_) = background.head(nb_);
+  untracked_last_.clear();
+  if (!model_.ring.active() && tracked_next_slot_ != kAllTracked) estimate_untracked(frame);
+  tracked_next_slot_ = kAllTracked;
   if (model_.ring.active()) {  // one-photon: the frame without its ring background (cnmf.cc)
     detail::remove_ring_background_frame(model_, x_.head(K), frame, ring_y_.data(), ring_x_.data(),
                                          ring_scratch_.data());
@@ -254,7 +258,6 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
     frame = ring_y_.data();
     keep = false;  // a scratch: copied
   }
-  if (nb_ > 0) x_.tail(nb_) = background.head(nb_);
   // The frame's statistics (CY, CY_bg, its block means) are gathered by fold(), in one pass
   // over the pending frames.
   store_frame(frame, keep);
@@ -272,6 +275,67 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
   // Fold in batches of up to 10 frames: the GEMM stays efficient and update() finds little left.
   if (pending_ >= std::min<std::uint32_t>(n, 10)) fold();
   ++t_;
+}
+
+void CnmfUpdater::estimate_untracked(const float* frame) {
+  const int K = model_.k();
+  if (untracked_.size() != static_cast<std::size_t>(K)) {
+    untracked_.assign(static_cast<std::size_t>(K), Untracked());
+    untracked_built_.assign(static_cast<std::size_t>(K), 0);
+  }
+  for (int k = 0; k < K; ++k) {
+    const std::int32_t slot = model_.slots[static_cast<std::size_t>(k)];
+    if (slot < 0 || slot < tracked_next_slot_) continue;  // no row, or tracked
+    const Support& sk = support_[static_cast<std::size_t>(k)];
+    const Eigen::VectorXf& ak = values_[static_cast<std::size_t>(k)];
+    Untracked& u = untracked_[static_cast<std::size_t>(k)];
+    if (!untracked_built_[static_cast<std::size_t>(k)]) {
+      // Neighbours: tracked components whose supports meet this one's (the untracked ones
+      // count as 0 here, as they did for every component before).
+      if (support_pos_.size() != static_cast<std::size_t>(dense_.size())) support_pos_.assign(static_cast<std::size_t>(dense_.size()), -1);
+      for (std::size_t i = 0; i < sk.size(); ++i) support_pos_[static_cast<std::size_t>(sk[i])] = static_cast<int>(i);
+      u.neighbours.clear();
+      std::vector<std::pair<int, int>> hits;  // (neighbour column, q) and the pixel position
+      std::vector<float> vals;
+      std::vector<int> rows;
+      for (int j = 0; j < K; ++j) {
+        if (j == k) continue;
+        const std::int32_t sj_slot = model_.slots[static_cast<std::size_t>(j)];
+        if (!(sj_slot >= 0 && sj_slot < tracked_next_slot_)) continue;
+        const Support& sj = support_[static_cast<std::size_t>(j)];
+        if (sj.empty() || sj.back() < sk.front() || sj.front() > sk.back()) continue;
+        int col = -1;
+        for (std::size_t q = 0; q < sj.size(); ++q) {
+          const int pos = support_pos_[static_cast<std::size_t>(sj[q])];
+          const float v = values_[static_cast<std::size_t>(j)](static_cast<Eigen::Index>(q));
+          if (pos < 0 || v == 0) continue;
+          if (col < 0) {
+            col = static_cast<int>(u.neighbours.size());
+            u.neighbours.push_back(j);
+          }
+          hits.emplace_back(col, pos);
+          vals.push_back(v);
+        }
+      }
+      u.a_nb = Eigen::MatrixXf::Zero(static_cast<Eigen::Index>(sk.size()), static_cast<Eigen::Index>(u.neighbours.size()));
+      for (std::size_t h = 0; h < hits.size(); ++h) u.a_nb(hits[h].second, hits[h].first) = vals[h];
+      u.b.resize(static_cast<Eigen::Index>(sk.size()), nb_);
+      for (std::size_t i = 0; i < sk.size(); ++i)
+        for (int b = 0; b < nb_; ++b) u.b(static_cast<Eigen::Index>(i), b) = bg_(sk[i], b);
+      u.norm2 = ak.squaredNorm();
+      for (std::int32_t p : sk) support_pos_[static_cast<std::size_t>(p)] = -1;
+      untracked_built_[static_cast<std::size_t>(k)] = 1;
+    }
+    if (u.norm2 <= 0) continue;
+    float dot = 0;
+    for (std::size_t i = 0; i < sk.size(); ++i) {
+      float r = frame[sk[i]];
+      for (Eigen::Index c = 0; c < u.a_nb.cols(); ++c) r -= u.a_nb(static_cast<Eigen::Index>(i), c) * x_(u.neighbours[static_cast<std::size_t>(c)]);
+      for (int b = 0; b < nb_; ++b) r -= u.b(static_cast<Eigen::Index>(i), b) * x_(K + b);
+      dot += ak(static_cast<Eigen::Index>(i)) * r;
+    }
+    untracked_last_.emplace_back(slot, std::max(0.0f, dot / u.norm2));
+  }
 }
 
 void CnmfUpdater::push_history(Eigen::Ref<const Eigen::VectorXf> c) {
@@ -1049,6 +1113,7 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
       Born b;
       b.slot = model_.slots.back();
       b.trace.assign(cpos.data(), cpos.data() + cpos.size());
+      b.base = base;
       b.g = model_.g(model_.g.size() - 1);
       b.g2 = model_.g2.size() == model_.g.size() ? model_.g2(model_.g2.size() - 1) : 0.0f;
       b.s_min = model_.s_min(model_.s_min.size() - 1);
@@ -1080,6 +1145,8 @@ void CnmfUpdater::update(CnmfModel& out) {
   detect_new_components();
   rebuild_model();
   prepare_runs();  // supports changed (added, merged, removed components); nothing is pending
+  untracked_.clear();  // supports, shapes and background changed: rebuilt when next needed
+  untracked_built_.clear();
   out = model_;
 }
 

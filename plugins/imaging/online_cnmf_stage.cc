@@ -201,6 +201,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   first_model_cpu_ns_ = last_model_cpu_ns_ = 0;
   radius_used_.store(0, std::memory_order_relaxed);
   last_model_frame_ = 0;
+  model_computed_from_ = 0;
   waits_ = first_model_frame_ = 0;
   seen_version_ = ~std::uint64_t{0};
   slots_used_ = 0;
@@ -220,6 +221,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   ring_act_.assign(static_cast<std::size_t>(ring_cap_) * slots_, 0.0f);
   ring_bg_.assign(static_cast<std::size_t>(ring_cap_) * std::max(nb_, 1), 0.0f);
   ring_has_model_.assign(ring_cap_, 0);
+  ring_next_slot_.assign(ring_cap_, 0);
   ring_frame_.assign(ring_cap_, 0);
   shifts_in_lane_ = in.lane_index("shifts");
   ring_shift_.assign(static_cast<std::size_t>(ring_cap_) * 2, 0.0f);
@@ -267,6 +269,7 @@ void OnlineCnmfStage::prepare(std::uint64_t n) {
       ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
       last_model_cpu_ns_ = static_cast<std::int64_t>(cpu.tv_sec) * 1'000'000'000 + cpu.tv_nsec;
       last_model_frame_ = n;
+      if (exchange_.computed_from() != decltype(exchange_)::kNone) model_computed_from_ = exchange_.computed_from();
       if (first_model_ns_ == 0) {
         first_model_ns_ = t1;
         first_model_frame_ = n;
@@ -371,6 +374,7 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   frame.header.model_version = exchange_.version();
   if (to_slow) {
     ring_has_model_[slot] = tracking_ && m.k() + m.nb() > 0 ? 1 : 0;
+    ring_next_slot_[slot] = m.next_slot;
     ring_frame_[slot] = n;
     if (shifts_in_lane_ >= 0 && frame.lane(shifts_in_lane_).size >= 2) {
       const float* shift = frame.lane(shifts_in_lane_).data;
@@ -453,7 +457,16 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
     if (shifts_in_lane_ >= 0)
       updater_.set_motion(ring_shift_[2 * static_cast<std::size_t>(slot)], ring_shift_[2 * static_cast<std::size_t>(slot) + 1]);
+    // Components found by updates whose model this frame did not have get an estimate.
+    updater_.set_tracked_slots(ring_has_model_[slot] ? ring_next_slot_[slot] : init_.model.next_slot);
     updater_.add_frame_kept(px, act, bg.head(nb_));
+    for (const auto& [s, v] : updater_.untracked_last()) {
+      if (s < 0 || static_cast<std::uint32_t>(s) >= slots_) continue;
+      if (gaps_.size() < slots_) gaps_.resize(slots_);
+      Gap& g = gaps_[static_cast<std::size_t>(s)];
+      if (g.values.empty()) g.first = t;
+      if (g.first + g.values.size() == t) g.values.push_back(v);  // consecutive frames only
+    }
   }
   if (!exchange_.is_update_frame(t)) return;
   nmf::CnmfModel& back = exchange_.back();
@@ -750,11 +763,12 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
       if (nb_ > 0) write_block(f, "/background/temporal", Eigen::MatrixXf(catch_bg_.leftCols(nc)), init_frames_);
     }
   }
-  // A component found online: its activity over the buffer its detection used, before any model
-  // the fast path ran had it (zeros there until now; the burst that got a sparsely firing neuron
-  // found was often its only activity). Deconvolved as the fast path would; dF/F over the
-  // resting fluorescence its own row shows once tracked. Not where the slow path dropped frames
-  // (live overload): its buffer's frames are then not consecutive.
+  // A component found online: its activity over the buffer its detection used and over the
+  // frames until its model took effect, before any model the fast path ran had it (zeros there
+  // until now; the burst that got a sparsely firing neuron found was often its only activity):
+  // the detection's trace, then the slow path's estimates (gaps_). Deconvolved as the fast path
+  // would; dF/F over the resting fluorescence its own row shows once tracked. Not where the slow
+  // path dropped frames (live overload): its buffer's frames are then not consecutive.
   if (dropped_.load() == 0 && f.exists("/traces")) {
     const std::uint64_t T = f.dims("/traces")[1];
     for (const Birth& b : births_) {
@@ -762,8 +776,21 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
       const std::uint64_t n = bn.trace.size();
       if (bn.slot < 0 || bn.slot >= used || n == 0 || b.last + 1 < n || b.last >= T) continue;
       const std::uint64_t first = b.last + 1 - n;
-      const Eigen::VectorXf y = Eigen::Map<const Eigen::VectorXf>(bn.trace.data(), static_cast<Eigen::Index>(n));
-      Eigen::VectorXf c(static_cast<Eigen::Index>(n)), s(static_cast<Eigen::Index>(n));
+      const Gap* gap = static_cast<std::size_t>(bn.slot) < gaps_.size() ? &gaps_[static_cast<std::size_t>(bn.slot)] : nullptr;
+      // Up to the frame the model of the last processed frame was computed from: the slow path
+      // processed those frames in every run (it may stop before later ones once the stream has
+      // ended), so replays stay bit-identical.
+      const std::uint64_t upto = std::min<std::uint64_t>(T, model_computed_from_ + 1);
+      const std::uint64_t extra = gap && gap->first == b.last + 1 && upto > b.last + 1
+                                      ? std::min<std::uint64_t>(gap->values.size(), upto - b.last - 1)
+                                      : 0;
+      Eigen::VectorXf y(static_cast<Eigen::Index>(n + extra));
+      y.head(static_cast<Eigen::Index>(n)) = Eigen::Map<const Eigen::VectorXf>(bn.trace.data(), static_cast<Eigen::Index>(n));
+      // The estimates are activations; the detection's trace is over its baseline.
+      if (extra > 0)
+        y.tail(static_cast<Eigen::Index>(extra)) =
+            (Eigen::Map<const Eigen::VectorXf>(gap->values.data(), static_cast<Eigen::Index>(extra)).array() - bn.base).cwiseMax(0.0f);
+      Eigen::VectorXf c(y.size()), s(y.size());
       nmf::oasis_ar2(y, bn.g, bn.g2, bn.s_min, c, s);
       s = (s.array() >= options_.spike_threshold_sigma * bn.noise).select(s, 0.0f);
       const std::uint64_t row = static_cast<std::uint64_t>(bn.slot);
@@ -771,7 +798,7 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
       write_block(f, "/traces", Eigen::MatrixXf(c.transpose()), first, row);
       write_block(f, "/spikes", Eigen::MatrixXf(s.transpose()), first, row);
       if (f.exists("/dff")) {
-        const std::uint64_t from = b.last + 1, len = std::min<std::uint64_t>(T - from, 30 * static_cast<std::uint64_t>(rate_hz_) + lag_);
+        const std::uint64_t from = b.last + 1 + extra, len = std::min<std::uint64_t>(T - from, 30 * static_cast<std::uint64_t>(rate_hz_) + lag_);
         if (len == 0) continue;
         std::vector<float> tr(len), df(len), ratio;
         f.read_slab<float>("/traces", {row, from}, {1, len}, tr.data());

@@ -114,6 +114,7 @@ class OnlineCnmfStage : public Stage {
   // than the wall time.
   std::int64_t first_model_cpu_ns_ = 0, last_model_cpu_ns_ = 0;
   std::uint64_t last_model_frame_ = 0;
+  std::uint64_t model_computed_from_ = 0;  // the frame the model in use was computed from
   // The steady state: from the first model computed from frames the fast path tracked with a
   // model (so the slow path has folded the frames buffered during the initialisation, which the
   // online phase above includes) to the end. Wall time and waits from that frame, CPU to the
@@ -136,6 +137,14 @@ class OnlineCnmfStage : public Stage {
     std::uint64_t last = 0;
   };
   std::vector<Birth> births_;
+  // Slow path (read after stop): by result slot, the activations it estimated for a component
+  // found by an update in the frames before that update's model took effect (consecutive
+  // frames from `first`; CnmfUpdater::untracked_last). Bounded: a few model lags per slot.
+  struct Gap {
+    std::uint64_t first = 0;
+    std::vector<float> values;
+  };
+  std::vector<Gap> gaps_;
 
   // fast -> slow ring (single producer, single consumer)
   std::uint32_t ring_cap_ = 0;
@@ -143,6 +152,7 @@ class OnlineCnmfStage : public Stage {
   HugeBuffer ring_pixels_;  // ring_cap_ frames of pixels (hundreds of MiB at 512 x 512)
   std::vector<float> ring_act_, ring_bg_;
   std::vector<std::uint8_t> ring_has_model_;
+  std::vector<std::int32_t> ring_next_slot_;  // the fast path model's next_slot for each frame
   std::vector<std::uint64_t> ring_frame_;
   // The motion stage's "shifts" lane when one runs before this stage (-1: none), and each ring
   // slot's shift (dy, dx) for the updater (CnmfUpdater::set_motion).

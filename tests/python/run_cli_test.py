@@ -165,8 +165,11 @@ def main():
         assert "results: " + out6 + " (420 frames)" in r.stderr, r.stderr
         with h5py.File(out6, "r") as f:
             assert text(f.attrs["input"]) == spec and f["traces"].shape[1] == 420
-            # the first file's frames are the single-file replay's, bit for bit
-            assert np.array_equal(f["traces"][:first.shape[0], :300], first)
+            # the first file's frames are the single-file replay's, bit for bit, except where
+            # that replay had zeros: a component found at its last update gets, at the end of a
+            # longer run, the slow path's estimates for the frames before its model took effect
+            both = f["traces"][:first.shape[0], :300]
+            assert ((both == first) | (first == 0)).all() and np.array_equal(both[first != 0], first[first != 0])
     r = run([rtnmf, "replay", os.path.join(parts, "rec_00001.tif"), os.path.join(parts, "rec_00002.tif"),
              "--pipeline", p3, "--out", out6, "--quiet"])
     assert r.returncode != 0 and "expected one INPUT, got 2" in r.stderr and \
