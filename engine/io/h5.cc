@@ -333,9 +333,7 @@ void File::split_rows(const std::string& path, const std::vector<std::uint64_t>&
     if (rc < 0) fail(where(name) + (write ? ": cannot write rows" : ": cannot read rows"));
   };
   const std::uint64_t block = chunked ? 2048 : std::max<std::uint64_t>(T, 1);
-  std::vector<float> all, kept, gone;
-  std::vector<float> kept_whole;  // contiguous: the kept rows, written as a new dataset at the end
-  if (!chunked) kept_whole.resize(nk * T);
+  std::vector<float> all, kept, gone;  // contiguous: one block, the kept rows written at the end
   for (std::uint64_t t0 = 0; t0 < T && K > 0; t0 += block) {
     const std::uint64_t c = std::min(block, T - t0);
     all.resize(K * c);
@@ -345,9 +343,7 @@ void File::split_rows(const std::string& path, const std::vector<std::uint64_t>&
     for (std::uint64_t i = 0; i < nk; ++i) std::memcpy(&kept[i * c], &all[keep[i] * c], c * sizeof(float));
     for (std::uint64_t i = 0; i < nm; ++i) std::memcpy(&gone[i * c], &all[moved[i] * c], c * sizeof(float));
     if (nm > 0) columns(out.get(), moved_path, gone.data(), nm, t0, c, true);
-    if (!chunked) {
-      kept_whole.swap(kept);
-    } else if (nk > 0) {
+    if (chunked && nk > 0) {
       // The block was read whole before any of it is written: in place is safe in any order.
       columns(ds.get(), path, kept.data(), nk, t0, c, true);
     }
@@ -357,7 +353,8 @@ void File::split_rows(const std::string& path, const std::vector<std::uint64_t>&
     if (H5Dset_extent(ds.get(), nd) < 0) fail(where(path) + ": cannot shrink to " + std::to_string(nk) + " rows");
   } else {
     ds.reset();
-    write_raw(path, H5T_NATIVE_FLOAT, kept_whole.data(), Dims{nk, T});
+    kept.resize(nk * T);  // zero rows or frames: nothing was read
+    write_raw(path, H5T_NATIVE_FLOAT, kept.data(), Dims{nk, T});
   }
 }
 

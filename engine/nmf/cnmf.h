@@ -63,7 +63,8 @@ struct CnmfOptions {
   // the published activations. A slot is never reused (a row belongs to one component), so
   // merged, removed and new components use them up: the hour-long 512 x 512 benchmark stream
   // took 600 (500 at the initialisation, 79 added, 94 merged and 11 removed on the way; 925
-  // in session 5, before new components' statistics came from the data). A component found once all are taken is tracked without one (unrecorded()).
+  // in session 5, before new components' statistics came from the data). A component found
+  // once all are taken is tracked without one (unrecorded()).
   int result_rows = 4000;
   // Seeding (initialisation and new neurons): a candidate needs a peak-to-noise ratio of its
   // smoothed high-passed trace >= min_pnr and a local correlation >= min_corr.
@@ -325,9 +326,6 @@ class CnmfUpdater {
   // frame is copied anyway (the updater keeps y minus the ring background).
   void add_frame_kept(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_slot,
                       Eigen::Ref<const Eigen::VectorXf> background);
-  // The registration shift (rows, columns) of the frame the next add_frame call brings. Frames
-  // whose shifts were given let the new-neuron search refuse candidates whose activity over the
-  // buffer the motion explains (strips along the edges, where registration replicates pixels).
   // The fast path's model for the frame the next add_frame call brings had the components with
   // result slots below `next_slot` (its CnmfModel::next_slot). For the others with a slot -
   // found by an update whose model had not taken effect yet (model_lag_frames) - that call
@@ -340,6 +338,9 @@ class CnmfUpdater {
   // (slot, estimated activation) of the components the fast path did not track in the frame
   // the last add_frame call brought (set_tracked_slots).
   const std::vector<std::pair<std::int32_t, float>>& untracked_last() const { return untracked_last_; }
+  // The registration shift (rows, columns) of the frame the next add_frame call brings. Frames
+  // whose shifts were given let the new-neuron search refuse candidates whose activity over the
+  // buffer the motion explains (strips along the edges, where registration replicates pixels).
   void set_motion(float dy, float dx) {
     motion_next_[0] = dy;
     motion_next_[1] = dx;

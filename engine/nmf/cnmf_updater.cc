@@ -295,9 +295,8 @@ void CnmfUpdater::estimate_untracked(const float* frame) {
       if (support_pos_.size() != static_cast<std::size_t>(dense_.size())) support_pos_.assign(static_cast<std::size_t>(dense_.size()), -1);
       for (std::size_t i = 0; i < sk.size(); ++i) support_pos_[static_cast<std::size_t>(sk[i])] = static_cast<int>(i);
       u.neighbours.clear();
-      std::vector<std::pair<int, int>> hits;  // (neighbour column, q) and the pixel position
-      std::vector<float> vals;
-      std::vector<int> rows;
+      std::vector<std::pair<int, int>> hits;  // (neighbour's column in a_nb, position in the support)
+      std::vector<float> vals;                 // its footprint value there
       for (int j = 0; j < K; ++j) {
         if (j == k) continue;
         const std::int32_t sj_slot = model_.slots[static_cast<std::size_t>(j)];
@@ -638,8 +637,9 @@ void CnmfUpdater::merge_components() {
     for (int j = i + 1; j < K; ++j) {
       if (gone[static_cast<std::size_t>(i)] || gone[static_cast<std::size_t>(j)]) continue;
       // Overlapping footprints (cosine >= 0.3) with correlated traces over the buffer, and,
-      // unless the shapes are near-duplicates, over the history too: one neuron. Footprints that only touch (the rim of a soma larger than the support square,
-      // taken for a new neuron when the detection's test missed it, beside that soma) merge
+      // unless the shapes are near-duplicates, over the history too: one neuron. Footprints
+      // that only touch (the rim of a soma larger than the support square, taken for a new
+      // neuron when the detection's test missed it, beside that soma) merge
       // when their traces followed each other over all the frames both were tracked, at least
       // kMergeAgeBuffers buffers and at most the activation history: two neighbouring neurons
       // do not (in a radius-7 movie, the activity of adjacent true neurons correlated ≤ 0.51,

@@ -67,7 +67,6 @@ void ResultFileSink::begin(const StreamSpec& spec) {
     r.per_column = i == 0 || l.column_width > 0;
     r.width = (i == 0) ? spec.rows : (l.column_width > 0 ? l.column_width : l.size);
     r.max_filled = 0;
-    r.row.assign(r.width, 0.f);
     if (r.component_major) {
       if (!tmp_) tmp_ = std::make_unique<io::h5::File>(io::h5::File::create(tmp_path_));
       r.rows = std::make_unique<io::h5::Appendable<float>>(*tmp_, "/values" + r.dataset, io::h5::Dims{}, 65536);
@@ -75,6 +74,7 @@ void ResultFileSink::begin(const StreamSpec& spec) {
       r.pending_values.reserve(65536);
       r.pending_counts.reserve(4096);
     } else {
+      r.row.assign(r.width, 0.f);
       r.rows = std::make_unique<io::h5::Appendable<float>>(*file_, r.dataset,
                                                            io::h5::Dims{r.width}, 256);
     }

@@ -15,8 +15,8 @@ namespace rtnmf {
 // (K × T, e.g. /traces) are streamed to a temporary file next to the result, each time step's
 // filled values (the lane's size, which may grow: components appear) one after the other with
 // their count, and transposed block by block at the end into K × T (zero where a component did
-// not exist yet), so memory never grows with T and unfilled capacity costs no disk. `prefix` is prepended to
-// dataset paths (for pipelines with several streams; "" for one).
+// not exist yet), so memory never grows with T and unfilled capacity costs no disk. `prefix` is
+// prepended to dataset paths (for pipelines with several streams; "" for one).
 class ResultFileSink : public ResultSink {
  public:
   // Checks that the result file can be created (its directory, or the file, writable), so a

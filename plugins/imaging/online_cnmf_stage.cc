@@ -201,7 +201,6 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   first_model_cpu_ns_ = last_model_cpu_ns_ = 0;
   radius_used_.store(0, std::memory_order_relaxed);
   last_model_frame_ = 0;
-  model_computed_from_ = 0;
   waits_ = first_model_frame_ = 0;
   seen_version_ = ~std::uint64_t{0};
   slots_used_ = 0;
@@ -269,7 +268,6 @@ void OnlineCnmfStage::prepare(std::uint64_t n) {
       ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
       last_model_cpu_ns_ = static_cast<std::int64_t>(cpu.tv_sec) * 1'000'000'000 + cpu.tv_nsec;
       last_model_frame_ = n;
-      if (exchange_.computed_from() != decltype(exchange_)::kNone) model_computed_from_ = exchange_.computed_from();
       if (first_model_ns_ == 0) {
         first_model_ns_ = t1;
         first_model_frame_ = n;
@@ -780,7 +778,8 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
       // Up to the frame the model of the last processed frame was computed from: the slow path
       // processed those frames in every run (it may stop before later ones once the stream has
       // ended), so replays stay bit-identical.
-      const std::uint64_t upto = std::min<std::uint64_t>(T, model_computed_from_ + 1);
+      const std::uint64_t from = exchange_.computed_from();  // the model in use's
+      const std::uint64_t upto = from == decltype(exchange_)::kNone ? 0 : std::min<std::uint64_t>(T, from + 1);
       const std::uint64_t extra = gap && gap->first == b.last + 1 && upto > b.last + 1
                                       ? std::min<std::uint64_t>(gap->values.size(), upto - b.last - 1)
                                       : 0;

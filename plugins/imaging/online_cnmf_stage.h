@@ -52,9 +52,11 @@ class OnlineCnmfStage : public Stage {
   // /footprints/{data,indices,indptr,shape} (CSC, pixels x K: the components of the last
   // processed frame's model), /background/spatial, /components/{id, slot, g, g2}, attributes;
   // rewrites the first init frames of /traces, /raw_traces, /dff and /spikes with the
-  // initialisation batch; then moves the rows of merged and removed components out of those
-  // (streamed by result slot) into /retired/ with their last footprints, so that every column
-  // of /footprints is a component and row k of /traces is column k's. Main thread after stop()
+  // initialisation batch, and a component found online's rows before its model took effect with
+  // its detection's trace and the slow path's estimates (births_, gaps_); then moves the rows of
+  // merged and removed components out of those (streamed by result slot) into /retired/ with
+  // their last footprints, so that every column of /footprints is a component and row k of
+  // /traces is column k's. Main thread after stop()
   // and after the result sink finished. Throws std::runtime_error on HDF5 failure.
   void write_results(io::h5::File& file) override;
   // Publisher thread: components, model updates, slow-path drops.
@@ -114,7 +116,6 @@ class OnlineCnmfStage : public Stage {
   // than the wall time.
   std::int64_t first_model_cpu_ns_ = 0, last_model_cpu_ns_ = 0;
   std::uint64_t last_model_frame_ = 0;
-  std::uint64_t model_computed_from_ = 0;  // the frame the model in use was computed from
   // The steady state: from the first model computed from frames the fast path tracked with a
   // model (so the slow path has folded the frames buffered during the initialisation, which the
   // online phase above includes) to the end. Wall time and waits from that frame, CPU to the
