@@ -903,6 +903,14 @@ float CnmfUpdater::motion_r2(const Eigen::VectorXf& c, const std::vector<std::ui
   return std::clamp(1.0f - res / var, 0.0f, 1.0f);
 }
 
+bool CnmfUpdater::in_motion_strip(std::int32_t p, const std::vector<std::uint32_t>& cols) const {
+  float largest = 0;
+  for (std::uint32_t c : cols) largest = std::max({largest, std::fabs(motion_(0, c)), std::fabs(motion_(1, c))});
+  const int H = static_cast<int>(options_.height), W = static_cast<int>(options_.width);
+  const int py = p / W, px = p % W;
+  return std::min({py, px, H - 1 - py, W - 1 - px}) <= static_cast<int>(std::ceil(largest));
+}
+
 void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
   const int W = static_cast<int>(options_.width);
   const Eigen::Index np = static_cast<Eigen::Index>(ph) * pw;
@@ -992,9 +1000,13 @@ void CnmfUpdater::detect_in_patch(int y0, int x0, int ph, int pw, int want) {
     const float rval = detail::space_correlation(raw, sd.support, sd.values, c, base, noise, true);
     if (snr < options_.min_snr || rval < std::max(options_.min_space_corr, options_.new_space_corr)) continue;
     if (detail::soma_size(sd.values, sd.support.size(), options_) != detail::SomaSize::kPlausible) continue;
-    if (motion_r2(c, cols) > kMotionR2) continue;  // 0 without shifts (set_motion)
     Support full(sd.support.size());
     for (std::size_t i = 0; i < sd.support.size(); ++i) full[i] = to_full(sd.support[i]);
+    // A border spot that registration's edge copies light: its peak in the strip, its trace
+    // following the shifts (0 without them: set_motion).
+    Eigen::Index peak = 0;
+    sd.values.maxCoeff(&peak);
+    if (in_motion_strip(full[static_cast<std::size_t>(peak)], cols) && motion_r2(c, cols) > kMotionR2) continue;
     // Not a duplicate of an existing component: footprint cosine on the shared pixels.
     bool dup = false;
     for (std::size_t i = 0; i < full.size(); ++i) dense_(full[i]) = sd.values(static_cast<Eigen::Index>(i));
