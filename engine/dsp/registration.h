@@ -41,7 +41,8 @@ struct Shift {
 };
 
 struct RegistrationOptions {
-  // Largest shift searched, in full-resolution pixels (0 = a quarter of the coarse window's span).
+  // Largest shift searched, in full-resolution pixels (0 = a tenth of the frame's longer side,
+  // suite2p's maxregshift; never more than about half the coarse window's span).
   std::uint32_t max_shift = 0;
   // Side of the coarse correlation window, in binned pixels, rounded down to a size of the form
   // 2^a 3^b 5^c (FFTW plans for sizes with larger prime factors may allocate per call). 0 = the

@@ -109,6 +109,48 @@ TEST(MotionCorrectStage, RecoversSimulatedShiftsAndRecordsThem) {
   st->stop();
 }
 
+// A small sparse field (64 x 64, 12 neurons, 0.5 px of motion): little static texture, so a
+// frame with a neuron firing hard can correlate best with the template shifted to put that
+// neuron onto another bright one. The default search (a tenth of the side: 6 px) keeps every
+// frame within a pixel of the truth; a quarter of the side (16 px, the old default) does not.
+TEST(MotionCorrectStage, SparseSmallFramesDoNotLockOntoADistantPeak) {
+  sim::CalciumSimOptions so;
+  so.height = 64;
+  so.width = 64;
+  so.frames = 600;
+  so.neurons = 12;
+  so.firing_rate_hz = 1.0f;
+  so.seed = 9;
+  so.motion_px = 0.5f;
+  sim::CalciumSimulator simulator(so);
+  for (const std::uint32_t max_shift : {0u, 16u}) {
+    SCOPED_TRACE("max_shift " + std::to_string(max_shift));
+    v1::StageConfig cfg;
+    cfg.set_type("motion_correct");
+    cfg.mutable_imaging()->set_max_shift(max_shift);
+    std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
+    StreamSpec in = imaging_spec(64, 64, 30.0);
+    StreamSpec out = st->start(in, StageContext{});
+    const int lane = out.lane_index("shifts");
+    Frame f;
+    f.allocate(capacities(in, out));
+    int off = 0;
+    for (std::uint32_t t = 0; t < so.frames; ++t) {
+      f.set_shape(64 * 64, 1);
+      simulator.render(t, f.data());
+      st->process(f);
+      const double e = std::hypot(f.lane(lane).data[0] - simulator.truth().shifts(t, 0),
+                                  f.lane(lane).data[1] - simulator.truth().shifts(t, 1));
+      if (t >= 30 && e > 1.0) ++off;
+    }
+    if (max_shift == 0)
+      EXPECT_EQ(off, 0);
+    else
+      EXPECT_GT(off, 0);
+    st->stop();
+  }
+}
+
 // Resonant-scan comb: every odd line of the movie displaced 3 px. bidi_phase_auto measures the
 // offset on the mean of the first frames and ends at 3, correcting every frame after the
 // template frames as bidi_phase: 3 does (shifts within 0.1 px); the shifts follow the truth as
