@@ -353,12 +353,17 @@ class CnmfUpdater {
   // Builds the next model into `out` from the statistics (footprint and background HALS, new
   // neurons, merges, removals). Allocates. Deterministic given the frames added.
   void update(CnmfModel& out);
+  // The new-neuron search alone, where an update is due but its model could not be used (the
+  // online_cnmf stage's first model takes effect after a longer lag than the updates', and
+  // the update frames inside it get no update): what it finds joins the statistics at once and
+  // the model at the next update() (added_last() and born_last() report it). Allocates.
+  void search();
   const CnmfModel& current() const { return model_; }
   std::uint64_t frames_seen() const { return t_; }
-  // Diagnostics of the last update().
+  // Diagnostics of the last update() or search().
   int added_last() const { return added_last_; }
-  // Patches searched for new neurons by the last update (at most 2 x max_new_per_update; 0 when
-  // the frame is small enough to be searched whole).
+  // Patches searched for new neurons by the last update or search (at most 2 x
+  // max_new_per_update; 0 when the frame is small enough to be searched whole).
   int patches_last() const { return patches_last_; }
   int merged_last() const { return merged_last_; }
   int removed_last() const { return removed_last_; }
@@ -466,12 +471,11 @@ class CnmfUpdater {
   void push_history(Eigen::Ref<const Eigen::VectorXf> c);  // the next column of hist_x_
   std::uint32_t buf_pos_ = 0, buf_count_ = 0, pending_ = 0;
   int ds_ = 1, hl_ = 1, wl_ = 1;
-  // New-neuron search: per block, the update (updates_, from 1) whose patch search there found
-  // nothing, 0 if none (detect_new_components).
-  std::vector<std::uint32_t> searched_empty_;
+  // New-neuron search: per block, frames_seen() at the search whose patch there found nothing,
+  // 0 if none (detect_new_components).
+  std::vector<std::uint64_t> searched_empty_;
   std::vector<float> searched_score_;  // per block, its screening score when searched_empty_ was set
   Eigen::VectorXf block_scratch_;  // hl_*wl_, zeros between uses (detect_new_components)
-  std::uint32_t updates_ = 0;
   Eigen::VectorXf x_;                          // (K+nb), this frame, mapped to our indices
   Eigen::VectorXf dense_;                      // P scratch
   Eigen::VectorXf row_scratch_;                // width scratch (store_frame)

@@ -180,7 +180,6 @@ void CnmfUpdater::init(const CnmfOptions& options, const CnmfInitResult& init,
   searched_empty_.assign(static_cast<std::size_t>(hl_) * wl_, 0);
   searched_score_.assign(static_cast<std::size_t>(hl_) * wl_, 0.0f);
   block_scratch_ = Eigen::VectorXf::Zero(static_cast<Eigen::Index>(hl_) * wl_);
-  updates_ = 0;
   t_ = static_cast<std::uint64_t>(T);
   prepare_runs();
 }
@@ -849,18 +848,18 @@ void CnmfUpdater::detect_new_components() {
   // A patch search costs ~2 ms at 512 x 512. Once the field's neurons are found, the screening
   // still ranks hundreds of residual maxima (noise, misfits of known neurons) and every update
   // searched 8 x want of them in vain (~80 ms, more than the rest of the update). So at most
-  // 2 x want patches per update, and a spot whose search found nothing is skipped for the next
-  // kRetryUpdates updates: the searches move down the ranking instead of repeating the top.
-  // Unless its score has since grown kRetryGain-fold: a neuron that fires for the first time
-  // where noise was searched in vain a few seconds before (sparse firing) is not skipped.
-  constexpr std::uint32_t kRetryUpdates = 4;
+  // 2 x want patches per search, and a spot whose search found nothing is skipped for the next
+  // kRetryFrames frames (4 updates at the default cadence): the searches move down the ranking
+  // instead of repeating the top. Unless its score has since grown kRetryGain-fold: a neuron
+  // that fires for the first time where noise was searched in vain a few seconds before
+  // (sparse firing) is not skipped.
+  constexpr std::uint64_t kRetryFrames = 400;
   constexpr float kRetryGain = 2.0f;
-  ++updates_;
   const int reach = (half - R) / ds_;  // blocks whose patch this one's search covers
   for (Eigen::Index p : cand) {
     if (added_last_ >= want || patches >= 2 * want) break;
-    const std::uint32_t last = searched_empty_[static_cast<std::size_t>(p)];
-    if (last != 0 && updates_ - last <= kRetryUpdates && score(p) < kRetryGain * searched_score_[static_cast<std::size_t>(p)])
+    const std::uint64_t last = searched_empty_[static_cast<std::size_t>(p)];
+    if (last != 0 && t_ - last <= kRetryFrames && score(p) < kRetryGain * searched_score_[static_cast<std::size_t>(p)])
       continue;
     const int cy = static_cast<int>(p / wl_) * ds_ + ds_ / 2, cx = static_cast<int>(p % wl_) * ds_ + ds_ / 2;
     bool covered = false;
@@ -878,7 +877,7 @@ void CnmfUpdater::detect_new_components() {
       for (int yy = std::max(0, by - reach); yy <= std::min(hl_ - 1, by + reach); ++yy)
         for (int xx = std::max(0, bx - reach); xx <= std::min(wl_ - 1, bx + reach); ++xx) {
           const std::size_t q = static_cast<std::size_t>(yy) * wl_ + xx;
-          searched_empty_[q] = updates_;
+          searched_empty_[q] = t_;
           searched_score_[q] = score(static_cast<Eigen::Index>(q));
         }
     }
@@ -1145,6 +1144,19 @@ void CnmfUpdater::rebuild_model() {
   if (model_.ring.active()) model_.ring.b0 = ring_mean_;  // constant baseline follows the data
   model_.background = bg_;
   model_.finalize();
+}
+
+void CnmfUpdater::search() {
+  retired_last_.clear();
+  born_last_.clear();
+  merged_last_ = removed_last_ = 0;
+  fold();  // the buffer's activations are in the statistics before a new row joins them
+  detect_new_components();
+  if (added_last_ == 0) return;
+  rebuild_model();  // add() maps activations and removes the ring background with the new K
+  prepare_runs();
+  untracked_.clear();
+  untracked_built_.clear();
 }
 
 void CnmfUpdater::update(CnmfModel& out) {

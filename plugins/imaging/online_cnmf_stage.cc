@@ -466,7 +466,18 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
       if (g.first + g.values.size() == t) g.values.push_back(v);  // consecutive frames only
     }
   }
-  if (!exchange_.is_update_frame(t)) return;
+  if (!exchange_.is_update_frame(t)) {
+    // An update frame inside the first model's lag (300 frames, ~590 at 512 x 512) gets no
+    // update, its model being due before the first one's: the new-neuron search alone, its finds
+    // in the first update's model. Without it no frame there was searched, and a neuron firing
+    // only then went unfound. On frame indices only, as the updates (bit-identical replays).
+    if (initialised_ && !frozen_ && !exchange_.stopping() && t >= init_frames_ && (t + 1) % update_every_ == 0) {
+      updater_.search();
+      added_.fetch_add(static_cast<std::uint64_t>(updater_.added_last()), std::memory_order_relaxed);
+      for (const nmf::CnmfUpdater::Born& b : updater_.born_last()) births_.push_back({b, t});
+    }
+    return;
+  }
   nmf::CnmfModel& back = exchange_.back();
   if (t + 1 < init_frames_) {
     back = exchange_.latest();

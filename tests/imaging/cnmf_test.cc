@@ -659,6 +659,81 @@ TEST(OnlineCnmf, ANeuronWhoseActivityFollowsTheShiftsInsideTheFieldIsTaken) {
   EXPECT_LE(std::abs(static_cast<int>(best % W) - 40), 2);
 }
 
+// The online_cnmf stage's schedule: initialisation on frames 0-299, its model taking effect 300
+// frames later, so the update frames 399 and 499 get no update (their models would be due
+// before it) and the first is at frame 599. search() at those frames finds a neuron that fired
+// only then; with the updates alone (the control) nothing sees those frames.
+TEST(CnmfUpdater, SearchesInTheFirstModelsLagFindANeuronThatFiredOnlyThen) {
+  constexpr int H = 48, W = 48, P = H * W;
+  constexpr int T = 800, kInit = 300;
+  const Eigen::VectorXf known = gaussian_spot(H, W, 12, 12), early = gaussian_spot(H, W, 34, 24);
+  // The newcomer decays fast (0.2 s): nothing of its burst is left 25 frames on.
+  const float g = std::exp(-1.0f / (30.0f * 0.4f)), gf = std::exp(-1.0f / (30.0f * 0.2f));
+  std::mt19937 rng(13);
+  std::normal_distribution<float> noise(0.0f, 3.0f);
+  Eigen::MatrixXf movie(P, T);
+  float c0 = 0, c1 = 0;
+  for (int t = 0; t < T; ++t) {
+    c0 = g * c0 + (t % 45 == 3 ? 80.0f : 0.0f);
+    c1 = gf * c1 + (t == 352 || t == 358 || t == 364 ? 80.0f : 0.0f);  // in frames 340-399 only
+    for (int p = 0; p < P; ++p) movie(p, t) = 100.0f + known(p) * c0 + early(p) * c1 + noise(rng);
+  }
+  CnmfOptions o;
+  o.height = H;
+  o.width = W;
+  const CnmfInitResult init = cnmf_initialize(movie.leftCols(kInit), o);
+  ASSERT_EQ(init.model.k(), 1);
+  for (const bool searches : {true, false}) {
+    SCOPED_TRACE(searches ? "searches in the lag" : "updates only");
+    CnmfUpdater up;
+    up.init(o, init, movie.leftCols(kInit));
+    CnmfModel model = init.model;
+    CnmfTracker tracker;
+    tracker.init(o, model.nb());
+    tracker.set_model(&model);
+    Eigen::VectorXf act = Eigen::VectorXf::Zero(o.result_rows);
+    std::vector<std::pair<int, float>> births;  // (frame, peak of the detection's trace)
+    for (int t = kInit; t < T; ++t) {
+      tracker.process(movie.col(t).data());
+      activations_by_slot(model, tracker, act);
+      up.add_frame(movie.col(t).data(), act, tracker.output().background.head(model.nb()));
+      if ((t + 1) % 100 != 0) continue;
+      if (t >= 599) {
+        CnmfModel next;
+        up.update(next);
+        model = std::move(next);
+        tracker.set_model(&model);
+      } else if (searches) {
+        const int before = up.current().k();
+        up.search();  // its finds join the updater's model now, the tracker's at the next update
+        EXPECT_EQ(up.current().k(), before + up.added_last()) << "frame " << t;
+        EXPECT_EQ(up.current().footprints.cols(), up.current().k()) << "frame " << t;
+      } else {
+        continue;
+      }
+      for (const CnmfUpdater::Born& b : up.born_last())
+        births.emplace_back(t, *std::max_element(b.trace.begin(), b.trace.end()));
+    }
+    const Eigen::MatrixXf a = Eigen::MatrixXf(model.footprints);
+    bool found = false;
+    for (int k = 0; k < model.k(); ++k) {
+      Eigen::Index best = 0;
+      Eigen::VectorXf(a.col(k)).maxCoeff(&best);
+      if (std::abs(static_cast<int>(best / W) - 34) <= 2 && std::abs(static_cast<int>(best % W) - 24) <= 2) found = true;
+    }
+    EXPECT_EQ(found, searches) << "K " << model.k();
+    if (searches) {
+      // Found at frame 399 (buffer 340-399), with its burst in the trace the result file gets
+      // for the frames before its model.
+      ASSERT_EQ(births.size(), 1u);
+      EXPECT_EQ(births[0].first, 399);
+      EXPECT_GT(births[0].second, 40.0f);
+    } else {
+      EXPECT_TRUE(births.empty());
+    }
+  }
+}
+
 // Once the field's neurons are known, the screening still ranks many residual maxima; an update
 // searches at most 2 x max_new_per_update patches, and skips spots searched in vain in the last
 // 4 updates (only the bound is checked here).
