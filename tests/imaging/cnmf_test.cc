@@ -133,6 +133,22 @@ void run_online_from(const Eigen::MatrixXf& movie, const CnmfOptions& o, const C
   }
 }
 
+// Default options on an H x W movie: the initialisation on its first init_frames frames, which
+// should find one neuron, then the online path from there (run_online_from, `each` before each
+// frame's add). The final model.
+CnmfModel one_neuron_then_online(const Eigen::MatrixXf& movie, int h, int w, int init_frames,
+                                 const std::function<void(CnmfUpdater&, int)>& each) {
+  CnmfOptions o;
+  o.height = static_cast<std::uint32_t>(h);
+  o.width = static_cast<std::uint32_t>(w);
+  const CnmfInitResult init = cnmf_initialize(movie.leftCols(init_frames), o);
+  EXPECT_EQ(init.model.k(), 1);
+  CnmfTracker tracker;
+  CnmfModel model;
+  run_online_from(movie, o, init, init_frames, tracker, model, each);
+  return model;
+}
+
 void expect_targets(const Outcome& r, const char* what) {
   SCOPED_TRACE(what);
   std::printf("[%s] K %d F1 %.3f precision %.3f recall %.3f cosine %.3f trace corr %.3f spike F1 %.3f\n", what,
@@ -598,14 +614,7 @@ TEST(OnlineCnmf, MotionExplainedBorderActivityIsNotTakenForANeuronWhenShiftsAreG
   }
   for (const bool give_shifts : {true, false}) {
     SCOPED_TRACE(give_shifts ? "shifts given" : "no shifts");
-    CnmfOptions o;
-    o.height = H;
-    o.width = W;
-    const CnmfInitResult init = cnmf_initialize(movie.leftCols(kInit), o);
-    ASSERT_EQ(init.model.k(), 1);
-    CnmfTracker tracker;
-    CnmfModel model;
-    run_online_from(movie, o, init, kInit, tracker, model, [&](CnmfUpdater& up, int t) {
+    const CnmfModel model = one_neuron_then_online(movie, H, W, kInit, [&](CnmfUpdater& up, int t) {
       if (give_shifts) up.set_motion(0.0f, dx[static_cast<std::size_t>(t)]);
     });
     // Components by footprint centre: the newcomer's must be there; the border spot's only
@@ -643,15 +652,8 @@ TEST(OnlineCnmf, ANeuronWhoseActivityFollowsTheShiftsInsideTheFieldIsTaken) {
     dy[static_cast<std::size_t>(t)] = 0.02f * cn;  // up to ~2 px, exactly the newcomer's calcium
     for (int p = 0; p < H * W; ++p) movie(p, t) = 100.0f + known(p) * ck + newcomer(p) * cn + noise(rng);
   }
-  CnmfOptions o;
-  o.height = H;
-  o.width = W;
-  const CnmfInitResult init = cnmf_initialize(movie.leftCols(kInit), o);
-  ASSERT_EQ(init.model.k(), 1);
-  CnmfTracker tracker;
-  CnmfModel model;
-  run_online_from(movie, o, init, kInit, tracker, model,
-                  [&](CnmfUpdater& up, int t) { up.set_motion(dy[static_cast<std::size_t>(t)], 0.0f); });
+  const CnmfModel model = one_neuron_then_online(
+      movie, H, W, kInit, [&](CnmfUpdater& up, int t) { up.set_motion(dy[static_cast<std::size_t>(t)], 0.0f); });
   ASSERT_EQ(model.k(), 2);
   Eigen::Index best = 0;
   Eigen::VectorXf(Eigen::MatrixXf(model.footprints).col(1)).maxCoeff(&best);

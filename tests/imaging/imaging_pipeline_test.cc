@@ -24,6 +24,7 @@
 #include "engine/sim/score_imaging.h"
 #include "plugins/imaging/builtin_pipelines.h"
 #include "tests/support/scratch.h"
+#include "tests/support/small_movie.h"
 
 namespace rtnmf {
 namespace {
@@ -89,17 +90,8 @@ void write_movie(sim::CalciumSimulator& simulator, const std::string& movie) {
   }
 }
 
-// The small movie of the replay tests: 64 x 64, 600 frames, 12 neurons firing at 1 Hz.
-sim::CalciumSimOptions small_movie() {
-  sim::CalciumSimOptions so;
-  so.height = 64;
-  so.width = 64;
-  so.frames = 600;
-  so.neurons = 12;
-  so.firing_rate_hz = 1.0f;
-  so.seed = 9;
-  return so;
-}
+// The small movie of the replay tests (tests/support/small_movie.h).
+sim::CalciumSimOptions small_movie() { return rtnmf::test::small_sparse_movie(); }
 
 // Writes the simulator's movie, replays it through calcium-2p with its default schedule (and the
 // `extra` overrides) and opens the result.

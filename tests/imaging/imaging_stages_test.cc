@@ -17,6 +17,7 @@
 #include "engine/sim/calcium.h"
 #include "plugins/imaging/online_cnmf_stage.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/small_movie.h"
 
 namespace rtnmf::imaging {
 namespace {
@@ -114,13 +115,7 @@ TEST(MotionCorrectStage, RecoversSimulatedShiftsAndRecordsThem) {
 // neuron onto another bright one. The default search (a tenth of the side: 6 px) keeps every
 // frame within a pixel of the truth; a quarter of the side (16 px, the old default) does not.
 TEST(MotionCorrectStage, SparseSmallFramesDoNotLockOntoADistantPeak) {
-  sim::CalciumSimOptions so;
-  so.height = 64;
-  so.width = 64;
-  so.frames = 600;
-  so.neurons = 12;
-  so.firing_rate_hz = 1.0f;
-  so.seed = 9;
+  sim::CalciumSimOptions so = rtnmf::test::small_sparse_movie();
   so.motion_px = 0.5f;
   sim::CalciumSimulator simulator(so);
   for (const std::uint32_t max_shift : {0u, 16u}) {
@@ -258,12 +253,7 @@ std::vector<std::vector<float>> run_cnmf_stage(const sim::CalciumSimOptions& so,
 }
 
 TEST(OnlineCnmfStage, SteadyStateProcessDoesNotAllocateAndReplaysAreBitIdentical) {
-  sim::CalciumSimOptions so;
-  so.height = 64;
-  so.width = 64;
-  so.frames = 600;
-  so.neurons = 12;
-  so.firing_rate_hz = 1.0f;
+  const sim::CalciumSimOptions so = rtnmf::test::small_sparse_movie(1);
   std::uint64_t allocs = 0;
   int k = 0;
   std::vector<std::vector<float>> a = run_cnmf_stage(so, &allocs, &k);
