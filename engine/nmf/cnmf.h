@@ -333,7 +333,8 @@ class CnmfUpdater {
   // the tracked neighbours and the background, at least 0) for the result file
   // (untracked_last()). The statistics still count them as 0 in those frames (feeding them the
   // estimate was tried: F1 +0.001 on average over 28 movies, mean trace correlation mixed).
-  // Not with the ring background. Not called: every component counts as tracked.
+  // With the ring background, on the frame less its ring background. Not called: every
+  // component counts as tracked.
   void set_tracked_slots(std::int32_t next_slot) { tracked_next_slot_ = next_slot; }
   // (slot, estimated activation) of the components the fast path did not track in the frame
   // the last add_frame call brought (set_tracked_slots).

@@ -248,8 +248,6 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
   }
   if (nb_ > 0) x_.tail(nb_) = background.head(nb_);
   untracked_last_.clear();
-  if (!model_.ring.active() && tracked_next_slot_ != kAllTracked) estimate_untracked(frame);
-  tracked_next_slot_ = kAllTracked;
   if (model_.ring.active()) {  // one-photon: the frame without its ring background (cnmf.cc)
     detail::remove_ring_background_frame(model_, x_.head(K), frame, ring_y_.data(), ring_x_.data(),
                                          ring_scratch_.data());
@@ -257,6 +255,8 @@ void CnmfUpdater::add(const float* frame, Eigen::Ref<const Eigen::VectorXf> by_s
     frame = ring_y_.data();
     keep = false;  // a scratch: copied
   }
+  if (tracked_next_slot_ != kAllTracked) estimate_untracked(frame);
+  tracked_next_slot_ = kAllTracked;
   // The frame's statistics (CY, CY_bg, its block means) are gathered by fold(), in one pass
   // over the pending frames.
   store_frame(frame, keep);

@@ -17,6 +17,7 @@
 #include "engine/sim/calcium.h"
 #include "engine/sim/score_imaging.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/calcium_1p.h"
 
 namespace rtnmf::nmf {
 namespace {
@@ -733,6 +734,73 @@ TEST(CnmfUpdater, SearchesInTheFirstModelsLagFindANeuronThatFiredOnlyThen) {
     } else {
       EXPECT_TRUE(births.empty());
     }
+  }
+}
+
+// A neuron found by an update whose model the fast path does not run yet (model_lag_frames):
+// while the fast path's model lacks it, each frame's untracked_last() holds the updater's
+// estimate of its activation (its footprint's fit to the frame less the tracked neighbours and
+// the background), which follows its calcium. With the two-photon background and with the ring
+// background of one-photon data (there on the frame less its ring background).
+TEST(CnmfUpdater, ANeuronTheFastPathDoesNotTrackYetGetsEstimatesThatFollowItsCalcium) {
+  constexpr int H = 64, W = 64, P = H * W;
+  constexpr int T = 600, kInit = 300;
+  for (const bool ring : {false, true}) {
+    SCOPED_TRACE(ring ? "ring background" : "low-rank background");
+    auto spot = [&](float cy, float cx) {
+      Eigen::VectorXf a(P);
+      const float sg = ring ? 3.5f : 2.5f;  // one-photon somata are larger (radius 7 there)
+      for (int y = 0; y < H; ++y)
+        for (int x = 0; x < W; ++x) a(y * W + x) = std::exp(-((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (2 * sg * sg));
+      return a;
+    };
+    const Eigen::VectorXf known = spot(18, 18), later = spot(44, 42);
+    const float g = std::exp(-1.0f / (30.0f * 0.4f));
+    std::mt19937 rng(21);
+    std::normal_distribution<float> noise(0.0f, 3.0f);
+    Eigen::MatrixXf movie(P, T);
+    std::vector<float> truth(T);
+    float c0 = 0, c1 = 0;
+    for (int t = 0; t < T; ++t) {
+      c0 = g * c0 + (t % 41 == 7 ? 80.0f : 0.0f);
+      c1 = g * c1 + (t >= kInit && t % 23 == 5 ? 80.0f : 0.0f);  // only after the initialisation
+      truth[static_cast<std::size_t>(t)] = c1;
+      for (int p = 0; p < P; ++p) movie(p, t) = 100.0f + known(p) * c0 + later(p) * c1 + noise(rng);
+    }
+    CnmfOptions o = ring ? rtnmf::test::calcium_1p_options(H, W) : CnmfOptions();
+    o.height = H;
+    o.width = W;
+    const CnmfInitResult init = cnmf_initialize(movie.leftCols(kInit), o);
+    ASSERT_EQ(init.model.k(), 1);
+    ASSERT_EQ(init.model.ring.active(), ring);
+    CnmfUpdater up;
+    up.init(o, init, movie.leftCols(kInit));
+    CnmfTracker tracker;
+    tracker.init(o, init.model.nb());
+    tracker.set_model(&init.model);  // the fast path keeps the initial model throughout
+    Eigen::VectorXf act = Eigen::VectorXf::Zero(o.result_rows);
+    std::vector<float> est, want;
+    for (int t = kInit; t < T; ++t) {
+      tracker.process(movie.col(t).data());
+      activations_by_slot(init.model, tracker, act);
+      up.set_tracked_slots(init.model.next_slot);
+      up.add_frame(movie.col(t).data(), act, tracker.output().background.head(init.model.nb()));
+      for (const auto& [slot, v] : up.untracked_last()) {
+        EXPECT_GE(slot, init.model.next_slot);
+        est.push_back(v);
+        want.push_back(truth[static_cast<std::size_t>(t)]);
+      }
+      if ((t + 1) % 100 == 0) {
+        CnmfModel next;
+        up.update(next);  // not handed to the tracker
+      }
+    }
+    ASSERT_EQ(up.current().k(), 2);  // found at frame 399
+    ASSERT_EQ(est.size(), static_cast<std::size_t>(T - 400));  // one estimate per frame from 400
+    Eigen::Map<Eigen::VectorXf> e(est.data(), static_cast<Eigen::Index>(est.size())),
+        w(want.data(), static_cast<Eigen::Index>(want.size()));
+    const Eigen::VectorXf ec = e.array() - e.mean(), wc = w.array() - w.mean();
+    EXPECT_GT(ec.dot(wc) / (ec.norm() * wc.norm()), 0.85f);  // 0.93 / 0.92 (noise 3, single frames)
   }
 }
 
