@@ -24,7 +24,7 @@
 #include "engine/sim/score_imaging.h"
 #include "plugins/imaging/builtin_pipelines.h"
 #include "tests/support/scratch.h"
-#include "tests/support/small_movie.h"
+#include "tests/support/simulated_movie.h"
 
 namespace rtnmf {
 namespace {
@@ -78,26 +78,14 @@ sim::ImagingScore score_result(io::h5::File& f, const sim::CalciumTruth& truth, 
                             Eigen::MatrixXf(), fp, traces.rightCols(traces.cols() - skip), Eigen::MatrixXf());
 }
 
-void write_movie(sim::CalciumSimulator& simulator, const std::string& movie) {
-  const sim::CalciumSimOptions& so = simulator.options();
-  io::TiffWriteOptions wo;
-  wo.software = "SI.hRoiManager.scanFrameRate = 30\n";
-  io::TiffWriter w(movie, so.height, so.width, wo);
-  std::vector<float> f(static_cast<std::size_t>(so.height) * so.width);
-  for (std::uint32_t t = 0; t < so.frames; ++t) {
-    simulator.render(t, f.data());
-    w.write_frame(f.data());
-  }
-}
-
-// The small movie of the replay tests (tests/support/small_movie.h).
+// The small movie of the replay tests (tests/support/simulated_movie.h).
 sim::CalciumSimOptions small_movie() { return rtnmf::test::small_sparse_movie(); }
 
 // Writes the simulator's movie, replays it through calcium-2p with its default schedule (and the
 // `extra` overrides) and opens the result.
 io::h5::File replay_simulation(sim::CalciumSimulator& simulator, const std::vector<std::string>& extra = {}) {
   const std::string movie = temp_path("movie.tif"), out = temp_path("r.h5");
-  write_movie(simulator, movie);
+  rtnmf::test::write_simulated_movie(simulator, movie);
   const Replay r = replay(movie, out, false, "calcium-2p", false, false, extra);
   EXPECT_TRUE(r.errors.empty());
   return io::h5::File::open(out);
@@ -108,7 +96,7 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   so.motion_px = 0.5f;
   sim::CalciumSimulator simulator(so);
   const std::string movie = temp_path("movie.tif");
-  write_movie(simulator, movie);
+  rtnmf::test::write_simulated_movie(simulator, movie);
   const std::string a = temp_path("a.h5"), b = temp_path("b.h5"), c = temp_path("c.h5");
   Replay ra = replay(movie, a, false);
   Replay rb = replay(movie, b, true);
@@ -359,7 +347,7 @@ TEST(ImagingPipeline, ARecordingThatEndsBeforeTheFirstModelKeepsTheInitialNeuron
   so.seed = 3;
   sim::CalciumSimulator simulator(so);
   const std::string movie = temp_path("short.tif"), out = temp_path("short.h5");
-  write_movie(simulator, movie);
+  rtnmf::test::write_simulated_movie(simulator, movie);
   Replay r = replay(movie, out, false);
   EXPECT_TRUE(r.errors.empty());
   EXPECT_EQ(r.processed, 350u);
@@ -429,7 +417,7 @@ TEST(ImagingPipeline, OnePhotonPipelineUsesTheRingBackgroundAndFindsThePlantedNe
   so = sim::one_photon_options(so);
   sim::CalciumSimulator simulator(so);
   const std::string movie = temp_path("movie1p.tif"), out = temp_path("r1p.h5");
-  write_movie(simulator, movie);
+  rtnmf::test::write_simulated_movie(simulator, movie);
   Replay r = replay(movie, out, false, "calcium-1p", false);
   EXPECT_TRUE(r.errors.empty());
   EXPECT_EQ(r.processed, 900u);
@@ -477,7 +465,7 @@ TEST(ImagingPipeline, InitFromAnEarlierResultKeepsItsNeuronsInOrderWithTracesFro
   const sim::CalciumTruth& truth = simulator.truth();
   const std::string movie = temp_path("seeded.tif"), seeds = temp_path("seeds.h5"),
                     out = temp_path("seeded.h5");
-  write_movie(simulator, movie);
+  rtnmf::test::write_simulated_movie(simulator, movie);
   {
     io::h5::File f = io::h5::File::create(seeds);
     io::write_csc(f, "/footprints", truth.footprints);

@@ -12,12 +12,12 @@
 
 #include "engine/io/h5.h"
 #include "engine/io/movie_h5.h"
-#include "engine/io/tiff_writer.h"
 #include "engine/runtime/replay.h"
 #include "engine/runtime/registry.h"
 #include "engine/sim/calcium.h"
 #include "engine/sim/score_imaging.h"
 #include "tests/support/scratch.h"
+#include "tests/support/simulated_movie.h"
 #include "tests/support/soak.h"
 
 namespace rtnmf {
@@ -97,16 +97,7 @@ TEST(ImagingSoak, OnlineCnmfStageMemoryIsFlatOverALongStream) {
 sim::ImagingScore run_replayed(const sim::CalciumSimOptions& so, const std::string& pipeline) {
   sim::CalciumSimulator simulator(so);
   const std::string movie = test::scratch_path("soak_movie.tif"), out = test::scratch_path("soak_result.h5");
-  {
-    io::TiffWriteOptions wo;
-    wo.software = "SI.hRoiManager.scanFrameRate = 30\n";
-    io::TiffWriter w(movie, so.height, so.width, wo);
-    std::vector<float> f(static_cast<std::size_t>(so.height) * so.width);
-    for (std::uint32_t t = 0; t < so.frames; ++t) {
-      simulator.render(t, f.data());
-      w.write_frame(f.data());
-    }
-  }
+  test::write_simulated_movie(simulator, movie);
   ReplayRequest rq;
   rq.pipeline = pipeline;
   rq.input = movie;

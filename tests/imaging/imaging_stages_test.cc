@@ -17,7 +17,7 @@
 #include "engine/sim/calcium.h"
 #include "plugins/imaging/online_cnmf_stage.h"
 #include "tests/support/alloc_counter.h"
-#include "tests/support/small_movie.h"
+#include "tests/support/simulated_movie.h"
 
 namespace rtnmf::imaging {
 namespace {
