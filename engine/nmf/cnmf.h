@@ -379,10 +379,10 @@ class CnmfUpdater {
     std::vector<float> values;
   };
   const std::vector<Retired>& retired_last() const { return retired_last_; }
-  // The components with a result row that the last update() found, each with its trace over
-  // the residual buffer its detection used (the last residual_buffer() frames added, oldest
-  // first: activity the fast path could not report, the component not being in its model yet)
-  // and its deconvolution parameters.
+  // The components with a result row that the last update() or search() found, each with its
+  // trace over the residual buffer its detection used (the last residual_buffer() frames
+  // added, oldest first: activity the fast path could not report, the component not being in its
+  // model yet) and its deconvolution parameters.
   struct Born {
     std::int32_t slot = -1;
     std::vector<float> trace;
@@ -417,6 +417,9 @@ class CnmfUpdater {
   bool in_motion_strip(std::int32_t p, const std::vector<std::uint32_t>& cols) const;
   void merge_components();
   void remove_components();
+  // After components were added, merged or removed (or shapes changed): the model, the support
+  // runs and the untracked components' neighbour sets follow.
+  void components_changed();
   void update_shapes();
   void rebuild_model();
   // Drops component k; merged_into: the id that absorbed it, -1 when removed (retired_last_).

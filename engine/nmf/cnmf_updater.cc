@@ -1152,10 +1152,13 @@ void CnmfUpdater::search() {
   merged_last_ = removed_last_ = 0;
   fold();  // the buffer's activations are in the statistics before a new row joins them
   detect_new_components();
-  if (added_last_ == 0) return;
-  rebuild_model();  // add() maps activations and removes the ring background with the new K
-  prepare_runs();
-  untracked_.clear();
+  if (added_last_ > 0) components_changed();  // add() maps and removes the ring with the new K
+}
+
+void CnmfUpdater::components_changed() {
+  rebuild_model();
+  prepare_runs();  // supports changed (added, merged, removed components); nothing is pending
+  untracked_.clear();  // supports, shapes and background changed: rebuilt when next needed
   untracked_built_.clear();
 }
 
@@ -1167,10 +1170,7 @@ void CnmfUpdater::update(CnmfModel& out) {
   remove_components();
   merge_components();
   detect_new_components();
-  rebuild_model();
-  prepare_runs();  // supports changed (added, merged, removed components); nothing is pending
-  untracked_.clear();  // supports, shapes and background changed: rebuilt when next needed
-  untracked_built_.clear();
+  components_changed();
   out = model_;
 }
 

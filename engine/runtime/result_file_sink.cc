@@ -69,10 +69,10 @@ void ResultFileSink::begin(const StreamSpec& spec) {
     r.max_filled = 0;
     if (r.component_major) {
       if (!tmp_) tmp_ = std::make_unique<io::h5::File>(io::h5::File::create(tmp_path_));
-      r.rows = std::make_unique<io::h5::Appendable<float>>(*tmp_, "/values" + r.dataset, io::h5::Dims{}, 65536);
-      r.counts = std::make_unique<io::h5::Appendable<std::int64_t>>(*tmp_, "/counts" + r.dataset, io::h5::Dims{}, 4096);
-      r.pending_values.reserve(65536);
-      r.pending_counts.reserve(4096);
+      r.rows = std::make_unique<io::h5::Appendable<float>>(*tmp_, "/values" + r.dataset, io::h5::Dims{}, kPendingValues);
+      r.counts = std::make_unique<io::h5::Appendable<std::int64_t>>(*tmp_, "/counts" + r.dataset, io::h5::Dims{}, kPendingCounts);
+      r.pending_values.reserve(kPendingValues);
+      r.pending_counts.reserve(kPendingCounts);
     } else {
       r.row.assign(r.width, 0.f);
       r.rows = std::make_unique<io::h5::Appendable<float>>(*file_, r.dataset,

@@ -49,7 +49,7 @@ class ResultFileSink : public ResultSink {
     std::unique_ptr<io::h5::Appendable<float>> rows;
     std::unique_ptr<io::h5::Appendable<std::int64_t>> counts;
     // Component-major: values and counts not yet appended (one HDF5 append per lane every
-    // ~kFlushValues values instead of two per time step).
+    // kPendingValues values or kPendingCounts time steps instead of two per time step).
     std::vector<float> pending_values;
     std::vector<std::int64_t> pending_counts;
     std::vector<float> row;
@@ -63,6 +63,7 @@ class ResultFileSink : public ResultSink {
   std::unique_ptr<io::h5::Appendable<std::int64_t>> latency_;
   std::unique_ptr<io::h5::Appendable<std::int64_t>> seq_;
   std::uint64_t frames_ = 0;
+  static constexpr std::size_t kPendingValues = 65536, kPendingCounts = 4096;
   static void flush_pending(Recorded& r);
 };
 

@@ -473,8 +473,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     // only then went unfound. On frame indices only, as the updates (bit-identical replays).
     if (initialised_ && !frozen_ && !exchange_.stopping() && t >= init_frames_ && (t + 1) % update_every_ == 0) {
       updater_.search();
-      added_.fetch_add(static_cast<std::uint64_t>(updater_.added_last()), std::memory_order_relaxed);
-      for (const nmf::CnmfUpdater::Born& b : updater_.born_last()) births_.push_back({b, t});
+      record_finds(t);
     }
     return;
   }
@@ -511,11 +510,10 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     back = exchange_.latest();
   } else {
     updater_.update(back);
-    added_.fetch_add(static_cast<std::uint64_t>(updater_.added_last()), std::memory_order_relaxed);
+    record_finds(t);
     merged_.fetch_add(static_cast<std::uint64_t>(updater_.merged_last()), std::memory_order_relaxed);
     removed_.fetch_add(static_cast<std::uint64_t>(updater_.removed_last()), std::memory_order_relaxed);
     retired_.insert(retired_.end(), updater_.retired_last().begin(), updater_.retired_last().end());
-    for (const nmf::CnmfUpdater::Born& b : updater_.born_last()) births_.push_back({b, t});
     // Once every result row is taken (they are never reused), components found later are
     // tracked but neither recorded nor published: counted, and said once.
     const int unrecorded = back.unrecorded();
@@ -533,6 +531,11 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
   if (t + 1 == init_frames_) {
     init_movie_.resize(0, 0);  // the batch is no longer needed: memory stays flat
   }
+}
+
+void OnlineCnmfStage::record_finds(std::uint64_t t) {
+  added_.fetch_add(static_cast<std::uint64_t>(updater_.added_last()), std::memory_order_relaxed);
+  for (const nmf::CnmfUpdater::Born& b : updater_.born_last()) births_.push_back({b, t});
 }
 
 void OnlineCnmfStage::track_catch_up(std::uint64_t t, std::uint32_t slot) {

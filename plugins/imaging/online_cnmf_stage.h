@@ -86,6 +86,9 @@ class OnlineCnmfStage : public Stage {
   void prepare(std::uint64_t n);
   void slow_loop();
   void slow_frame(std::uint64_t t, std::uint32_t slot);
+  // After the updater's update or search at frame t: its new components counted, and their
+  // detection traces kept for the result file (births_).
+  void record_finds(std::uint64_t t);
   // The initialisation's seed-free edge strip: the largest whole-pixel shift of its frames.
   int init_seed_border_px() const;
 
@@ -130,9 +133,9 @@ class OnlineCnmfStage : public Stage {
   // Slow path (read after stop): every component with a result row that an update merged or
   // removed, with its footprint then (the result file's /retired group).
   std::vector<nmf::CnmfUpdater::Retired> retired_;
-  // Slow path (read after stop): every component with a result row an update found, with its
-  // trace over the detection's buffer, which ends at frame `last` (write_results puts it in the
-  // rows, where the fast path had nothing to report yet).
+  // Slow path (read after stop): every component with a result row an update or a search found,
+  // with its trace over the detection's buffer, which ends at frame `last` (write_results puts
+  // it in the rows, where the fast path had nothing to report yet).
   struct Birth {
     nmf::CnmfUpdater::Born born;
     std::uint64_t last = 0;
