@@ -462,6 +462,11 @@ Shift RigidRegistration::start_template(float* frame, std::uint32_t index, std::
 
 Shift RigidRegistration::correct(float* frame, float weight) {
   const Shift s = estimate(frame);
+  apply_and_blend(frame, s, weight);
+  return s;
+}
+
+void RigidRegistration::apply_and_blend(float* frame, const Shift& s, float weight) {
   const bool blend = weight > 0;
   if (s.dy != 0.0f || s.dx != 0.0f) {
     shift_rows(frame, frame, s, blend && bin_ > 1 ? binned_.data() : nullptr);
@@ -469,7 +474,6 @@ Shift RigidRegistration::correct(float* frame, float weight) {
     bin_window(frame, binned_.data());
   }
   if (blend) blend_reduced(frame, binned_.data(), weight);
-  return s;
 }
 
 int estimate_bidi_phase(const float* frame, std::uint32_t height, std::uint32_t width, int max_offset) {

@@ -108,6 +108,9 @@ class RigidRegistration {
   // over the frame: the binned copy for the template is summed while the rows are written.
   // Returns the shift. Does not allocate. What the motion-correction stage calls per frame.
   Shift correct(float* frame, float weight);
+  // correct()'s second half with a given shift (e.g. the previous frame's, for a frame whose own
+  // estimate was rejected): apply_in_place + blend_template in one pass. Does not allocate.
+  void apply_and_blend(float* frame, const Shift& shift, float weight);
   // The template's start from the first `count` frames of a stream, called with index 0, 1, ...
   // count - 1: frame 0 becomes the template; each later one is corrected against the mean of
   // those before it, blended in with weight 1 / (index + 1), and the spectra are refreshed after

@@ -65,7 +65,7 @@ struct FrameHeader {
   std::uint32_t cols = 0;
 };
 
-constexpr int kMaxLanes = 8;
+constexpr int kMaxLanes = 10;
 
 struct Lane {
   float* data = nullptr;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "engine/runtime/registry.h"
@@ -33,10 +34,23 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
   bidi_.store(p.bidi_phase(), std::memory_order_relaxed);
   bidi_auto_ = p.bidi_phase_auto();
   if (bidi_auto_) bidi_sum_.assign(static_cast<std::size_t>(height_) * width_, 0.0f);
+  // A negative ratio turns the outlier test off; 0 is the default.
+  outlier_ratio_ = p.outlier_peak_ratio() < 0 ? 0.0f : p.outlier_peak_ratio() > 0 ? p.outlier_peak_ratio() : 0.5f;
+  if (outlier_ratio_ >= 1) {
+    char v[32];
+    std::snprintf(v, sizeof v, "%g", static_cast<double>(p.outlier_peak_ratio()));
+    throw ConfigError(where() + "outlier_peak_ratio " + v + " is not below 1 (a fraction of the median peak; negative: off)");
+  }
+  outlier_jump_ = p.outlier_jump_px() > 0 ? p.outlier_jump_px() : 3.0f;
+  peaks_n_ = peaks_pos_ = 0;
+  prev_ = dsp::Shift{};
+  held_.store(0, std::memory_order_relaxed);
   n_ = 0;
   StreamSpec out = in;
   shifts_lane_ = out.add_lane("shifts", 2);
   out.record_lane(shifts_lane_, "/motion/shifts", false);
+  quality_lane_ = out.add_lane("motion_quality", 2);
+  out.record_lane(quality_lane_, "/motion/quality", false);
   return out;
 }
 
@@ -55,28 +69,65 @@ void MotionCorrectStage::do_process(Frame& frame) {
   }
   if (const int bidi = bidi_.load(std::memory_order_relaxed)) dsp::correct_bidi_phase(data, height_, width_, bidi);
   dsp::Shift s;
+  bool held = false;
   if (n < template_frames_) {
     s = reg_.start_template(data, static_cast<std::uint32_t>(n), template_frames_);
   } else {
-    s = reg_.correct(data, alpha_);
+    s = reg_.estimate(data);
+    held = is_outlier(s);
+    if (held) {
+      const float peak = s.peak;
+      s = prev_;
+      s.peak = peak;
+      held_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      remember_peak(s.peak);
+    }
+    reg_.apply_and_blend(data, s, held ? 0.0f : alpha_);
     if ((n - template_frames_) % 32 == 31) reg_.refresh_template();
   }
+  prev_ = s;
   Lane& lane = frame.lane(shifts_lane_);
   lane.data[0] = s.dy;
   lane.data[1] = s.dx;
   lane.size = 2;
+  Lane& q = frame.lane(quality_lane_);
+  q.data[0] = s.peak;
+  q.data[1] = held ? 1.0f : 0.0f;
+  q.size = 2;
   last_shift_.store(std::hypot(s.dy, s.dx), std::memory_order_relaxed);
+}
+
+bool MotionCorrectStage::is_outlier(const dsp::Shift& s) {
+  if (outlier_ratio_ <= 0 || peaks_n_ < kPeakMin) return false;
+  if (std::max(std::fabs(s.dy - prev_.dy), std::fabs(s.dx - prev_.dx)) <= outlier_jump_) return false;
+  std::copy(peaks_.begin(), peaks_.begin() + peaks_n_, peak_scratch_.begin());
+  auto mid = peak_scratch_.begin() + peaks_n_ / 2;
+  std::nth_element(peak_scratch_.begin(), mid, peak_scratch_.begin() + peaks_n_);
+  return s.peak < outlier_ratio_ * *mid;
+}
+
+void MotionCorrectStage::remember_peak(float peak) {
+  peaks_[static_cast<std::size_t>(peaks_pos_)] = peak;
+  peaks_pos_ = (peaks_pos_ + 1) % kPeakWindow;
+  peaks_n_ = std::min(peaks_n_ + 1, kPeakWindow);
 }
 
 void MotionCorrectStage::report(std::vector<std::pair<std::string, double>>& scalars) const {
   scalars.emplace_back("shift_px", last_shift_.load(std::memory_order_relaxed));
   scalars.emplace_back("bidi_phase_px", bidi_.load(std::memory_order_relaxed));
+  scalars.emplace_back("outliers_held", static_cast<double>(held_.load(std::memory_order_relaxed)));
 }
 
 void MotionCorrectStage::write_results(io::h5::File& file) {
   if (!file.exists("/motion/shifts")) return;  // not recorded
   file.set_attr("/motion/shifts", "bidi_phase_px", static_cast<std::int64_t>(bidi_.load(std::memory_order_relaxed)));
   file.set_attr("/motion/shifts", "bidi_phase_estimated", static_cast<std::int64_t>(bidi_auto_ ? 1 : 0));
+  if (!file.exists("/motion/quality")) return;
+  file.set_attr("/motion/quality", "columns", std::string("peak,held"));
+  file.set_attr("/motion/quality", "outliers_held", static_cast<std::int64_t>(held_.load(std::memory_order_relaxed)));
+  file.set_attr("/motion/quality", "outlier_peak_ratio", static_cast<double>(outlier_ratio_));
+  file.set_attr("/motion/quality", "outlier_jump_px", static_cast<double>(outlier_jump_));
 }
 
 RTNMF_REGISTER_STAGE("motion_correct", "rigid FFT phase-correlation motion correction",

@@ -5,12 +5,16 @@
 // follows the corrected frames with time constant template_tau_s and its spectra are refreshed
 // every 32 frames. The template lives inside the registration in reduced form only (binned window
 // and crop), and frames are corrected in place, so a frame costs no full-frame copies. Lane "shifts" (dy, dx: the frame's displacement from the template, pixels) is
-// recorded as /motion/shifts (T x 2). Deterministic (FFTW_ESTIMATE plans, fixed schedule).
+// recorded as /motion/shifts (T x 2), lane "motion_quality" (the correlation peak, 1 if the frame
+// was held) as /motion/quality (T x 2). A frame whose peak is weak and whose estimate jumps is an
+// outlier (a blank or garbled frame): it keeps the previous frame's shift and stays out of the
+// template. Deterministic (FFTW_ESTIMATE plans, fixed schedule).
 // Optionally the odd lines of bidirectionally scanned frames are first moved back into line
 // (bidi_phase, or bidi_phase_auto: measured on the mean of the first template_frames raw
 // frames, refined as they come; dsp::estimate_bidi_phase / correct_bidi_phase).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <vector>
 
@@ -50,6 +54,19 @@ class MotionCorrectStage : public Stage {
   std::atomic<int> bidi_{0};
   std::vector<float> bidi_sum_;
   static constexpr int kBidiMaxOffset = 10;
+  // Outlier test, after the template frames: a frame whose correlation peak is below
+  // outlier_ratio_ times the median peak of the last kPeakWindow frames not held, and whose
+  // estimate jumps more than outlier_jump_ px (either axis) from the shift applied to the frame
+  // before, keeps that shift and is not blended into the template.
+  bool is_outlier(const dsp::Shift& s);
+  void remember_peak(float peak);
+  static constexpr int kPeakWindow = 100, kPeakMin = 20;
+  std::array<float, kPeakWindow> peaks_{}, peak_scratch_{};
+  int peaks_n_ = 0, peaks_pos_ = 0;
+  float outlier_ratio_ = 0.5f, outlier_jump_ = 3.0f;
+  dsp::Shift prev_{};  // the shift applied to the previous frame
+  int quality_lane_ = -1;
+  std::atomic<std::uint64_t> held_{0};
 };
 
 }  // namespace rtnmf::imaging

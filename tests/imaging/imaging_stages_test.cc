@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -143,6 +144,89 @@ TEST(MotionCorrectStage, SparseSmallFramesDoNotLockOntoADistantPeak) {
     else
       EXPECT_GT(off, 0);
     st->stop();
+  }
+}
+
+// Frames the registration cannot be trusted on: frames 100-104 blank (the PMT gated off during
+// a light stimulus: an offset and read noise only) and 200-204 with a stimulation artefact (the
+// top 40 rows saturated). Their correlation peaks are a fraction of the usual and their estimates
+// land anywhere in the search range; the outlier test holds the shift of the frame before
+// (within a pixel of the truth, the motion being slow) and keeps them out of the template, so
+// the frames after them register as well as before. Without it (ratio < 0) some of them are
+// moved pixels off, and the count of held frames is 0.
+TEST(MotionCorrectStage, HoldsThePreviousShiftOnFramesItCannotRegister) {
+  sim::CalciumSimOptions so;
+  so.height = 128;
+  so.width = 128;
+  so.frames = 300;
+  so.neurons = 50;
+  so.motion_px = 2.0f;
+  so.firing_rate_hz = 1.0f;
+  sim::CalciumSimulator simulator(so);
+  auto corrupted = [](std::uint32_t t) { return (t >= 100 && t < 105) || (t >= 200 && t < 205); };
+  for (const float ratio : {0.0f, -1.0f}) {
+    SCOPED_TRACE("outlier_peak_ratio " + std::to_string(ratio));
+    v1::StageConfig cfg;
+    cfg.set_type("motion_correct");
+    cfg.mutable_imaging()->set_outlier_peak_ratio(ratio);
+    std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
+    StreamSpec in = imaging_spec(128, 128, 30.0);
+    StreamSpec out = st->start(in, StageContext{});
+    const int lane = out.lane_index("shifts"), qlane = out.lane_index("motion_quality");
+    ASSERT_GE(qlane, 0);
+    EXPECT_EQ(out.lanes[static_cast<std::size_t>(qlane)].dataset, "/motion/quality");
+    Frame f;
+    f.allocate(capacities(in, out));
+    std::mt19937 rng(7);
+    std::normal_distribution<float> noise(0.0f, 5.0f);
+    double worst_bad = 0, sq = 0;
+    int n = 0, held = 0, held_good = 0;
+    for (std::uint32_t t = 0; t < so.frames; ++t) {
+      f.set_shape(128 * 128, 1);
+      simulator.render(t, f.data());
+      if (t >= 100 && t < 105)
+        for (int i = 0; i < 128 * 128; ++i) f.data()[i] = 20.0f + noise(rng);
+      if (t >= 200 && t < 205)
+        for (int i = 0; i < 40 * 128; ++i) f.data()[i] = 4000.0f;
+      st->process(f);
+      const double e = std::hypot(f.lane(lane).data[0] - simulator.truth().shifts(t, 0),
+                                  f.lane(lane).data[1] - simulator.truth().shifts(t, 1));
+      const bool h = f.lane(qlane).data[1] != 0.0f;
+      held += h;
+      if (corrupted(t)) {
+        worst_bad = std::max(worst_bad, e);
+      } else if (t >= 30) {
+        held_good += h;
+        sq += e * e;
+        ++n;
+      }
+    }
+    std::vector<std::pair<std::string, double>> scalars;
+    st->report(scalars);
+    const auto it = std::find_if(scalars.begin(), scalars.end(), [](const auto& kv) { return kv.first == "outliers_held"; });
+    ASSERT_NE(it, scalars.end());
+    EXPECT_EQ(it->second, held);
+    EXPECT_EQ(held_good, 0) << "clean frames held";
+    EXPECT_LE(std::sqrt(sq / n), 0.2) << "rms error over the clean frames from 30 (pixels)";
+    if (ratio == 0.0f) {
+      // The blank frames; the artefact ones register where they should (no jump), so they pass.
+      EXPECT_EQ(held, 5);
+      EXPECT_LT(worst_bad, 3.0) << "largest error on the corrupted frames (pixels)";
+    } else {
+      EXPECT_EQ(held, 0);
+      EXPECT_GT(worst_bad, 4.0);
+    }
+    st->stop();
+  }
+  v1::StageConfig bad;
+  bad.set_type("motion_correct");
+  bad.mutable_imaging()->set_outlier_peak_ratio(1.5f);
+  std::unique_ptr<Stage> st = Registry::instance().make_stage(bad);
+  try {
+    st->start(imaging_spec(128, 128, 30.0), StageContext{});
+    ADD_FAILURE() << "a ratio of 1.5 was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("outlier_peak_ratio 1.5 is not below 1"), std::string::npos) << e.what();
   }
 }
 

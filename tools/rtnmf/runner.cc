@@ -146,6 +146,8 @@ int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
             std::snprintf(x, sizeof x, "  radius %.1f px", v);
           else if (k.ends_with(".bidi_phase_px") && v != 0)  // bidirectional-scan offset corrected
             std::snprintf(x, sizeof x, "  bidi %.0f px", v);
+          else if (k.ends_with(".outliers_held") && v != 0)  // frames motion correction could not register
+            std::snprintf(x, sizeof x, "  outliers held %.0f", v);
           else if (k.ends_with(".vaf"))
             std::snprintf(x, sizeof x, "  VAF %.1f%%", 100 * v);
           else
