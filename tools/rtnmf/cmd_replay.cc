@@ -45,9 +45,11 @@ int replay_cmd(const std::vector<std::string>& args) {
     opt.extra = [&pipeline] {
       std::string extra;
       v1::Stats st = pipeline.stats();
+      // The component count itself is on the line already (run_pipeline); the count of
+      // components past the result rows is not.
       for (const auto& [k, v] : st.streams(0).scalars())
-        if (k.find("components") != std::string::npos)
-          extra += k + " " + std::to_string(static_cast<long long>(v)) + " ";
+        if (k.ends_with(".unrecorded_components"))
+          extra += "unrecorded " + std::to_string(static_cast<long long>(v)) + " ";
       return extra;
     };
     return run_pipeline(pipeline, opt);
