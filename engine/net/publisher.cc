@@ -132,10 +132,10 @@ void Publisher::bind() {
 }
 
 void Publisher::add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane,
-                           int event_lane, int dff_lane) {
+                           int event_lane, int dff_lane, int shifts_lane, int motion_quality_lane) {
   channel->set_doorbell(&doorbell_);
   inputs_.push_back({stream_id, "act/" + stream_id, channel, spikes_lane, event_lane,
-                     "event/" + stream_id, dff_lane});
+                     "event/" + stream_id, dff_lane, shifts_lane, motion_quality_lane});
 }
 
 void Publisher::start() {
@@ -237,6 +237,17 @@ void Publisher::run() {
         if (in.dff_lane > 0) {
           const Lane& d = f->lane(in.dff_lane);
           act.mutable_dff()->Add(d.data, d.data + d.size);
+        }
+        if (in.shifts_lane > 0 && f->lane(in.shifts_lane).size >= 2) {
+          const float* sh = f->lane(in.shifts_lane).data;
+          v1::Motion* mo = act.mutable_motion();
+          mo->set_dy(sh[0]);
+          mo->set_dx(sh[1]);
+          if (in.motion_quality_lane > 0 && f->lane(in.motion_quality_lane).size >= 2) {
+            const float* q = f->lane(in.motion_quality_lane).data;
+            mo->set_peak(q[0]);
+            mo->set_held(q[1] != 0.0f);
+          }
         }
         act.SerializeToString(&buf);
         // Closed-loop triggers go out right after the activations that caused them.

@@ -90,7 +90,7 @@ def sigint_stops_cleanly(rtnmf, proto_dir, tag):
 
 
 def check_format(proto_dir):
-    """`rtnmf_client sub` prints dF/F beside the values when a message carries it."""
+    """`rtnmf_client sub` prints dF/F and motion beside the values when a message carries them."""
     pb = rtnmf_client._import_protos(proto_dir)
     msg = pb.Activations(seq=7, t_received_ns=1000)
     msg.values.extend([1.0, 2.5])
@@ -99,7 +99,10 @@ def check_format(proto_dir):
     msg.dff.extend([0.25, 0.5, 1.5])
     line = rtnmf_client.format_activations("act/cam", msg, 3000)
     assert line == "act/cam seq 7 latency 2 us values[2]: 1 2.5 dff[3]: 0.25 0.5 1.5", line
-    print("sub line with dF/F: OK")
+    msg.motion.dy, msg.motion.dx, msg.motion.held = 1.5, -0.25, True
+    line = rtnmf_client.format_activations("act/cam", msg, 3000)
+    assert line.endswith("dff[3]: 0.25 0.5 1.5 shift 1.50 -0.25 (held: registration rejected this frame)"), line
+    print("sub line with dF/F and motion: OK")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ stream { id: "dec" overload: BLOCK
 }
 
 // Adds the lanes the publisher sends beside the values: "spikes" and "dff" (as the online CNMF
-// stage does), each frame's entries derived from its seq.
+// stage does) and "shifts" / "motion_quality" (as motion correction does), each frame's entries
+// derived from its seq.
 class SpikesAndDffStage : public Stage {
  public:
   using Stage::Stage;
@@ -133,6 +134,8 @@ class SpikesAndDffStage : public Stage {
     StreamSpec out = in;
     spikes_ = out.add_lane("spikes", 3);
     dff_ = out.add_lane("dff", 3);
+    shifts_ = out.add_lane("shifts", 2);
+    quality_ = out.add_lane("motion_quality", 2);
     return out;
   }
   void do_process(Frame& f) override {
@@ -143,10 +146,18 @@ class SpikesAndDffStage : public Stage {
       d.data[i] = 0.5f * static_cast<float>(f.header.seq) - static_cast<float>(i);
     }
     s.size = d.size = 3;
+    // As the motion-correction stage: (dy, dx), (peak, held); every 7th frame held.
+    Lane& sh = f.lane(shifts_);
+    Lane& q = f.lane(quality_);
+    sh.data[0] = 0.125f * static_cast<float>(f.header.seq);
+    sh.data[1] = -1.5f;
+    q.data[0] = 0.5f;
+    q.data[1] = f.header.seq % 7 == 3 ? 1.0f : 0.0f;
+    sh.size = q.size = 2;
   }
 
  private:
-  int spikes_ = -1, dff_ = -1;
+  int spikes_ = -1, dff_ = -1, shifts_ = -1, quality_ = -1;
 };
 RTNMF_REGISTER_STAGE("test_spikes_dff", "test only", SpikesAndDffStage);
 
@@ -179,6 +190,11 @@ stream { id: "lanes" overload: BLOCK
       EXPECT_EQ(act.spikes(i), seq + 0.25f * static_cast<float>(i));
       EXPECT_EQ(act.dff(i), 0.5f * seq - static_cast<float>(i));
     }
+    ASSERT_TRUE(act.has_motion());
+    EXPECT_EQ(act.motion().dy(), 0.125f * seq);
+    EXPECT_EQ(act.motion().dx(), -1.5f);
+    EXPECT_EQ(act.motion().peak(), 0.5f);
+    EXPECT_EQ(act.motion().held(), act.seq() % 7 == 3);
     ++n;
   }
   EXPECT_EQ(n, 50u);

@@ -141,12 +141,17 @@ class Control:
 
 def format_activations(topic, msg, t_ns):
     """One line for an Activations message received at t_ns (CLOCK_MONOTONIC): seq, latency,
-    the first values and, when the pipeline makes them (calcium imaging), the first dF/F."""
+    the first values and, when the pipeline makes them (calcium imaging), the first dF/F and the
+    frame's motion correction (flagged when its shift was held)."""
     lat_us = (t_ns - msg.t_received_ns) / 1e3
     line = "%s seq %d latency %.0f us values[%d]: %s" % (
         topic, msg.seq, lat_us, len(msg.values), " ".join("%.3g" % v for v in list(msg.values)[:6]))
     if len(msg.dff):
         line += " dff[%d]: %s" % (len(msg.dff), " ".join("%.3g" % v for v in list(msg.dff)[:6]))
+    if msg.HasField("motion"):
+        line += " shift %.2f %.2f" % (msg.motion.dy, msg.motion.dx)
+        if msg.motion.held:
+            line += " (held: registration rejected this frame)"
     return line
 
 
