@@ -121,6 +121,17 @@ TEST(ImagingPipeline, ReplaysAtAnySpeedAreBitIdenticalAndFindThePlantedNeurons) 
   ASSERT_EQ(td.size(), 2u);
   EXPECT_EQ(td[1], 600u);
   EXPECT_EQ(fa.dims("/motion/shifts"), (io::h5::Dims{600, 2}));
+  // Registration quality per frame: the correlation peak, and no frame of this clean movie held.
+  ASSERT_EQ(fa.dims("/motion/quality"), (io::h5::Dims{600, 2}));
+  {
+    const std::vector<float> q = fa.read<float>("/motion/quality");
+    for (std::size_t t = 30; t < 600; ++t) {
+      EXPECT_GT(q[2 * t], 0.0f) << "frame " << t;
+      EXPECT_LE(q[2 * t], 1.0f) << "frame " << t;
+      EXPECT_EQ(q[2 * t + 1], 0.0f) << "frame " << t;
+    }
+    EXPECT_EQ(fa.attr_int64("/motion/quality", "outliers_held"), 0);
+  }
   EXPECT_EQ(fa.dims("/dff"), td);
   EXPECT_EQ(fa.dims("/timing/latency_ns"), (io::h5::Dims{600}));
   EXPECT_EQ(fa.dims("/background/spatial")[0], 64u * 64u);
