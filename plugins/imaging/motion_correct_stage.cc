@@ -35,7 +35,7 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
   bidi_auto_ = p.bidi_phase_auto();
   if (bidi_auto_) bidi_sum_.assign(static_cast<std::size_t>(height_) * width_, 0.0f);
   // A negative ratio turns the outlier test off; 0 is the default.
-  outlier_ratio_ = p.outlier_peak_ratio() < 0 ? 0.0f : p.outlier_peak_ratio() > 0 ? p.outlier_peak_ratio() : 0.5f;
+  outlier_ratio_ = p.outlier_peak_ratio() < 0 ? 0.0f : p.outlier_peak_ratio() > 0 ? p.outlier_peak_ratio() : 0.3f;
   if (outlier_ratio_ >= 1) {
     char v[32];
     std::snprintf(v, sizeof v, "%g", static_cast<double>(p.outlier_peak_ratio()));

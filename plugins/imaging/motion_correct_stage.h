@@ -63,7 +63,7 @@ class MotionCorrectStage : public Stage {
   static constexpr int kPeakWindow = 100, kPeakMin = 20;
   std::array<float, kPeakWindow> peaks_{}, peak_scratch_{};
   int peaks_n_ = 0, peaks_pos_ = 0;
-  float outlier_ratio_ = 0.5f, outlier_jump_ = 3.0f;
+  float outlier_ratio_ = 0.3f, outlier_jump_ = 3.0f;
   dsp::Shift prev_{};  // the shift applied to the previous frame
   int quality_lane_ = -1;
   std::atomic<std::uint64_t> held_{0};
