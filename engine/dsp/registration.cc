@@ -104,6 +104,33 @@ bool registration_wisdom_loaded() {
 
 // ------------------------------------------------------------------------------ Correlator
 
+namespace {
+std::uint32_t touch(const void* p, std::size_t bytes) {
+  if (!p) return 0;
+  const auto* c = static_cast<const volatile unsigned char*>(p);
+  std::uint32_t acc = 0;
+  for (std::size_t i = 0; i < bytes; i += 64) acc += c[i];
+  return acc;
+}
+template <typename T>
+std::uint32_t touch(const std::vector<T>& v) {
+  return touch(v.data(), v.size() * sizeof(T));
+}
+}  // namespace
+
+std::uint32_t RigidRegistration::Correlator::warm() const {
+  const std::size_t n = static_cast<std::size_t>(h) * w, nc = static_cast<std::size_t>(h) * (w / 2 + 1);
+  return touch(taper) + touch(gauss) + touch(real, n * sizeof(float)) + touch(spec, nc * 2 * sizeof(float)) +
+         touch(tmpl_spec, nc * 2 * sizeof(float));
+}
+
+std::uint32_t RigidRegistration::warm() const {
+  std::uint32_t acc = coarse_.warm() + touch(binned_) + touch(tmpl_coarse_) + touch(hrow_[0]) + touch(hrow_[1]) +
+                      touch(col0_) + touch(col1_);
+  if (refine_) acc += fine_.warm() + touch(tmpl_fine_);
+  return acc;
+}
+
 void RigidRegistration::Correlator::init(std::uint32_t hh, std::uint32_t ww,
                                          const RegistrationOptions& o) {
   release();

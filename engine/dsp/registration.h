@@ -119,6 +119,10 @@ class RigidRegistration {
   // numpy prototype.) Returns the shift (zero for frame 0). Does not allocate.
   Shift start_template(float* frame, std::uint32_t index, std::uint32_t count);
 
+  // Reads the template copies, FFT buffers and scratch the next correct() uses into the caches.
+  // Changes nothing; the return value only keeps the reads. Between frames.
+  std::uint32_t warm() const;
+
   std::uint32_t height() const { return height_; }
   std::uint32_t width() const { return width_; }
   std::uint32_t downsample() const { return bin_; }
@@ -137,6 +141,7 @@ class RigidRegistration {
     void* fwd = nullptr;          // fftwf_plan
     void* inv = nullptr;
     void init(std::uint32_t h, std::uint32_t w, const RegistrationOptions& o);
+    std::uint32_t warm() const;
     void release();
     // Copies an h x w image (row stride `stride`) into the FFT buffer, mean-subtracted and
     // tapered, and transforms it.

@@ -249,6 +249,12 @@ std::uint32_t touch_sparse(const Eigen::SparseMatrix<float>& a) {
 }
 }  // namespace
 
+std::uint32_t CnmfTracker::warm() const {
+  auto vec = [](const Eigen::VectorXf& v) { return touch_bytes(v.data(), static_cast<std::size_t>(v.size()) * sizeof(float)); };
+  return vec(x_) + vec(rhs_) + vec(baseline_) + vec(baseline_scale_) + vec(baseline_below_) + vec(y_in_) +
+         vec(c_out_) + vec(s_out_) + oasis_.warm();
+}
+
 std::uint32_t touch_model(const CnmfModel& m) {
   std::uint32_t acc = touch_sparse(m.footprints) + touch_sparse(m.ring_footprints) +
                       touch_sparse(m.gram_sparse);

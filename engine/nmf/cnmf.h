@@ -272,6 +272,10 @@ class CnmfTracker {
   void set_model(const CnmfModel* model);
   // One registered frame (P floats). Does not allocate, lock or log. Processing thread.
   void process(const float* frame);
+  // Reads what the next process() will use besides the model (touch_model) into the caches: the
+  // per-component state and each trace's last deconvolution pool. Changes nothing; the return
+  // value only keeps the reads. Between frames, processing thread.
+  std::uint32_t warm() const;
   const CnmfFrameOutput& output() const { return out_; }
   const CnmfModel* model() const { return model_; }
   std::uint64_t frames() const { return t_; }

@@ -328,6 +328,22 @@ void OnlineOasis::move(int from, int to) {
   baseline_[t] = baseline_[f];
 }
 
+std::uint32_t OnlineOasis::warm() const {
+  std::uint32_t acc = 0;
+  for (int i = 0; i < k_; ++i) {
+    const std::size_t u = static_cast<std::size_t>(i);
+    const Pool& p = pools_[u * max_pools_ + static_cast<std::size_t>((head_[u] + count_[u] + max_pools_ - 1) % max_pools_)];
+    acc += static_cast<std::uint32_t>(p.len);
+    if (kernel_[u] >= 0) {
+      const std::size_t off = static_cast<std::size_t>(kernel_[u]) * (kernel_length_ + 2) +
+                              static_cast<std::size_t>(std::clamp(p.len, 0, kernel_length_));
+      acc += static_cast<std::uint32_t>(h_[off] != 0.0f) + static_cast<std::uint32_t>(h00_[off] != 0.0f) +
+             static_cast<std::uint32_t>(h01_[off] != 0.0f);
+    }
+  }
+  return acc;
+}
+
 void OnlineOasis::update_first(int n, Eigen::Ref<const Eigen::VectorXf> y,
                                Eigen::Ref<Eigen::VectorXf> c, Eigen::Ref<Eigen::VectorXf> s) {
   // Each trace reads its last pool and, for AR(2), its kernel table at that pool's length:

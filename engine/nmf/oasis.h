@@ -85,6 +85,9 @@ class OnlineOasis {
     set_params(i, g, s_min, baseline, g2);
     reset(i);
   }
+  // Reads each trace's last pool and, for AR(2), its kernel entries into the caches (what the
+  // next update reads first). Changes nothing. Between frames.
+  std::uint32_t warm() const;
   int size() const { return k_; }
   float g(int i) const { return g_[static_cast<std::size_t>(i)]; }
   float g2(int i) const { return g2_[static_cast<std::size_t>(i)]; }

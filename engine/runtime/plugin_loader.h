@@ -9,7 +9,7 @@ namespace rtnmf {
 class Registry;
 
 // Bump when Stage, Source, Frame, StreamSpec, Registry or the proto messages change layout.
-constexpr std::uint32_t kPluginAbiVersion = 3;  // 2: Stage::after_frame, StageContext::slow_cpus; 3: Stage::model_swaps
+constexpr std::uint32_t kPluginAbiVersion = 4;  // 2: Stage::after_frame, StageContext::slow_cpus; 3: Stage::model_swaps; 4: Stage::warm
 
 extern "C" {
 // What a plugin's entry point returns. Plain C so the version can be read before anything else.

@@ -79,6 +79,12 @@ class Stage {
   // process(): no allocation, lock, log or I/O. Default: nothing.
   void after_frame() { do_after_frame(); }
 
+  // Processing thread, when frames come at a slow steady rate (imaging at 30 Hz) and the next
+  // one is due in about a millisecond: read what it will need (model, buffers) so that it finds
+  // them in the caches instead of in memory after the idle gap. Same rules as process(); must
+  // not change any result. Default: nothing.
+  void warm() { do_warm(); }
+
   // Stops slow-path threads; after stop() process() is not called again. Processing thread.
   void stop() { do_stop(); }
 
@@ -109,6 +115,7 @@ class Stage {
   virtual StreamSpec do_start(const StreamSpec& in, const StageContext& ctx) = 0;
   virtual void do_process(Frame& frame) = 0;
   virtual void do_after_frame() {}
+  virtual void do_warm() {}
   virtual void do_stop() {}
   // "stage 'name' (type): " prefix for error messages.
   std::string where() const;

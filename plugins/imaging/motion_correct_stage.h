@@ -39,6 +39,8 @@ class MotionCorrectStage : public Stage {
   StreamSpec do_start(const StreamSpec& in, const StageContext& ctx) override;
   // Estimates, applies and records the shift. Does not allocate.
   void do_process(Frame& frame) override;
+  // Reads the registration's template and buffers before the next frame (Stage::warm).
+  void do_warm() override { warm_sink_ = reg_.warm(); }
 
  private:
   dsp::RigidRegistration reg_;
@@ -66,6 +68,7 @@ class MotionCorrectStage : public Stage {
   float outlier_ratio_ = 0.3f, outlier_jump_ = 3.0f;
   dsp::Shift prev_{};  // the shift applied to the previous frame
   int quality_lane_ = -1;
+  volatile std::uint32_t warm_sink_ = 0;
   std::atomic<std::uint64_t> held_{0};
 };
 

@@ -294,6 +294,10 @@ void OnlineCnmfStage::prepare(std::uint64_t n) {
 
 void OnlineCnmfStage::do_after_frame() { prepare(frame_); }
 
+void OnlineCnmfStage::do_warm() {
+  if (model_ && tracking_) warm_sink_ = nmf::touch_model(*model_) + tracker_.warm();
+}
+
 void OnlineCnmfStage::do_process(Frame& frame) {
   const std::uint64_t n = frame_++;
   if (prepared_ != n) prepare(n);  // the first frame, or a caller without after_frame()

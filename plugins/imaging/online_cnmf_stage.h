@@ -75,6 +75,10 @@ class OnlineCnmfStage : public Stage {
   void do_process(Frame& frame) override;
   // Takes (and cache-warms) the model of the next frame once this one has left.
   void do_after_frame() override;
+  // Reads the model the next frame uses and the tracker's state into the caches (Stage::warm):
+  // after ~33 ms of idling beside the slow path they are in memory, not in the caches.
+  void do_warm() override;
+  volatile std::uint32_t warm_sink_ = 0;
   void do_stop() override;
 
  private:

@@ -93,6 +93,7 @@ TEST(MotionCorrectStage, RecoversSimulatedShiftsAndRecordsThem) {
     simulator.render(t, f.data());
     rtnmf::test::AllocationGuard guard;
     st->process(f);
+    st->warm();  // as the pipeline does between 30 Hz frames: reads only
     allocs += guard.count();
     if (t >= 30) {
       err = std::max(err, static_cast<double>(std::hypot(f.lane(lane).data[0] - simulator.truth().shifts(t, 0),
@@ -300,8 +301,9 @@ TEST(MotionCorrectStage, CorrectsTheBidirectionalScanOffset) {
 }
 
 // Runs the online_cnmf stage over a simulated movie; returns the traces lane per frame. With
-// after_frame, calls it after each frame as the pipeline does (the model for the next frame is
-// then taken and warmed there; allocations counted with process()).
+// after_frame, calls it and warm() after each frame as the pipeline does at 30 Hz (the model for
+// the next frame is then taken, and read into the caches before the frame is due; allocations
+// counted with process()).
 std::vector<std::vector<float>> run_cnmf_stage(const sim::CalciumSimOptions& so,
                                                std::uint64_t* allocations, int* components,
                                                bool after_frame = true) {
@@ -326,7 +328,10 @@ std::vector<std::vector<float>> run_cnmf_stage(const sim::CalciumSimOptions& so,
     simulator.render(t, f.data());
     rtnmf::test::AllocationGuard guard;
     st->process(f);
-    if (after_frame) st->after_frame();
+    if (after_frame) {
+      st->after_frame();
+      st->warm();
+    }
     if (t >= 400) allocs += guard.count();  // steady state: the model exists and has been swapped
     traces.emplace_back(f.data(), f.data() + f.header.rows);
   }
@@ -345,7 +350,8 @@ TEST(OnlineCnmfStage, SteadyStateProcessDoesNotAllocateAndReplaysAreBitIdentical
   if (rtnmf::test::allocation_counting_available()) {
     EXPECT_EQ(allocs, 0u);
   }
-  // Without after_frame() each frame takes its model itself: the same traces, bit for bit.
+  // Without after_frame() (and warm()) each frame takes its model itself: the same traces, bit
+  // for bit.
   std::vector<std::vector<float>> b = run_cnmf_stage(so, nullptr, nullptr, false);
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t t = 0; t < a.size(); ++t) ASSERT_EQ(a[t], b[t]) << "frame " << t;

@@ -186,6 +186,57 @@ stream { id: "b" source { pacing: REALTIME
               s.frames_processed() + s.frames_dropped() + s.frames_discarded_at_stop());
 }
 
+// Counts Stage::warm() calls, and calls that came with no frame processed since the last one.
+std::atomic<std::uint64_t> g_warms{0}, g_warm_repeats{0}, g_warm_frames{0};
+
+class WarmCounterStage : public Stage {
+ public:
+  using Stage::Stage;
+
+ protected:
+  StreamSpec do_start(const StreamSpec& in, const StageContext&) override { return in; }
+  void do_process(Frame&) override {
+    g_warm_frames.fetch_add(1);
+    fresh_ = true;
+  }
+  void do_warm() override {
+    g_warms.fetch_add(1);
+    if (!fresh_) g_warm_repeats.fetch_add(1);
+    fresh_ = false;
+  }
+
+ private:
+  bool fresh_ = false;
+};
+RTNMF_REGISTER_STAGE("test_warm_counter", "test only", WarmCounterStage);
+
+std::uint64_t warms_for(const std::string& source) {
+  g_warms = g_warm_repeats = g_warm_frames = 0;
+  Pipeline p(parse(R"(
+publisher { disabled: true }
+stream { id: "img" overload: BLOCK source { )" + source + R"( } stage { type: "test_warm_counter" } })"));
+  p.start();
+  EXPECT_TRUE(p.wait(60'000'000'000));
+  p.join();
+  return g_warms.load();
+}
+
+// Frames at a slow steady rate (imaging at 100 Hz here) find the stages warmed shortly before
+// each is due, once per frame; as fast as they go (a replay at max speed), never: the next frame
+// is always there.
+TEST(Pipeline, StagesAreWarmedBetweenSlowSteadyFramesOnly) {
+  const std::uint64_t paced =
+      warms_for("pacing: REALTIME max_frames: 40 synthetic { kind: IMAGING height: 16 width: 16 rate_hz: 100 }");
+  EXPECT_EQ(g_warm_frames.load(), 40u);
+  EXPECT_GE(paced, 20u);  // 38 when no frame comes late (the first two set the interval)
+  EXPECT_LE(paced, 39u);
+  EXPECT_EQ(g_warm_repeats.load(), 0u) << "warmed twice without a frame between";
+  const std::uint64_t max_speed =
+      warms_for("pacing: MAX max_frames: 2000 synthetic { kind: IMAGING height: 16 width: 16 rate_hz: 100 }");
+  EXPECT_EQ(g_warm_frames.load(), 2000u);
+  EXPECT_LE(max_speed, 2u);  // only if this machine stalled 5 ms between two frames
+}
+
 TEST(Pipeline, SteadyStateProcessingAllocatesNothing) {
   if (!test::allocation_counting_available()) GTEST_SKIP() << "sanitizer build owns malloc";
   g_allocs_at_100 = 0;

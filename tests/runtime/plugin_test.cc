@@ -20,7 +20,7 @@ TEST(Plugin, MismatchedAbiIsRefusedNamingBothVersions) {
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()),
               "plugin " + path +
-                  ": ABI version 999 does not match rtnmf's 3; rebuild the plugin against this "
+                  ": ABI version 999 does not match rtnmf's 4; rebuild the plugin against this "
                   "rtnmf");
   }
   EXPECT_FALSE(Registry::instance().has_stage("example_gain"));
