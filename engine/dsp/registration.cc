@@ -8,6 +8,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "engine/nmf/touch.h"
+
 namespace rtnmf::dsp {
 namespace {
 
@@ -105,23 +107,16 @@ bool registration_wisdom_loaded() {
 // ------------------------------------------------------------------------------ Correlator
 
 namespace {
-std::uint32_t touch(const void* p, std::size_t bytes) {
-  if (!p) return 0;
-  const auto* c = static_cast<const volatile unsigned char*>(p);
-  std::uint32_t acc = 0;
-  for (std::size_t i = 0; i < bytes; i += 64) acc += c[i];
-  return acc;
-}
 template <typename T>
 std::uint32_t touch(const std::vector<T>& v) {
-  return touch(v.data(), v.size() * sizeof(T));
+  return nmf::touch_bytes(v.data(), v.size() * sizeof(T));
 }
 }  // namespace
 
 std::uint32_t RigidRegistration::Correlator::warm() const {
   const std::size_t n = static_cast<std::size_t>(h) * w, nc = static_cast<std::size_t>(h) * (w / 2 + 1);
-  return touch(taper) + touch(gauss) + touch(real, n * sizeof(float)) + touch(spec, nc * 2 * sizeof(float)) +
-         touch(tmpl_spec, nc * 2 * sizeof(float));
+  return touch(taper) + touch(gauss) + nmf::touch_bytes(real, n * sizeof(float)) +
+         nmf::touch_bytes(spec, nc * 2 * sizeof(float)) + nmf::touch_bytes(tmpl_spec, nc * 2 * sizeof(float));
 }
 
 std::uint32_t RigidRegistration::warm() const {

@@ -11,6 +11,7 @@
 #include "engine/nmf/batch_nmf.h"
 #include "engine/nmf/cnmf_internal.h"
 #include "engine/nmf/ring_background.h"
+#include "engine/nmf/touch.h"
 
 namespace rtnmf::nmf {
 
@@ -233,13 +234,6 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
 }
 
 namespace {
-std::uint32_t touch_bytes(const void* p, std::size_t bytes) {
-  const auto* c = static_cast<const volatile unsigned char*>(p);
-  std::uint32_t acc = 0;
-  for (std::size_t i = 0; i < bytes; i += 64) acc += c[i];
-  if (bytes > 0) acc += c[bytes - 1];
-  return acc;
-}
 std::uint32_t touch_sparse(const Eigen::SparseMatrix<float>& a) {
   if (a.outerSize() == 0 || a.nonZeros() == 0) return 0;
   const auto nnz = static_cast<std::size_t>(a.nonZeros());

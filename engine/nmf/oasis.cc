@@ -332,7 +332,7 @@ std::uint32_t OnlineOasis::warm() const {
   std::uint32_t acc = 0;
   for (int i = 0; i < k_; ++i) {
     const std::size_t u = static_cast<std::size_t>(i);
-    const Pool& p = pools_[u * max_pools_ + static_cast<std::size_t>((head_[u] + count_[u] + max_pools_ - 1) % max_pools_)];
+    const Pool& p = last_pool(i);
     acc += static_cast<std::uint32_t>(p.len);
     if (kernel_[u] >= 0) {
       const std::size_t off = static_cast<std::size_t>(kernel_[u]) * (kernel_length_ + 2) +
@@ -354,10 +354,6 @@ void OnlineOasis::update_first(int n, Eigen::Ref<const Eigen::VectorXf> y,
   // results are the same; only the loads are earlier.
   constexpr int kPoolAhead = 16, kKernelAhead = 8;
   const int m = std::min(n, k_);
-  auto last_pool = [&](int j) -> const Pool& {
-    const std::size_t v = static_cast<std::size_t>(j);
-    return pools_[v * max_pools_ + static_cast<std::size_t>((head_[v] + count_[v] + max_pools_ - 1) % max_pools_)];
-  };
   for (int j = 0; j < std::min(m, kPoolAhead); ++j) __builtin_prefetch(&last_pool(j));
   for (int i = 0; i < m; ++i) {
     if (i + kPoolAhead < m) {

@@ -103,6 +103,11 @@ class OnlineOasis {
     std::int32_t len = 0;
   };
   Pool& pool(int i, int j) { return pools_[static_cast<std::size_t>(i) * max_pools_ + j]; }
+  // Trace i's newest pool (its ring slot before head + count; the slot itself when it has none).
+  const Pool& last_pool(int i) const {
+    const std::size_t u = static_cast<std::size_t>(i);
+    return pools_[u * max_pools_ + static_cast<std::size_t>((head_[u] + count_[u] + max_pools_ - 1) % max_pools_)];
+  }
   void reset(int i);
   void update_ar1(int i, float y, float& c, float& s);
   void update_ar2(int i, float y, float& c, float& s);

@@ -78,7 +78,6 @@ class OnlineCnmfStage : public Stage {
   // Reads the model the next frame uses and the tracker's state into the caches (Stage::warm):
   // after ~33 ms of idling beside the slow path they are in memory, not in the caches.
   void do_warm() override;
-  volatile std::uint32_t warm_sink_ = 0;
   void do_stop() override;
 
  private:
@@ -195,6 +194,7 @@ class OnlineCnmfStage : public Stage {
   alignas(64) std::atomic<std::uint64_t> catch_next_{0};
   std::atomic<bool> catch_finished_{false};
   std::uint64_t slow_pos_ = 0;  // ring position of the frame slow_frame() is processing
+  volatile std::uint32_t warm_sink_ = 0;  // keeps do_warm()'s reads
 
   // results / stats
   mutable std::mutex final_mutex_;
