@@ -214,6 +214,9 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
   y_in_ = Eigen::VectorXf::Zero(kmax_);
   c_out_ = Eigen::VectorXf::Zero(kmax_);
   s_out_ = Eigen::VectorXf::Zero(kmax_);
+  c_prev_ = Eigen::VectorXf::Zero(kmax_);
+  x_prev_ = Eigen::VectorXf::Zero(n);
+  resid_n_ = resid_pos_ = 0;
   ids_.clear();
   ids_.reserve(static_cast<std::size_t>(kmax_));
   oasis_.init(kmax_);
@@ -229,8 +232,58 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
   const Eigen::Index P = static_cast<Eigen::Index>(options.height) * options.width;
   ring_z_ = Eigen::VectorXf::Zero(options.ring_radius > 0 ? P : 0);
   ring_scratch_ = Eigen::VectorXf::Zero(options.ring_radius > 0 ? P : 0);
+  const int H = static_cast<int>(options.height), W = static_cast<int>(options.width);
+  block_side_ = std::max(8, static_cast<int>(std::ceil(4 * options.neuron_radius)));
+  blocks_h_ = (H + block_side_ - 1) / block_side_;
+  blocks_w_ = (W + block_side_ - 1) / block_side_;
+  resid_px_ = Eigen::VectorXf::Zero(options.outlier_residual_ratio > 0 ? P : 0);
+  block_energy_.assign(static_cast<std::size_t>(blocks_h_) * blocks_w_, 0.0);
+  block_pixels_.assign(static_cast<std::size_t>(blocks_h_) * blocks_w_, 0);
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) ++block_pixels_[static_cast<std::size_t>((y / block_side_) * blocks_w_ + x / block_side_)];
   model_ = nullptr;
   t_ = 0;
+}
+
+bool CnmfTracker::residual_is_widespread(const float* frame, double limit) {
+  const CnmfModel& m = *model_;
+  const int K = m.k();
+  const int H = static_cast<int>(m.height), W = static_cast<int>(m.width);
+  const Eigen::Index P = static_cast<Eigen::Index>(H) * W;
+  if (resid_px_.size() != P) return true;
+  // r = y - b f - A c (ring model: z - Ã c).
+  const bool ring = m.ring.active();
+  resid_px_ = Eigen::Map<const Eigen::VectorXf>(ring ? ring_z_.data() : frame, P);
+  for (int b = 0; b < nb_ && !ring; ++b) resid_px_.noalias() -= x_(K + b) * m.background.col(b);
+  const Eigen::SparseMatrix<float>& a = ring ? m.ring_footprints : m.footprints;
+  for (int k = 0; k < K; ++k) {
+    const float c = x_(k);
+    if (c == 0) continue;
+    for (Eigen::SparseMatrix<float>::InnerIterator it(a, k); it; ++it) resid_px_(it.row()) -= c * it.value();
+  }
+  std::fill(block_energy_.begin(), block_energy_.end(), 0.0);
+  for (int y = 0; y < H; ++y) {
+    const float* r = resid_px_.data() + static_cast<Eigen::Index>(y) * W;
+    double* e = block_energy_.data() + static_cast<std::size_t>(y / block_side_) * blocks_w_;
+    for (int x0 = 0; x0 < W; x0 += block_side_) {
+      double s = 0;
+      for (int x = x0; x < std::min(W, x0 + block_side_); ++x) s += static_cast<double>(r[x]) * r[x];
+      e[x0 / block_side_] += s;
+    }
+  }
+  // Leave out the kCompactBlocks blocks with the most residual (a soma spans at most 2 x 2).
+  double total = 0;
+  for (double e : block_energy_) total += e;
+  double rest = total;
+  std::int64_t pixels = P;
+  for (int i = 0; i < kCompactBlocks; ++i) {
+    const auto top = std::max_element(block_energy_.begin(), block_energy_.end());
+    if (*top < 0) break;
+    rest -= *top;
+    pixels -= block_pixels_[static_cast<std::size_t>(top - block_energy_.begin())];
+    *top = -1.0;
+  }
+  return pixels > 0 && rest / static_cast<double>(pixels) > limit;
 }
 
 namespace {
@@ -246,7 +299,7 @@ std::uint32_t touch_sparse(const Eigen::SparseMatrix<float>& a) {
 std::uint32_t CnmfTracker::warm() const {
   auto vec = [](const Eigen::VectorXf& v) { return touch_bytes(v.data(), static_cast<std::size_t>(v.size()) * sizeof(float)); };
   return vec(x_) + vec(rhs_) + vec(baseline_) + vec(baseline_scale_) + vec(baseline_below_) + vec(y_in_) +
-         vec(c_out_) + vec(s_out_) + oasis_.warm();
+         vec(c_out_) + vec(s_out_) + vec(c_prev_) + oasis_.warm();
 }
 
 std::uint32_t touch_model(const CnmfModel& m) {
@@ -281,6 +334,8 @@ void CnmfTracker::set_model(const CnmfModel* model) {
       baseline_(i) = baseline_(from);
       baseline_below_(i) = baseline_below_(from);
       ring_under_(i) = ring_under_(from);
+      c_out_(i) = c_out_(from);
+      c_prev_(i) = c_prev_(from);
       oasis_.move(from, i);
       if (oasis_.g(i) != g || oasis_.g2(i) != g2) oasis_.reset_trace(i, g, s_min, 0.0f, g2);
       else oasis_.set_params(i, g, s_min, 0.0f, g2);
@@ -289,6 +344,7 @@ void CnmfTracker::set_model(const CnmfModel* model) {
       baseline_(i) = model->baseline(i);
       baseline_below_(i) = kBaselineQuantile;
       ring_under_(i) = std::numeric_limits<float>::quiet_NaN();
+      c_out_(i) = c_prev_(i) = 0;
       oasis_.reset_trace(i, g, s_min, 0.0f, g2);
     }
     baseline_scale_(i) = std::max(model->noise(i), 1e-6f);
@@ -317,6 +373,7 @@ void CnmfTracker::process(const float* frame) {
   } else {
     rhs_.head(K).noalias() = m.footprints.transpose() * y;
   }
+  x_prev_.head(n) = x_.head(n);
   // Warm-started HALS on the Gram of [A b], walking only its non-zeros (symmetric: column i is
   // row i).
   const float* gv = m.gram_sparse.valuePtr();
@@ -340,6 +397,50 @@ void CnmfTracker::process(const float* frame) {
     }
     if (change <= options_.fast_tolerance * options_.fast_tolerance * norm) break;
   }
+  // The fit's residual, ||y - U x||^2 = ||y||^2 - 2 xᵀUᵀy + xᵀ(UᵀU)x with U = [A b] (ring model:
+  // Ã against z), from the products already at hand: one more pass over the frame (its squared
+  // norm) and one over the Gram's non-zeros.
+  {
+    double lin = 0, quad = 0;
+    for (int i = 0; i < n; ++i) {
+      const float xi = x_(i);
+      if (xi == 0) continue;
+      float dot = 0;
+      for (int q = gp[i]; q < gp[i + 1]; ++q) dot += gv[q] * x_(gi[q]);
+      lin += static_cast<double>(xi) * rhs_(i);
+      quad += static_cast<double>(xi) * dot;
+    }
+    const double yy = m.ring.active() ? static_cast<double>(ring_z_.squaredNorm()) : static_cast<double>(y.squaredNorm());
+    out_.residual = static_cast<float>(std::max(0.0, yy - 2 * lin + quad) / static_cast<double>(P));
+  }
+  out_.excluded = false;
+  if (options_.outlier_residual_ratio > 0) {
+    float reference = m.typical_residual;  // until this tracker has a history of its own
+    if (resid_n_ >= kResidualMinHistory) {
+      std::copy(resid_hist_.begin(), resid_hist_.begin() + resid_n_, resid_scratch_.begin());
+      auto mid = resid_scratch_.begin() + resid_n_ / 2;
+      std::nth_element(resid_scratch_.begin(), mid, resid_scratch_.begin() + resid_n_);
+      reference = *mid;
+    }
+    const double limit = static_cast<double>(options_.outlier_residual_ratio) * reference;
+    out_.excluded = reference > 0 && out_.residual > limit && residual_is_widespread(frame, limit);
+  }
+  resid_hist_[static_cast<std::size_t>(resid_pos_)] = out_.residual;
+  resid_pos_ = (resid_pos_ + 1) % kResidualWindow;
+  resid_n_ = std::min(resid_n_ + 1, kResidualWindow);
+  const bool excluded = out_.excluded;
+  if (excluded) {
+    // Held: the fit is reported (activation, raw) but moves nothing; the deconvolution gets the
+    // AR model's prediction from the last two denoised values (no spike), the next frame's sweeps
+    // start where this one's did.
+    for (int i = 0; i < K; ++i) {
+      out_.activation(i) = x_(i);
+      out_.raw(i) = x_(i) - baseline_(i);
+      y_in_(i) = oasis_.g(i) * c_out_(i) + oasis_.g2(i) * c_prev_(i);
+    }
+    for (int b = 0; b < nb_; ++b) out_.background(b) = x_(K + b);
+    x_.head(n) = x_prev_.head(n);
+  }
   // Baseline: a running 30th percentile (stochastic quantile tracker, ~10 s memory at 30 Hz),
   // reported as that plus 0.52 noise sd (the 30th percentile of Gaussian noise is -0.52 sd).
   // Its steps are 0.005 noise sd, so it falls at most ~5 sd per 1,500 frames: bleaching leaves
@@ -349,7 +450,7 @@ void CnmfTracker::process(const float* frame) {
   // activity only lowers it). Upward steps keep their rate. (Also gating it on the mean of that
   // fraction over all components, as bleaching dims every neuron together, changed nothing
   // measurable on the README's movies.)
-  for (int i = 0; i < K; ++i) {
+  for (int i = 0; i < K && !excluded; ++i) {
     const float c = x_(i);
     const float step = baseline_scale_(i) * 0.005f;
     const float level = baseline_(i) - 0.52f * baseline_scale_(i);
@@ -363,10 +464,13 @@ void CnmfTracker::process(const float* frame) {
     y_in_(i) = c - baseline_(i);
     out_.raw(i) = y_in_(i);
   }
-  for (int b = 0; b < nb_; ++b) out_.background(b) = x_(K + b);
+  if (!excluded)
+    for (int b = 0; b < nb_; ++b) out_.background(b) = x_(K + b);
+  c_prev_.head(K) = c_out_.head(K);
   oasis_.update_first(K, y_in_, c_out_, s_out_);
   out_.denoised.head(K) = c_out_.head(K);
-  for (int b = 0; b < nb_; ++b) f_smooth_(b) += (t_ == 0 ? 1.0f : f_alpha_) * (x_(K + b) - f_smooth_(b));
+  if (!excluded)
+    for (int b = 0; b < nb_; ++b) f_smooth_(b) += (t_ == 0 ? 1.0f : f_alpha_) * (x_(K + b) - f_smooth_(b));
   if (m.ring.active()) {
     // The ring's background under each footprint follows bleaching (b0 alone would not).
     const float* fv = m.footprints.valuePtr();
@@ -379,7 +483,7 @@ void CnmfTracker::process(const float* frame) {
       const float den = normed ? m.footprint_norm2(i) : 0.0f;
       const float u = den > 0 ? num / den : 0.0f;
       float& r = ring_under_(i);
-      r = std::isnan(r) ? u : r + f_alpha_ * (u - r);
+      if (!excluded) r = std::isnan(r) ? u : r + f_alpha_ * (u - r);
       out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), r);
     }
   } else {
@@ -388,7 +492,8 @@ void CnmfTracker::process(const float* frame) {
       out_.dff(i) = c_out_(i) / resting_fluorescence(m, i, baseline_(i), background_under_footprint(m, i, f));
   }
   const float thr = options_.spike_threshold_sigma;
-  for (int i = 0; i < K; ++i) out_.spikes(i) = s_out_(i) >= thr * baseline_scale_(i) ? s_out_(i) : 0.0f;
+  for (int i = 0; i < K; ++i)
+    out_.spikes(i) = !excluded && s_out_(i) >= thr * baseline_scale_(i) ? s_out_(i) : 0.0f;
   ++t_;
 }
 

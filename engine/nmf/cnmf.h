@@ -26,6 +26,7 @@
 #include <Eigen/Core>
 #include <Eigen/SparseCore>
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -100,6 +101,17 @@ struct CnmfOptions {
   // Fast path: HALS sweeps per frame (warm-started) and relative tolerance.
   int fast_iterations = 5;
   float fast_tolerance = 1e-3f;
+  // Frames the model cannot explain (a stimulation light leaking into the detector, a shutter, a
+  // garbled frame): a frame whose fit leaves a mean squared residual per pixel above this many
+  // times the median of the last kResidualWindow frames' (excluded ones included, so that a lasting
+  // change becomes the norm within half the window) is excluded: the tracker holds its traces
+  // (deconvolution fed the AR model's prediction, baselines not moved, no spike) and reports it
+  // (CnmfFrameOutput::excluded) so that the slow path leaves it out of the statistics and the
+  // new-neuron search. Unless the excess is compact: a neuron the model does not have yet, firing
+  // in a small field, can raise the residual as much, so the frame is excluded only if the pixels
+  // outside the kCompactBlocks blocks (side 4 soma radii) with the most residual are still above
+  // the limit. <= 0: off.
+  float outlier_residual_ratio = 4.0f;
   // Slow path.
   std::uint32_t residual_buffer = 60;  // frames kept for new-neuron detection
   float forgetting_frames = 3000;      // effective memory of the statistics (frames)
@@ -150,6 +162,11 @@ struct CnmfModel {
   // slot is never reused, so each result row belongs to one component for the whole run.
   std::vector<std::int32_t> slots;
   std::int32_t next_slot = 0;
+  // The typical mean squared residual per pixel of a frame's fit (CnmfFrameOutput::residual):
+  // the median over the initialisation's last kResidualMinHistory frames, carried by later
+  // models. The outlier test's reference until a tracker has that many frames of its own (a
+  // tracker keeps its history across models). 0: unknown.
+  float typical_residual = 0;
   int k() const { return static_cast<int>(footprints.cols()); }
   int nb() const { return static_cast<int>(background.cols()); }
   // Components without a result row (found after all result_rows rows were taken): tracked,
@@ -238,7 +255,20 @@ struct CnmfFrameOutput {
   Eigen::VectorXf background; // f (nb)
   // denoised / F0, F0 = running baseline + background under the footprint (resting_fluorescence)
   Eigen::VectorXf dff;
+  // Mean squared residual per pixel of the frame's fit, ||y - A c - b f||^2 / P (one-photon ring
+  // model: of the ring-filtered frame), and whether the frame was excluded as an outlier
+  // (CnmfOptions::outlier_residual_ratio; activation and raw are then the fit, denoised and dff
+  // held, spikes 0).
+  float residual = 0;
+  bool excluded = false;
 };
+
+// Frames of residual history behind the outlier test, and how many it needs before it judges
+// (before that: CnmfModel::typical_residual). A soma covers at most kCompactBlocks of the blocks
+// the test's spatial check divides the frame into.
+constexpr int kResidualWindow = 100;
+constexpr int kResidualMinHistory = 30;
+constexpr int kCompactBlocks = 4;
 
 // The background under neuron k's footprint in trace units from m.background_under: with a
 // low-rank background (nb > 0) times the background activations `f` (nb of them, averaged over
@@ -299,6 +329,21 @@ class CnmfTracker {
   Eigen::VectorXf ring_under_;
   float f_alpha_ = 1.0f;
   Eigen::VectorXf y_in_, c_out_, s_out_;
+  // The denoised traces two frames back (c_out_ holds the last frame's; with it the AR prediction
+  // fed to the deconvolution on an excluded frame) and the warm start before this frame's sweeps
+  // (restored on one).
+  Eigen::VectorXf c_prev_, x_prev_;
+  // Residuals of the last kResidualWindow frames (ring) and a scratch for their median.
+  std::array<float, kResidualWindow> resid_hist_{}, resid_scratch_{};
+  int resid_n_ = 0, resid_pos_ = 0;
+  // The outlier test's spatial check (a frame over the limit only): the fit's residual per pixel
+  // (P) and per block (block_side_ pixels square, blocks_h_ x blocks_w_), and whether the pixels
+  // outside the kCompactBlocks blocks with the most residual are above `limit` per pixel.
+  Eigen::VectorXf resid_px_;
+  std::vector<double> block_energy_;
+  std::vector<std::int32_t> block_pixels_;
+  int block_side_ = 8, blocks_h_ = 0, blocks_w_ = 0;
+  bool residual_is_widespread(const float* frame, double limit);
   std::vector<std::uint64_t> ids_;     // ids of the current slots
   OnlineOasis oasis_;
   CnmfFrameOutput out_;

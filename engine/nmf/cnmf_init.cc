@@ -906,8 +906,31 @@ CnmfOptions at_estimated_radius(const CnmfOptions& o, float est) {
 
 }  // namespace
 
-CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
-                               const Eigen::SparseMatrix<float>* seeds) {
+namespace {
+
+// The model's typical_residual: the median residual of a tracker run with it over the last
+// kResidualMinHistory frames of the batch (the fast path's outlier test needs a reference before
+// it has a history of its own).
+void set_typical_residual(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o, CnmfModel& m) {
+  const Eigen::Index n = std::min<Eigen::Index>(y.cols(), kResidualMinHistory);
+  if (n == 0 || m.k() + m.nb() == 0) return;
+  CnmfOptions to = o;
+  to.max_components = std::max(1, m.k());
+  to.outlier_residual_ratio = 0;
+  CnmfTracker tracker;
+  tracker.init(to, m.nb());
+  tracker.set_model(&m);
+  std::vector<float> r;
+  for (Eigen::Index t = y.cols() - n; t < y.cols(); ++t) {
+    tracker.process(y.col(t).data());
+    r.push_back(tracker.output().residual);
+  }
+  std::nth_element(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(r.size() / 2), r.end());
+  m.typical_residual = r[r.size() / 2];
+}
+
+CnmfInitResult initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
+                          const Eigen::SparseMatrix<float>* seeds) {
   if (!o.auto_radius) return initialize_at_radius(y, o, seeds);
   if (seeds) {
     // The seeds (an earlier run's footprints of this field of view) tell the size: one run.
@@ -924,6 +947,15 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   CnmfInitResult second = initialize_at_radius(y, o2, nullptr);
   second.radius_estimate = est;
   return second;
+}
+
+}  // namespace
+
+CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
+                               const Eigen::SparseMatrix<float>* seeds) {
+  CnmfInitResult res = initialize(y, o, seeds);
+  set_typical_residual(y, o, res.model);
+  return res;
 }
 
 }  // namespace rtnmf::nmf

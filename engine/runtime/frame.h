@@ -65,6 +65,8 @@ struct FrameHeader {
   std::uint32_t cols = 0;
 };
 
+// An imaging pipeline uses 9: values, shifts, motion_quality, spikes, raw_traces, dff,
+// background, fit_quality and a trigger's event.
 constexpr int kMaxLanes = 10;
 
 struct Lane {

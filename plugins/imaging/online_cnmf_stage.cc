@@ -130,6 +130,18 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   if (p.merge_threshold() > 0) options_.merge_threshold = p.merge_threshold();
   if (p.residual_buffer() > 0) options_.residual_buffer = p.residual_buffer();
   if (p.fast_iterations() > 0) options_.fast_iterations = static_cast<int>(p.fast_iterations());
+  // A negative ratio turns the outlier test off; 0 is the default.
+  if (p.outlier_residual_ratio() < 0) {
+    options_.outlier_residual_ratio = 0.0f;
+  } else if (p.outlier_residual_ratio() > 0) {
+    if (p.outlier_residual_ratio() <= 1) {
+      char v[32];
+      std::snprintf(v, sizeof v, "%g", static_cast<double>(p.outlier_residual_ratio()));
+      throw ConfigError(where() + "outlier_residual_ratio " + v +
+                        " is not above 1 (a multiple of the median residual; negative: off)");
+    }
+    options_.outlier_residual_ratio = p.outlier_residual_ratio();
+  }
   if (p.ar_order() > 2) throw ConfigError(where() + "ar_order must be 1 or 2, not " + std::to_string(p.ar_order()));
   if (p.ar_order() > 0) options_.ar_order = static_cast<int>(p.ar_order());
   if (p.rise_time_s() > 0) options_.rise_time_s = static_cast<float>(p.rise_time_s());
@@ -212,7 +224,9 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   // Plus the frames the updater keeps in place for its new-neuron search (add_frame_kept): the
   // slow path releases a slot only once that many later frames have been added.
   kept_ = nmf::CnmfUpdater::residual_buffer(options_);
-  ring_cap_ = std::max(lag_, first_lag_) + update_every_ + 4 + kept_;
+  // Plus room for excluded frames the slow path leaves out between them (a third of the frames).
+  max_skip_ = options_.outlier_residual_ratio > 0 ? kept_ / 2 : 0;
+  ring_cap_ = std::max(lag_, first_lag_) + update_every_ + 4 + kept_ + max_skip_;
   // Hundreds of MiB at 512 x 512: on 2 MiB pages where the kernel allows, touched here, so the
   // per-frame copy into a slot takes no page fault and few TLB misses (a std::vector took
   // p50 245 us / p99 1.2 ms per 1 MiB copy at 30 Hz on the 2-core VM, this 72 / 320 us).
@@ -224,6 +238,12 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   ring_frame_.assign(ring_cap_, 0);
   shifts_in_lane_ = in.lane_index("shifts");
   ring_shift_.assign(static_cast<std::size_t>(ring_cap_) * 2, 0.0f);
+  ring_excluded_.assign(ring_cap_, 0);
+  added_pos_.assign(std::max<std::uint32_t>(kept_, 1), 0);
+  added_t_.assign(std::max<std::uint32_t>(kept_, 1), 0);
+  added_head_ = added_n_ = 0;
+  excluded_.store(0, std::memory_order_relaxed);
+  excluded_added_.store(0, std::memory_order_relaxed);
   head_ = tail_ = 0;
   init_movie_.resize(pixels_, init_frames_);
   initialised_ = false;
@@ -246,6 +266,8 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   out.record_lane(dff_lane_, "/dff", true);
   bg_lane_ = out.add_lane("background", static_cast<std::uint32_t>(std::max(nb_, 1)));
   out.record_lane(bg_lane_, "/background/temporal", true);
+  fit_lane_ = out.add_lane("fit_quality", 2);
+  out.record_lane(fit_lane_, "/fit/quality", false);
   return out;
 }
 
@@ -341,10 +363,18 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   Lane& raw = frame.lane(raw_lane_);
   Lane& dff = frame.lane(dff_lane_);
   Lane& bgl = frame.lane(bg_lane_);
+  Lane& fit = frame.lane(fit_lane_);
+  fit.data[0] = fit.data[1] = 0.0f;
+  fit.size = 2;
+  bool excluded = false;
   const std::uint32_t used = static_cast<std::uint32_t>(slots_used_);
   if (tracking_) {
     tracker_.process(px);
     const nmf::CnmfFrameOutput& o = tracker_.output();
+    excluded = o.excluded;
+    fit.data[0] = o.residual;
+    fit.data[1] = excluded ? 1.0f : 0.0f;
+    if (excluded) excluded_.fetch_add(1, std::memory_order_relaxed);
     std::fill(px, px + used, 0.0f);
     std::fill(spk.data, spk.data + used, 0.0f);
     std::fill(raw.data, raw.data + used, 0.0f);
@@ -376,6 +406,7 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   frame.header.model_version = exchange_.version();
   if (to_slow) {
     ring_has_model_[slot] = tracking_ && m.k() + m.nb() > 0 ? 1 : 0;
+    ring_excluded_[slot] = excluded ? 1 : 0;
     ring_next_slot_[slot] = m.next_slot;
     ring_frame_[slot] = n;
     if (shifts_in_lane_ >= 0 && frame.lane(shifts_in_lane_).size >= 2) {
@@ -408,9 +439,10 @@ void OnlineCnmfStage::slow_loop() {
       return;
     }
     ++pos;
-    // Once initialised, the updater holds the last kept_ frames in place: their slots stay.
-    const std::uint64_t held = initialised_ ? kept_ : 0;
-    if (pos > held && pos - held > tail_.load(std::memory_order_relaxed)) tail_.store(pos - held, std::memory_order_release);
+    // Once initialised, the updater holds the last kept_ frames it was given in place: their
+    // slots stay.
+    const std::uint64_t release = initialised_ ? oldest_kept(pos) : pos;
+    if (release > tail_.load(std::memory_order_relaxed)) tail_.store(release, std::memory_order_release);
     // Stopping: later frames would only feed updates no frame uses, but a recording that ended
     // before the first model still needs its initialisation (the frames up to it are all in the
     // ring) and, without a helper, the catch-up traces of the frames after it. Leaving at once
@@ -421,6 +453,15 @@ void OnlineCnmfStage::slow_loop() {
       if (!needed || pos >= head_.load(std::memory_order_acquire)) return;
     }
   }
+}
+
+std::uint64_t OnlineCnmfStage::oldest_kept(std::uint64_t pos) const {
+  std::uint64_t oldest = pos > kept_ ? pos - kept_ : 0;
+  if (added_n_ > 0) {
+    const std::uint32_t cap = static_cast<std::uint32_t>(added_pos_.size());
+    oldest = std::min(oldest, added_pos_[(added_head_ + cap - added_n_) % cap]);
+  }
+  return oldest;
 }
 
 int OnlineCnmfStage::init_seed_border_px() const {
@@ -454,20 +495,36 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
       }
       if (!catch_helper_.joinable()) track_catch_up(t, slot);
     }
-    // The fast path's (or the catch-up's) activations for this frame, by slot.
-    Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
-    Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
-    if (shifts_in_lane_ >= 0)
-      updater_.set_motion(ring_shift_[2 * static_cast<std::size_t>(slot)], ring_shift_[2 * static_cast<std::size_t>(slot) + 1]);
-    // Components found by updates whose model this frame did not have get an estimate.
-    updater_.set_tracked_slots(ring_has_model_[slot] ? ring_next_slot_[slot] : init_.model.next_slot);
-    updater_.add_frame_kept(px, act, bg.head(nb_));
-    for (const auto& [s, v] : updater_.untracked_last()) {
-      if (s < 0 || static_cast<std::uint32_t>(s) >= slots_) continue;
-      if (gaps_.size() < slots_) gaps_.resize(slots_);
-      Gap& g = gaps_[static_cast<std::size_t>(s)];
-      if (g.values.empty()) g.first = t;
-      if (g.first + g.values.size() == t) g.values.push_back(v);  // consecutive frames only
+    // An excluded frame (one the model could not explain) stays out of the statistics and the
+    // new-neuron search, as long as the ring has room for the frames the updater holds.
+    const std::uint32_t cap = static_cast<std::uint32_t>(added_pos_.size());
+    const bool room = added_n_ < cap || slow_pos_ + 1 - added_pos_[(added_head_ + cap - added_n_) % cap] < kept_ + max_skip_;
+    if (ring_excluded_[slot] && room) {
+      // Components estimated frame by frame until their model takes effect (gaps_) keep their
+      // last value through it, so that their frames stay consecutive.
+      for (Gap& g : gaps_)
+        if (!g.values.empty() && g.first + g.values.size() == t) g.values.push_back(g.values.back());
+    } else {
+      if (ring_excluded_[slot]) excluded_added_.fetch_add(1, std::memory_order_relaxed);
+      // The fast path's (or the catch-up's) activations for this frame, by slot.
+      Eigen::Map<const Eigen::VectorXf> act(ring_act_.data() + static_cast<std::size_t>(slot) * slots_, slots_);
+      Eigen::Map<const Eigen::VectorXf> bg(ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1), std::max(nb_, 1));
+      if (shifts_in_lane_ >= 0)
+        updater_.set_motion(ring_shift_[2 * static_cast<std::size_t>(slot)], ring_shift_[2 * static_cast<std::size_t>(slot) + 1]);
+      // Components found by updates whose model this frame did not have get an estimate.
+      updater_.set_tracked_slots(ring_has_model_[slot] ? ring_next_slot_[slot] : init_.model.next_slot);
+      updater_.add_frame_kept(px, act, bg.head(nb_));
+      added_pos_[added_head_] = slow_pos_;
+      added_t_[added_head_] = t;
+      added_head_ = (added_head_ + 1) % cap;
+      added_n_ = std::min(added_n_ + 1, cap);
+      for (const auto& [s, v] : updater_.untracked_last()) {
+        if (s < 0 || static_cast<std::uint32_t>(s) >= slots_) continue;
+        if (gaps_.size() < slots_) gaps_.resize(slots_);
+        Gap& g = gaps_[static_cast<std::size_t>(s)];
+        if (g.values.empty()) g.first = t;
+        if (g.first + g.values.size() == t) g.values.push_back(v);  // consecutive frames only
+      }
     }
   }
   if (!exchange_.is_update_frame(t)) {
@@ -504,6 +561,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     catch_den_.resize(init_.model.k(), first_lag_);
     catch_spk_.resize(init_.model.k(), first_lag_);
     catch_bg_.resize(nb_, first_lag_);
+    catch_fit_.resize(first_lag_, 2);
     catch_count_ = 0;
     if (options_.update_threads > 1) {
       catch_next_.store(slow_pos_ + 1, std::memory_order_relaxed);
@@ -539,13 +597,36 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
 
 void OnlineCnmfStage::record_finds(std::uint64_t t) {
   added_.fetch_add(static_cast<std::uint64_t>(updater_.added_last()), std::memory_order_relaxed);
-  for (const nmf::CnmfUpdater::Born& b : updater_.born_last()) births_.push_back({b, t});
+  const std::uint32_t cap = static_cast<std::uint32_t>(added_t_.size());
+  for (const nmf::CnmfUpdater::Born& b : updater_.born_last()) {
+    births_.push_back({b, t});
+    // The detection's trace is over the last frames the updater was given. Where excluded frames
+    // were left out between them (or this frame was), it is spread back onto frame indices up to
+    // t, each excluded frame holding the value before it.
+    std::vector<float>& tr = births_.back().born.trace;
+    const std::uint32_t n = static_cast<std::uint32_t>(tr.size());
+    if (n == 0 || n > added_n_) continue;
+    const std::uint64_t first = added_t_[(added_head_ + cap - n) % cap];
+    if (first + n == t + 1) continue;  // consecutive, ending at t
+    std::vector<float> spread(static_cast<std::size_t>(t + 1 - first));
+    std::uint32_t j = 0;
+    for (std::uint64_t f = first; f <= t; ++f) {
+      if (j < n && added_t_[(added_head_ + cap - n + j) % cap] == f) {
+        spread[f - first] = tr[j++];
+      } else {
+        spread[f - first] = f > first ? spread[f - first - 1] : tr[0];
+      }
+    }
+    tr = std::move(spread);
+  }
 }
 
 void OnlineCnmfStage::track_catch_up(std::uint64_t t, std::uint32_t slot) {
   const float* px = ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_;
   catch_tracker_.process(px);
   const nmf::CnmfFrameOutput& o = catch_tracker_.output();
+  ring_excluded_[slot] = o.excluded ? 1 : 0;  // read by the slow path after this frame's catch_next_
+  if (o.excluded) excluded_.fetch_add(1, std::memory_order_relaxed);
   const nmf::CnmfModel& im = init_.model;
   float* act = ring_act_.data() + static_cast<std::size_t>(slot) * slots_;
   float* bg = ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1);
@@ -560,6 +641,8 @@ void OnlineCnmfStage::track_catch_up(std::uint64_t t, std::uint32_t slot) {
     catch_den_.col(c) = o.denoised.head(im.k());
     catch_spk_.col(c) = o.spikes.head(im.k());
     if (nb_ > 0) catch_bg_.col(c) = o.background.head(nb_);
+    catch_fit_(c, 0) = o.residual;
+    catch_fit_(c, 1) = o.excluded ? 1.0f : 0.0f;
   }
 }
 
@@ -599,6 +682,7 @@ void OnlineCnmfStage::report(std::vector<std::pair<std::string, double>>& scalar
   if (radius > 0) scalars.emplace_back("neuron_radius", radius);
   const int unrecorded = unrecorded_.load(std::memory_order_relaxed);
   if (unrecorded > 0) scalars.emplace_back("unrecorded_components", unrecorded);
+  scalars.emplace_back("frames_excluded", static_cast<double>(excluded_.load(std::memory_order_relaxed)));
 }
 
 void OnlineCnmfStage::write_results(io::h5::File& f) {
@@ -733,6 +817,12 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
     f.set_attr("/components", "steady_cpu_frames", static_cast<std::int64_t>(last_model_frame_ - steady_frame_));
     f.set_attr("/components", "steady_cpu_s", static_cast<double>(last_model_cpu_ns_ - steady_cpu_ns_) * 1e-9);
   }
+  if (f.exists("/fit/quality")) {
+    f.set_attr("/fit/quality", "columns", std::string("residual,excluded"));
+    f.set_attr("/fit/quality", "frames_excluded", static_cast<std::int64_t>(excluded_.load()));
+    f.set_attr("/fit/quality", "frames_excluded_but_added", static_cast<std::int64_t>(excluded_added_.load()));
+    f.set_attr("/fit/quality", "outlier_residual_ratio", static_cast<double>(options_.outlier_residual_ratio));
+  }
   f.set_attr("/components", "fast_path_model_waits", static_cast<std::int64_t>(waits_));
   f.set_attr("/components", "fast_path_model_wait_s", static_cast<double>(wait_ns_) * 1e-9);
   f.set_attr("/components", "online_model_wait_s", static_cast<double>(online_wait_ns_) * 1e-9);
@@ -777,6 +867,7 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
       write_block(f, "/dff", Eigen::MatrixXf(catch_dff_.leftCols(nc)), init_frames_);
       write_block(f, "/spikes", Eigen::MatrixXf(catch_spk_.leftCols(nc)), init_frames_);
       if (nb_ > 0) write_block(f, "/background/temporal", Eigen::MatrixXf(catch_bg_.leftCols(nc)), init_frames_);
+      write_block(f, "/fit/quality", Eigen::MatrixXf(catch_fit_.topRows(nc)), 0, init_frames_);
     }
   }
   // A component found online: its activity over the buffer its detection used and over the

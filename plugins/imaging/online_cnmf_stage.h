@@ -102,7 +102,7 @@ class OnlineCnmfStage : public Stage {
   bool frozen_ = false;
   std::uint32_t height_ = 0, width_ = 0, pixels_ = 0, slots_ = 0;
   int nb_ = 0;
-  int spikes_lane_ = -1, raw_lane_ = -1, dff_lane_ = -1, bg_lane_ = -1;
+  int spikes_lane_ = -1, raw_lane_ = -1, dff_lane_ = -1, bg_lane_ = -1, fit_lane_ = -1;
   double rate_hz_ = 30;
 
   // fast path
@@ -165,6 +165,18 @@ class OnlineCnmfStage : public Stage {
   // slot's shift (dy, dx) for the updater (CnmfUpdater::set_motion).
   int shifts_in_lane_ = -1;
   std::vector<float> ring_shift_;
+  // Per ring slot: 1 when the tracker (fast path or catch-up) excluded the frame as one the model
+  // cannot explain (CnmfOptions::outlier_residual_ratio); the slow path then does not add it.
+  std::vector<std::uint8_t> ring_excluded_;
+  // The ring positions and frame indices of the last kept_ frames added to the updater (oldest
+  // at added_head_ - added_n_): with excluded frames left out, the updater's kept frames reach
+  // further back than kept_ positions, and the ring releases slots only behind the oldest of
+  // them. At most max_skip_ excluded frames are left out per kept_ added (ring_cap_ has room for
+  // them); an excluded frame beyond that is added after all (counted in excluded_added_).
+  std::vector<std::uint64_t> added_pos_, added_t_;
+  std::uint32_t added_head_ = 0, added_n_ = 0, max_skip_ = 0;
+  // The oldest ring position the updater may still read (slow path).
+  std::uint64_t oldest_kept(std::uint64_t pos) const;
   alignas(64) std::atomic<std::uint64_t> head_{0};
   alignas(64) std::atomic<std::uint64_t> tail_{0};
   std::atomic<bool> stop_{false};
@@ -182,6 +194,7 @@ class OnlineCnmfStage : public Stage {
   // path has a model (at most first_lag of them, contiguous from init_frames).
   nmf::CnmfTracker catch_tracker_;
   Eigen::MatrixXf catch_raw_, catch_den_, catch_spk_, catch_dff_, catch_bg_;  // K0 x first_lag, nb x first_lag
+  Eigen::MatrixXf catch_fit_;  // first_lag x 2: residual, excluded (/fit/quality's rows)
   std::uint64_t catch_count_ = 0;
   // With update_threads > 1 (replays with a spare core) the catch-up tracking runs on a helper
   // ahead of the slow path, which folds each frame once the helper is past it: ring positions
@@ -202,6 +215,9 @@ class OnlineCnmfStage : public Stage {
   std::atomic<int> k_{0};
   std::atomic<float> radius_used_{0};  // soma radius the initialisation ran at (0 before it)
   std::atomic<std::uint64_t> updates_{0}, dropped_{0}, added_{0}, merged_{0}, removed_{0};
+  // Frames excluded as outliers (fast path and catch-up), and those of them the slow path had to
+  // add all the same (max_skip_).
+  std::atomic<std::uint64_t> excluded_{0}, excluded_added_{0};
   std::atomic<int> unrecorded_{0};  // most components alive at once without a result row
 };
 

@@ -148,6 +148,8 @@ int run_pipeline(Pipeline& pipeline, const RunOptions& opt) {
             std::snprintf(x, sizeof x, "  bidi %.0f px", v);
           else if (k.ends_with(".outliers_held") && v != 0)  // frames motion correction could not register
             std::snprintf(x, sizeof x, "  outliers held %.0f", v);
+          else if (k.ends_with(".frames_excluded") && v != 0)  // frames the CNMF model could not explain
+            std::snprintf(x, sizeof x, "  excluded %.0f", v);
           else if (k.ends_with(".vaf"))
             std::snprintf(x, sizeof x, "  VAF %.1f%%", 100 * v);
           else
