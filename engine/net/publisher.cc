@@ -132,10 +132,11 @@ void Publisher::bind() {
 }
 
 void Publisher::add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane,
-                           int event_lane, int dff_lane, int shifts_lane, int motion_quality_lane) {
+                           int event_lane, int dff_lane, int shifts_lane, int motion_quality_lane,
+                           int fit_quality_lane) {
   channel->set_doorbell(&doorbell_);
   inputs_.push_back({stream_id, "act/" + stream_id, channel, spikes_lane, event_lane,
-                     "event/" + stream_id, dff_lane, shifts_lane, motion_quality_lane});
+                     "event/" + stream_id, dff_lane, shifts_lane, motion_quality_lane, fit_quality_lane});
 }
 
 void Publisher::start() {
@@ -249,6 +250,8 @@ void Publisher::run() {
             mo->set_held(q[1] != 0.0f);
           }
         }
+        if (in.fit_quality_lane > 0 && f->lane(in.fit_quality_lane).size >= 2)
+          act.set_excluded(f->lane(in.fit_quality_lane).data[1] != 0.0f);
         act.SerializeToString(&buf);
         // Closed-loop triggers go out right after the activations that caused them.
         bool fired = false;

@@ -39,11 +39,11 @@ class Publisher : public Outbox {
   // Publishes each frame popped from `channel` on act/<stream_id>. `spikes_lane` and `dff_lane`
   // (-1 = none) are sent as Activations.spikes and .dff; `event_lane` (-1 = none) holds [fired,
   // component, value] and fired frames also go out as an Event on event/<stream_id>;
-  // `shifts_lane` (dy, dx) with `motion_quality_lane` (peak, held) as Activations.motion. Before
-  // start().
+  // `shifts_lane` (dy, dx) with `motion_quality_lane` (peak, held) as Activations.motion;
+  // `fit_quality_lane` (residual, excluded) as Activations.excluded. Before start().
   void add_stream(const std::string& stream_id, FrameChannel* channel, int spikes_lane,
                   int event_lane = -1, int dff_lane = -1, int shifts_lane = -1,
-                  int motion_quality_lane = -1);
+                  int motion_quality_lane = -1, int fit_quality_lane = -1);
   // Called once per stats interval on the publisher thread; its result is sent on `stats`.
   void set_stats_provider(std::function<v1::Stats()> provider) { stats_ = std::move(provider); }
   // Answers control requests on the publisher thread.
@@ -76,6 +76,7 @@ class Publisher : public Outbox {
     int dff_lane;
     int shifts_lane;
     int motion_quality_lane;
+    int fit_quality_lane;
     std::uint64_t next_message = 0;  // Activations.message_seq
   };
   void run();

@@ -222,7 +222,8 @@ void Pipeline::start_impl() {
       s.publish = std::make_unique<FrameChannel>(out_depth, out_caps, s.policy, 0);
       publisher_->add_stream(s.cfg.id(), s.publish.get(), s.out_spec.lane_index("spikes"),
                              s.out_spec.lane_index("event"), s.out_spec.lane_index("dff"),
-                             s.out_spec.lane_index("shifts"), s.out_spec.lane_index("motion_quality"));
+                             s.out_spec.lane_index("shifts"), s.out_spec.lane_index("motion_quality"),
+                             s.out_spec.lane_index("fit_quality"));
     }
     for (auto& slot : s.sinks)
       slot.channel = std::make_unique<FrameChannel>(out_depth, out_caps, s.policy, 0);

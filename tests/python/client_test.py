@@ -102,6 +102,9 @@ def check_format(proto_dir):
     msg.motion.dy, msg.motion.dx, msg.motion.held = 1.5, -0.25, True
     line = rtnmf_client.format_activations("act/cam", msg, 3000)
     assert line.endswith("dff[3]: 0.25 0.5 1.5 shift 1.50 -0.25 (held: registration rejected this frame)"), line
+    msg.excluded = True
+    line = rtnmf_client.format_activations("act/cam", msg, 3000)
+    assert line.endswith("(held: registration rejected this frame) excluded: the model could not explain this frame (values held)"), line
     print("sub line with dF/F and motion: OK")
 
 

@@ -122,9 +122,9 @@ stream { id: "dec" overload: BLOCK
   }
 }
 
-// Adds the lanes the publisher sends beside the values: "spikes" and "dff" (as the online CNMF
-// stage does) and "shifts" / "motion_quality" (as motion correction does), each frame's entries
-// derived from its seq.
+// Adds the lanes the publisher sends beside the values: "spikes", "dff" and "fit_quality" (as the
+// online CNMF stage does) and "shifts" / "motion_quality" (as motion correction does), each
+// frame's entries derived from its seq.
 class SpikesAndDffStage : public Stage {
  public:
   using Stage::Stage;
@@ -136,6 +136,7 @@ class SpikesAndDffStage : public Stage {
     dff_ = out.add_lane("dff", 3);
     shifts_ = out.add_lane("shifts", 2);
     quality_ = out.add_lane("motion_quality", 2);
+    fit_ = out.add_lane("fit_quality", 2);
     return out;
   }
   void do_process(Frame& f) override {
@@ -154,10 +155,15 @@ class SpikesAndDffStage : public Stage {
     q.data[0] = 0.5f;
     q.data[1] = f.header.seq % 7 == 3 ? 1.0f : 0.0f;
     sh.size = q.size = 2;
+    // As the online CNMF stage: (residual, excluded); every 5th frame excluded.
+    Lane& fq = f.lane(fit_);
+    fq.data[0] = 100.0f;
+    fq.data[1] = f.header.seq % 5 == 2 ? 1.0f : 0.0f;
+    fq.size = 2;
   }
 
  private:
-  int spikes_ = -1, dff_ = -1, shifts_ = -1, quality_ = -1;
+  int spikes_ = -1, dff_ = -1, shifts_ = -1, quality_ = -1, fit_ = -1;
 };
 RTNMF_REGISTER_STAGE("test_spikes_dff", "test only", SpikesAndDffStage);
 
@@ -195,6 +201,7 @@ stream { id: "lanes" overload: BLOCK
     EXPECT_EQ(act.motion().dx(), -1.5f);
     EXPECT_EQ(act.motion().peak(), 0.5f);
     EXPECT_EQ(act.motion().held(), act.seq() % 7 == 3);
+    EXPECT_EQ(act.excluded(), act.seq() % 5 == 2);
     ++n;
   }
   EXPECT_EQ(n, 50u);

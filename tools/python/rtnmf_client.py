@@ -142,7 +142,8 @@ class Control:
 def format_activations(topic, msg, t_ns):
     """One line for an Activations message received at t_ns (CLOCK_MONOTONIC): seq, latency,
     the first values and, when the pipeline makes them (calcium imaging), the first dF/F and the
-    frame's motion correction (flagged when its shift was held)."""
+    frame's motion correction (flagged when its shift was held), and a flag when the model could
+    not explain the frame (its values held)."""
     lat_us = (t_ns - msg.t_received_ns) / 1e3
     line = "%s seq %d latency %.0f us values[%d]: %s" % (
         topic, msg.seq, lat_us, len(msg.values), " ".join("%.3g" % v for v in list(msg.values)[:6]))
@@ -152,6 +153,8 @@ def format_activations(topic, msg, t_ns):
         line += " shift %.2f %.2f" % (msg.motion.dy, msg.motion.dx)
         if msg.motion.held:
             line += " (held: registration rejected this frame)"
+    if msg.excluded:
+        line += " excluded: the model could not explain this frame (values held)"
     return line
 
 
