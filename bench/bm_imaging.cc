@@ -17,6 +17,7 @@
 #include "engine/io/tiff_writer.h"
 #include "engine/nmf/cnmf.h"
 #include "engine/nmf/oasis.h"
+#include "engine/nmf/squares.h"
 
 namespace {
 
@@ -109,7 +110,9 @@ void init_tracker(CnmfTracker& tracker, const CnmfModel& model) {
 // Fast path alone: Aᵀy and bᵀy, warm HALS on the Gram of [A b], OASIS, baselines.
 // Arg 0 `ar`: the deconvolution's order (1, or 2 with the calcium-2p default kinetics, rise
 // 0.05 s and decay 0.4 s at 30 Hz). Arg 1 `cold`: 1 evicts the caches before every frame (64 MiB
-// written, untimed), as at 30 Hz when the slow path runs on the other core between frames.
+// written, untimed), as at 30 Hz when the slow path runs on the other core between frames. Each
+// frame's squared norm is given, as the online CNMF stage's copy of the frame into the slow
+// path's ring computes it (copy_sum_squares).
 void BM_CnmfTracker_Frame(benchmark::State& state) {
   const int ar = static_cast<int>(state.range(0));
   const bool cold = state.range(1) != 0;
@@ -122,6 +125,9 @@ void BM_CnmfTracker_Frame(benchmark::State& state) {
   }
   CnmfTracker tracker;
   init_tracker(tracker, model);
+  std::vector<double> squares(kFrames);
+  for (int f = 0; f < kFrames; ++f)
+    squares[static_cast<std::size_t>(f)] = rtnmf::nmf::sum_squares(sc.frames.col(f).data(), static_cast<std::size_t>(sc.frames.rows()));
   std::vector<char> evict(cold ? std::size_t{64} << 20 : 0);
   std::vector<double> us;
   us.reserve(1 << 16);
@@ -135,7 +141,7 @@ void BM_CnmfTracker_Frame(benchmark::State& state) {
       state.ResumeTiming();
     }
     const auto t0 = std::chrono::steady_clock::now();
-    tracker.process(sc.frames.col(t % kFrames).data());
+    tracker.process(sc.frames.col(t % kFrames).data(), squares[static_cast<std::size_t>(t % kFrames)]);
     const auto t1 = std::chrono::steady_clock::now();
     us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
     const Eigen::VectorXf& c = tracker.output().activation;
@@ -185,7 +191,8 @@ void BM_Registration_Frame(benchmark::State& state) {
 }
 BENCHMARK(BM_Registration_Frame)->Arg(64)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMicrosecond);
 
-// Whole per-frame chain of calcium-2p on one core: registration (default options) + fast path.
+// Whole per-frame chain of calcium-2p on one core: registration (default options), the online
+// CNMF stage's copy of the frame into the slow path's ring (with its squared norm), fast path.
 void BM_ImagingChain_Frame(benchmark::State& state) {
   Scene& sc = scene();
   CnmfTracker tracker;
@@ -194,16 +201,18 @@ void BM_ImagingChain_Frame(benchmark::State& state) {
   reg.init(kSide, kSide, {});
   reg.set_template(sc.frames.col(0).data());
   std::vector<float> work(static_cast<std::size_t>(kSide) * kSide);
+  Eigen::MatrixXf ring(static_cast<Eigen::Index>(work.size()), 16);  // 16 MiB: not in the caches
   std::vector<double> us;
   int t = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    const float* f = sc.frames.col(t++ % kFrames).data();
+    const float* f = sc.frames.col(t % kFrames).data();
     std::copy(f, f + work.size(), work.begin());
     state.ResumeTiming();
     const auto t0 = std::chrono::steady_clock::now();
     reg.correct(work.data(), 0.01f);
-    tracker.process(work.data());
+    const double sq = rtnmf::nmf::copy_sum_squares(ring.col(t++ % 16).data(), work.data(), work.size());
+    tracker.process(work.data(), sq);
     us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   report_latency(state, us);

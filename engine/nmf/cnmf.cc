@@ -11,6 +11,7 @@
 #include "engine/nmf/batch_nmf.h"
 #include "engine/nmf/cnmf_internal.h"
 #include "engine/nmf/ring_background.h"
+#include "engine/nmf/squares.h"
 #include "engine/nmf/touch.h"
 
 namespace rtnmf::nmf {
@@ -357,7 +358,7 @@ void CnmfTracker::set_model(const CnmfModel* model) {
   model_ = model;
 }
 
-void CnmfTracker::process(const float* frame) {
+void CnmfTracker::process(const float* frame, double squared_norm) {
   const CnmfModel& m = *model_;
   const int K = m.k(), n = K + nb_;
   const Eigen::Index P = static_cast<Eigen::Index>(m.height) * m.width;
@@ -398,8 +399,8 @@ void CnmfTracker::process(const float* frame) {
     if (change <= options_.fast_tolerance * options_.fast_tolerance * norm) break;
   }
   // The fit's residual, ||y - U x||^2 = ||y||^2 - 2 xᵀUᵀy + xᵀ(UᵀU)x with U = [A b] (ring model:
-  // Ã against z), from the products already at hand: one more pass over the frame (its squared
-  // norm) and one over the Gram's non-zeros.
+  // Ã against z), from the products already at hand: the frame's squared norm (the caller's, or
+  // one more pass over it) and one pass over the Gram's non-zeros.
   {
     double lin = 0, quad = 0;
     for (int i = 0; i < n; ++i) {
@@ -410,7 +411,9 @@ void CnmfTracker::process(const float* frame) {
       lin += static_cast<double>(xi) * rhs_(i);
       quad += static_cast<double>(xi) * dot;
     }
-    const double yy = m.ring.active() ? static_cast<double>(ring_z_.squaredNorm()) : static_cast<double>(y.squaredNorm());
+    const double yy = m.ring.active()      ? sum_squares(ring_z_.data(), static_cast<std::size_t>(P))
+                      : squared_norm >= 0 ? squared_norm
+                                          : sum_squares(frame, static_cast<std::size_t>(P));
     out_.residual = static_cast<float>(std::max(0.0, yy - 2 * lin + quad) / static_cast<double>(P));
   }
   out_.excluded = false;

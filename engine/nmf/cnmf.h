@@ -300,8 +300,10 @@ class CnmfTracker {
   // components by id, new components start fresh. Does not allocate (K <= max_components,
   // else throws std::length_error before touching any state). Processing thread.
   void set_model(const CnmfModel* model);
-  // One registered frame (P floats). Does not allocate, lock or log. Processing thread.
-  void process(const float* frame);
+  // One registered frame (P floats). `squared_norm`: the frame's sum_squares (squares.h) when
+  // the caller has it (copy_sum_squares), which saves a pass over the frame; negative: computed
+  // here. Does not allocate, lock or log. Processing thread.
+  void process(const float* frame, double squared_norm = -1.0);
   // Reads what the next process() will use besides the model (touch_model) into the caches: the
   // per-component state and each trace's last deconvolution pool. Changes nothing; the return
   // value only keeps the reads. Between frames, processing thread.

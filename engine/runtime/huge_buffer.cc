@@ -1,10 +1,8 @@
 #include "engine/runtime/huge_buffer.h"
 
-#include <immintrin.h>
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <cstring>
 #include <new>
 #include <utility>
 
@@ -55,24 +53,6 @@ void HugeBuffer::assign(std::size_t n, float v) {
   (void)madvise(data_, mapped_, MADV_HUGEPAGE);  // best effort
 #endif
   std::fill(data_, data_ + n, v);
-}
-
-void stream_copy(float* dst, const float* src, std::size_t n) {
-  std::size_t i = 0;
-#ifdef __AVX2__
-  if ((reinterpret_cast<std::uintptr_t>(dst) & 31) == 0) {
-    for (; i + 32 <= n; i += 32) {
-      const __m256 a = _mm256_loadu_ps(src + i), b = _mm256_loadu_ps(src + i + 8);
-      const __m256 c = _mm256_loadu_ps(src + i + 16), d = _mm256_loadu_ps(src + i + 24);
-      _mm256_stream_ps(dst + i, a);
-      _mm256_stream_ps(dst + i + 8, b);
-      _mm256_stream_ps(dst + i + 16, c);
-      _mm256_stream_ps(dst + i + 24, d);
-    }
-    _mm_sfence();
-  }
-#endif
-  if (i < n) std::memcpy(dst + i, src + i, (n - i) * sizeof(float));
 }
 
 }  // namespace rtnmf

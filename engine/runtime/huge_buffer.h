@@ -33,9 +33,4 @@ class HugeBuffer {
   std::size_t mapped_ = 0;  // bytes mapped (rounded up to 2 MiB)
 };
 
-// dst[0, n) = src[0, n) with non-temporal stores where dst is 32-byte aligned (a frame handed to
-// another thread's ring is not read again by this one, so it need not evict the data this thread
-// reads next). Bit-identical to memcpy. No allocation.
-void stream_copy(float* dst, const float* src, std::size_t n);
-
 }  // namespace rtnmf

@@ -12,6 +12,7 @@
 
 #include "engine/io/h5.h"
 #include "engine/io/movie_h5.h"
+#include "engine/nmf/squares.h"
 #include "engine/runtime/realtime.h"
 #include "engine/runtime/registry.h"
 
@@ -354,10 +355,11 @@ void OnlineCnmfStage::do_process(Frame& frame) {
     for (std::uint32_t p = 0; p < pixels_; ++p) px[p] += offset_;
   float* act = ring_act_.data() + static_cast<std::size_t>(slot) * slots_;
   float* bgr = ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1);
+  double squared_norm = -1.0;  // the tracker's fit residual needs it: summed during the copy
   if (to_slow) {
     // Streaming stores: this thread does not read the copy again, so it need not evict the
     // footprints and background it reads next (and a cold ring slot costs no read for ownership).
-    stream_copy(ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_, px, pixels_);
+    squared_norm = nmf::copy_sum_squares(ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_, px, pixels_);
   }
   Lane& spk = frame.lane(spikes_lane_);
   Lane& raw = frame.lane(raw_lane_);
@@ -369,7 +371,7 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   bool excluded = false;
   const std::uint32_t used = static_cast<std::uint32_t>(slots_used_);
   if (tracking_) {
-    tracker_.process(px);
+    tracker_.process(px, squared_norm);
     const nmf::CnmfFrameOutput& o = tracker_.output();
     excluded = o.excluded;
     fit.data[0] = o.residual;

@@ -3,7 +3,9 @@
 // Fast path (process, processing thread): the current model's traces for this frame by
 // warm-started HALS on sparse footprints and the low-rank background, online OASIS per neuron;
 // no allocation, no lock. Output: lane 0 = denoised traces by result slot (/traces, K x T),
-// lanes "spikes" (/spikes), "raw_traces" (/raw_traces), "background" (/background/temporal).
+// lanes "spikes" (/spikes), "raw_traces" (/raw_traces), "background" (/background/temporal),
+// "fit_quality" (/fit/quality: the fit's residual, and 1 on frames excluded as ones the model
+// cannot explain, CnmfOptions::outlier_residual_ratio; the slow path does not add those).
 // Each component keeps one result slot (row of the published activations) for the whole run;
 // the rows of removed or merged components stop. The result file holds the final components
 // (slot order) and moves the others to /retired/ (write_results).

@@ -1,13 +1,12 @@
-// HugeBuffer (2 MiB-aligned, huge-page-advised, pre-touched) and stream_copy (non-temporal
-// copy), used for the CNMF stage's pixel ring; cpus_outside, which keeps slow-path threads off
-// the CPUs reserved for frame-carrying threads.
+// HugeBuffer (2 MiB-aligned, huge-page-advised, pre-touched), used for the CNMF stage's pixel
+// ring; cpus_outside, which keeps slow-path threads off the CPUs reserved for frame-carrying
+// threads.
 #include "engine/runtime/huge_buffer.h"
 
 #include <gtest/gtest.h>
 #include <sched.h>
 
 #include <cstdint>
-#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -41,23 +40,6 @@ TEST(HugeBuffer, IsAlignedFilledMovableAndFreedByAnEmptyAssign) {
   d.assign(0, 0.0f);
   EXPECT_EQ(d.data(), nullptr);
   EXPECT_EQ(d.size(), 0u);
-}
-
-TEST(StreamCopy, EqualsMemcpyForEveryAlignmentAndLengthAndWritesNothingBeyond) {
-  std::vector<float> src(300);
-  for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i) * 0.37f - 20.0f;
-  HugeBuffer dst;
-  dst.assign(400, -7.0f);
-  for (std::size_t off : {0u, 1u, 3u, 8u, 9u}) {          // aligned (0, 8) and not
-    for (std::size_t n : {0u, 5u, 31u, 32u, 33u, 96u, 257u}) {
-      std::fill(dst.data(), dst.data() + 400, -7.0f);
-      stream_copy(dst.data() + off, src.data() + 1, n);  // source misaligned too
-      EXPECT_EQ(std::memcmp(dst.data() + off, src.data() + 1, n * sizeof(float)), 0)
-          << "offset " << off << " length " << n;
-      for (std::size_t i = 0; i < off; ++i) EXPECT_EQ(dst.data()[i], -7.0f);
-      for (std::size_t i = off + n; i < 400; ++i) ASSERT_EQ(dst.data()[i], -7.0f) << i;
-    }
-  }
 }
 
 TEST(Realtime, CpusOutsideIsTheRestOfTheAllowedSet) {
