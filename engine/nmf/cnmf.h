@@ -229,6 +229,31 @@ float estimate_soma_radius(const Eigen::SparseMatrix<float>& footprints, std::ui
 CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> frames, const CnmfOptions& options,
                                const Eigen::SparseMatrix<float>* seeds = nullptr);
 
+// The batch's frames the model cannot explain (CnmfOptions::outlier_residual_ratio: stimulation
+// light, a shutter), found by cnmf_initialize_screened: per frame of the batch, the residual of
+// a tracker run with the first initialisation's model and whether the outlier test excluded it;
+// `kept` frames were left (the first columns of the batch afterwards).
+struct CnmfBatchScreen {
+  std::vector<float> residual;
+  std::vector<std::uint8_t> excluded;
+  Eigen::Index kept = 0;
+};
+
+// cnmf_initialize without the batch's outlier frames: initialises on all of `frames`, runs a
+// tracker with that model over them (the outlier test on, its reference the batch's median
+// residual until it has a history of its own) and, when it excluded frames (at most a third; more
+// are taken for a change of regime and kept), moves the others to the front of `frames` and
+// initialises again on those `screen.kept` columns. The result's traces then cover the kept
+// frames (CnmfUpdater::init wants them with frames.leftCols(kept)); expand_screened_traces()
+// spreads them back over every frame. Costs two passes of the tracker over the batch, and a second
+// initialisation only when frames were excluded. Allocates.
+CnmfInitResult cnmf_initialize_screened(Eigen::MatrixXf& frames, const CnmfOptions& options,
+                                        const Eigen::SparseMatrix<float>* seeds, CnmfBatchScreen& screen);
+// Traces and background traces of a screened initialisation over every frame of its batch, an
+// excluded frame holding the values of the kept frame before it (the first kept frame's before
+// that).
+void expand_screened_traces(CnmfInitResult& init, const CnmfBatchScreen& screen);
+
 // The fast path's running baseline per component (CnmfTracker): the quantile it tracks, the
 // fraction of recent frames below it beyond which its downward step grows, the rate of that
 // running fraction (per frame), the growth per unit of fraction, and the largest multiple of the

@@ -958,4 +958,70 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   return res;
 }
 
+CnmfInitResult cnmf_initialize_screened(Eigen::MatrixXf& y, const CnmfOptions& o,
+                                        const Eigen::SparseMatrix<float>* seeds, CnmfBatchScreen& screen) {
+  const Eigen::Index T = y.cols();
+  screen.residual.assign(static_cast<std::size_t>(T), 0.0f);
+  screen.excluded.assign(static_cast<std::size_t>(T), 0);
+  screen.kept = T;
+  CnmfInitResult res = cnmf_initialize(y, o, seeds);
+  const CnmfModel& m = res.model;
+  if (o.outlier_residual_ratio <= 0 || T < kResidualMinHistory || m.k() + m.nb() == 0) return res;
+  CnmfOptions to = o;
+  to.max_components = std::max(1, m.k());
+  auto run = [&](const CnmfModel& model, float ratio) {
+    to.outlier_residual_ratio = ratio;
+    CnmfTracker tracker;
+    tracker.init(to, model.nb());
+    tracker.set_model(&model);
+    Eigen::Index n = 0;
+    for (Eigen::Index t = 0; t < T; ++t) {
+      tracker.process(y.col(t).data());
+      screen.residual[static_cast<std::size_t>(t)] = tracker.output().residual;
+      screen.excluded[static_cast<std::size_t>(t)] = tracker.output().excluded ? 1 : 0;
+      n += screen.excluded[static_cast<std::size_t>(t)];
+    }
+    return n;
+  };
+  // The batch's median residual, the test's reference until the tracker has its own history; no
+  // frame above the limit (the usual case): nothing to screen.
+  run(m, 0.0f);
+  std::vector<float> r = screen.residual;
+  std::nth_element(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(r.size() / 2), r.end());
+  const float median = r[r.size() / 2];
+  const float limit = o.outlier_residual_ratio * median;
+  if (std::none_of(screen.residual.begin(), screen.residual.end(), [&](float v) { return v > limit; })) return res;
+  CnmfModel reference = m;
+  reference.typical_residual = median;
+  const Eigen::Index excluded = run(reference, o.outlier_residual_ratio);
+  if (excluded == 0 || 3 * excluded > T) {
+    std::fill(screen.excluded.begin(), screen.excluded.end(), 0);
+    return res;
+  }
+  Eigen::Index kept = 0;
+  for (Eigen::Index t = 0; t < T; ++t) {
+    if (screen.excluded[static_cast<std::size_t>(t)]) continue;
+    if (kept != t) y.col(kept) = y.col(t);
+    ++kept;
+  }
+  screen.kept = kept;
+  return cnmf_initialize(y.leftCols(kept), o, seeds);
+}
+
+void expand_screened_traces(CnmfInitResult& init, const CnmfBatchScreen& screen) {
+  const Eigen::Index T = static_cast<Eigen::Index>(screen.excluded.size());
+  if (screen.kept == T || init.traces.cols() != screen.kept || screen.kept == 0) return;
+  auto spread = [&](const Eigen::MatrixXf& in) {
+    Eigen::MatrixXf out(in.rows(), T);
+    Eigen::Index j = 0;
+    for (Eigen::Index t = 0; t < T; ++t) {
+      if (!screen.excluded[static_cast<std::size_t>(t)]) out.col(t) = in.col(j++);
+      else out.col(t) = t > 0 ? Eigen::VectorXf(out.col(t - 1)) : Eigen::VectorXf(in.col(0));
+    }
+    return out;
+  };
+  init.traces = spread(init.traces);
+  if (init.background_traces.cols() == screen.kept) init.background_traces = spread(init.background_traces);
+}
+
 }  // namespace rtnmf::nmf

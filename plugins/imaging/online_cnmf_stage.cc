@@ -247,6 +247,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   excluded_added_.store(0, std::memory_order_relaxed);
   head_ = tail_ = 0;
   init_movie_.resize(pixels_, init_frames_);
+  init_screen_ = nmf::CnmfBatchScreen{};
   initialised_ = false;
   final_model_ = empty;
   stop_ = false;
@@ -550,9 +551,12 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     // 0.952-0.979 (mean +0.012, precision up to +0.04); 1-2 px of motion and no motion: identical.
     nmf::CnmfOptions io = options_;
     io.seed_border_px = init_seed_border_px();
-    init_ = nmf::cnmf_initialize(init_movie_, io, seeds_.cols() ? &seeds_ : nullptr);
+    // Without the batch's frames the model cannot explain (light during the first frames).
+    init_ = nmf::cnmf_initialize_screened(init_movie_, io, seeds_.cols() ? &seeds_ : nullptr, init_screen_);
     seeds_ = Eigen::SparseMatrix<float>();  // used only by the initialisation
-    updater_.init(options_, init_, init_movie_);  // at init_.neuron_radius (auto_radius)
+    updater_.init(options_, init_, init_movie_.leftCols(init_screen_.kept));  // at init_.neuron_radius (auto_radius)
+    nmf::expand_screened_traces(init_, init_screen_);  // the result file's rows cover every frame
+    excluded_.fetch_add(static_cast<std::uint64_t>(init_movie_.cols() - init_screen_.kept), std::memory_order_relaxed);
     radius_used_.store(init_.neuron_radius, std::memory_order_relaxed);
     back = init_.model;
     initialised_ = true;
@@ -862,6 +866,14 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
     write_block(f, "/dff", dff, 0);
     write_block(f, "/spikes", spk, 0);
     if (nb_ > 0) write_block(f, "/background/temporal", init_.background_traces, 0);
+    if (init_screen_.residual.size() == static_cast<std::size_t>(T0)) {
+      Eigen::MatrixXf fit(T0, 2);
+      for (Eigen::Index t = 0; t < T0; ++t) {
+        fit(t, 0) = init_screen_.residual[static_cast<std::size_t>(t)];
+        fit(t, 1) = init_screen_.excluded[static_cast<std::size_t>(t)];
+      }
+      write_block(f, "/fit/quality", fit, 0, 0);
+    }
     const Eigen::Index nc = static_cast<Eigen::Index>(catch_count_);
     if (nc > 0) {
       write_block(f, "/traces", Eigen::MatrixXf(catch_den_.leftCols(nc)), init_frames_);

@@ -189,6 +189,7 @@ class OnlineCnmfStage : public Stage {
   nmf::CnmfUpdater updater_;
   Eigen::MatrixXf init_movie_;
   nmf::CnmfInitResult init_;
+  nmf::CnmfBatchScreen init_screen_;  // the batch's outlier frames (left out of the initialisation)
   Eigen::SparseMatrix<float> seeds_;  // init_from's footprints (P x K0), empty without it
   bool initialised_ = false;
   std::string slow_error_;

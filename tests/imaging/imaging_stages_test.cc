@@ -362,9 +362,9 @@ TEST(OnlineCnmfStage, SteadyStateProcessDoesNotAllocateAndReplaysAreBitIdentical
   EXPECT_GT(late, 0.0f);
 }
 
-// A stimulation light leaking into the detector: rows [8, 40) of frames 260-265, 330-335, ...
-// (8 bursts of 6 frames after the first model) brighter by 400 photons.
-bool stimulated(std::uint32_t t) { return t >= 260 && t < 820 && (t - 260) % 70 < 6; }
+// A stimulation light leaking into the detector: rows [8, 40) of frames first to first + 5,
+// first + 70 to first + 75, ... (8 bursts of 6 frames) brighter by 400 photons.
+bool stimulated(std::uint32_t t, std::uint32_t first = 260) { return t >= first && t < first + 560 && (t - first) % 70 < 6; }
 
 struct ExclusionRun {
   std::vector<float> residual;                 // /fit/quality column 0 per frame
@@ -377,7 +377,7 @@ struct ExclusionRun {
 
 // With `blob`, the stimulated frames get a bright compact spot instead (Gaussian, sd 3 px, in
 // another place each burst): what a neuron the model does not have yet looks like, firing.
-ExclusionRun run_stimulated(float ratio, bool blob = false) {
+ExclusionRun run_stimulated(float ratio, bool blob = false, std::uint32_t first = 260) {
   sim::CalciumSimOptions so = rtnmf::test::small_sparse_movie(4);
   so.frames = 900;
   sim::CalciumSimulator simulator(so);
@@ -401,11 +401,11 @@ ExclusionRun run_stimulated(float ratio, bool blob = false) {
   for (std::uint32_t t = 0; t < so.frames; ++t) {
     f.set_shape(so.height * so.width, 1);
     simulator.render(t, f.data());
-    if (stimulated(t) && !blob)
+    if (stimulated(t, first) && !blob)
       for (std::uint32_t p = 8 * so.width; p < 40 * so.width; ++p) f.data()[p] += 400.0f;
-    if (stimulated(t) && blob) {
+    if (stimulated(t, first) && blob) {
       constexpr float kSpots[8][2] = {{50, 14}, {12, 50}, {50, 50}, {14, 14}, {32, 32}, {20, 40}, {44, 24}, {8, 30}};
-      const float* c = kSpots[(t - 260) / 70];
+      const float* c = kSpots[(t - first) / 70];
       for (std::uint32_t y = 0; y < so.height; ++y)
         for (std::uint32_t x = 0; x < so.width; ++x)
           f.data()[y * so.width + x] += 1500.0f * std::exp(-(std::pow(y - c[0], 2.0f) + std::pow(x - c[1], 2.0f)) / 18.0f);
@@ -489,6 +489,15 @@ TEST(OnlineCnmfStage, FramesTheModelCannotExplainAreExcludedAndTheirTracesHeld) 
   }
   EXPECT_GE(over, 30) << "the spot's frames should be over the ratio (typical residual " << typical << ")";
   EXPECT_EQ(spot.frames_excluded, 0.0);
+  // Light during the initialisation's batch (frames 0-199; bursts from frame 50): the batch is
+  // screened with its first model and initialised again without those frames.
+  const ExclusionRun early = run_stimulated(0.0f, false, 50);
+  const ExclusionRun early_off = run_stimulated(-1.0f, false, 50);
+  for (std::uint32_t t = 399; t < early.excluded.size(); ++t)
+    EXPECT_EQ(early.excluded[t], stimulated(t, 50) ? 1 : 0) << "frame " << t;
+  EXPECT_EQ(early.frames_excluded, 48.0);  // 18 in the batch, 12 in the catch-up, 18 on the lane
+  EXPECT_EQ(early.unmatched, 0) << early.components << " components";
+  EXPECT_GT(early_off.unmatched, 0) << early_off.components << " components";
   v1::StageConfig bad;
   bad.set_type("online_cnmf");
   bad.mutable_imaging()->set_outlier_residual_ratio(0.5f);
