@@ -37,6 +37,35 @@ StreamSpec imaging_spec(std::uint32_t h, std::uint32_t w, double rate) {
   return s;
 }
 
+// Starting `stage` on `in` must fail with a message containing `message`.
+void expect_start_refused(Stage& stage, const StreamSpec& in, const std::string& message) {
+  try {
+    stage.start(in, StageContext{});
+    ADD_FAILURE() << "started; expected: " << message;
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+  }
+}
+
+// The online_cnmf stage as the tests below run it on small movies: initialisation on 200 frames,
+// an update every 50, in replay with a model lag of 5 frames. Returns the output spec.
+std::unique_ptr<Stage> small_cnmf_stage(const sim::CalciumSimOptions& so, StreamSpec& in, StreamSpec& out,
+                                        float outlier_ratio = 0.0f) {
+  v1::StageConfig cfg;
+  cfg.set_type("online_cnmf");
+  cfg.mutable_imaging()->set_init_frames(200);
+  cfg.mutable_imaging()->set_update_every(50);
+  cfg.mutable_imaging()->set_max_components(100);
+  if (outlier_ratio != 0) cfg.mutable_imaging()->set_outlier_residual_ratio(outlier_ratio);
+  std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
+  in = imaging_spec(so.height, so.width, so.frame_rate_hz);
+  StageContext ctx;
+  ctx.mode = RunMode::kReplay;
+  ctx.model_lag_frames = 5;
+  out = st->start(in, ctx);
+  return st;
+}
+
 TEST(DffStage, GivesDeltaFOverFOnAKnownBaselineAndRectifies) {
   v1::StageConfig cfg;
   cfg.set_type("dff");
@@ -222,13 +251,8 @@ TEST(MotionCorrectStage, HoldsThePreviousShiftOnFramesItCannotRegister) {
   v1::StageConfig bad;
   bad.set_type("motion_correct");
   bad.mutable_imaging()->set_outlier_peak_ratio(1.5f);
-  std::unique_ptr<Stage> st = Registry::instance().make_stage(bad);
-  try {
-    st->start(imaging_spec(128, 128, 30.0), StageContext{});
-    ADD_FAILURE() << "a ratio of 1.5 was accepted";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("outlier_peak_ratio 1.5 is not below 1"), std::string::npos) << e.what();
-  }
+  expect_start_refused(*Registry::instance().make_stage(bad), imaging_spec(128, 128, 30.0),
+                       "outlier_peak_ratio 1.5 is not below 1");
 }
 
 // Resonant-scan comb: every odd line of the movie displaced 3 px. bidi_phase_auto measures the
@@ -290,13 +314,7 @@ TEST(MotionCorrectStage, CorrectsTheBidirectionalScanOffset) {
   for (const auto& [bidi, automatic, message] :
        {std::make_tuple(2, true, std::string("bidi_phase and bidi_phase_auto: set one")),
         std::make_tuple(-128, false, std::string("bidi_phase -128 is not smaller than the frame width 128"))}) {
-    std::unique_ptr<Stage> c = make(bidi, automatic);
-    try {
-      c->start(in, StageContext{});
-      ADD_FAILURE() << "started with bidi_phase " << bidi;
-    } catch (const std::exception& e) {
-      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
-    }
+    expect_start_refused(*make(bidi, automatic), in, message);
   }
 }
 
@@ -308,17 +326,8 @@ std::vector<std::vector<float>> run_cnmf_stage(const sim::CalciumSimOptions& so,
                                                std::uint64_t* allocations, int* components,
                                                bool after_frame = true) {
   sim::CalciumSimulator simulator(so);
-  v1::StageConfig cfg;
-  cfg.set_type("online_cnmf");
-  cfg.mutable_imaging()->set_init_frames(200);
-  cfg.mutable_imaging()->set_update_every(50);
-  cfg.mutable_imaging()->set_max_components(100);
-  std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
-  StreamSpec in = imaging_spec(so.height, so.width, so.frame_rate_hz);
-  StageContext ctx;
-  ctx.mode = RunMode::kReplay;
-  ctx.model_lag_frames = 5;
-  StreamSpec out = st->start(in, ctx);
+  StreamSpec in, out;
+  std::unique_ptr<Stage> st = small_cnmf_stage(so, in, out);
   Frame f;
   f.allocate(capacities(in, out));
   std::vector<std::vector<float>> traces;
@@ -381,17 +390,8 @@ ExclusionRun run_stimulated(float ratio, bool blob = false, std::uint32_t first 
   sim::CalciumSimOptions so = rtnmf::test::small_sparse_movie(4);
   so.frames = 900;
   sim::CalciumSimulator simulator(so);
-  v1::StageConfig cfg;
-  cfg.set_type("online_cnmf");
-  cfg.mutable_imaging()->set_init_frames(200);
-  cfg.mutable_imaging()->set_update_every(50);
-  if (ratio != 0) cfg.mutable_imaging()->set_outlier_residual_ratio(ratio);
-  std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
-  StreamSpec in = imaging_spec(so.height, so.width, so.frame_rate_hz);
-  StageContext ctx;
-  ctx.mode = RunMode::kReplay;
-  ctx.model_lag_frames = 5;
-  StreamSpec out = st->start(in, ctx);
+  StreamSpec in, out;
+  std::unique_ptr<Stage> st = small_cnmf_stage(so, in, out, ratio);
   const int fit = out.lane_index("fit_quality"), spk = out.lane_index("spikes");
   EXPECT_GE(fit, 0);
   EXPECT_GE(spk, 0);
@@ -501,15 +501,8 @@ TEST(OnlineCnmfStage, FramesTheModelCannotExplainAreExcludedAndTheirTracesHeld) 
   v1::StageConfig bad;
   bad.set_type("online_cnmf");
   bad.mutable_imaging()->set_outlier_residual_ratio(0.5f);
-  std::unique_ptr<Stage> st = Registry::instance().make_stage(bad);
-  try {
-    st->start(imaging_spec(64, 64, 30), StageContext{});
-    ADD_FAILURE() << "started with outlier_residual_ratio 0.5";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("outlier_residual_ratio 0.5 is not above 1 (a multiple of the median residual; negative: off)"),
-              std::string::npos)
-        << e.what();
-  }
+  expect_start_refused(*Registry::instance().make_stage(bad), imaging_spec(64, 64, 30),
+                       "outlier_residual_ratio 0.5 is not above 1 (a multiple of the median residual; negative: off)");
 }
 
 TEST(ImagingFileSource, TruncatedTiffEndsTheStreamWithTheFrameIndex) {
