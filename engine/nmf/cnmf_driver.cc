@@ -13,10 +13,13 @@ CnmfRunResult run_cnmf_online(const std::function<void(std::uint32_t, float*)>& 
   const std::uint32_t t0 = std::min(run.init_frames, frames);
   Eigen::MatrixXf first(P, t0);
   for (std::uint32_t t = 0; t < t0; ++t) frame(t, first.col(t).data());
-  CnmfInitResult init = cnmf_initialize(first, options);
+  // Without the batch's frames the model cannot explain (as the online_cnmf stage initialises).
+  CnmfBatchScreen screen;
+  CnmfInitResult init = cnmf_initialize_screened(first, options, nullptr, screen);
   const int nb = init.model.nb();
   CnmfUpdater updater;
-  updater.init(options, init, first);
+  updater.init(options, init, first.leftCols(screen.kept));
+  const bool screened = screen.kept < static_cast<Eigen::Index>(t0);  // `first` was compacted
   // Models live in a small list so the tracker's pointer stays valid until it switches.
   std::vector<std::unique_ptr<CnmfModel>> models;
   models.push_back(std::make_unique<CnmfModel>(init.model));
@@ -38,7 +41,7 @@ CnmfRunResult run_cnmf_online(const std::function<void(std::uint32_t, float*)>& 
       tracker.set_model(models.back().get());
       if (models.size() > 3) models.erase(models.begin());
     }
-    if (t < t0) y = first.col(t);
+    if (t < t0 && !screened) y = first.col(t);
     else frame(t, y.data());
     tracker.process(y.data());
     const CnmfModel& m = *tracker.model();
@@ -53,7 +56,7 @@ CnmfRunResult run_cnmf_online(const std::function<void(std::uint32_t, float*)>& 
       r.spk.push_back(out.spikes(k));
     }
     res.background.col(t) = out.background.head(nb);
-    if (t >= t0) {
+    if (t >= t0 && !out.excluded) {  // an excluded frame stays out of the statistics
       by_slot.setZero();
       for (int k = 0; k < m.k(); ++k)
         if (m.slots[static_cast<std::size_t>(k)] >= 0) by_slot(m.slots[static_cast<std::size_t>(k)]) = out.activation(k);

@@ -28,7 +28,9 @@ struct CnmfRunResult {
   int added = 0, merged = 0, removed = 0;  // over all updates
 };
 
-// `frame(t, out)` writes registered frame t (P floats). Allocates. Throws what the pieces throw.
+// `frame(t, out)` writes registered frame t (P floats); the same t again for the initialisation's
+// frames when its screening left some out (cnmf_initialize_screened). Frames the tracker excludes
+// are not added to the updater. Allocates. Throws what the pieces throw.
 CnmfRunResult run_cnmf_online(const std::function<void(std::uint32_t, float*)>& frame,
                               std::uint32_t frames, const CnmfOptions& options,
                               const CnmfRunOptions& run);
