@@ -217,7 +217,7 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
   s_out_ = Eigen::VectorXf::Zero(kmax_);
   c_prev_ = Eigen::VectorXf::Zero(kmax_);
   x_prev_ = Eigen::VectorXf::Zero(n);
-  resid_n_ = resid_pos_ = 0;
+  resid_hist_.clear();
   ids_.clear();
   ids_.reserve(static_cast<std::size_t>(kmax_));
   oasis_.init(kmax_);
@@ -419,18 +419,11 @@ void CnmfTracker::process(const float* frame, double squared_norm) {
   out_.excluded = false;
   if (options_.outlier_residual_ratio > 0) {
     float reference = m.typical_residual;  // until this tracker has a history of its own
-    if (resid_n_ >= kResidualMinHistory) {
-      std::copy(resid_hist_.begin(), resid_hist_.begin() + resid_n_, resid_scratch_.begin());
-      auto mid = resid_scratch_.begin() + resid_n_ / 2;
-      std::nth_element(resid_scratch_.begin(), mid, resid_scratch_.begin() + resid_n_);
-      reference = *mid;
-    }
+    if (resid_hist_.size() >= kResidualMinHistory) reference = resid_hist_.median();
     const double limit = static_cast<double>(options_.outlier_residual_ratio) * reference;
     out_.excluded = reference > 0 && out_.residual > limit && residual_is_widespread(frame, limit);
   }
-  resid_hist_[static_cast<std::size_t>(resid_pos_)] = out_.residual;
-  resid_pos_ = (resid_pos_ + 1) % kResidualWindow;
-  resid_n_ = std::min(resid_n_ + 1, kResidualWindow);
+  resid_hist_.push(out_.residual);
   const bool excluded = out_.excluded;
   if (excluded) {
     // Held: the fit is reported (activation, raw) but moves nothing; the deconvolution gets the

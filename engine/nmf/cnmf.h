@@ -26,13 +26,13 @@
 #include <Eigen/Core>
 #include <Eigen/SparseCore>
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <utility>
 #include <vector>
 
 #include "engine/nmf/oasis.h"
 #include "engine/nmf/ring_background.h"
+#include "engine/nmf/window_median.h"
 
 namespace rtnmf::nmf {
 
@@ -360,9 +360,8 @@ class CnmfTracker {
   // fed to the deconvolution on an excluded frame) and the warm start before this frame's sweeps
   // (restored on one).
   Eigen::VectorXf c_prev_, x_prev_;
-  // Residuals of the last kResidualWindow frames (ring) and a scratch for their median.
-  std::array<float, kResidualWindow> resid_hist_{}, resid_scratch_{};
-  int resid_n_ = 0, resid_pos_ = 0;
+  // Residuals of the last kResidualWindow frames.
+  WindowMedian<kResidualWindow> resid_hist_;
   // The outlier test's spatial check (a frame over the limit only): the fit's residual per pixel
   // (P) and per block (block_side_ pixels square, blocks_h_ x blocks_w_), and whether the pixels
   // outside the kCompactBlocks blocks with the most residual are above `limit` per pixel.

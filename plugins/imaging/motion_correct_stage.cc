@@ -42,7 +42,7 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
     throw ConfigError(where() + "outlier_peak_ratio " + v + " is not below 1 (a fraction of the median peak; negative: off)");
   }
   outlier_jump_ = p.outlier_jump_px() > 0 ? p.outlier_jump_px() : 3.0f;
-  peaks_n_ = peaks_pos_ = 0;
+  peaks_.clear();
   prev_ = dsp::Shift{};
   held_.store(0, std::memory_order_relaxed);
   n_ = 0;
@@ -81,7 +81,7 @@ void MotionCorrectStage::do_process(Frame& frame) {
       s.peak = peak;
       held_.fetch_add(1, std::memory_order_relaxed);
     } else {
-      remember_peak(s.peak);
+      peaks_.push(s.peak);
     }
     reg_.apply_and_blend(data, s, held ? 0.0f : alpha_);
     if ((n - template_frames_) % 32 == 31) reg_.refresh_template();
@@ -99,18 +99,9 @@ void MotionCorrectStage::do_process(Frame& frame) {
 }
 
 bool MotionCorrectStage::is_outlier(const dsp::Shift& s) {
-  if (outlier_ratio_ <= 0 || peaks_n_ < kPeakMin) return false;
+  if (outlier_ratio_ <= 0 || peaks_.size() < kPeakMin) return false;
   if (std::max(std::fabs(s.dy - prev_.dy), std::fabs(s.dx - prev_.dx)) <= outlier_jump_) return false;
-  std::copy(peaks_.begin(), peaks_.begin() + peaks_n_, peak_scratch_.begin());
-  auto mid = peak_scratch_.begin() + peaks_n_ / 2;
-  std::nth_element(peak_scratch_.begin(), mid, peak_scratch_.begin() + peaks_n_);
-  return s.peak < outlier_ratio_ * *mid;
-}
-
-void MotionCorrectStage::remember_peak(float peak) {
-  peaks_[static_cast<std::size_t>(peaks_pos_)] = peak;
-  peaks_pos_ = (peaks_pos_ + 1) % kPeakWindow;
-  peaks_n_ = std::min(peaks_n_ + 1, kPeakWindow);
+  return s.peak < outlier_ratio_ * peaks_.median();
 }
 
 void MotionCorrectStage::report(std::vector<std::pair<std::string, double>>& scalars) const {

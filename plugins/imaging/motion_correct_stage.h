@@ -14,12 +14,12 @@
 // frames, refined as they come; dsp::estimate_bidi_phase / correct_bidi_phase).
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <vector>
 
 #include "engine/dsp/registration.h"
 #include "engine/io/h5.h"
+#include "engine/nmf/window_median.h"
 #include "engine/runtime/stage.h"
 
 namespace rtnmf::imaging {
@@ -61,10 +61,8 @@ class MotionCorrectStage : public Stage {
   // estimate jumps more than outlier_jump_ px (either axis) from the shift applied to the frame
   // before, keeps that shift and is not blended into the template.
   bool is_outlier(const dsp::Shift& s);
-  void remember_peak(float peak);
   static constexpr int kPeakWindow = 100, kPeakMin = 20;
-  std::array<float, kPeakWindow> peaks_{}, peak_scratch_{};
-  int peaks_n_ = 0, peaks_pos_ = 0;
+  nmf::WindowMedian<kPeakWindow> peaks_;
   float outlier_ratio_ = 0.3f, outlier_jump_ = 3.0f;
   dsp::Shift prev_{};  // the shift applied to the previous frame
   int quality_lane_ = -1;
