@@ -239,9 +239,6 @@ void CnmfTracker::init(const CnmfOptions& options, int nb) {
   blocks_w_ = (W + block_side_ - 1) / block_side_;
   resid_px_ = Eigen::VectorXf::Zero(options.outlier_residual_ratio > 0 ? P : 0);
   block_energy_.assign(static_cast<std::size_t>(blocks_h_) * blocks_w_, 0.0);
-  block_pixels_.assign(static_cast<std::size_t>(blocks_h_) * blocks_w_, 0);
-  for (int y = 0; y < H; ++y)
-    for (int x = 0; x < W; ++x) ++block_pixels_[static_cast<std::size_t>((y / block_side_) * blocks_w_ + x / block_side_)];
   model_ = nullptr;
   t_ = 0;
 }
@@ -273,15 +270,15 @@ bool CnmfTracker::residual_is_widespread(const float* frame, double limit) {
     }
   }
   // Leave out the kCompactBlocks blocks with the most residual (a soma spans at most 2 x 2).
-  double total = 0;
-  for (double e : block_energy_) total += e;
-  double rest = total;
+  double rest = 0;
+  for (double e : block_energy_) rest += e;
   std::int64_t pixels = P;
   for (int i = 0; i < kCompactBlocks; ++i) {
     const auto top = std::max_element(block_energy_.begin(), block_energy_.end());
     if (*top < 0) break;
     rest -= *top;
-    pixels -= block_pixels_[static_cast<std::size_t>(top - block_energy_.begin())];
+    const int b = static_cast<int>(top - block_energy_.begin()), by = b / blocks_w_, bx = b % blocks_w_;
+    pixels -= static_cast<std::int64_t>(std::min(block_side_, H - by * block_side_)) * std::min(block_side_, W - bx * block_side_);
     *top = -1.0;
   }
   return pixels > 0 && rest / static_cast<double>(pixels) > limit;

@@ -363,11 +363,11 @@ class CnmfTracker {
   // Residuals of the last kResidualWindow frames.
   WindowMedian<kResidualWindow> resid_hist_;
   // The outlier test's spatial check (a frame over the limit only): the fit's residual per pixel
-  // (P) and per block (block_side_ pixels square, blocks_h_ x blocks_w_), and whether the pixels
-  // outside the kCompactBlocks blocks with the most residual are above `limit` per pixel.
+  // (P) and per block (block_side_ pixels square, blocks_h_ x blocks_w_; edge blocks partial),
+  // and whether the pixels outside the kCompactBlocks blocks with the most residual are above
+  // `limit` per pixel.
   Eigen::VectorXf resid_px_;
   std::vector<double> block_energy_;
-  std::vector<std::int32_t> block_pixels_;
   int block_side_ = 8, blocks_h_ = 0, blocks_w_ = 0;
   bool residual_is_widespread(const float* frame, double limit);
   std::vector<std::uint64_t> ids_;     // ids of the current slots
