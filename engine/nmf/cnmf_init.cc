@@ -908,25 +908,44 @@ CnmfOptions at_estimated_radius(const CnmfOptions& o, float est) {
 
 namespace {
 
+// A tracker with model m (and the outlier test at `ratio`, 0: off) over frames [first, T) of the
+// batch: each frame's residual and whether the test excluded it. Returns how many it excluded.
+Eigen::Index track_batch(Eigen::Ref<const Eigen::MatrixXf> y, Eigen::Index first, const CnmfOptions& o,
+                         const CnmfModel& m, float ratio, std::vector<float>& residual,
+                         std::vector<std::uint8_t>& excluded) {
+  CnmfOptions to = o;
+  to.max_components = std::max(1, m.k());
+  to.outlier_residual_ratio = ratio;
+  CnmfTracker tracker;
+  tracker.init(to, m.nb());
+  tracker.set_model(&m);
+  residual.clear();
+  excluded.clear();
+  Eigen::Index n = 0;
+  for (Eigen::Index t = first; t < y.cols(); ++t) {
+    tracker.process(y.col(t).data());
+    residual.push_back(tracker.output().residual);
+    excluded.push_back(tracker.output().excluded ? 1 : 0);
+    n += excluded.back();
+  }
+  return n;
+}
+
+float median_of(std::vector<float> v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
 // The model's typical_residual: the median residual of a tracker run with it over the last
 // kResidualMinHistory frames of the batch (the fast path's outlier test needs a reference before
 // it has a history of its own).
 void set_typical_residual(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o, CnmfModel& m) {
   const Eigen::Index n = std::min<Eigen::Index>(y.cols(), kResidualMinHistory);
   if (n == 0 || m.k() + m.nb() == 0) return;
-  CnmfOptions to = o;
-  to.max_components = std::max(1, m.k());
-  to.outlier_residual_ratio = 0;
-  CnmfTracker tracker;
-  tracker.init(to, m.nb());
-  tracker.set_model(&m);
   std::vector<float> r;
-  for (Eigen::Index t = y.cols() - n; t < y.cols(); ++t) {
-    tracker.process(y.col(t).data());
-    r.push_back(tracker.output().residual);
-  }
-  std::nth_element(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(r.size() / 2), r.end());
-  m.typical_residual = r[r.size() / 2];
+  std::vector<std::uint8_t> unused;
+  track_batch(y, y.cols() - n, o, m, 0.0f, r, unused);
+  m.typical_residual = median_of(r);
 }
 
 CnmfInitResult initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOptions& o,
@@ -967,33 +986,15 @@ CnmfInitResult cnmf_initialize_screened(Eigen::MatrixXf& y, const CnmfOptions& o
   CnmfInitResult res = cnmf_initialize(y, o, seeds);
   const CnmfModel& m = res.model;
   if (o.outlier_residual_ratio <= 0 || T < kResidualMinHistory || m.k() + m.nb() == 0) return res;
-  CnmfOptions to = o;
-  to.max_components = std::max(1, m.k());
-  auto run = [&](const CnmfModel& model, float ratio) {
-    to.outlier_residual_ratio = ratio;
-    CnmfTracker tracker;
-    tracker.init(to, model.nb());
-    tracker.set_model(&model);
-    Eigen::Index n = 0;
-    for (Eigen::Index t = 0; t < T; ++t) {
-      tracker.process(y.col(t).data());
-      screen.residual[static_cast<std::size_t>(t)] = tracker.output().residual;
-      screen.excluded[static_cast<std::size_t>(t)] = tracker.output().excluded ? 1 : 0;
-      n += screen.excluded[static_cast<std::size_t>(t)];
-    }
-    return n;
-  };
   // The batch's median residual, the test's reference until the tracker has its own history; no
   // frame above the limit (the usual case): nothing to screen.
-  run(m, 0.0f);
-  std::vector<float> r = screen.residual;
-  std::nth_element(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(r.size() / 2), r.end());
-  const float median = r[r.size() / 2];
+  track_batch(y, 0, o, m, 0.0f, screen.residual, screen.excluded);
+  const float median = median_of(screen.residual);
   const float limit = o.outlier_residual_ratio * median;
   if (std::none_of(screen.residual.begin(), screen.residual.end(), [&](float v) { return v > limit; })) return res;
   CnmfModel reference = m;
   reference.typical_residual = median;
-  const Eigen::Index excluded = run(reference, o.outlier_residual_ratio);
+  const Eigen::Index excluded = track_batch(y, 0, o, reference, o.outlier_residual_ratio, screen.residual, screen.excluded);
   if (excluded == 0 || 3 * excluded > T) {
     std::fill(screen.excluded.begin(), screen.excluded.end(), 0);
     return res;
