@@ -241,7 +241,6 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   ring_shift_.assign(static_cast<std::size_t>(ring_cap_) * 2, 0.0f);
   ring_excluded_.assign(ring_cap_, 0);
   added_pos_.assign(std::max<std::uint32_t>(kept_, 1), 0);
-  added_t_.assign(std::max<std::uint32_t>(kept_, 1), 0);
   added_head_ = added_n_ = 0;
   excluded_.store(0, std::memory_order_relaxed);
   excluded_added_.store(0, std::memory_order_relaxed);
@@ -459,12 +458,8 @@ void OnlineCnmfStage::slow_loop() {
 }
 
 std::uint64_t OnlineCnmfStage::oldest_kept(std::uint64_t pos) const {
-  std::uint64_t oldest = pos > kept_ ? pos - kept_ : 0;
-  if (added_n_ > 0) {
-    const std::uint32_t cap = static_cast<std::uint32_t>(added_pos_.size());
-    oldest = std::min(oldest, added_pos_[(added_head_ + cap - added_n_) % cap]);
-  }
-  return oldest;
+  const std::uint64_t oldest = pos > kept_ ? pos - kept_ : 0;
+  return added_n_ > 0 ? std::min(oldest, added_pos(added_n_)) : oldest;
 }
 
 int OnlineCnmfStage::init_seed_border_px() const {
@@ -501,7 +496,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     // An excluded frame (one the model could not explain) stays out of the statistics and the
     // new-neuron search, as long as the ring has room for the frames the updater holds.
     const std::uint32_t cap = static_cast<std::uint32_t>(added_pos_.size());
-    const bool room = added_n_ < cap || slow_pos_ + 1 - added_pos_[(added_head_ + cap - added_n_) % cap] < kept_ + max_skip_;
+    const bool room = added_n_ < cap || slow_pos_ + 1 - added_pos(added_n_) < kept_ + max_skip_;
     if (ring_excluded_[slot] && room) {
       // Components estimated frame by frame until their model takes effect (gaps_) keep their
       // last value through it, so that their frames stay consecutive.
@@ -518,7 +513,6 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
       updater_.set_tracked_slots(ring_has_model_[slot] ? ring_next_slot_[slot] : init_.model.next_slot);
       updater_.add_frame_kept(px, act, bg.head(nb_));
       added_pos_[added_head_] = slow_pos_;
-      added_t_[added_head_] = t;
       added_head_ = (added_head_ + 1) % cap;
       added_n_ = std::min(added_n_ + 1, cap);
       for (const auto& [s, v] : updater_.untracked_last()) {
@@ -603,7 +597,8 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
 
 void OnlineCnmfStage::record_finds(std::uint64_t t) {
   added_.fetch_add(static_cast<std::uint64_t>(updater_.added_last()), std::memory_order_relaxed);
-  const std::uint32_t cap = static_cast<std::uint32_t>(added_t_.size());
+  // The frame index of the `back`-th most recent frame added (its slot is still held).
+  auto added_frame = [&](std::uint32_t back) { return ring_frame_[added_pos(back) % ring_cap_]; };
   for (const nmf::CnmfUpdater::Born& b : updater_.born_last()) {
     births_.push_back({b, t});
     // The detection's trace is over the last frames the updater was given. Where excluded frames
@@ -612,12 +607,12 @@ void OnlineCnmfStage::record_finds(std::uint64_t t) {
     std::vector<float>& tr = births_.back().born.trace;
     const std::uint32_t n = static_cast<std::uint32_t>(tr.size());
     if (n == 0 || n > added_n_) continue;
-    const std::uint64_t first = added_t_[(added_head_ + cap - n) % cap];
+    const std::uint64_t first = added_frame(n);
     if (first + n == t + 1) continue;  // consecutive, ending at t
     std::vector<float> spread(static_cast<std::size_t>(t + 1 - first));
     std::uint32_t j = 0;
     for (std::uint64_t f = first; f <= t; ++f) {
-      if (j < n && added_t_[(added_head_ + cap - n + j) % cap] == f) {
+      if (j < n && added_frame(n - j) == f) {
         spread[f - first] = tr[j++];
       } else {
         spread[f - first] = f > first ? spread[f - first - 1] : tr[0];

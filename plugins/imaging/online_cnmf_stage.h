@@ -170,13 +170,19 @@ class OnlineCnmfStage : public Stage {
   // Per ring slot: 1 when the tracker (fast path or catch-up) excluded the frame as one the model
   // cannot explain (CnmfOptions::outlier_residual_ratio); the slow path then does not add it.
   std::vector<std::uint8_t> ring_excluded_;
-  // The ring positions and frame indices of the last kept_ frames added to the updater (oldest
-  // at added_head_ - added_n_): with excluded frames left out, the updater's kept frames reach
-  // further back than kept_ positions, and the ring releases slots only behind the oldest of
-  // them. At most max_skip_ excluded frames are left out per kept_ added (ring_cap_ has room for
-  // them); an excluded frame beyond that is added after all (counted in excluded_added_).
-  std::vector<std::uint64_t> added_pos_, added_t_;
+  // The ring positions of the last kept_ frames added to the updater (oldest at added_head_ -
+  // added_n_): with excluded frames left out, the updater's kept frames reach further back than
+  // kept_ positions, and the ring releases slots only behind the oldest of them (so their
+  // ring_frame_ entries still hold their frame indices). At most max_skip_ excluded frames are
+  // left out per kept_ added (ring_cap_ has room for them); an excluded frame beyond that is
+  // added after all (counted in excluded_added_).
+  std::vector<std::uint64_t> added_pos_;
   std::uint32_t added_head_ = 0, added_n_ = 0, max_skip_ = 0;
+  // The ring position of the `back`-th most recent frame added (1: the last; <= added_n_).
+  std::uint64_t added_pos(std::uint32_t back) const {
+    const std::size_t cap = added_pos_.size();
+    return added_pos_[(added_head_ + cap - back) % cap];
+  }
   // The oldest ring position the updater may still read (slow path).
   std::uint64_t oldest_kept(std::uint64_t pos) const;
   alignas(64) std::atomic<std::uint64_t> head_{0};
