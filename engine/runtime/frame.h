@@ -63,7 +63,14 @@ struct FrameHeader {
   std::uint64_t model_version = 0;
   std::uint32_t rows = 0;  // current shape of lane 0
   std::uint32_t cols = 0;
+  std::uint32_t flags = 0;  // kFrame* bits, set by the source
 };
+
+// The source says this frame is not to be trusted (the rig's stimulation light, a shutter, PMT
+// gating: a user's bad-frame list or the rig's own mark on the wire). Motion correction leaves it
+// out of its template, dF/F baselines do not move on it, and online CNMF excludes it as it does
+// frames its model cannot explain.
+constexpr std::uint32_t kFrameMarkedBad = 1u;
 
 // An imaging pipeline uses 9: values, shifts, motion_quality, spikes, raw_traces, dff,
 // background, fit_quality and a trigger's event.

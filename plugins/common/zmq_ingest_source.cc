@@ -109,6 +109,7 @@ class ZmqIngestSource : public Source {
     frame.header.seq = msg_.seq();
     frame.header.t_acquired_ns = msg_.t_acquired_ns();
     frame.header.t_received_ns = t_recv;
+    if (msg_.marked_bad()) frame.header.flags |= kFrameMarkedBad;
     if (blocks_)
       frame.set_shape(a_, b_);
     else

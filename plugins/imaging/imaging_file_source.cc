@@ -5,7 +5,10 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <string>
+#include <vector>
 
+#include "engine/io/frame_list.h"
 #include "engine/io/movie.h"
 #include "engine/runtime/pacer.h"
 #include "engine/runtime/registry.h"
@@ -45,6 +48,20 @@ class ImagingFileSource : public Source {
     spec.width = in.width;
     pacer_.init(config, rate, false);
     max_frames_ = config.max_frames();
+    bad_frames_.clear();
+    if (!c.bad_frames().empty()) {
+      try {
+        bad_frames_ = io::read_frame_list(c.bad_frames());
+      } catch (const std::exception& e) {
+        throw ConfigError(std::string("source.imaging_file.bad_frames: ") + e.what());
+      }
+      const std::uint64_t n = in.frames > 0 ? static_cast<std::uint64_t>(in.frames) : 0;  // 0: not known
+      if (n > 0 && !bad_frames_.empty() && bad_frames_.back() >= n)
+        throw ConfigError("source.imaging_file.bad_frames: " + c.bad_frames() + " lists frame " +
+                          std::to_string(bad_frames_.back()) + ", but " + c.path() + " has " + std::to_string(n) +
+                          " frames (0-based indices)");
+    }
+    marks_ = io::FrameListCursor(&bad_frames_);
     return spec;
   }
 
@@ -59,6 +76,7 @@ class ImagingFileSource : public Source {
       error_ = e.what();
       return ReadStatus::kError;
     }
+    if (marks_.contains(index_)) frame.header.flags |= kFrameMarkedBad;
     frame.header.seq = index_++;
     return ReadStatus::kFrame;
   }
@@ -73,6 +91,8 @@ class ImagingFileSource : public Source {
   std::unique_ptr<io::MovieReader> movie_;
   Pacer pacer_;
   std::uint64_t index_ = 0, max_frames_ = 0;
+  std::vector<std::uint64_t> bad_frames_;  // sorted
+  io::FrameListCursor marks_;
 };
 
 }  // namespace

@@ -19,12 +19,18 @@ class CollectSink : public ResultSink {
   void write(const Frame& f) override {
     std::lock_guard<std::mutex> lock(mutex_);
     seqs_.push_back(f.header.seq);
+    if (f.header.flags & kFrameMarkedBad) marked_.push_back(f.header.seq);
     values_.insert(values_.end(), f.data(), f.data() + f.lane(0).size);
   }
   void end() override { ended_ = true; }
   std::vector<std::uint64_t> seqs() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return seqs_;
+  }
+  // The seqs of the frames that arrived marked bad (kFrameMarkedBad).
+  std::vector<std::uint64_t> marked() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return marked_;
   }
   std::vector<float> values() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -35,7 +41,7 @@ class CollectSink : public ResultSink {
  private:
   mutable std::mutex mutex_;
   StreamSpec spec_;
-  std::vector<std::uint64_t> seqs_;
+  std::vector<std::uint64_t> seqs_, marked_;
   std::vector<float> values_;
   std::atomic<bool> ended_{false};
 };

@@ -319,8 +319,10 @@ stream { id: "img" overload: BLOCK
 }
 
 std::string frame_bytes(std::uint64_t seq, std::vector<std::uint32_t> shape,
-                        const std::vector<float>& values, v1::DType dtype = v1::DTYPE_FLOAT32) {
+                        const std::vector<float>& values, v1::DType dtype = v1::DTYPE_FLOAT32,
+                        bool marked_bad = false) {
   v1::Frame f;
+  f.set_marked_bad(marked_bad);
   f.set_stream_id("in");
   f.set_seq(seq);
   for (auto d : shape) f.add_shape(d);
@@ -361,7 +363,7 @@ stream { id: "in" overload: BLOCK
       frame_bytes(2, {3, 2}, good),
       truncated,
       frame_bytes(4, {2, 3}, with_nan),
-      frame_bytes(5, {2, 3}, good),
+      frame_bytes(5, {2, 3}, good, v1::DTYPE_FLOAT32, true),  // the rig's mark: its stimulation light
       frame_bytes(9, {2, 3}, good),  // seq 6..8 never sent: lost upstream
   };
   for (const auto& m : messages) push.send(zmq::buffer(m), zmq::send_flags::none);
@@ -370,6 +372,7 @@ stream { id: "in" overload: BLOCK
   ASSERT_TRUE(p.wait(10'000'000'000));
   p.join();
   EXPECT_EQ(out->seqs(), (std::vector<std::uint64_t>{0, 5, 9}));
+  EXPECT_EQ(out->marked(), (std::vector<std::uint64_t>{5}));
   // Blocks arrive channel-major and are stored one sample of all channels contiguous.
   std::vector<float> v = out->values();
   ASSERT_GE(v.size(), 6u);
