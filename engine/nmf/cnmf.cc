@@ -355,7 +355,7 @@ void CnmfTracker::set_model(const CnmfModel* model) {
   model_ = model;
 }
 
-void CnmfTracker::process(const float* frame, double squared_norm) {
+void CnmfTracker::process(const float* frame, double squared_norm, bool marked) {
   const CnmfModel& m = *model_;
   const int K = m.k(), n = K + nb_;
   const Eigen::Index P = static_cast<Eigen::Index>(m.height) * m.width;
@@ -413,14 +413,14 @@ void CnmfTracker::process(const float* frame, double squared_norm) {
                                           : sum_squares(frame, static_cast<std::size_t>(P));
     out_.residual = static_cast<float>(std::max(0.0, yy - 2 * lin + quad) / static_cast<double>(P));
   }
-  out_.excluded = false;
-  if (options_.outlier_residual_ratio > 0) {
+  out_.excluded = out_.marked = marked;
+  if (!marked && options_.outlier_residual_ratio > 0) {
     float reference = m.typical_residual;  // until this tracker has a history of its own
     if (resid_hist_.size() >= kResidualMinHistory) reference = resid_hist_.median();
     const double limit = static_cast<double>(options_.outlier_residual_ratio) * reference;
     out_.excluded = reference > 0 && out_.residual > limit && residual_is_widespread(frame, limit);
   }
-  resid_hist_.push(out_.residual);
+  if (!marked) resid_hist_.push(out_.residual);
   const bool excluded = out_.excluded;
   if (excluded) {
     // Held: the fit is reported (activation, raw) but moves nothing; the deconvolution gets the

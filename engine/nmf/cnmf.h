@@ -234,9 +234,12 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> frames, const C
 // a tracker run with the first initialisation's model and whether the outlier test excluded it;
 // `kept` frames were left (the first columns of the batch afterwards).
 struct CnmfBatchScreen {
-  std::vector<float> residual;
-  std::vector<std::uint8_t> excluded;
+  std::vector<float> residual;          // NaN for marked frames (not fitted)
+  std::vector<std::uint8_t> excluded;   // 1: by the outlier test; 2: marked bad by the source
   Eigen::Index kept = 0;
+  // Marked frames taken after all: too few others were left (fewer than a third of the batch
+  // or than kResidualMinHistory), so the marks were ignored. 0 when they were honoured.
+  Eigen::Index marks_ignored = 0;
 };
 
 // cnmf_initialize without the batch's outlier frames: initialises on all of `frames`, runs a
@@ -247,8 +250,11 @@ struct CnmfBatchScreen {
 // frames (CnmfUpdater::init wants them with frames.leftCols(kept)); expand_screened_traces()
 // spreads them back over every frame. Costs two passes of the tracker over the batch, and a second
 // initialisation only when frames were excluded. Allocates.
+// `marked` (one entry per frame, non-zero: the source marked it bad) takes those frames out
+// before anything else, unless fewer than a third of the batch would be left.
 CnmfInitResult cnmf_initialize_screened(Eigen::MatrixXf& frames, const CnmfOptions& options,
-                                        const Eigen::SparseMatrix<float>* seeds, CnmfBatchScreen& screen);
+                                        const Eigen::SparseMatrix<float>* seeds, CnmfBatchScreen& screen,
+                                        const std::vector<std::uint8_t>* marked = nullptr);
 // Traces and background traces of a screened initialisation over every frame of its batch, an
 // excluded frame holding the values of the kept frame before it (the first kept frame's before
 // that).
@@ -283,9 +289,10 @@ struct CnmfFrameOutput {
   // Mean squared residual per pixel of the frame's fit, ||y - A c - b f||^2 / P (one-photon ring
   // model: of the ring-filtered frame), and whether the frame was excluded as an outlier
   // (CnmfOptions::outlier_residual_ratio; activation and raw are then the fit, denoised and dff
-  // held, spikes 0).
+  // held, spikes 0), or because its source marked it bad (`marked`; excluded too).
   float residual = 0;
   bool excluded = false;
+  bool marked = false;
 };
 
 // Frames of residual history behind the outlier test, and how many it needs before it judges
@@ -327,8 +334,10 @@ class CnmfTracker {
   void set_model(const CnmfModel* model);
   // One registered frame (P floats). `squared_norm`: the frame's sum_squares (squares.h) when
   // the caller has it (copy_sum_squares), which saves a pass over the frame; negative: computed
-  // here. Does not allocate, lock or log. Processing thread.
-  void process(const float* frame, double squared_norm = -1.0);
+  // here. `marked`: the source marked the frame bad (stimulation light): excluded whatever its
+  // residual, which then stays out of the test's history. Does not allocate, lock or log.
+  // Processing thread.
+  void process(const float* frame, double squared_norm = -1.0, bool marked = false);
   // Reads what the next process() will use besides the model (touch_model) into the caches: the
   // per-component state and each trace's last deconvolution pool. Changes nothing; the return
   // value only keeps the reads. Between frames, processing thread.

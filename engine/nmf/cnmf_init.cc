@@ -977,8 +977,11 @@ CnmfInitResult cnmf_initialize(Eigen::Ref<const Eigen::MatrixXf> y, const CnmfOp
   return res;
 }
 
-CnmfInitResult cnmf_initialize_screened(Eigen::MatrixXf& y, const CnmfOptions& o,
-                                        const Eigen::SparseMatrix<float>* seeds, CnmfBatchScreen& screen) {
+namespace {
+
+// cnmf_initialize_screened on the columns of y (the frames not marked).
+CnmfInitResult screen_batch(Eigen::Ref<Eigen::MatrixXf> y, const CnmfOptions& o,
+                            const Eigen::SparseMatrix<float>* seeds, CnmfBatchScreen& screen) {
   const Eigen::Index T = y.cols();
   screen.residual.assign(static_cast<std::size_t>(T), 0.0f);
   screen.excluded.assign(static_cast<std::size_t>(T), 0);
@@ -1007,6 +1010,43 @@ CnmfInitResult cnmf_initialize_screened(Eigen::MatrixXf& y, const CnmfOptions& o
   }
   screen.kept = kept;
   return cnmf_initialize(y.leftCols(kept), o, seeds);
+}
+
+}  // namespace
+
+CnmfInitResult cnmf_initialize_screened(Eigen::MatrixXf& y, const CnmfOptions& o,
+                                        const Eigen::SparseMatrix<float>* seeds, CnmfBatchScreen& screen,
+                                        const std::vector<std::uint8_t>* marked) {
+  const Eigen::Index T = y.cols();
+  screen.marks_ignored = 0;
+  Eigen::Index n_marked = 0;
+  if (marked && static_cast<Eigen::Index>(marked->size()) == T)
+    n_marked = std::count_if(marked->begin(), marked->end(), [](std::uint8_t v) { return v != 0; });
+  if (n_marked == 0) return screen_batch(y, o, seeds, screen);
+  const Eigen::Index usable = T - n_marked;
+  if (3 * usable < T || usable < kResidualMinHistory) {
+    // Too few frames left to initialise on: all of them, the marks said (screen.marks_ignored).
+    screen.marks_ignored = n_marked;
+    return screen_batch(y, o, seeds, screen);
+  }
+  // The marked frames never reach the initialisation: the others to the front, in order.
+  std::vector<Eigen::Index> order;
+  order.reserve(static_cast<std::size_t>(usable));
+  for (Eigen::Index t = 0; t < T; ++t) {
+    if ((*marked)[static_cast<std::size_t>(t)]) continue;
+    if (static_cast<Eigen::Index>(order.size()) != t) y.col(static_cast<Eigen::Index>(order.size())) = y.col(t);
+    order.push_back(t);
+  }
+  CnmfBatchScreen sub;
+  CnmfInitResult res = screen_batch(y.leftCols(usable), o, seeds, sub);
+  screen.residual.assign(static_cast<std::size_t>(T), std::numeric_limits<float>::quiet_NaN());  // marked: not fitted
+  screen.excluded.assign(static_cast<std::size_t>(T), 2);
+  for (std::size_t j = 0; j < order.size(); ++j) {
+    screen.residual[static_cast<std::size_t>(order[j])] = sub.residual[j];
+    screen.excluded[static_cast<std::size_t>(order[j])] = sub.excluded[j];
+  }
+  screen.kept = sub.kept;  // y.leftCols(kept): the frames neither marked nor excluded, in order
+  return res;
 }
 
 void expand_screened_traces(CnmfInitResult& init, const CnmfBatchScreen& screen) {

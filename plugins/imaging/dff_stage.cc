@@ -24,14 +24,17 @@ void DffStage::do_process(Frame& frame) {
   const std::size_t n = std::min<std::size_t>(baseline_.size(),
                                               static_cast<std::size_t>(frame.header.rows) * frame.header.cols);
   float* x = frame.data();
-  if (first_) {
+  // A frame the source marked bad (stimulation light) is reported against the baseline but does
+  // not move it.
+  const bool marked = (frame.header.flags & kFrameMarkedBad) != 0;
+  if (first_ && !marked) {
     std::copy(x, x + n, baseline_.begin());
     first_ = false;
   }
   for (std::size_t i = 0; i < n; ++i) {
     float& b = baseline_[i];
     const float v = x[i];
-    b += (v < b ? down_ : up_) * (v - b);
+    if (!marked) b += (v < b ? down_ : up_) * (v - b);
     const float d = v - b;
     x[i] = subtract_only_ ? std::max(d, 0.0f) : std::max(d / std::max(b, floor_), 0.0f);
   }

@@ -3,7 +3,8 @@
 // asymmetric exponential filter with time constant baseline_s upwards, baseline_s / 20
 // downwards), which tracks the resting level under sparse transients and bleaching.
 // Output y = max((x - b) / max(b, baseline_floor), 0), or max(x - b, 0) with subtract_only.
-// The baseline starts at the first frame's values.
+// The baseline starts at the first frame's values; frames the source marked bad
+// (kFrameMarkedBad) do not move it.
 #pragma once
 
 #include <vector>

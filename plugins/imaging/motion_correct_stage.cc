@@ -46,6 +46,9 @@ StreamSpec MotionCorrectStage::do_start(const StreamSpec& in, const StageContext
   prev_ = dsp::Shift{};
   held_.store(0, std::memory_order_relaxed);
   n_ = 0;
+  template_n_ = 0;
+  since_template_ = 0;
+  marked_.store(0, std::memory_order_relaxed);
   StreamSpec out = in;
   shifts_lane_ = out.add_lane("shifts", 2);
   out.record_lane(shifts_lane_, "/motion/shifts", false);
@@ -70,8 +73,15 @@ void MotionCorrectStage::do_process(Frame& frame) {
   if (const int bidi = bidi_.load(std::memory_order_relaxed)) dsp::correct_bidi_phase(data, height_, width_, bidi);
   dsp::Shift s;
   bool held = false;
-  if (n < template_frames_) {
-    s = reg_.start_template(data, static_cast<std::uint32_t>(n), template_frames_);
+  // A frame the source marked (stimulation light, a shutter) is registered but stays out of the
+  // template and of the outlier test's peak history.
+  const bool marked = (frame.header.flags & kFrameMarkedBad) != 0;
+  if (marked) marked_.fetch_add(1, std::memory_order_relaxed);
+  if (template_n_ < template_frames_) {
+    if (!marked)
+      s = reg_.start_template(data, template_n_++, template_frames_);
+    else if (template_n_ > 0)
+      s = reg_.correct(data, 0.0f);  // against the template so far, not blended
   } else {
     s = reg_.estimate(data);
     held = is_outlier(s);
@@ -80,20 +90,20 @@ void MotionCorrectStage::do_process(Frame& frame) {
       s = prev_;
       s.peak = peak;
       held_.fetch_add(1, std::memory_order_relaxed);
-    } else {
+    } else if (!marked) {
       peaks_.push(s.peak);
     }
-    reg_.apply_and_blend(data, s, held ? 0.0f : alpha_);
-    if ((n - template_frames_) % 32 == 31) reg_.refresh_template();
+    reg_.apply_and_blend(data, s, held || marked ? 0.0f : alpha_);
+    if (++since_template_ % 32 == 0) reg_.refresh_template();
   }
-  prev_ = s;
+  if (!marked) prev_ = s;  // the outlier test's jump is from the last trusted frame
   Lane& lane = frame.lane(shifts_lane_);
   lane.data[0] = s.dy;
   lane.data[1] = s.dx;
   lane.size = 2;
   Lane& q = frame.lane(quality_lane_);
   q.data[0] = s.peak;
-  q.data[1] = held ? 1.0f : 0.0f;
+  q.data[1] = held ? 1.0f : marked ? 2.0f : 0.0f;
   q.size = 2;
   last_shift_.store(std::hypot(s.dy, s.dx), std::memory_order_relaxed);
 }
@@ -108,6 +118,7 @@ void MotionCorrectStage::report(std::vector<std::pair<std::string, double>>& sca
   scalars.emplace_back("shift_px", last_shift_.load(std::memory_order_relaxed));
   scalars.emplace_back("bidi_phase_px", bidi_.load(std::memory_order_relaxed));
   scalars.emplace_back("outliers_held", static_cast<double>(held_.load(std::memory_order_relaxed)));
+  scalars.emplace_back("frames_marked_bad", static_cast<double>(marked_.load(std::memory_order_relaxed)));
 }
 
 void MotionCorrectStage::write_results(io::h5::File& file) {
@@ -116,6 +127,8 @@ void MotionCorrectStage::write_results(io::h5::File& file) {
   file.set_attr("/motion/shifts", "bidi_phase_estimated", static_cast<std::int64_t>(bidi_auto_ ? 1 : 0));
   if (!file.exists("/motion/quality")) return;
   file.set_attr("/motion/quality", "columns", std::string("peak,held"));
+  file.set_attr("/motion/quality", "held_values", std::string("1: outlier, shift held; 2: marked bad by the source"));
+  file.set_attr("/motion/quality", "frames_marked_bad", static_cast<std::int64_t>(marked_.load(std::memory_order_relaxed)));
   file.set_attr("/motion/quality", "outliers_held", static_cast<std::int64_t>(held_.load(std::memory_order_relaxed)));
   file.set_attr("/motion/quality", "outlier_peak_ratio", static_cast<double>(outlier_ratio_));
   file.set_attr("/motion/quality", "outlier_jump_px", static_cast<double>(outlier_jump_));

@@ -6,7 +6,8 @@
 // every 32 frames. The template lives inside the registration in reduced form only (binned window
 // and crop), and frames are corrected in place, so a frame costs no full-frame copies. Lane "shifts" (dy, dx: the frame's displacement from the template, pixels) is
 // recorded as /motion/shifts (T x 2), lane "motion_quality" (the correlation peak, 1 if the frame
-// was held) as /motion/quality (T x 2). A frame whose peak is weak and whose estimate jumps is an
+// was held, 2 if the source marked it bad) as /motion/quality (T x 2). Marked frames
+// (kFrameMarkedBad: stimulation light) are registered but stay out of the template. A frame whose peak is weak and whose estimate jumps is an
 // outlier (a blank or garbled frame): it keeps the previous frame's shift and stays out of the
 // template. Deterministic (FFTW_ESTIMATE plans, fixed schedule).
 // Optionally the odd lines of bidirectionally scanned frames are first moved back into line
@@ -48,6 +49,9 @@ class MotionCorrectStage : public Stage {
   float alpha_ = 0;  // running-template weight per frame
   int shifts_lane_ = -1;
   std::uint64_t n_ = 0;
+  // Frames in the template's start so far (marked frames are not), and frames registered since.
+  std::uint32_t template_n_ = 0;
+  std::uint64_t since_template_ = 0;
   std::atomic<float> last_shift_{0};
   // Bidirectional-scan line offset corrected in every frame: bidi_phase, or with bidi_phase_auto
   // estimated on the raw frames so far (their sum, bidi_sum_, H x W, allocated at start) after
@@ -68,6 +72,7 @@ class MotionCorrectStage : public Stage {
   int quality_lane_ = -1;
   volatile std::uint32_t warm_sink_ = 0;
   std::atomic<std::uint64_t> held_{0};
+  std::atomic<std::uint64_t> marked_{0};  // frames the source marked bad (kFrameMarkedBad)
 };
 
 }  // namespace rtnmf::imaging

@@ -225,8 +225,9 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   // Plus the frames the updater keeps in place for its new-neuron search (add_frame_kept): the
   // slow path releases a slot only once that many later frames have been added.
   kept_ = nmf::CnmfUpdater::residual_buffer(options_);
-  // Plus room for excluded frames the slow path leaves out between them (a third of the frames).
-  max_skip_ = options_.outlier_residual_ratio > 0 ? kept_ / 2 : 0;
+  // Plus room for excluded frames (the outlier test's, or marked bad by the source) the slow path
+  // leaves out between them (a third of the frames).
+  max_skip_ = kept_ / 2;
   ring_cap_ = std::max(lag_, first_lag_) + update_every_ + 4 + kept_ + max_skip_;
   // Hundreds of MiB at 512 x 512: on 2 MiB pages where the kernel allows, touched here, so the
   // per-frame copy into a slot takes no page fault and few TLB misses (a std::vector took
@@ -240,13 +241,16 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   shifts_in_lane_ = in.lane_index("shifts");
   ring_shift_.assign(static_cast<std::size_t>(ring_cap_) * 2, 0.0f);
   ring_excluded_.assign(ring_cap_, 0);
+  ring_marked_.assign(ring_cap_, 0);
   added_pos_.assign(std::max<std::uint32_t>(kept_, 1), 0);
   added_head_ = added_n_ = 0;
   excluded_.store(0, std::memory_order_relaxed);
   excluded_added_.store(0, std::memory_order_relaxed);
+  marked_.store(0, std::memory_order_relaxed);
   head_ = tail_ = 0;
   init_movie_.resize(pixels_, init_frames_);
   init_screen_ = nmf::CnmfBatchScreen{};
+  init_marked_.assign(init_frames_, 0);
   initialised_ = false;
   final_model_ = empty;
   stop_ = false;
@@ -369,14 +373,16 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   fit.data[0] = fit.data[1] = 0.0f;
   fit.size = 2;
   bool excluded = false;
+  const bool marked = (frame.header.flags & kFrameMarkedBad) != 0;
   const std::uint32_t used = static_cast<std::uint32_t>(slots_used_);
   if (tracking_) {
-    tracker_.process(px, squared_norm);
+    tracker_.process(px, squared_norm, marked);
     const nmf::CnmfFrameOutput& o = tracker_.output();
     excluded = o.excluded;
     fit.data[0] = o.residual;
-    fit.data[1] = excluded ? 1.0f : 0.0f;
+    fit.data[1] = marked ? 2.0f : excluded ? 1.0f : 0.0f;
     if (excluded) excluded_.fetch_add(1, std::memory_order_relaxed);
+    if (marked) marked_.fetch_add(1, std::memory_order_relaxed);
     std::fill(px, px + used, 0.0f);
     std::fill(spk.data, spk.data + used, 0.0f);
     std::fill(raw.data, raw.data + used, 0.0f);
@@ -409,6 +415,7 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   if (to_slow) {
     ring_has_model_[slot] = tracking_ && m.k() + m.nb() > 0 ? 1 : 0;
     ring_excluded_[slot] = excluded ? 1 : 0;
+    ring_marked_[slot] = marked ? 1 : 0;
     ring_next_slot_[slot] = m.next_slot;
     ring_frame_[slot] = n;
     if (shifts_in_lane_ >= 0 && frame.lane(shifts_in_lane_).size >= 2) {
@@ -475,6 +482,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
                  where().c_str(), static_cast<double>(-offset_), static_cast<double>(offset_));
   if (t < init_frames_) {
     std::memcpy(init_movie_.col(static_cast<Eigen::Index>(t)).data(), px, sizeof(float) * pixels_);
+    init_marked_[static_cast<std::size_t>(t)] = ring_marked_[slot];
     if (shifts_in_lane_ >= 0) {  // this frame's slot, read while it is this frame's
       const float* sh = ring_shift_.data() + 2 * static_cast<std::size_t>(slot);
       init_largest_shift_ = std::max({init_largest_shift_, std::fabs(sh[0]), std::fabs(sh[1])});
@@ -546,7 +554,13 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     nmf::CnmfOptions io = options_;
     io.seed_border_px = init_seed_border_px();
     // Without the batch's frames the model cannot explain (light during the first frames).
-    init_ = nmf::cnmf_initialize_screened(init_movie_, io, seeds_.cols() ? &seeds_ : nullptr, init_screen_);
+    init_ = nmf::cnmf_initialize_screened(init_movie_, io, seeds_.cols() ? &seeds_ : nullptr, init_screen_, &init_marked_);
+    if (init_screen_.marks_ignored > 0)
+      std::fprintf(stderr, "note: %s%lld of the %u initialisation frames are marked bad; initialising on all of them (too few others)\n",
+                   where().c_str(), static_cast<long long>(init_screen_.marks_ignored), init_frames_);
+    else
+      marked_.fetch_add(static_cast<std::uint64_t>(std::count(init_marked_.begin(), init_marked_.end(), 1)),
+                        std::memory_order_relaxed);
     seeds_ = Eigen::SparseMatrix<float>();  // used only by the initialisation
     updater_.init(options_, init_, init_movie_.leftCols(init_screen_.kept));  // at init_.neuron_radius (auto_radius)
     nmf::expand_screened_traces(init_, init_screen_);  // the result file's rows cover every frame
@@ -624,10 +638,11 @@ void OnlineCnmfStage::record_finds(std::uint64_t t) {
 
 void OnlineCnmfStage::track_catch_up(std::uint64_t t, std::uint32_t slot) {
   const float* px = ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_;
-  catch_tracker_.process(px);
+  catch_tracker_.process(px, -1.0, ring_marked_[slot] != 0);
   const nmf::CnmfFrameOutput& o = catch_tracker_.output();
   ring_excluded_[slot] = o.excluded ? 1 : 0;  // read by the slow path after this frame's catch_next_
   if (o.excluded) excluded_.fetch_add(1, std::memory_order_relaxed);
+  if (o.marked) marked_.fetch_add(1, std::memory_order_relaxed);
   const nmf::CnmfModel& im = init_.model;
   float* act = ring_act_.data() + static_cast<std::size_t>(slot) * slots_;
   float* bg = ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1);
@@ -643,7 +658,7 @@ void OnlineCnmfStage::track_catch_up(std::uint64_t t, std::uint32_t slot) {
     catch_spk_.col(c) = o.spikes.head(im.k());
     if (nb_ > 0) catch_bg_.col(c) = o.background.head(nb_);
     catch_fit_(c, 0) = o.residual;
-    catch_fit_(c, 1) = o.excluded ? 1.0f : 0.0f;
+    catch_fit_(c, 1) = o.marked ? 2.0f : o.excluded ? 1.0f : 0.0f;
   }
 }
 
@@ -684,6 +699,7 @@ void OnlineCnmfStage::report(std::vector<std::pair<std::string, double>>& scalar
   const int unrecorded = unrecorded_.load(std::memory_order_relaxed);
   if (unrecorded > 0) scalars.emplace_back("unrecorded_components", unrecorded);
   scalars.emplace_back("frames_excluded", static_cast<double>(excluded_.load(std::memory_order_relaxed)));
+  scalars.emplace_back("frames_marked_bad", static_cast<double>(marked_.load(std::memory_order_relaxed)));
 }
 
 void OnlineCnmfStage::write_results(io::h5::File& f) {
@@ -820,7 +836,9 @@ void OnlineCnmfStage::write_results(io::h5::File& f) {
   }
   if (f.exists("/fit/quality")) {
     f.set_attr("/fit/quality", "columns", std::string("residual,excluded"));
+    f.set_attr("/fit/quality", "excluded_values", std::string("1: the model could not explain the frame; 2: marked bad by the source"));
     f.set_attr("/fit/quality", "frames_excluded", static_cast<std::int64_t>(excluded_.load()));
+    f.set_attr("/fit/quality", "frames_marked_bad", static_cast<std::int64_t>(marked_.load()));
     f.set_attr("/fit/quality", "frames_excluded_but_added", static_cast<std::int64_t>(excluded_added_.load()));
     f.set_attr("/fit/quality", "outlier_residual_ratio", static_cast<double>(options_.outlier_residual_ratio));
   }

@@ -170,6 +170,10 @@ class OnlineCnmfStage : public Stage {
   // Per ring slot: 1 when the tracker (fast path or catch-up) excluded the frame as one the model
   // cannot explain (CnmfOptions::outlier_residual_ratio); the slow path then does not add it.
   std::vector<std::uint8_t> ring_excluded_;
+  // Per ring slot: 1 when the source marked the frame bad (kFrameMarkedBad; stimulation light):
+  // for the frames before the fast path has a model (the initialisation's batch, the catch-up),
+  // which the slow path excludes.
+  std::vector<std::uint8_t> ring_marked_;
   // The ring positions of the last kept_ frames added to the updater (oldest at added_head_ -
   // added_n_): with excluded frames left out, the updater's kept frames reach further back than
   // kept_ positions, and the ring releases slots only behind the oldest of them (so their
@@ -196,6 +200,7 @@ class OnlineCnmfStage : public Stage {
   Eigen::MatrixXf init_movie_;
   nmf::CnmfInitResult init_;
   nmf::CnmfBatchScreen init_screen_;  // the batch's outlier frames (left out of the initialisation)
+  std::vector<std::uint8_t> init_marked_;  // per batch frame: marked bad by the source
   Eigen::SparseMatrix<float> seeds_;  // init_from's footprints (P x K0), empty without it
   bool initialised_ = false;
   std::string slow_error_;
@@ -227,6 +232,7 @@ class OnlineCnmfStage : public Stage {
   // Frames excluded as outliers (fast path and catch-up), and those of them the slow path had to
   // add all the same (max_skip_).
   std::atomic<std::uint64_t> excluded_{0}, excluded_added_{0};
+  std::atomic<std::uint64_t> marked_{0};  // of the excluded: marked bad by the source
   std::atomic<int> unrecorded_{0};  // most components alive at once without a result row
 };
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <string>
 #include <tuple>
@@ -45,6 +46,15 @@ void expect_start_refused(Stage& stage, const StreamSpec& in, const std::string&
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
   }
+}
+
+// A report() scalar of `stage` by name (NaN when it has none).
+double scalar(const Stage& stage, const std::string& name) {
+  std::vector<std::pair<std::string, double>> scalars;
+  stage.report(scalars);
+  for (const auto& [k, v] : scalars)
+    if (k == name) return v;
+  return std::nan("");
 }
 
 // The online_cnmf stage as the tests below run it on small movies: initialisation on 200 frames,
@@ -93,6 +103,41 @@ TEST(DffStage, GivesDeltaFOverFOnAKnownBaselineAndRectifies) {
   EXPECT_EQ(neg, 0.0f);
   EXPECT_LT(quiet, 1e-4f);
   st->stop();
+}
+
+// Frames the source marks bad (a light-stimulation band on rows 0-39) do not move the baseline:
+// the unmarked frames' output is the same whatever the marked ones hold.
+TEST(DffStage, FramesMarkedBadDoNotMoveTheBaseline) {
+  auto run = [](bool light, bool marks) {
+    v1::StageConfig cfg;
+    cfg.set_type("dff");
+    std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
+    StreamSpec in = StreamSpec::make("roi", 2, 1, 30.0);
+    StreamSpec out = st->start(in, StageContext{});
+    Frame f;
+    f.allocate(capacities(in, out));
+    std::vector<float> y;
+    for (int t = 0; t < 300; ++t) {
+      const bool stim = t % 50 < 5;  // frame 0 too: the baseline starts at the first unmarked frame
+      f.set_shape(2, 1);
+      f.header.flags = marks && stim ? kFrameMarkedBad : 0u;
+      f.data()[0] = 100.0f + (light && stim ? 400.0f : 0.0f) + (t % 7 == 0 ? 30.0f : 0.0f);
+      f.data()[1] = 200.0f;
+      st->process(f);
+      y.push_back(f.data()[0]);
+    }
+    st->stop();
+    return y;
+  };
+  const std::vector<float> lit = run(true, true), dark = run(false, true), unmarked = run(true, false);
+  int differ = 0;
+  for (int t = 0; t < 300; ++t) {
+    if (t % 50 < 5) continue;
+    EXPECT_EQ(lit[static_cast<std::size_t>(t)], dark[static_cast<std::size_t>(t)]) << "frame " << t;
+    differ += lit[static_cast<std::size_t>(t)] != unmarked[static_cast<std::size_t>(t)];
+  }
+  EXPECT_GT(differ, 20);  // unmarked, the light lifts the baseline
+  EXPECT_NEAR(lit[7], 0.3f, 1e-3f);  // (130 - 100) / 100
 }
 
 TEST(MotionCorrectStage, RecoversSimulatedShiftsAndRecordsThem) {
@@ -255,6 +300,80 @@ TEST(MotionCorrectStage, HoldsThePreviousShiftOnFramesItCannotRegister) {
                        "outlier_peak_ratio 1.5 is not below 1");
 }
 
+// Frames the source marks bad (kFrameMarkedBad: a stimulation band over rows 0-39, frame 0 and
+// frames in the template's start among them) are registered but stay out of the template, the
+// outlier test's history and the shift the next frame's jump is measured from: every unmarked
+// frame's shift is bit-identical whatever the marked frames hold, and as accurate as on a clean
+// movie. Unmarked, the light reaches the template (the shifts of later frames change).
+TEST(MotionCorrectStage, FramesMarkedBadStayOutOfTheTemplate) {
+  sim::CalciumSimOptions so;
+  so.height = 128;
+  so.width = 128;
+  so.frames = 300;
+  so.neurons = 50;
+  so.motion_px = 2.0f;
+  so.firing_rate_hz = 1.0f;
+  sim::CalciumSimulator simulator(so);
+  auto stim = [](std::uint32_t t) { return t == 0 || (t >= 10 && t < 15) || (t >= 100 && t < 108) || (t >= 200 && t < 208); };
+  struct Run {
+    std::vector<float> dy, dx, held;
+    double marked = 0;
+  };
+  auto run = [&](bool light, bool marks) {
+    v1::StageConfig cfg;
+    cfg.set_type("motion_correct");
+    std::unique_ptr<Stage> st = Registry::instance().make_stage(cfg);
+    StreamSpec in = imaging_spec(128, 128, 30.0);
+    StreamSpec out = st->start(in, StageContext{});
+    const int lane = out.lane_index("shifts"), qlane = out.lane_index("motion_quality");
+    Frame f;
+    f.allocate(capacities(in, out));
+    Run r;
+    for (std::uint32_t t = 0; t < so.frames; ++t) {
+      f.set_shape(128 * 128, 1);
+      f.header.flags = marks && stim(t) ? kFrameMarkedBad : 0u;
+      simulator.render(t, f.data());
+      if (light && stim(t))
+        for (int i = 0; i < 40 * 128; ++i) f.data()[i] += 600.0f;
+      st->process(f);
+      r.dy.push_back(f.lane(lane).data[0]);
+      r.dx.push_back(f.lane(lane).data[1]);
+      r.held.push_back(f.lane(qlane).data[1]);
+    }
+    r.marked = scalar(*st, "frames_marked_bad");
+    st->stop();
+    return r;
+  };
+  const Run lit = run(true, true), dark = run(false, true), unmarked = run(true, false);
+  EXPECT_EQ(lit.marked, 22.0);
+  EXPECT_EQ(unmarked.marked, 0.0);
+  // Frame 0 marked, the template starts at frame 1: shifts are relative to its position (the
+  // errors' mean, taken out).
+  std::vector<double> ey, ex;
+  int differ = 0;
+  for (std::uint32_t t = 0; t < so.frames; ++t) {
+    if (stim(t)) {
+      EXPECT_EQ(lit.held[t], 2.0f) << "frame " << t;
+      continue;
+    }
+    EXPECT_EQ(lit.held[t], 0.0f) << "frame " << t;
+    EXPECT_EQ(lit.dy[t], dark.dy[t]) << "frame " << t;
+    EXPECT_EQ(lit.dx[t], dark.dx[t]) << "frame " << t;
+    differ += lit.dy[t] != unmarked.dy[t] || lit.dx[t] != unmarked.dx[t];
+    if (t >= 30) {
+      ey.push_back(lit.dy[t] - simulator.truth().shifts(t, 0));
+      ex.push_back(lit.dx[t] - simulator.truth().shifts(t, 1));
+    }
+  }
+  const double my = std::accumulate(ey.begin(), ey.end(), 0.0) / static_cast<double>(ey.size());
+  const double mx = std::accumulate(ex.begin(), ex.end(), 0.0) / static_cast<double>(ex.size());
+  double sq = 0;
+  for (std::size_t i = 0; i < ey.size(); ++i) sq += std::pow(ey[i] - my, 2) + std::pow(ex[i] - mx, 2);
+  EXPECT_LE(std::sqrt(sq / static_cast<double>(ey.size())), 0.2) << "rms error over the unmarked frames from 30 (pixels)";
+  EXPECT_LT(std::hypot(my, mx), 1.0) << "the reference frame's offset";
+  EXPECT_GT(differ, 100);
+}
+
 // Resonant-scan comb: every odd line of the movie displaced 3 px. bidi_phase_auto measures the
 // offset on the mean of the first frames and ends at 3, correcting every frame after the
 // template frames as bidi_phase: 3 does (shifts within 0.1 px); the shifts follow the truth as
@@ -382,11 +501,13 @@ struct ExclusionRun {
   int components = 0;
   int unmatched = 0;                           // final components no planted neuron matches
   double frames_excluded = -1;                 // report()'s scalar
+  double frames_marked_bad = -1;
 };
 
 // With `blob`, the stimulated frames get a bright compact spot instead (Gaussian, sd 3 px, in
 // another place each burst): what a neuron the model does not have yet looks like, firing.
-ExclusionRun run_stimulated(float ratio, bool blob = false, std::uint32_t first = 260) {
+// With `marks`, the stimulated frames come marked bad by the source (kFrameMarkedBad).
+ExclusionRun run_stimulated(float ratio, bool blob = false, std::uint32_t first = 260, bool marks = false) {
   sim::CalciumSimOptions so = rtnmf::test::small_sparse_movie(4);
   so.frames = 900;
   sim::CalciumSimulator simulator(so);
@@ -400,6 +521,7 @@ ExclusionRun run_stimulated(float ratio, bool blob = false, std::uint32_t first 
   ExclusionRun r;
   for (std::uint32_t t = 0; t < so.frames; ++t) {
     f.set_shape(so.height * so.width, 1);
+    f.header.flags = marks && stimulated(t, first) ? kFrameMarkedBad : 0u;
     simulator.render(t, f.data());
     if (stimulated(t, first) && !blob)
       for (std::uint32_t p = 8 * so.width; p < 40 * so.width; ++p) f.data()[p] += 400.0f;
@@ -413,7 +535,7 @@ ExclusionRun run_stimulated(float ratio, bool blob = false, std::uint32_t first 
     st->process(f);
     st->after_frame();
     r.residual.push_back(f.lane(fit).data[0]);
-    r.excluded.push_back(f.lane(fit).data[1] > 0 ? 1 : 0);
+    r.excluded.push_back(static_cast<std::uint8_t>(f.lane(fit).data[1]));
     r.traces.emplace_back(f.data(), f.data() + f.header.rows);
     r.spikes.emplace_back(f.lane(spk).data, f.lane(spk).data + f.lane(spk).size);
   }
@@ -429,10 +551,8 @@ ExclusionRun run_stimulated(float ratio, bool blob = false, std::uint32_t first 
     for (int j = 0; j < truth.cols(); ++j) best = std::max(best, cos(k, j) / (nk * truth.col(j).norm() + 1e-12f));
     r.unmatched += best < 0.5f ? 1 : 0;
   }
-  std::vector<std::pair<std::string, double>> scalars;
-  st->report(scalars);
-  for (const auto& [k, v] : scalars)
-    if (k == "frames_excluded") r.frames_excluded = v;
+  r.frames_excluded = scalar(*st, "frames_excluded");
+  r.frames_marked_bad = scalar(*st, "frames_marked_bad");
   return r;
 }
 
@@ -503,6 +623,42 @@ TEST(OnlineCnmfStage, FramesTheModelCannotExplainAreExcludedAndTheirTracesHeld) 
   bad.mutable_imaging()->set_outlier_residual_ratio(0.5f);
   expect_start_refused(*Registry::instance().make_stage(bad), imaging_spec(64, 64, 30),
                        "outlier_residual_ratio 0.5 is not above 1 (a multiple of the median residual; negative: off)");
+}
+
+// The same light, marked bad by the source, with the outlier test off: every marked frame is
+// excluded (lane value 2) from the first model's frames on, the batch's and the catch-up's
+// counted, traces held, no spike, no spurious component; so are the compact spots the test
+// itself keeps (a marked frame is excluded whatever its residual). What the marked frames hold
+// then changes nothing: the traces of the light run and the spot run are bit-identical.
+TEST(OnlineCnmfStage, FramesMarkedBadAreExcludedWhateverTheirResidual) {
+  ExclusionRun light;
+  for (const std::uint32_t first : {260u, 50u}) {
+    SCOPED_TRACE("light from frame " + std::to_string(first));
+    const ExclusionRun marked = run_stimulated(-1.0f, false, first, true);
+    if (first == 260) light = marked;
+    int spikes = 0, jumps = 0;
+    for (std::uint32_t t = 399; t < marked.excluded.size(); ++t) {
+      EXPECT_EQ(marked.excluded[t], stimulated(t, first) ? 2 : 0) << "frame " << t;
+      if (!stimulated(t, first)) continue;
+      for (std::size_t k = 0; k < marked.traces[t].size(); ++k) {
+        spikes += marked.spikes[t][k] > 0;
+        const float before = std::max(k < marked.traces[t - 1].size() ? marked.traces[t - 1][k] : 0.0f,
+                                      k < marked.traces[t - 2].size() ? marked.traces[t - 2][k] : 0.0f);
+        jumps += marked.traces[t][k] > 2 * before + 1.0f;
+      }
+    }
+    EXPECT_EQ(spikes, 0);
+    EXPECT_EQ(jumps, 0);
+    EXPECT_EQ(marked.frames_excluded, 48.0);
+    EXPECT_EQ(marked.frames_marked_bad, 48.0);
+    EXPECT_EQ(marked.unmatched, 0) << marked.components << " components";
+  }
+  const ExclusionRun spot = run_stimulated(-1.0f, true, 260, true);
+  for (std::uint32_t t = 399; t < spot.excluded.size(); ++t)
+    EXPECT_EQ(spot.excluded[t], stimulated(t) ? 2 : 0) << "frame " << t;
+  EXPECT_EQ(spot.frames_marked_bad, 48.0);
+  EXPECT_EQ(spot.traces, light.traces);
+  EXPECT_EQ(spot.spikes, light.spikes);
 }
 
 TEST(ImagingFileSource, TruncatedTiffEndsTheStreamWithTheFrameIndex) {

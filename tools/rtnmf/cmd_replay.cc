@@ -116,7 +116,9 @@ take effect at fixed frames, so two replays give bit-identical results at any sp
 INPUT fills the `path` of the pipeline's source (a TIFF/HDF5/raw movie, EDF/BDF/CSV, ...).
 A movie split over files is one input: a directory, or a quoted pattern ('run1_*.tif', in name
 order); --set source.channel=N / source.plane=N pick a channel / plane of multi-channel or
-volumetric TIFFs.
+volumetric TIFFs; --set source.bad_frames=FILE marks frames not to be trusted (stimulation
+light: 0-based indices and ranges 300-307, or suite2p's bad_frames.npy), which motion correction
+keeps out of its template and online CNMF excludes.
   --pipeline   built-in name (see below) or a *.pbtxt file
   --out        HDF5 result file (datasets depend on the pipeline; /timing/latency_ns always);
                default: the pipeline's `output`, none if empty
