@@ -154,7 +154,7 @@ def format_activations(topic, msg, t_ns):
         if msg.motion.held:
             line += " (held: registration rejected this frame)"
     if msg.excluded:
-        line += " excluded: the model could not explain this frame (values held)"
+        line += " excluded: the model could not explain this frame, or the rig marked it bad (values held)"
     return line
 
 
