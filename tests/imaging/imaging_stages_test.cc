@@ -48,6 +48,18 @@ void expect_start_refused(Stage& stage, const StreamSpec& in, const std::string&
   }
 }
 
+// The motion-correction tests' movie: 128 x 128, 50 neurons firing at 1 Hz, 2 px of motion.
+sim::CalciumSimOptions moving_128_movie(std::uint32_t frames) {
+  sim::CalciumSimOptions so;
+  so.height = 128;
+  so.width = 128;
+  so.frames = frames;
+  so.neurons = 50;
+  so.motion_px = 2.0f;
+  so.firing_rate_hz = 1.0f;
+  return so;
+}
+
 // A report() scalar of `stage` by name (NaN when it has none).
 double scalar(const Stage& stage, const std::string& name) {
   std::vector<std::pair<std::string, double>> scalars;
@@ -141,13 +153,7 @@ TEST(DffStage, FramesMarkedBadDoNotMoveTheBaseline) {
 }
 
 TEST(MotionCorrectStage, RecoversSimulatedShiftsAndRecordsThem) {
-  sim::CalciumSimOptions so;
-  so.height = 128;
-  so.width = 128;
-  so.frames = 200;
-  so.neurons = 50;
-  so.motion_px = 2.0f;
-  so.firing_rate_hz = 1.0f;
+  const sim::CalciumSimOptions so = moving_128_movie(200);
   sim::CalciumSimulator simulator(so);
   v1::StageConfig cfg;
   cfg.set_type("motion_correct");
@@ -230,13 +236,7 @@ TEST(MotionCorrectStage, SparseSmallFramesDoNotLockOntoADistantPeak) {
 // the frames after them register as well as before. Without it (ratio < 0) some of them are
 // moved pixels off, and the count of held frames is 0.
 TEST(MotionCorrectStage, HoldsThePreviousShiftOnFramesItCannotRegister) {
-  sim::CalciumSimOptions so;
-  so.height = 128;
-  so.width = 128;
-  so.frames = 300;
-  so.neurons = 50;
-  so.motion_px = 2.0f;
-  so.firing_rate_hz = 1.0f;
+  const sim::CalciumSimOptions so = moving_128_movie(300);
   sim::CalciumSimulator simulator(so);
   auto corrupted = [](std::uint32_t t) { return (t >= 100 && t < 105) || (t >= 200 && t < 205); };
   for (const float ratio : {0.0f, -1.0f}) {
@@ -306,13 +306,7 @@ TEST(MotionCorrectStage, HoldsThePreviousShiftOnFramesItCannotRegister) {
 // frame's shift is bit-identical whatever the marked frames hold, and as accurate as on a clean
 // movie. Unmarked, the light reaches the template (the shifts of later frames change).
 TEST(MotionCorrectStage, FramesMarkedBadStayOutOfTheTemplate) {
-  sim::CalciumSimOptions so;
-  so.height = 128;
-  so.width = 128;
-  so.frames = 300;
-  so.neurons = 50;
-  so.motion_px = 2.0f;
-  so.firing_rate_hz = 1.0f;
+  const sim::CalciumSimOptions so = moving_128_movie(300);
   sim::CalciumSimulator simulator(so);
   auto stim = [](std::uint32_t t) { return t == 0 || (t >= 10 && t < 15) || (t >= 100 && t < 108) || (t >= 200 && t < 208); };
   struct Run {
