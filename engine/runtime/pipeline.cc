@@ -184,6 +184,7 @@ void Pipeline::start_impl() {
     ctx.outbox = publisher_.get();
     ctx.config_text = config_text_;
     ctx.slow_cpus = slow_cpus_;
+    ctx.frame_valid_until_after_frame = true;  // process_loop releases a frame after after_frame()
     std::vector<const StreamSpec*> specs{&s.in_spec};
     std::vector<StreamSpec> outs;
     outs.reserve(s.cfg.stage_size());
@@ -363,8 +364,9 @@ void Pipeline::process_loop(Stream& s) {
     s.frames_processed.fetch_add(1, std::memory_order_relaxed);
     s.last_ns.store(h.t_processed_ns, std::memory_order_relaxed);
     const std::int64_t arrival = h.t_received_ns;
-    s.input->release(f);
+    // The stages may still read the frame in after_frame() (StageContext::frame_valid_until_after_frame).
     for (auto& stage : s.stages) stage->after_frame();
+    s.input->release(f);
     if (last_arrival > 0) interval = arrival - last_arrival;
     last_arrival = arrival;
     warmed = !(interval >= 5'000'000 && interval <= 1'000'000'000);

@@ -50,6 +50,11 @@ struct StageContext {
   // CPUs for the stage's slow-path threads (pin_current_thread at their start): the CPUs outside
   // the pipeline's realtime_cpus, or empty (no pinning) when those are not set.
   std::vector<unsigned> slow_cpus;
+  // The runner calls after_frame() after every process() and keeps the frame given to process()
+  // valid (its lanes as the last stage left them) until after_frame() returns: a stage may finish
+  // per-frame work on it there, outside the frame's latency. The pipeline promises it; direct
+  // callers (tests, benchmarks) that cannot leave it false.
+  bool frame_valid_until_after_frame = false;
 };
 
 // Base class of every stage. Subclasses implement do_start/do_process (and optionally the rest).

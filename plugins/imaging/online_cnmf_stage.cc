@@ -160,6 +160,7 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   const std::uint32_t want = p.init_frames() ? p.init_frames() : 300;
   init_frames_ = std::max<std::uint32_t>(update_every_, (want + update_every_ - 1) / update_every_ * update_every_);
   mode_ = ctx.mode;
+  defer_copy_ = ctx.frame_valid_until_after_frame;
   // The initialisation (~10 s of CPU at 512 x 512) on two threads when replaying with no CPU
   // reserved for the frame threads: then nothing paced waits on this core. Live, or with
   // --rt-cpus (the slow path then has the other CPUs only), one thread. Same result either way.
@@ -241,6 +242,8 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   shifts_in_lane_ = in.lane_index("shifts");
   ring_shift_.assign(static_cast<std::size_t>(ring_cap_) * 2, 0.0f);
   ring_excluded_.assign(ring_cap_, 0);
+  copy_head_.assign(std::max<std::uint32_t>(slots_, 1), 0.0f);
+  copy_px_ = nullptr;
   ring_marked_.assign(ring_cap_, 0);
   added_pos_.assign(std::max<std::uint32_t>(kept_, 1), 0);
   added_head_ = added_n_ = 0;
@@ -319,7 +322,10 @@ void OnlineCnmfStage::prepare(std::uint64_t n) {
   prepared_ = n;
 }
 
-void OnlineCnmfStage::do_after_frame() { prepare(frame_); }
+void OnlineCnmfStage::do_after_frame() {
+  if (copy_px_) finish_copy();
+  prepare(frame_);
+}
 
 void OnlineCnmfStage::do_warm() {
   if (model_ && tracking_) warm_sink_ = nmf::touch_model(*model_) + tracker_.warm();
@@ -359,8 +365,15 @@ void OnlineCnmfStage::do_process(Frame& frame) {
     for (std::uint32_t p = 0; p < pixels_; ++p) px[p] += offset_;
   float* act = ring_act_.data() + static_cast<std::size_t>(slot) * slots_;
   float* bgr = ring_bg_.data() + static_cast<std::size_t>(slot) * std::max(nb_, 1);
+  const std::uint32_t used = static_cast<std::uint32_t>(slots_used_);
   double squared_norm = -1.0;  // the tracker's fit residual needs it: summed during the copy
-  if (to_slow) {
+  if (to_slow && defer_copy_) {
+    // The copy for the slow path waits for after_frame(), outside the frame's latency (1 MiB
+    // written to memory at 512 x 512: ~70 us at 30 Hz, several times that when the machine's
+    // memory is busy). Only lane 0's first `used` floats are overwritten below (with the traces):
+    // kept aside for it. The tracker then sums ||y||^2 itself (the same sum_squares).
+    std::copy(px, px + used, copy_head_.data());
+  } else if (to_slow) {
     // Streaming stores: this thread does not read the copy again, so it need not evict the
     // footprints and background it reads next (and a cold ring slot costs no read for ownership).
     squared_norm = nmf::copy_sum_squares(ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_, px, pixels_);
@@ -374,7 +387,6 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   fit.size = 2;
   bool excluded = false;
   const bool marked = (frame.header.flags & kFrameMarkedBad) != 0;
-  const std::uint32_t used = static_cast<std::uint32_t>(slots_used_);
   if (tracking_) {
     tracker_.process(px, squared_norm, marked);
     const nmf::CnmfFrameOutput& o = tracker_.output();
@@ -422,8 +434,26 @@ void OnlineCnmfStage::do_process(Frame& frame) {
       const float* shift = frame.lane(shifts_in_lane_).data;
       std::copy(shift, shift + 2, ring_shift_.data() + 2 * static_cast<std::size_t>(slot));
     }
-    head_.store(head + 1, std::memory_order_release);
+    if (defer_copy_) {
+      copy_px_ = px;
+      copy_slot_ = slot;
+      copy_used_ = used;
+    } else {
+      head_.store(head + 1, std::memory_order_release);
+    }
   }
+}
+
+void OnlineCnmfStage::finish_copy() {
+  float* dst = ring_pixels_.data() + static_cast<std::size_t>(copy_slot_) * pixels_;
+  // From a 32-byte boundary on with streaming stores (copy_sum_squares; the sum is not needed),
+  // the kept head and the few pixels up to the boundary before it.
+  const std::uint32_t h = copy_used_, from = std::min(pixels_, (h + 7) / 8 * 8);
+  nmf::copy_sum_squares(dst + from, copy_px_ + from, pixels_ - from);
+  std::copy(copy_head_.data(), copy_head_.data() + h, dst);
+  std::copy(copy_px_ + h, copy_px_ + from, dst + h);
+  copy_px_ = nullptr;
+  head_.store(head_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
 void OnlineCnmfStage::slow_loop() {

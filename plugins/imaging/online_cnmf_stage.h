@@ -75,7 +75,8 @@ class OnlineCnmfStage : public Stage {
  protected:
   StreamSpec do_start(const StreamSpec& in, const StageContext& ctx) override;
   void do_process(Frame& frame) override;
-  // Takes (and cache-warms) the model of the next frame once this one has left.
+  // Copies the frame into its ring slot when process() left that for later (defer_copy_), then
+  // takes (and cache-warms) the model of the next frame, once this one has left.
   void do_after_frame() override;
   // Reads the model the next frame uses and the tracker's state into the caches (Stage::warm):
   // after ~33 ms of idling beside the slow path they are in memory, not in the caches.
@@ -189,6 +190,15 @@ class OnlineCnmfStage : public Stage {
   }
   // The oldest ring position the updater may still read (slow path).
   std::uint64_t oldest_kept(std::uint64_t pos) const;
+  // With StageContext::frame_valid_until_after_frame (the pipeline), the frame's copy into its
+  // ring slot is made in after_frame(), outside the frame's latency: process() keeps lane 0's
+  // first copy_used_ floats (overwritten with the traces) in copy_head_ and notes the frame and
+  // slot; finish_copy() copies and only then publishes the slot (head_). Processing thread.
+  bool defer_copy_ = false;
+  std::vector<float> copy_head_;
+  const float* copy_px_ = nullptr;  // the frame whose copy is due; null: none
+  std::uint32_t copy_slot_ = 0, copy_used_ = 0;
+  void finish_copy();
   alignas(64) std::atomic<std::uint64_t> head_{0};
   alignas(64) std::atomic<std::uint64_t> tail_{0};
   std::atomic<bool> stop_{false};
