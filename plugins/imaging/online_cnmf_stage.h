@@ -19,7 +19,9 @@
 // effect exactly at frame t + L, so replays are bit-identical at any speed; live, as soon as
 // ready. The fast path hands frames to the slow path through a bounded ring: in replay it waits
 // when the ring is full, live it drops the slow path's copy (counted; the model then learns from
-// fewer frames, activations are unaffected).
+// fewer frames, activations are unaffected). In a pipeline the copy into the ring is made in
+// after_frame(), once the frame has left (StageContext::frame_valid_until_after_frame): it reads
+// the pixels past lane 0's shape, which the stages after this one do not write.
 // The first model (the initialisation on frames < init_frames) takes effect first_lag frames
 // after its last frame, not L: the batch takes seconds (about 8 s of one core at 512 x 512 x 300),
 // so under real-time pacing the fast path would otherwise stall on it. first_lag =
