@@ -11,6 +11,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <chrono>
 #include <thread>
 
 #include "engine/runtime/model_exchange.h"
@@ -382,28 +383,46 @@ stream { id: "rt" overload: BLOCK
   EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);  // the caller's thread is left alone
 }
 
-// Logs the processing thread's calls: 'p' for process(), 'a' for after_frame().
+// Logs the processing thread's calls: 'p' for process(), 'a' for after_frame() when the frame
+// process() had is still that frame ('x' if the pool had handed it on: its seq or first value
+// changed), and whether the pipeline promised that (StageContext::frame_valid_until_after_frame).
 std::string g_call_log;
+bool g_frame_promised = false;
 
 class AfterFrameProbeStage : public Stage {
  public:
   using Stage::Stage;
 
  protected:
-  StreamSpec do_start(const StreamSpec& in, const StageContext&) override {
+  StreamSpec do_start(const StreamSpec& in, const StageContext& ctx) override {
     g_call_log.reserve(4096);
+    g_frame_promised = ctx.frame_valid_until_after_frame;
     return in;
   }
-  void do_process(Frame&) override { g_call_log.push_back('p'); }
-  void do_after_frame() override { g_call_log.push_back('a'); }
+  void do_process(Frame& f) override {
+    g_call_log.push_back('p');
+    frame_ = &f;
+    seq_ = f.header.seq;
+    first_ = f.data()[0];
+  }
+  void do_after_frame() override {
+    // Time for a source waiting on the pool to take and refill the frame, had it been released.
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    g_call_log.push_back(frame_->header.seq == seq_ && frame_->data()[0] == first_ ? 'a' : 'x');
+  }
+
+ private:
+  const Frame* frame_ = nullptr;
+  std::uint64_t seq_ = 0;
+  float first_ = 0;
 };
 RTNMF_REGISTER_STAGE("test_after_frame_probe", "test only", AfterFrameProbeStage);
 
-TEST(Pipeline, AfterFrameRunsOncePerFrameAfterTheFrameIsProcessed) {
+TEST(Pipeline, AfterFrameRunsOncePerFrameAfterTheFrameIsProcessedWhileItIsStillThere) {
   g_call_log.clear();
   Pipeline p(parse_pipeline(R"(
 publisher { disabled: true }
-stream { id: "af" overload: BLOCK
+stream { id: "af" overload: BLOCK queue_depth: 2
   source { pacing: MAX max_frames: 300 synthetic { kind: EMG channels: 4 block_samples: 2 } }
   stage { type: "test_after_frame_probe" } })",
                             "af.pbtxt"));
@@ -413,6 +432,7 @@ stream { id: "af" overload: BLOCK
   std::string want;
   for (int i = 0; i < 300; ++i) want += "pa";
   EXPECT_EQ(g_call_log, want);
+  EXPECT_TRUE(g_frame_promised);
 }
 
 TEST(Pipeline, RealtimeCpuThatDoesNotExistIsAConfigError) {
