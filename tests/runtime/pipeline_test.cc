@@ -5,13 +5,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <random>
 #include <string>
-#include <chrono>
 #include <thread>
 
 #include "engine/runtime/model_exchange.h"
