@@ -293,6 +293,8 @@ struct CnmfFrameOutput {
   float residual = 0;
   bool excluded = false;
   bool marked = false;
+  // As /fit/quality's column records it: 0 kept, 1 excluded by the outlier test, 2 marked bad.
+  std::uint8_t exclusion() const { return marked ? 2 : excluded ? 1 : 0; }
 };
 
 // Frames of residual history behind the outlier test, and how many it needs before it judges

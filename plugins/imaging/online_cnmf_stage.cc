@@ -244,7 +244,6 @@ StreamSpec OnlineCnmfStage::do_start(const StreamSpec& in, const StageContext& c
   ring_excluded_.assign(ring_cap_, 0);
   copy_head_.assign(std::max<std::uint32_t>(slots_, 1), 0.0f);
   copy_px_ = nullptr;
-  ring_marked_.assign(ring_cap_, 0);
   added_pos_.assign(std::max<std::uint32_t>(kept_, 1), 0);
   added_head_ = added_n_ = 0;
   excluded_.store(0, std::memory_order_relaxed);
@@ -385,15 +384,17 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   Lane& fit = frame.lane(fit_lane_);
   fit.data[0] = fit.data[1] = 0.0f;
   fit.size = 2;
-  bool excluded = false;
   const bool marked = (frame.header.flags & kFrameMarkedBad) != 0;
+  // 0 kept, 1 excluded by the outlier test, 2 marked bad (nmf::CnmfFrameOutput::exclusion);
+  // before the first model only the mark.
+  std::uint8_t exclusion = marked ? 2 : 0;
   if (tracking_) {
     tracker_.process(px, squared_norm, marked);
     const nmf::CnmfFrameOutput& o = tracker_.output();
-    excluded = o.excluded;
+    exclusion = o.exclusion();
     fit.data[0] = o.residual;
-    fit.data[1] = marked ? 2.0f : excluded ? 1.0f : 0.0f;
-    if (excluded) excluded_.fetch_add(1, std::memory_order_relaxed);
+    fit.data[1] = exclusion;
+    if (o.excluded) excluded_.fetch_add(1, std::memory_order_relaxed);
     if (marked) marked_.fetch_add(1, std::memory_order_relaxed);
     std::fill(px, px + used, 0.0f);
     std::fill(spk.data, spk.data + used, 0.0f);
@@ -426,8 +427,7 @@ void OnlineCnmfStage::do_process(Frame& frame) {
   frame.header.model_version = exchange_.version();
   if (to_slow) {
     ring_has_model_[slot] = tracking_ && m.k() + m.nb() > 0 ? 1 : 0;
-    ring_excluded_[slot] = excluded ? 1 : 0;
-    ring_marked_[slot] = marked ? 1 : 0;
+    ring_excluded_[slot] = exclusion;
     ring_next_slot_[slot] = m.next_slot;
     ring_frame_[slot] = n;
     if (shifts_in_lane_ >= 0 && frame.lane(shifts_in_lane_).size >= 2) {
@@ -512,7 +512,7 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
                  where().c_str(), static_cast<double>(-offset_), static_cast<double>(offset_));
   if (t < init_frames_) {
     std::memcpy(init_movie_.col(static_cast<Eigen::Index>(t)).data(), px, sizeof(float) * pixels_);
-    init_marked_[static_cast<std::size_t>(t)] = ring_marked_[slot];
+    init_marked_[static_cast<std::size_t>(t)] = ring_excluded_[slot] == 2;
     if (shifts_in_lane_ >= 0) {  // this frame's slot, read while it is this frame's
       const float* sh = ring_shift_.data() + 2 * static_cast<std::size_t>(slot);
       init_largest_shift_ = std::max({init_largest_shift_, std::fabs(sh[0]), std::fabs(sh[1])});
@@ -588,9 +588,8 @@ void OnlineCnmfStage::slow_frame(std::uint64_t t, std::uint32_t slot) {
     if (init_screen_.marks_ignored > 0)
       std::fprintf(stderr, "note: %s%lld of the %u initialisation frames are marked bad; initialising on all of them (too few others)\n",
                    where().c_str(), static_cast<long long>(init_screen_.marks_ignored), init_frames_);
-    else
-      marked_.fetch_add(static_cast<std::uint64_t>(std::count(init_marked_.begin(), init_marked_.end(), 1)),
-                        std::memory_order_relaxed);
+    marked_.fetch_add(static_cast<std::uint64_t>(std::count(init_screen_.excluded.begin(), init_screen_.excluded.end(), 2)),
+                      std::memory_order_relaxed);
     seeds_ = Eigen::SparseMatrix<float>();  // used only by the initialisation
     updater_.init(options_, init_, init_movie_.leftCols(init_screen_.kept));  // at init_.neuron_radius (auto_radius)
     nmf::expand_screened_traces(init_, init_screen_);  // the result file's rows cover every frame
@@ -668,9 +667,9 @@ void OnlineCnmfStage::record_finds(std::uint64_t t) {
 
 void OnlineCnmfStage::track_catch_up(std::uint64_t t, std::uint32_t slot) {
   const float* px = ring_pixels_.data() + static_cast<std::size_t>(slot) * pixels_;
-  catch_tracker_.process(px, -1.0, ring_marked_[slot] != 0);
+  catch_tracker_.process(px, -1.0, ring_excluded_[slot] == 2);  // the fast path's: the mark only
   const nmf::CnmfFrameOutput& o = catch_tracker_.output();
-  ring_excluded_[slot] = o.excluded ? 1 : 0;  // read by the slow path after this frame's catch_next_
+  ring_excluded_[slot] = o.exclusion();  // read by the slow path after this frame's catch_next_
   if (o.excluded) excluded_.fetch_add(1, std::memory_order_relaxed);
   if (o.marked) marked_.fetch_add(1, std::memory_order_relaxed);
   const nmf::CnmfModel& im = init_.model;
@@ -688,7 +687,7 @@ void OnlineCnmfStage::track_catch_up(std::uint64_t t, std::uint32_t slot) {
     catch_spk_.col(c) = o.spikes.head(im.k());
     if (nb_ > 0) catch_bg_.col(c) = o.background.head(nb_);
     catch_fit_(c, 0) = o.residual;
-    catch_fit_(c, 1) = o.marked ? 2.0f : o.excluded ? 1.0f : 0.0f;
+    catch_fit_(c, 1) = o.exclusion();
   }
 }
 

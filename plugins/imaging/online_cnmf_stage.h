@@ -170,13 +170,12 @@ class OnlineCnmfStage : public Stage {
   // slot's shift (dy, dx) for the updater (CnmfUpdater::set_motion).
   int shifts_in_lane_ = -1;
   std::vector<float> ring_shift_;
-  // Per ring slot: 1 when the tracker (fast path or catch-up) excluded the frame as one the model
-  // cannot explain (CnmfOptions::outlier_residual_ratio); the slow path then does not add it.
+  // Per ring slot, as /fit/quality codes it (nmf::CnmfFrameOutput::exclusion): 1 when the tracker
+  // (fast path or catch-up) excluded the frame as one the model cannot explain
+  // (CnmfOptions::outlier_residual_ratio), 2 when the source marked it bad (kFrameMarkedBad; set
+  // by the fast path also before it has a model, for the initialisation's batch and the
+  // catch-up). The slow path does not add a frame with a non-zero entry.
   std::vector<std::uint8_t> ring_excluded_;
-  // Per ring slot: 1 when the source marked the frame bad (kFrameMarkedBad; stimulation light):
-  // for the frames before the fast path has a model (the initialisation's batch, the catch-up),
-  // which the slow path excludes.
-  std::vector<std::uint8_t> ring_marked_;
   // The ring positions of the last kept_ frames added to the updater (oldest at added_head_ -
   // added_n_): with excluded frames left out, the updater's kept frames reach further back than
   // kept_ positions, and the ring releases slots only behind the oldest of them (so their
