@@ -62,19 +62,9 @@ void read_text(const std::string& path, std::vector<std::uint64_t>& out) {
   if (in.bad()) fail(path, "read error");
 }
 
-// Whether the .npy file's header says bool (a mask over frames rather than a list of them).
-bool npy_is_bool(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string head(512, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(head.size()));
-  head.resize(static_cast<std::size_t>(in.gcount()));
-  const std::size_t d = head.find("'descr'");
-  return d != std::string::npos && head.find("b1'", d) < head.find(',', d);
-}
-
 void read_array(const std::string& path, std::vector<std::uint64_t>& out) {
   const LoadedMatrix m = read_npy(path);
-  if (npy_is_bool(path)) {  // a mask: True at the frames meant
+  if (m.dtype.size() > 1 && m.dtype[1] == 'b') {  // bool: a mask, True at the frames meant
     for (Eigen::Index i = 0; i < m.values.size(); ++i)
       if (m.values.data()[i] != 0) out.push_back(static_cast<std::uint64_t>(i));
     return;

@@ -239,6 +239,7 @@ LoadedMatrix read_npy(const std::string& path) {
   else fail(path, "unsupported dtype '" + descr + "'");
   LoadedMatrix out;
   out.source = path;
+  out.dtype = descr;
   if (fortran) {
     out.values = Eigen::Map<const Eigen::MatrixXf>(flat.data(), rows, cols);
   } else {

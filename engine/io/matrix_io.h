@@ -33,6 +33,7 @@ struct LoadedMatrix {
   Eigen::MatrixXf values;                 // rows × columns as stored in the file
   std::vector<std::string> column_names;  // CSV header if present, else empty
   std::string source;                     // the input spec, for messages
+  std::string dtype;                      // .npy: the stored dtype ('descr', e.g. "<i8", "|b1")
 };
 
 // Reads INPUT as described above; with `validate`, also rejects negative, NaN, Inf and empty.
